@@ -1,0 +1,3 @@
+"""fusebench: benchmark memory-efficient int8 CNN inference on microcontrollers."""
+
+__version__ = "0.1.0"

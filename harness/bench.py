@@ -1,0 +1,248 @@
+"""`invoke bench`: build every (board, model, variant) firmware, run it on each
+input, compare with the host reference, and collect the rows into the run folder.
+
+Jobs (one per firmware) run in a process pool so a sweep takes about the time
+of its longest jobs; each row is appended to `bench.csv` as soon as it is
+known, so an interrupted sweep keeps what it measured.
+"""
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import multiprocessing as mp
+import os
+import queue as _queue
+import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from .catalog import BUILD_DIR, RESULTS_DIR
+from .errors import FusebenchError
+
+# Columns of bench.csv, in order. `instructions` is what QEMU counts (-icount),
+# `cycles` what real silicon counts (DWT); `count_source` says which.
+BENCH_COLUMNS = [
+    "board", "runner", "model", "variant", "input", "run", "status", "instructions", "cycles",
+    "count_source", "arena_bytes_planned", "arena_bytes_peak", "stack_bytes_peak",
+    "static_data_bytes", "ram_bytes_total", "ram_bytes_available", "flash_bytes",
+    "flash_bytes_available", "top1", "reference_top1", "outputs_match", "label", "macs", "detail",
+]
+BAD_STATUSES = ("mismatch", "crash", "timeout")
+VARIANTS = ("unfused",)
+
+
+@dataclass
+class Job:
+    board: str
+    model_path: str
+    variant: str
+    inputs: list[tuple[str, np.ndarray, Optional[int]]]   # (name, int8 data, label)
+    references: list[np.ndarray]
+    runs: int = 1
+    timeout_s: float = 300.0
+    options: dict = field(default_factory=dict)
+
+
+def new_run_dir(root: Path = RESULTS_DIR) -> Path:
+    """results/<timestamp> plus the `results/latest` link to it."""
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_dir = root / stamp
+    n = 1
+    while run_dir.exists():
+        n += 1
+        run_dir = root / f"{stamp}-{n}"
+    run_dir.mkdir(parents=True)
+    latest = root / "latest"
+    tmp = root / f".latest-{os.getpid()}"
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    tmp.symlink_to(run_dir.name)
+    os.replace(tmp, latest)      # atomic: `latest` always points at a whole folder
+    return run_dir
+
+
+class RowWriter:
+    """Appends rows to a CSV, flushing each one (an interrupted sweep keeps them)."""
+
+    def __init__(self, path: Path, columns: list[str] = BENCH_COLUMNS):
+        self.path = path
+        self.columns = columns
+        new = not path.exists()
+        self._file = open(path, "a", newline="")
+        self._writer = csv.DictWriter(self._file, fieldnames=columns, extrasaction="ignore")
+        if new:
+            self._writer.writeheader()
+            self._file.flush()
+
+    def write(self, row: dict) -> None:
+        self._writer.writerow({c: row.get(c, "") for c in self.columns})
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def firmware_dir(board: str, model_name: str, variant: str) -> Path:
+    return BUILD_DIR / board / model_name / variant
+
+
+def build_variant(board_name: str, model_path: str, variant: str, options: Optional[dict] = None):
+    """Import, plan, generate and build one firmware. Returns (graph, plan, build result)."""
+    from .boards import load_board
+    from .build import build_firmware
+    from .codegen import generate_sources
+    from .commands import make_plan
+    from .tflite_import import load_model
+
+    board = load_board(board_name)
+    graph = load_model(model_path)
+    plan = make_plan(graph, variant, **(options or {}))
+    out_dir = firmware_dir(board.name, graph.name, variant)
+    gen_dir = out_dir / "gen"
+    generate_sources(graph, plan, board, gen_dir)
+    plan.save(out_dir / "plan.json")
+    result = build_firmware(board, gen_dir, out_dir)
+    return board, graph, plan, result
+
+
+def _base_row(job: Job, board, graph, plan) -> dict:
+    return dict(board=job.board, model=graph.name if graph else Path(job.model_path).stem,
+                variant=job.variant, arena_bytes_planned=plan.arena_bytes if plan else "",
+                macs=sum(graph.macs(op) for op in graph.ops) if graph else "",
+                ram_bytes_available=board.ram_bytes if board else "",
+                flash_bytes_available=board.flash_bytes if board else "")
+
+
+def run_job(job: Job, events) -> None:
+    """Worker: build then run one firmware on all inputs; rows go to `events`."""
+    from .boards import load_board
+    from .build import DoesNotFit
+    from .runners.qemu import QemuRunner
+
+    label = f"{job.board}/{Path(job.model_path).stem}/{job.variant}"
+    events.put(("status", f"building {label}"))
+    board = graph = plan = None
+    try:
+        board = load_board(job.board)
+        board, graph, plan, build = build_variant(job.board, job.model_path, job.variant, job.options)
+    except DoesNotFit as exc:
+        base = _base_row(job, board, graph, plan)
+        for name, _, lbl in job.inputs:
+            events.put(("row", dict(base, runner="qemu", input=name, run=0, status="does-not-fit",
+                                    label=lbl, detail=str(exc))))
+        return
+    base = _base_row(job, board, graph, plan)
+    base.update(runner="qemu", flash_bytes=build.flash_bytes,
+                static_data_bytes=build.ram_static_bytes - plan.arena_bytes)
+    events.put(("status", f"running {label} on {board.runners['qemu']['machine']}"))
+    flat_inputs = [(name, data, lbl, ref, run) for run in range(job.runs)
+                   for (name, data, lbl), ref in zip(job.inputs, job.references)]
+    runner = QemuRunner(board)
+    results = runner.run(build.elf, [x[1] for x in flat_inputs], timeout_s=job.timeout_s)
+    for (name, _, lbl, ref, run), res in zip(flat_inputs, results):
+        row = dict(base, input=name, run=run, label=lbl, status=res.status,
+                   count_source=res.count_source, detail=res.detail or "",
+                   reference_top1=int(np.argmax(ref)))
+        if res.status == "ok":
+            out = np.asarray(res.output, dtype=np.int8).reshape(-1)
+            match = out.shape == ref.shape and np.array_equal(out, ref)
+            row.update(instructions=res.instructions if res.count_source != "dwt" else "",
+                       cycles=res.instructions if res.count_source == "dwt" else "",
+                       arena_bytes_peak=res.arena_bytes_peak, stack_bytes_peak=res.stack_bytes_peak,
+                       ram_bytes_total=res.arena_bytes_peak + res.stack_bytes_peak
+                       + base["static_data_bytes"],
+                       top1=int(np.argmax(out)), outputs_match=bool(match),
+                       status="ok" if match else "mismatch")
+            if not match:
+                row["detail"] = f"{int(np.sum(out != ref))} of {ref.size} outputs differ"
+        events.put(("row", row))
+
+
+def reference_outputs_isolated(model_path: str, xs: list[np.ndarray]) -> list[np.ndarray]:
+    """Host reference in a child process: LiteRT aborts the whole process on
+    some degenerate models (e.g. collapsed softmax scales)."""
+    from .reference import reference_outputs
+    ctx = mp.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+        try:
+            return pool.submit(reference_outputs, model_path, xs).result()
+        except BrokenProcessPool:
+            raise FusebenchError(f"{model_path}: LiteRT's reference kernels aborted on this model "
+                                 "(degenerate quantization parameters?)") from None
+
+
+def load_inputs(graph, inputs_dir: Optional[str]) -> list[tuple[str, np.ndarray, Optional[int]]]:
+    from .datasets import load_default_inputs, load_input_folder
+    _, h, w, _ = graph.input.shape
+    scale, zp = graph.input.scale, graph.input.zero_point
+    if inputs_dir:
+        samples = load_input_folder(Path(inputs_dir), h, w, scale, zp)
+    else:
+        samples = load_default_inputs(h, w, scale, zp)
+    if not samples:
+        raise FusebenchError(f"no inputs found in {inputs_dir or 'the default inputs'}")
+    return [(s.name, np.ascontiguousarray(s.data, dtype=np.int8), s.label) for s in samples]
+
+
+def run_sweep(boards: list[str], model_paths: list[Path], variants: list[str],
+              inputs_dir: Optional[str] = None, runs: int = 1, jobs: Optional[int] = None,
+              max_inputs: Optional[int] = None, timeout_s: float = 600.0,
+              options: Optional[dict] = None, run_dir: Optional[Path] = None) -> Path:
+    """Run the whole sweep; returns the run folder (bench.csv, summary.csv, plots)."""
+    from tqdm import tqdm
+
+    from .boards import load_board
+    from .tflite_import import load_model
+
+    for b in boards:
+        load_board(b)                   # unknown boards fail before any work starts
+    for v in variants:
+        if v not in VARIANTS:
+            raise FusebenchError(f"unknown variant '{v}' (available: {', '.join(VARIANTS)})")
+    job_list = []
+    for path in model_paths:
+        graph = load_model(path)        # unsupported models fail here, with their reason
+        inputs = load_inputs(graph, inputs_dir)[:max_inputs]
+        refs = reference_outputs_isolated(str(path), [x for _, x, _ in inputs])
+        for b in boards:
+            for v in variants:
+                job_list.append(Job(board=b, model_path=str(path), variant=v, inputs=inputs,
+                                    references=refs, runs=runs, timeout_s=timeout_s,
+                                    options=options or {}))
+    run_dir = run_dir or new_run_dir()
+    writer = RowWriter(run_dir / "bench.csv")
+    total_rows = sum(len(j.inputs) * j.runs for j in job_list)
+    workers = max(1, min(jobs or os.cpu_count() or 1, len(job_list)))
+    manager = mp.get_context("spawn").Manager()
+    events = manager.Queue()
+    bar = tqdm(total=total_rows, unit="row", dynamic_ncols=True, mininterval=0.5)
+    try:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+            futures = [pool.submit(run_job, j, events) for j in job_list]
+            while True:
+                try:
+                    kind, payload = events.get(timeout=0.5)
+                except _queue.Empty:
+                    if all(f.done() for f in futures) and events.empty():
+                        break
+                    continue
+                if kind == "row":
+                    writer.write(payload)
+                    bar.update(1)
+                    bar.set_postfix_str(f"{payload['board']}/{payload['model']}/"
+                                        f"{payload['variant']}: {payload['status']}")
+                else:
+                    bar.set_description_str(payload)
+            for f in futures:
+                f.result()              # re-raise a worker's FusebenchError
+    finally:
+        bar.close()
+        writer.close()
+        manager.shutdown()
+    return run_dir

@@ -1,0 +1,119 @@
+"""The bodies of the command-line tasks (tasks.py stays a thin wrapper)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Union
+
+from .catalog import MODELS_DIR, RESULTS_DIR, resolve_models
+from .errors import FusebenchError
+
+PathOpt = Union[str, bool, None]
+
+
+def _out_path(option: PathOpt, default: Path) -> Optional[Path]:
+    """`--csv` alone means the default path; `--csv FILE` that file."""
+    if option in (None, False, ""):
+        return None
+    path = default if option is True else Path(str(option))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def make_plan(graph, variant: str):
+    from .plan import plan_layer_by_layer
+    if variant == "unfused":
+        return plan_layer_by_layer(graph)
+    raise FusebenchError(f"unknown variant '{variant}' (available: unfused)")
+
+
+def plan_command(model: Optional[str], variant: str = "unfused", csv: PathOpt = None,
+                 plot: PathOpt = None, json: PathOpt = None, tflm: bool = True) -> None:
+    from .plots import plot_memory_profile
+    from .tables import format_plan, plan_table
+    from .tflite_import import load_model
+    from .tflm import TflmUnavailable, tflm_arena_bytes
+
+    for path in resolve_models(model):
+        graph = load_model(path)
+        p = make_plan(graph, variant)
+        tflm_bytes, note = None, "skipped (--no-tflm)"
+        if tflm:
+            try:
+                tflm_bytes = tflm_arena_bytes(path)
+            except TflmUnavailable as exc:
+                note = str(exc)
+        print(format_plan(graph, p, tflm_bytes, note))
+        stem = RESULTS_DIR / "plans" / f"{graph.name}-{variant}"
+        if (out := _out_path(csv, stem.with_suffix(".csv"))):
+            plan_table(graph, p, tflm_bytes).to_csv(out, index=False)
+            print(f"wrote {out}")
+        if (out := _out_path(plot, stem.with_suffix(".png"))):
+            plot_memory_profile([p], out)
+            print(f"wrote {out}")
+        if (out := _out_path(json, stem.with_suffix(".json"))):
+            p.save(out)
+            print(f"wrote {out}")
+        print()
+
+
+def models_command(resolution: Optional[int] = None, out: Optional[str] = None) -> None:
+    from .modelgen import make_models
+    make_models(Path(out) if out else MODELS_DIR,
+                resolutions=[resolution] if resolution else None)
+
+
+def bench_command(board: str = "stm32h7", model: Optional[str] = None, variant: Optional[str] = None,
+                  inputs: Optional[str] = None, runs: int = 1, jobs: Optional[int] = None,
+                  max_inputs: Optional[int] = None, timeout: float = 600.0) -> Path:
+    """The main job. Returns the run folder; raises FusebenchError when any row
+    is a mismatch, crash or timeout (after everything is written)."""
+    import pandas as pd
+
+    from .bench import BAD_STATUSES, VARIANTS, run_sweep
+    from .boards import load_board
+    from .plots import plot_bench_bars, plot_memory_profile
+    from .tables import summarize_bench
+    from .tflite_import import load_model
+
+    boards = [b.strip() for b in board.split(",") if b.strip()]
+    variants = [v.strip() for v in (variant or ",".join(VARIANTS)).split(",") if v.strip()]
+    model_paths = resolve_models(model)
+    if runs < 1:
+        raise FusebenchError("--runs must be at least 1")
+    print(f"bench: boards {', '.join(boards)}; variants {', '.join(variants)}; "
+          f"models {', '.join(p.name for p in model_paths)}")
+    run_dir = run_sweep(boards, model_paths, variants, inputs_dir=inputs, runs=runs, jobs=jobs,
+                        max_inputs=max_inputs, timeout_s=timeout)
+    rows = pd.read_csv(run_dir / "bench.csv")
+    summary = summarize_bench(rows)
+    summary.to_csv(run_dir / "summary.csv", index=False)
+
+    # Pictures: memory profile per model (all variants, boards' RAM), then bars.
+    ram = {b: load_board(b).ram_bytes for b in boards}
+    for path in model_paths:
+        graph = load_model(path)
+        plans = [make_plan(graph, v) for v in variants]
+        plot_memory_profile(plans, run_dir / f"memory-profile-{graph.name}.png", ram_bytes=ram)
+    summary = summary.assign(ram_peak_kib=summary["ram_bytes_total"])
+    plot_bench_bars(summary, run_dir / "peak-ram.png", "ram_bytes_total", "measured peak RAM (KiB)",
+                    scale=1024, title="Measured peak RAM (arena + stack + static data)", ram_lines=True)
+    count_col = next((c for c in summary.columns if c.endswith("_median")), None)
+    if count_col:
+        plot_bench_bars(summary, run_dir / "instructions.png", count_col,
+                        f"{count_col.replace('_median', '')} per inference (millions)", scale=1e6,
+                        title=f"{count_col.replace('_median', '').capitalize()} per inference")
+
+    with pd.option_context("display.width", 200, "display.max_columns", 30):
+        shown = [c for c in ("board", "model", "variant", "ok", "mismatch", "crash", "timeout",
+                             "does_not_fit", count_col, "arena_bytes_planned", "arena_bytes_peak",
+                             "stack_bytes_peak", "ram_bytes_total", "flash_bytes", "top1_accuracy")
+                 if c and c in summary.columns]
+        print(summary[shown].to_string(index=False))
+    print(f"results: {run_dir} (bench.csv, summary.csv, plots); results/latest points there")
+    bad = rows[rows["status"].isin(BAD_STATUSES)]
+    if len(bad):
+        first = bad.iloc[0]
+        raise FusebenchError(f"{len(bad)} of {len(rows)} rows failed ({', '.join(sorted(set(bad['status'])))}); "
+                             f"first: {first['board']}/{first['model']}/{first['variant']}/{first['input']}: "
+                             f"{first['status']} {first['detail'] if pd.notna(first['detail']) else ''}")
+    return run_dir

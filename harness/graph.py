@@ -1,0 +1,144 @@
+"""The graph IR: what a `.tflite` file becomes after import.
+
+Small and typed on purpose: every later stage (planner, code generator, host
+runner) reads only these classes, never the flatbuffer.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+
+@dataclass
+class Quant:
+    """Affine int8 quantization: real = scale * (q - zero_point).
+
+    `scale` and `zero_point` have one entry per tensor, or one per channel
+    along `axis` (per-channel weights)."""
+    scale: np.ndarray          # float32, shape (1,) or (channels,)
+    zero_point: np.ndarray     # int64, same shape as scale
+    axis: int = 0
+
+    @property
+    def per_channel(self) -> bool:
+        return self.scale.size > 1
+
+
+@dataclass
+class Tensor:
+    index: int
+    name: str
+    shape: tuple[int, ...]
+    dtype: str                 # numpy dtype name: 'int8', 'int32', 'float32', ...
+    quant: Optional[Quant] = None
+    data: Optional[np.ndarray] = None   # constant buffer (weights, biases), else None
+
+    @property
+    def is_const(self) -> bool:
+        return self.data is not None
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) * np.dtype(self.dtype).itemsize
+
+    @property
+    def scale(self) -> float:
+        assert self.quant is not None and not self.quant.per_channel
+        return float(self.quant.scale[0])
+
+    @property
+    def zero_point(self) -> int:
+        assert self.quant is not None
+        return int(self.quant.zero_point[0])
+
+
+@dataclass
+class Op:
+    """One operator in execution order.
+
+    `kind` is the TFLite builtin name (CONV_2D, DEPTHWISE_CONV_2D, ...).
+    `options` holds the builtin options as plain values:
+      stride_h, stride_w, dilation_h, dilation_w, padding ('SAME'|'VALID'),
+      activation ('NONE'|'RELU'|'RELU6'|'RELU_N1_TO_1'), depth_multiplier,
+      filter_h, filter_w (pools), axes (MEAN), keep_dims, beta (SOFTMAX),
+      new_shape (RESHAPE), paddings (PAD, as ((top,bottom),(left,right),...)).
+    Absent optional inputs (e.g. FULLY_CONNECTED without bias) are -1 in `inputs`.
+    """
+    index: int
+    kind: str
+    inputs: list[int]
+    outputs: list[int]
+    options: dict = field(default_factory=dict)
+
+
+@dataclass
+class Block:
+    """An inverted residual block: 1x1 expansion (absent when the expansion
+    ratio is 1), an optional explicit PAD (Keras pads stride-2 blocks with a
+    ZeroPadding2D layer), depthwise, 1x1 projection and an optional residual
+    ADD. Values are op indices."""
+    expand: Optional[int]
+    depthwise: int
+    project: int
+    add: Optional[int] = None
+    pad: Optional[int] = None
+
+    @property
+    def ops(self) -> list[int]:
+        return [i for i in (self.expand, self.pad, self.depthwise, self.project, self.add) if i is not None]
+
+
+@dataclass
+class Graph:
+    name: str
+    tensors: list[Tensor]
+    ops: list[Op]
+    inputs: list[int]
+    outputs: list[int]
+    blocks: list[Block] = field(default_factory=list)
+
+    def tensor(self, index: int) -> Tensor:
+        return self.tensors[index]
+
+    def producer(self, tensor_index: int) -> Optional[Op]:
+        for op in self.ops:
+            if tensor_index in op.outputs:
+                return op
+        return None
+
+    def consumers(self, tensor_index: int) -> list[Op]:
+        return [op for op in self.ops if tensor_index in op.inputs]
+
+    @property
+    def input(self) -> Tensor:
+        return self.tensors[self.inputs[0]]
+
+    @property
+    def output(self) -> Tensor:
+        return self.tensors[self.outputs[0]]
+
+    def activation_tensors(self) -> list[int]:
+        """Non-constant tensors that some op reads or writes: what the arena holds."""
+        seen: list[int] = []
+        for op in self.ops:
+            for t in op.inputs + op.outputs:
+                if t >= 0 and not self.tensors[t].is_const and t not in seen:
+                    seen.append(t)
+        return seen
+
+    def macs(self, op: Op) -> int:
+        """Multiply-accumulates of one op (0 for ops without weights)."""
+        out = self.tensors[op.outputs[0]].shape
+        if op.kind == "CONV_2D":
+            w = self.tensors[op.inputs[1]].shape          # O, H, W, I
+            return int(np.prod(out)) * w[1] * w[2] * w[3]
+        if op.kind == "DEPTHWISE_CONV_2D":
+            w = self.tensors[op.inputs[1]].shape          # 1, H, W, C*M
+            return int(np.prod(out)) * w[1] * w[2]
+        if op.kind == "FULLY_CONNECTED":
+            w = self.tensors[op.inputs[1]].shape          # O, I
+            batches = int(np.prod(out)) // w[0]
+            return batches * w[0] * w[1]
+        return 0

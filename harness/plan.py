@@ -1,0 +1,201 @@
+"""Memory plans: which bytes of one static arena each tensor occupies, step by step.
+
+A `Plan` is plain data (steps, allocations) serialisable to JSON: the code
+generator consumes it, `invoke plan` prints and plots it, and the measured
+arena watermark is checked against `arena_bytes`.
+
+This module holds the layer-by-layer (`unfused`) planner: tensor lifetimes
+from the op order, offsets by a greedy first fit, largest tensor first, as
+TFLite Micro's greedy planner does.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+from .graph import Graph, Op
+
+# Offsets are multiples of this: 4 is what the C kernels need for word loads;
+# 16 keeps every tensor on its own cache-line-friendly boundary.
+ARENA_ALIGNMENT = 16
+
+
+def align(n: int, a: int = ARENA_ALIGNMENT) -> int:
+    return (n + a - 1) // a * a
+
+
+@dataclass
+class Allocation:
+    """One buffer in the arena: a tensor, or the scratch of one step."""
+    name: str
+    size: int                     # bytes actually used
+    first_step: int
+    last_step: int
+    tensor: Optional[int] = None  # tensor index; None for scratch buffers
+    offset: int = -1
+
+    def overlaps_in_time(self, other: "Allocation") -> bool:
+        return self.first_step <= other.last_step and other.first_step <= self.last_step
+
+    def overlaps_in_space(self, other: "Allocation") -> bool:
+        return self.offset < other.offset + other.size and other.offset < self.offset + self.size
+
+
+@dataclass
+class Step:
+    index: int
+    op: int                      # op index in the graph
+    kind: str
+    input_shapes: list[list[int]]
+    output_shape: list[int]
+    live: list[str]              # allocation names live during this step
+    live_bytes: int              # sum of their sizes
+    scratch_bytes: int = 0
+    macs: int = 0
+
+
+@dataclass
+class Plan:
+    model: str
+    variant: str
+    alignment: int
+    arena_bytes: int             # planned arena size (highest offset + size)
+    lower_bound_bytes: int       # max over steps of the live bytes
+    steps: list[Step]
+    allocations: list[Allocation]
+    # RESHAPE outputs share their input's bytes: output tensor -> input tensor.
+    aliases: dict[int, int] = field(default_factory=dict)
+
+    def allocation_of(self, tensor: int) -> Allocation:
+        tensor = self.aliases.get(tensor, tensor)
+        for a in self.allocations:
+            if a.tensor == tensor:
+                return a
+        raise KeyError(f"tensor {tensor} has no allocation")
+
+    def scratch_of(self, step: int) -> Optional[Allocation]:
+        for a in self.allocations:
+            if a.tensor is None and a.first_step == step:
+                return a
+        return None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Plan":
+        d = json.loads(text)
+        d["steps"] = [Step(**s) for s in d["steps"]]
+        d["allocations"] = [Allocation(**a) for a in d["allocations"]]
+        d["aliases"] = {int(k): v for k, v in d.get("aliases", {}).items()}
+        return cls(**d)
+
+    def save(self, path: Path) -> None:
+        Path(path).write_text(self.to_json())
+
+
+ScratchFn = Callable[[Graph, Op], int]
+
+
+def no_scratch(graph: Graph, op: Op) -> int:
+    return 0
+
+
+def kernel_scratch(graph: Graph, op: Op) -> int:
+    """Scratch bytes the runtime kernel of `op` asks for (its *_buffer_size())."""
+    from .lowering import lower_op
+    if op.kind == "RESHAPE":
+        return 0
+    return int(lower_op(graph, op).scratch_bytes)
+
+
+def lifetimes(graph: Graph) -> tuple[dict[int, tuple[int, int]], dict[int, int]]:
+    """First and last step of every arena tensor, and the RESHAPE aliases."""
+    aliases: dict[int, int] = {}
+    for op in graph.ops:
+        if op.kind == "RESHAPE":
+            src = op.inputs[0]
+            aliases[op.outputs[0]] = aliases.get(src, src)
+    life: dict[int, tuple[int, int]] = {}
+
+    def touch(t: int, step: int) -> None:
+        t = aliases.get(t, t)
+        if t < 0 or graph.tensors[t].is_const:
+            return
+        first, last = life.get(t, (step, step))
+        life[t] = (min(first, step), max(last, step))
+
+    last_step = len(graph.ops) - 1
+    for t in graph.inputs:
+        touch(t, 0)
+    for step, op in enumerate(graph.ops):
+        for t in op.inputs + op.outputs:
+            touch(t, step)
+    for t in graph.outputs:
+        touch(t, last_step)
+    return life, aliases
+
+
+def greedy_offsets(allocs: list[Allocation], alignment: int = ARENA_ALIGNMENT) -> int:
+    """Largest first; each buffer goes to the lowest aligned offset where it does
+    not overlap a placed buffer that is live at the same time. Returns the
+    arena size."""
+    placed: list[Allocation] = []
+    order = sorted(allocs, key=lambda a: (-a.size, a.first_step, a.name))
+    for a in order:
+        busy = sorted((p for p in placed if p.overlaps_in_time(a)), key=lambda p: p.offset)
+        offset = 0
+        for p in busy:
+            if offset + a.size <= p.offset:
+                break              # fits in the gap before p
+            offset = max(offset, align(p.offset + p.size, alignment))
+        a.offset = offset
+        placed.append(a)
+    return max((a.offset + a.size for a in allocs), default=0)
+
+
+def plan_layer_by_layer(graph: Graph, scratch: ScratchFn = kernel_scratch,
+                        variant: str = "unfused") -> Plan:
+    life, aliases = lifetimes(graph)
+    allocs = [Allocation(name=f"t{t}", tensor=t, size=graph.tensors[t].nbytes,
+                         first_step=first, last_step=last)
+              for t, (first, last) in sorted(life.items())]
+    scratch_sizes = {}
+    for step, op in enumerate(graph.ops):
+        size = scratch(graph, op)
+        if size > 0:
+            scratch_sizes[step] = size
+            allocs.append(Allocation(name=f"scratch{step}", size=size,
+                                     first_step=step, last_step=step))
+    arena = greedy_offsets(allocs)
+    steps = []
+    for step, op in enumerate(graph.ops):
+        live = [a for a in allocs if a.first_step <= step <= a.last_step]
+        steps.append(Step(
+            index=step, op=op.index, kind=op.kind,
+            input_shapes=[list(graph.tensors[t].shape) for t in op.inputs
+                          if t >= 0 and not graph.tensors[t].is_const],
+            output_shape=list(graph.tensors[op.outputs[0]].shape),
+            live=[a.name for a in live], live_bytes=sum(a.size for a in live),
+            scratch_bytes=scratch_sizes.get(step, 0), macs=graph.macs(op)))
+    return Plan(model=graph.name, variant=variant, alignment=ARENA_ALIGNMENT,
+                arena_bytes=align(arena), lower_bound_bytes=max((s.live_bytes for s in steps), default=0),
+                steps=steps, allocations=allocs, aliases=aliases)
+
+
+def check_plan(plan: Plan) -> list[str]:
+    """Invariant violations (empty when the plan is sound)."""
+    problems = []
+    allocs = plan.allocations
+    for a in allocs:
+        if a.offset % plan.alignment:
+            problems.append(f"{a.name} offset {a.offset} is not {plan.alignment}-byte aligned")
+        if a.offset < 0 or a.offset + a.size > plan.arena_bytes:
+            problems.append(f"{a.name} [{a.offset}, {a.offset + a.size}) outside the arena")
+    for i, a in enumerate(allocs):
+        for b in allocs[i + 1:]:
+            if a.overlaps_in_time(b) and a.overlaps_in_space(b) and a.size and b.size:
+                problems.append(f"{a.name} and {b.name} are live together and overlap")
+    return problems

@@ -1,0 +1,65 @@
+"""Invoke tasks: the command line of fusebench (`invoke --list`).
+
+Each task is a thin wrapper: it parses options, calls one function of the
+`harness` package, and turns a FusebenchError into a one-line message and a
+non-zero exit.
+"""
+from __future__ import annotations
+
+import functools
+import sys
+
+from invoke import Exit, task
+
+
+def _cli(fn):
+    """Run a task body; user errors become one line on stderr and exit 1."""
+    @functools.wraps(fn)
+    def wrapper(c, *args, **kwargs):
+        from harness.errors import FusebenchError
+        try:
+            return fn(c, *args, **kwargs)
+        except FusebenchError as exc:
+            raise Exit(f"error: {exc}", code=1) from None
+        except KeyboardInterrupt:
+            raise Exit("interrupted; results written so far are kept", code=130) from None
+    return wrapper
+
+
+@task(optional=["csv", "plot", "json"],
+      help={"model": "a .tflite file or a shipped model name (default: all shipped models)",
+            "variant": "schedule to plan (unfused)",
+            "csv": "write the per-layer table as CSV (optionally to this path)",
+            "plot": "write the per-layer memory profile as PNG (optionally to this path)",
+            "json": "write the plan as JSON (optionally to this path)",
+            "tflm": "also ask TFLite Micro's planner for its arena (default on)"})
+@_cli
+def plan(c, model=None, variant="unfused", csv=None, plot=None, json=None, tflm=True):
+    """Print the memory plan of a model: live tensors per layer and the predicted peak arena."""
+    from harness.commands import plan_command
+    plan_command(model=model, variant=variant, csv=csv, plot=plot, json=json, tflm=tflm)
+
+
+@task(help={"resolution": "make every width at this input resolution (default: the shipped set)",
+            "out": "output folder (default: models/)"})
+@_cli
+def models(c, resolution=None, out=None):
+    """Regenerate the shipped int8 MobileNetV2 models (needs the `models` extra: TensorFlow)."""
+    from harness.commands import models_command
+    models_command(resolution=int(resolution) if resolution else None, out=out)
+
+
+@task(help={"board": "board name(s), comma-separated (see boards/)",
+            "model": "a .tflite file or shipped model name(s), comma-separated (default: all shipped)",
+            "variant": "schedule(s), comma-separated (default: all)",
+            "inputs": "a folder of images or .npy files (default: the shipped held-out images)",
+            "runs": "runs per input", "jobs": "parallel firmware jobs (default: cores)",
+            "max_inputs": "use only the first N inputs", "timeout": "seconds per firmware session"})
+@_cli
+def bench(c, board="stm32h7", model=None, variant=None, inputs=None, runs=1, jobs=None,
+          max_inputs=None, timeout=600):
+    """Build, run and measure every variant of every model on a board; write results/<run-id>/."""
+    from harness.commands import bench_command
+    bench_command(board=board, model=model, variant=variant, inputs=inputs, runs=int(runs),
+                  jobs=int(jobs) if jobs else None,
+                  max_inputs=int(max_inputs) if max_inputs else None, timeout=float(timeout))
