@@ -63,3 +63,23 @@ def bench(c, board="stm32h7", model=None, variant=None, inputs=None, runs=1, job
     bench_command(board=board, model=model, variant=variant, inputs=inputs, runs=int(runs),
                   jobs=int(jobs) if jobs else None,
                   max_inputs=int(max_inputs) if max_inputs else None, timeout=float(timeout))
+
+
+@task(help={"board": "board name", "model": "a .tflite file or shipped model name",
+            "variant": "schedule (unfused)"})
+@_cli
+def build(c, board="stm32h7", model=None, variant="unfused"):
+    """Build one firmware into build/<board>/<model>/<variant>/ and print its size."""
+    from harness.commands import build_command
+    build_command(board=board, model=model, variant=variant)
+
+
+@task(help={"board": "board name", "model": "a .tflite file or shipped model name",
+            "variant": "schedule (unfused)", "inputs": "folder of images or .npy files",
+            "max_inputs": "use only the first N inputs", "timeout": "seconds for the session"})
+@_cli
+def run(c, board="stm32h7", model=None, variant="unfused", inputs=None, max_inputs=None, timeout=600):
+    """Run a built firmware on the emulator and compare with the host reference."""
+    from harness.commands import run_command
+    run_command(board=board, model=model, variant=variant, inputs=inputs,
+                max_inputs=int(max_inputs) if max_inputs else None, timeout=float(timeout))

@@ -115,8 +115,8 @@ def _base_row(job: Job, board, graph, plan) -> dict:
     return dict(board=job.board, model=graph.name if graph else Path(job.model_path).stem,
                 variant=job.variant, arena_bytes_planned=plan.arena_bytes if plan else "",
                 macs=sum(graph.macs(op) for op in graph.ops) if graph else "",
-                ram_bytes_available=board.ram_bytes if board else "",
-                flash_bytes_available=board.flash_bytes if board else "")
+                ram_bytes_available=board.ram.size if board else "",
+                flash_bytes_available=board.flash.size if board else "")
 
 
 def run_job(job: Job, events) -> None:
@@ -140,7 +140,7 @@ def run_job(job: Job, events) -> None:
     base = _base_row(job, board, graph, plan)
     base.update(runner="qemu", flash_bytes=build.flash_bytes,
                 static_data_bytes=build.ram_static_bytes - plan.arena_bytes)
-    events.put(("status", f"running {label} on {board.runners['qemu']['machine']}"))
+    events.put(("status", f"running {label} on {board.runner('qemu').machine}"))
     flat_inputs = [(name, data, lbl, ref, run) for run in range(job.runs)
                    for (name, data, lbl), ref in zip(job.inputs, job.references)]
     runner = QemuRunner(board)

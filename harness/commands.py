@@ -89,7 +89,7 @@ def bench_command(board: str = "stm32h7", model: Optional[str] = None, variant: 
     summary.to_csv(run_dir / "summary.csv", index=False)
 
     # Pictures: memory profile per model (all variants, boards' RAM), then bars.
-    ram = {b: load_board(b).ram_bytes for b in boards}
+    ram = {b: load_board(b).ram.size for b in boards}
     for path in model_paths:
         graph = load_model(path)
         plans = [make_plan(graph, v) for v in variants]
@@ -117,3 +117,43 @@ def bench_command(board: str = "stm32h7", model: Optional[str] = None, variant: 
                              f"first: {first['board']}/{first['model']}/{first['variant']}/{first['input']}: "
                              f"{first['status']} {first['detail'] if pd.notna(first['detail']) else ''}")
     return run_dir
+
+
+def build_command(board: str, model: Optional[str], variant: str = "unfused") -> None:
+    from .bench import build_variant
+    for path in resolve_models(model):
+        b, graph, p, result = build_variant(board, str(path), variant)
+        print(f"{b.name}/{graph.name}/{variant}: {result.elf}")
+        print(f"  flash {result.flash_bytes} of {b.flash.size} bytes; static RAM "
+              f"{result.ram_static_bytes} bytes (arena {p.arena_bytes}) + stack {b.stack_bytes} "
+              f"of {b.ram.size} bytes{'  (cached)' if getattr(result, 'cached', False) else ''}")
+
+
+def run_command(board: str, model: Optional[str], variant: str = "unfused", inputs: Optional[str] = None,
+                max_inputs: Optional[int] = None, timeout: float = 600.0) -> None:
+    """Run already-built firmware on the inputs and print one line per input."""
+    import numpy as np
+
+    from .bench import firmware_dir, load_inputs, reference_outputs_isolated
+    from .boards import load_board
+    from .runners.qemu import QemuRunner
+    from .tflite_import import load_model
+
+    b = load_board(board)
+    for path in resolve_models(model):
+        graph = load_model(path)
+        elf = firmware_dir(b.name, graph.name, variant) / "firmware.elf"
+        if not elf.exists():
+            raise FusebenchError(f"{elf} is not built; run `invoke build --board {board} "
+                                 f"--model {path} --variant {variant}` first")
+        samples = load_inputs(graph, inputs)[:max_inputs]
+        refs = reference_outputs_isolated(str(path), [x for _, x, _ in samples])
+        results = QemuRunner(b).run(elf, [x for _, x, _ in samples], timeout_s=timeout)
+        for (name, _, label), ref, res in zip(samples, refs, results):
+            if res.status != "ok":
+                print(f"{name}: {res.status} {res.detail or ''}")
+                continue
+            out = np.asarray(res.output, dtype=np.int8).reshape(-1)
+            print(f"{name}: top1 {int(np.argmax(out))} (reference {int(np.argmax(ref))}, label {label}) "
+                  f"bit-exact {np.array_equal(out, ref)}; {res.count_source} {res.instructions}; "
+                  f"arena peak {res.arena_bytes_peak} B; stack peak {res.stack_bytes_peak} B")
