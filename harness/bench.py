@@ -92,23 +92,32 @@ def firmware_dir(board: str, model_name: str, variant: str) -> Path:
     return BUILD_DIR / board / model_name / variant
 
 
-def build_variant(board_name: str, model_path: str, variant: str, options: Optional[dict] = None):
-    """Import, plan, generate and build one firmware. Returns (graph, plan, build result)."""
+def plan_variant(board_name: str, model_path: str, variant: str, options: Optional[dict] = None):
+    """Import and plan one (board, model, variant). Returns (board, graph, plan)."""
     from .boards import load_board
-    from .build import build_firmware
-    from .codegen import generate_sources
     from .commands import make_plan
     from .tflite_import import load_model
 
     board = load_board(board_name)
     graph = load_model(model_path)
-    plan = make_plan(graph, variant, **(options or {}))
-    out_dir = firmware_dir(board.name, graph.name, variant)
-    gen_dir = out_dir / "gen"
-    generate_sources(graph, plan, board, gen_dir)
+    return board, graph, make_plan(graph, variant, **(options or {}))
+
+
+def build_planned(board, graph, plan):
+    """Generate the C for a plan and build it into build/<board>/<model>/<variant>/."""
+    from .build import build_firmware
+    from .codegen import generate_sources
+
+    out_dir = firmware_dir(board.name, graph.name, plan.variant)
+    generate_sources(graph, plan, board, out_dir / "gen")
     plan.save(out_dir / "plan.json")
-    result = build_firmware(board, gen_dir, out_dir)
-    return board, graph, plan, result
+    return build_firmware(board, out_dir / "gen", out_dir)
+
+
+def build_variant(board_name: str, model_path: str, variant: str, options: Optional[dict] = None):
+    """Import, plan, generate and build one firmware. Returns (board, graph, plan, build result)."""
+    board, graph, plan = plan_variant(board_name, model_path, variant, options)
+    return board, graph, plan, build_planned(board, graph, plan)
 
 
 def _base_row(job: Job, board, graph, plan) -> dict:
@@ -121,16 +130,14 @@ def _base_row(job: Job, board, graph, plan) -> dict:
 
 def run_job(job: Job, events) -> None:
     """Worker: build then run one firmware on all inputs; rows go to `events`."""
-    from .boards import load_board
     from .build import DoesNotFit
     from .runners.qemu import QemuRunner
 
     label = f"{job.board}/{Path(job.model_path).stem}/{job.variant}"
     events.put(("status", f"building {label}"))
-    board = graph = plan = None
+    board, graph, plan = plan_variant(job.board, job.model_path, job.variant, job.options)
     try:
-        board = load_board(job.board)
-        board, graph, plan, build = build_variant(job.board, job.model_path, job.variant, job.options)
+        build = build_planned(board, graph, plan)
     except DoesNotFit as exc:
         base = _base_row(job, board, graph, plan)
         for name, _, lbl in job.inputs:
@@ -147,8 +154,11 @@ def run_job(job: Job, events) -> None:
     results = runner.run(build.elf, [x[1] for x in flat_inputs], timeout_s=job.timeout_s)
     for (name, _, lbl, ref, run), res in zip(flat_inputs, results):
         row = dict(base, input=name, run=run, label=lbl, status=res.status,
-                   count_source=res.count_source, detail=res.detail or "",
+                   count_source=res.count_source,
+                   detail=_detail_text(res.detail) if res.status != "ok" else "",
                    reference_top1=int(np.argmax(ref)))
+        if res.status == "ok" and run == 0 and name == job.inputs[0][0] and res.per_layer_instructions:
+            events.put(("layers", _layer_rows(base, name, plan, graph, res)))
         if res.status == "ok":
             out = np.asarray(res.output, dtype=np.int8).reshape(-1)
             match = out.shape == ref.shape and np.array_equal(out, ref)
@@ -162,6 +172,30 @@ def run_job(job: Job, events) -> None:
             if not match:
                 row["detail"] = f"{int(np.sum(out != ref))} of {ref.size} outputs differ"
         events.put(("row", row))
+
+
+def _detail_text(detail) -> str:
+    if not detail:
+        return ""
+    if isinstance(detail, dict):
+        return "; ".join(f"{k}={v}" for k, v in detail.items())
+    return str(detail)
+
+
+LAYER_COLUMNS = ["board", "model", "variant", "input", "step", "op", "kind", "macs",
+                 "instructions", "macs_per_instruction", "live_bytes"]
+
+
+def _layer_rows(base: dict, input_name: str, plan, graph, res) -> list[dict]:
+    """Per-layer instruction profile of one inference, beside the memory profile."""
+    rows = []
+    for step, count in zip(plan.steps, res.per_layer_instructions):
+        rows.append(dict(board=base["board"], model=base["model"], variant=base["variant"],
+                         input=input_name, step=step.index, op=step.op, kind=step.kind, macs=step.macs,
+                         instructions=count,
+                         macs_per_instruction=round(step.macs / count, 4) if count else "",
+                         live_bytes=step.live_bytes))
+    return rows
 
 
 def reference_outputs_isolated(model_path: str, xs: list[np.ndarray]) -> list[np.ndarray]:
@@ -217,11 +251,13 @@ def run_sweep(boards: list[str], model_paths: list[Path], variants: list[str],
                                     options=options or {}))
     run_dir = run_dir or new_run_dir()
     writer = RowWriter(run_dir / "bench.csv")
+    layer_writer = RowWriter(run_dir / "layers.csv", LAYER_COLUMNS)
     total_rows = sum(len(j.inputs) * j.runs for j in job_list)
     workers = max(1, min(jobs or os.cpu_count() or 1, len(job_list)))
     manager = mp.get_context("spawn").Manager()
     events = manager.Queue()
-    bar = tqdm(total=total_rows, unit="row", dynamic_ncols=True, mininterval=0.5)
+    # A live bar on a terminal; plain progress lines otherwise (disable=None).
+    bar = tqdm(total=total_rows, unit="row", dynamic_ncols=True, mininterval=0.5, disable=None)
     try:
         with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
             futures = [pool.submit(run_job, j, events) for j in job_list]
@@ -232,17 +268,23 @@ def run_sweep(boards: list[str], model_paths: list[Path], variants: list[str],
                     if all(f.done() for f in futures) and events.empty():
                         break
                     continue
-                if kind == "row":
+                if kind == "layers":
+                    for r in payload:
+                        layer_writer.write(r)
+                elif kind == "row":
                     writer.write(payload)
                     bar.update(1)
                     bar.set_postfix_str(f"{payload['board']}/{payload['model']}/"
                                         f"{payload['variant']}: {payload['status']}")
                 else:
                     bar.set_description_str(payload)
+                    if bar.disable:         # no terminal (CI, a log file): one line per stage
+                        print(f"bench: {payload}", flush=True)
             for f in futures:
                 f.result()              # re-raise a worker's FusebenchError
     finally:
         bar.close()
         writer.close()
+        layer_writer.close()
         manager.shutdown()
     return run_dir

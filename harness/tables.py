@@ -81,4 +81,4 @@ def summarize_bench(rows: pd.DataFrame) -> pd.DataFrame:
                            if len(labelled) else None),
             all_outputs_match=bool(len(ok) == len(g)),
         ))
-    return pd.DataFrame(out)
+    return pd.DataFrame(out).convert_dtypes()

@@ -1,0 +1,138 @@
+/* fusebench portable int8 runtime: the kernels the generated code calls.
+ *
+ * Every kernel reproduces LiteRT's reference kernel (BUILTIN_REF) for the same
+ * op bit for bit. The API follows CMSIS-NN's shape: scalar parameters in small
+ * structs, per-channel requantization as two arrays, a *_buffer_size() function
+ * for every kernel that may need scratch, and a status code from every call.
+ *
+ * Feature maps are NHWC int8, batch 1. Kernels read and write *windows* (fb_view)
+ * of a feature map so that a fused, tiled schedule can call the same kernels on
+ * tiles: a kernel computes exactly the output window it is given, reading its
+ * input through the input window, and treats everything outside the whole map
+ * [0, full_h) x [0, full_w) as zero padding.
+ *
+ * Plain C99, no malloc, no libm, no vendor headers.
+ */
+#ifndef FB_RUNTIME_H
+#define FB_RUNTIME_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum { FB_OK = 0, FB_ERR_ARG = -1, FB_ERR_SCRATCH = -2 } fb_status;
+
+/* A window on an NHWC int8 feature map (batch 1). `data` points at element
+ * (y0, x0, 0) of the window, the window is h x w x c, rows are row_stride
+ * elements apart (>= w*c), and full_h/full_w give the size of the whole feature
+ * map so a kernel knows where zero padding lies (outside [0,full_h) x [0,full_w)).
+ * Non-spatial tensors (e.g. [1, N]) are views with h = w = 1, c = N. */
+typedef struct {
+    int8_t *data;
+    int32_t y0, x0, h, w, c, row_stride, full_h, full_w;
+} fb_view;
+
+/* Requantization multiplier in TFLite's form: real = multiplier * 2^(shift - 31),
+ * shift > 0 is a left shift. */
+typedef struct { int32_t multiplier; int32_t shift; } fb_quant;                        /* per tensor */
+typedef struct { const int32_t *multiplier; const int32_t *shift; } fb_channel_quant;  /* per out channel */
+
+/* input_offset = -input zero point, output_offset = output zero point.
+ * pad_top/pad_left as TFLite computes them (SAME padding puts the odd pixel at
+ * the bottom/right); act_min/act_max is the fused activation's clamp range. */
+typedef struct {
+    int32_t input_offset, output_offset, stride_h, stride_w, dilation_h, dilation_w,
+        pad_top, pad_left, act_min, act_max;
+} fb_conv_params;
+typedef struct { fb_conv_params conv; int32_t depth_multiplier; } fb_dw_conv_params;
+typedef struct { int32_t out_c, kh, kw, in_c; } fb_filter_dims;
+
+/* CONV_2D. filter is OHWI (out_c x kh x kw x in_c), bias has out_c entries or is
+ * NULL. Computes the `output` window; the input window must hold every input
+ * pixel inside the map that this output window reads. scratch: at least
+ * fb_conv_s8_buffer_size() bytes (kh*kw*in_c int16), 4-byte aligned; its
+ * contents need not survive between calls. */
+fb_status fb_conv_s8(const fb_conv_params *p, const fb_channel_quant *q, const fb_view *input,
+                     const fb_filter_dims *fd, const int8_t *filter /* OHWI */,
+                     const int32_t *bias /* may be NULL */,
+                     fb_view *output /* window of the output map to compute */, int8_t *scratch);
+int32_t fb_conv_s8_buffer_size(const fb_filter_dims *fd, const fb_view *input, const fb_view *output);
+
+/* DEPTHWISE_CONV_2D. filter is 1 x kh x kw x (C*M) with fd->out_c = C*M and
+ * fd->in_c = 1; output channel m + ic*M reads input channel ic. scratch: at
+ * least fb_dw_conv_s8_buffer_size() bytes (out_c int32), 4-byte aligned. */
+fb_status fb_dw_conv_s8(const fb_dw_conv_params *p, const fb_channel_quant *q, const fb_view *input,
+                        const fb_filter_dims *fd, const int8_t *filter /* 1HW(C*M) */,
+                        const int32_t *bias /* may be NULL */, fb_view *output, int8_t *scratch);
+int32_t fb_dw_conv_s8_buffer_size(const fb_filter_dims *fd, const fb_view *input, const fb_view *output);
+
+/* ADD (same shapes, no broadcast). Offsets are -zero_point for inputs and
+ * +zero_point for the output; input*_shift/output_shift are exponents <= 0. */
+typedef struct {
+    int32_t input1_offset, input1_multiplier, input1_shift;
+    int32_t input2_offset, input2_multiplier, input2_shift;
+    int32_t left_shift, output_offset, output_multiplier, output_shift, act_min, act_max;
+} fb_add_params;
+/* Elementwise over the window; a, b and out must have the same h, w, c. */
+fb_status fb_add_s8(const fb_add_params *p, const fb_view *a, const fb_view *b, fb_view *out);
+
+/* MEAN over H and W (TFLite MEAN int8 with axes [1,2], keep_dims either way).
+ * multiplier/shift quantize input_scale / output_scale (the kernel folds in
+ * 1/(H*W) exactly as LiteRT does). input must be the whole map; output gets c
+ * values. */
+typedef struct { int32_t input_zero_point, output_zero_point, multiplier, shift; } fb_mean_params;
+fb_status fb_mean_s8(const fb_mean_params *p, const fb_view *input, int8_t *output);
+int32_t fb_mean_s8_buffer_size(const fb_view *input);
+
+/* AVERAGE_POOL_2D int8: averages the taps inside the map only (TFLite's SAME
+ * padding rule), rounding half away from zero; in/out quantization are equal. */
+typedef struct {
+    int32_t stride_h, stride_w, filter_h, filter_w, pad_top, pad_left, act_min, act_max;
+} fb_pool_params;
+fb_status fb_avgpool_s8(const fb_pool_params *p, const fb_view *input, fb_view *output);
+int32_t fb_avgpool_s8_buffer_size(const fb_view *input, const fb_view *output);
+
+/* FULLY_CONNECTED int8 (input batches x accum_depth, filter out_depth x
+ * accum_depth, output batches x out_depth). LiteRT's reference kernel scales the
+ * int32 accumulator in double precision: out = round(acc * effective_scale) with
+ * effective_scale = in_scale * filter_scale / out_scale (one entry, or out_depth
+ * entries when per_channel), rounding half away from zero. */
+typedef struct {
+    int32_t input_offset, filter_offset, output_offset, act_min, act_max;
+    int32_t batches, accum_depth, out_depth, per_channel;
+} fb_fc_params;
+fb_status fb_fully_connected_s8(const fb_fc_params *p, const double *effective_scale,
+                                const int8_t *input, const int8_t *filter,
+                                const int32_t *bias /* may be NULL */, int8_t *output);
+int32_t fb_fully_connected_s8_buffer_size(const fb_fc_params *p);
+
+/* SOFTMAX int8 -> int8 (output zero point -128, scale 1/256) with TFLite's
+ * reference fixed-point exp; softmax along the last dimension (depth) of
+ * `outer` rows. Parameters from PreprocessSoftmaxScaling (see harness/quant.py). */
+typedef struct { int32_t input_multiplier, input_left_shift, diff_min, outer, depth; } fb_softmax_params;
+fb_status fb_softmax_s8(const fb_softmax_params *p, const int8_t *input, int8_t *output);
+int32_t fb_softmax_s8_buffer_size(const fb_softmax_params *p);
+
+/* PAD of H and W with pad_value (the zero point). output is a window of the
+ * padded map; input is a window of the unpadded map with the same channels. */
+typedef struct { int32_t pad_top, pad_left, pad_value; } fb_pad_params;
+fb_status fb_pad_s8(const fb_pad_params *p, const fb_view *input, fb_view *output);
+int32_t fb_pad_s8_buffer_size(const fb_view *input, const fb_view *output);
+
+/* QUANTIZE int8 -> int8 (requantize `size` values). */
+typedef struct { int32_t input_zero_point, output_zero_point, multiplier, shift, size; } fb_requantize_params;
+fb_status fb_requantize_s8(const fb_requantize_params *p, const int8_t *input, int8_t *output);
+
+/* RESHAPE: a byte copy (NHWC bytes do not move); in == out is allowed. */
+fb_status fb_copy_s8(const int8_t *input, int8_t *output, int32_t size);
+
+/* TFLite's double-rounding MultiplyByQuantizedMultiplier, exported for tests. */
+int32_t fb_multiply_by_quantized_multiplier(int32_t x, int32_t multiplier, int32_t shift);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FB_RUNTIME_H */

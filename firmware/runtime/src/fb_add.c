@@ -1,0 +1,37 @@
+/* ADD int8 (LiteRT reference AddFunc): both inputs are brought to a common
+ * scale with 20 extra bits of headroom (left_shift), summed, then requantized
+ * to the output. */
+#include "fb_arith.h"
+
+static inline int8_t add_one(const fb_add_params *p, int32_t x, int32_t y)
+{
+    const int32_t a = fb_shift_left_wrap(p->input1_offset + x, p->left_shift);
+    const int32_t b = fb_shift_left_wrap(p->input2_offset + y, p->left_shift);
+    const int32_t sum = fb_mbqm_smaller_than_one(a, p->input1_multiplier, p->input1_shift) +
+                        fb_mbqm_smaller_than_one(b, p->input2_multiplier, p->input2_shift);
+    const int32_t out =
+        fb_mbqm_smaller_than_one(sum, p->output_multiplier, p->output_shift) + p->output_offset;
+    return (int8_t)fb_clamp(out, p->act_min, p->act_max);
+}
+
+fb_status fb_add_s8(const fb_add_params *p, const fb_view *a, const fb_view *b, fb_view *out)
+{
+    if (p == NULL || !fb_view_valid(a) || !fb_view_valid(b) || !fb_view_valid(out)) {
+        return FB_ERR_ARG;
+    }
+    if (a->h != out->h || a->w != out->w || a->c != out->c || b->h != out->h || b->w != out->w ||
+        b->c != out->c || p->act_min > p->act_max || p->left_shift < 0 || p->left_shift > 30 ||
+        p->input1_shift > 0 || p->input2_shift > 0 || p->output_shift > 0) {
+        return FB_ERR_ARG;
+    }
+    const int32_t row = out->w * out->c;
+    for (int32_t y = 0; y < out->h; ++y) {
+        const int8_t *pa = a->data + y * a->row_stride;
+        const int8_t *pb = b->data + y * b->row_stride;
+        int8_t *po = out->data + y * out->row_stride;
+        for (int32_t i = 0; i < row; ++i) {
+            po[i] = add_one(p, pa[i], pb[i]);
+        }
+    }
+    return FB_OK;
+}

@@ -1,0 +1,147 @@
+/* CONV_2D int8 with per-channel requantization (LiteRT reference ConvPerChannel).
+ *
+ * acc = sum over taps inside the map of filter * (input + input_offset) + bias.
+ * Per output pixel, the receptive patch is gathered once into an int16 column
+ * in scratch with the input offset already added and zeros for taps in the
+ * padding (a padded tap contributes nothing, exactly as the reference skips it);
+ * every output channel is then one dot product of its OHWI filter row with that
+ * column. The gather costs 1/out_c of the MACs and a later SIMD version can use
+ * the same column (CMSIS-NN's layout). */
+#include "fb_arith.h"
+
+int32_t fb_conv_s8_buffer_size(const fb_filter_dims *fd, const fb_view *input, const fb_view *output)
+{
+    (void)input;
+    (void)output;
+    if (fd == NULL || fd->kh <= 0 || fd->kw <= 0 || fd->in_c <= 0) {
+        return 0;
+    }
+    return fd->kh * fd->kw * fd->in_c * (int32_t)sizeof(int16_t);
+}
+
+static int32_t dot_s8_s16(const int8_t *f, const int16_t *col, int32_t n)
+{
+    int32_t acc0 = 0;
+    int32_t acc1 = 0;
+    int32_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        acc0 += (int32_t)f[i] * col[i] + (int32_t)f[i + 1] * col[i + 1];
+        acc1 += (int32_t)f[i + 2] * col[i + 2] + (int32_t)f[i + 3] * col[i + 3];
+    }
+    for (; i < n; ++i) {
+        acc0 += (int32_t)f[i] * col[i];
+    }
+    return acc0 + acc1;
+}
+
+static void offset_copy(int16_t *col, const int8_t *x, int32_t n, int32_t input_offset)
+{
+    for (int32_t i = 0; i < n; ++i) {
+        col[i] = (int16_t)((int32_t)x[i] + input_offset);
+    }
+}
+
+static void zero_fill(int16_t *col, int32_t n)
+{
+    for (int32_t i = 0; i < n; ++i) {
+        col[i] = 0;
+    }
+}
+
+/* All output channels of one pixel from its gathered column. */
+static void output_pixel(const fb_conv_params *p, const fb_channel_quant *q, const fb_filter_dims *fd,
+                         const int8_t *filter, const int32_t *bias, const int16_t *col, int8_t *out_px)
+{
+    const int32_t taps = fd->kh * fd->kw * fd->in_c;
+    const int8_t *f = filter;
+    for (int32_t oc = 0; oc < fd->out_c; ++oc) {
+        int32_t acc = dot_s8_s16(f, col, taps);
+        if (bias != NULL) {
+            acc += bias[oc];
+        }
+        const int32_t out = fb_mbqm(acc, q->multiplier[oc], q->shift[oc]) + p->output_offset;
+        out_px[oc] = (int8_t)fb_clamp(out, p->act_min, p->act_max);
+        f += taps;
+    }
+}
+
+fb_status fb_conv_s8(const fb_conv_params *p, const fb_channel_quant *q, const fb_view *input,
+                     const fb_filter_dims *fd, const int8_t *filter, const int32_t *bias,
+                     fb_view *output, int8_t *scratch)
+{
+    if (p == NULL || q == NULL || q->multiplier == NULL || q->shift == NULL || fd == NULL ||
+        filter == NULL || !fb_view_valid(input) || !fb_view_valid(output)) {
+        return FB_ERR_ARG;
+    }
+    if (fd->out_c <= 0 || fd->kh <= 0 || fd->kw <= 0 || fd->in_c <= 0 ||
+        input->c != fd->in_c || output->c != fd->out_c || p->stride_h <= 0 || p->stride_w <= 0 ||
+        p->dilation_h <= 0 || p->dilation_w <= 0 || p->act_min > p->act_max) {
+        return FB_ERR_ARG;
+    }
+    /* The input window must hold every in-map pixel this output window reads. */
+    const int32_t y_lo = output->y0 * p->stride_h - p->pad_top;
+    const int32_t y_hi = (output->y0 + output->h - 1) * p->stride_h - p->pad_top + (fd->kh - 1) * p->dilation_h;
+    const int32_t x_lo = output->x0 * p->stride_w - p->pad_left;
+    const int32_t x_hi = (output->x0 + output->w - 1) * p->stride_w - p->pad_left + (fd->kw - 1) * p->dilation_w;
+    if (!fb_view_covers(input, y_lo < 0 ? 0 : y_lo, y_hi >= input->full_h ? input->full_h - 1 : y_hi,
+                        x_lo < 0 ? 0 : x_lo, x_hi >= input->full_w ? input->full_w - 1 : x_hi)) {
+        return FB_ERR_ARG;
+    }
+    if (scratch == NULL || !fb_aligned4(scratch)) {
+        return FB_ERR_SCRATCH;
+    }
+    int16_t *col = (int16_t *)(void *)scratch;
+    const int32_t in_c = fd->in_c;
+
+    if (fd->kh == 1 && fd->kw == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_top == 0 &&
+        p->pad_left == 0) {
+        /* pointwise: the column is the input pixel itself */
+        for (int32_t oy = output->y0; oy < output->y0 + output->h; ++oy) {
+            const int8_t *in_px = fb_view_at(input, oy, output->x0);
+            int8_t *out_px = fb_view_at(output, oy, output->x0);
+            for (int32_t ox = 0; ox < output->w; ++ox) {
+                offset_copy(col, in_px, in_c, p->input_offset);
+                output_pixel(p, q, fd, filter, bias, col, out_px);
+                in_px += in_c;
+                out_px += fd->out_c;
+            }
+        }
+        return FB_OK;
+    }
+
+    const int32_t row_taps = fd->kw * in_c;
+    for (int32_t oy = output->y0; oy < output->y0 + output->h; ++oy) {
+        const int32_t iy0 = oy * p->stride_h - p->pad_top;
+        int32_t ky_start, ky_end;
+        fb_valid_taps(iy0, p->dilation_h, fd->kh, input->full_h, &ky_start, &ky_end);
+        int8_t *out_px = fb_view_at(output, oy, output->x0);
+        for (int32_t ox = output->x0; ox < output->x0 + output->w; ++ox) {
+            const int32_t ix0 = ox * p->stride_w - p->pad_left;
+            int32_t kx_start, kx_end;
+            fb_valid_taps(ix0, p->dilation_w, fd->kw, input->full_w, &kx_start, &kx_end);
+            for (int32_t ky = 0; ky < fd->kh; ++ky) {
+                int16_t *col_row = col + ky * row_taps;
+                if (ky < ky_start || ky >= ky_end || kx_start >= kx_end) {
+                    zero_fill(col_row, row_taps);
+                    continue;
+                }
+                const int32_t iy = iy0 + ky * p->dilation_h;
+                zero_fill(col_row, kx_start * in_c);
+                if (p->dilation_w == 1) {
+                    /* the valid taps of a filter row are contiguous in the input */
+                    offset_copy(col_row + kx_start * in_c, fb_view_at(input, iy, ix0 + kx_start),
+                                (kx_end - kx_start) * in_c, p->input_offset);
+                } else {
+                    for (int32_t kx = kx_start; kx < kx_end; ++kx) {
+                        offset_copy(col_row + kx * in_c, fb_view_at(input, iy, ix0 + kx * p->dilation_w),
+                                    in_c, p->input_offset);
+                    }
+                }
+                zero_fill(col_row + kx_end * in_c, (fd->kw - kx_end) * in_c);
+            }
+            output_pixel(p, q, fd, filter, bias, col, out_px);
+            out_px += fd->out_c;
+        }
+    }
+    return FB_OK;
+}

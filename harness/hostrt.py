@@ -1,0 +1,352 @@
+"""The C runtime on the host: compiled with gcc into a shared library, called via ctypes.
+
+This runs exactly the kernels the firmware runs, on numpy arrays, so a whole
+model can be checked against LiteRT in seconds before any emulator:
+
+    run_op(call, inputs)            one KernelCall (harness.lowering) on whole maps
+    run_op(call, inputs, output_window=(y0, x0, h, w), input_windows=[...])
+                                    the same kernel on a window, reading its input
+                                    through a separate window buffer (tile tests)
+    run_graph(graph, x)             every op in order -> the model output
+
+The library is built once per source version into build/host/<hash>/.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from ctypes import POINTER, Structure, c_double, c_int8, c_int32
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from .errors import FusebenchError
+from .graph import Graph
+from .lowering import (ADD_PARAM_FIELDS, CONV_PARAM_FIELDS, FC_PARAM_FIELDS, FILTER_DIM_FIELDS,
+                       MEAN_PARAM_FIELDS, PAD_PARAM_FIELDS, POOL_PARAM_FIELDS, REQUANTIZE_PARAM_FIELDS,
+                       SOFTMAX_PARAM_FIELDS, VIEW_KERNELS, KernelCall, lower_op, map_hwc)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+RUNTIME_DIR = REPO_ROOT / "firmware" / "runtime"
+BUILD_DIR = REPO_ROOT / "build" / "host"
+HOST_CFLAGS = ("-std=c99", "-O2", "-Wall", "-Wextra", "-fPIC", "-shared")
+
+Window = tuple[int, int, int, int]     # y0, x0, h, w in map coordinates
+_SENTINEL = 0x5A                       # fills row padding of staged buffers to catch stray writes
+
+
+# -- ctypes mirrors of fb_runtime.h ------------------------------------------------------
+
+def _int32_struct(name: str, fields: Sequence[str]) -> type[Structure]:
+    return type(name, (Structure,), {"_fields_": [(f, c_int32) for f in fields]})
+
+
+class FbView(Structure):
+    _fields_ = [("data", POINTER(c_int8))] + [
+        (f, c_int32) for f in ("y0", "x0", "h", "w", "c", "row_stride", "full_h", "full_w")]
+
+
+class FbChannelQuant(Structure):
+    _fields_ = [("multiplier", POINTER(c_int32)), ("shift", POINTER(c_int32))]
+
+
+FbConvParams = _int32_struct("FbConvParams", CONV_PARAM_FIELDS)
+FbFilterDims = _int32_struct("FbFilterDims", FILTER_DIM_FIELDS)
+
+
+class FbDwConvParams(Structure):
+    _fields_ = [("conv", FbConvParams), ("depth_multiplier", c_int32)]
+
+
+FbAddParams = _int32_struct("FbAddParams", ADD_PARAM_FIELDS)
+FbMeanParams = _int32_struct("FbMeanParams", MEAN_PARAM_FIELDS)
+FbPoolParams = _int32_struct("FbPoolParams", POOL_PARAM_FIELDS)
+FbFcParams = _int32_struct("FbFcParams", FC_PARAM_FIELDS)
+FbSoftmaxParams = _int32_struct("FbSoftmaxParams", SOFTMAX_PARAM_FIELDS)
+FbPadParams = _int32_struct("FbPadParams", PAD_PARAM_FIELDS)
+FbRequantizeParams = _int32_struct("FbRequantizeParams", REQUANTIZE_PARAM_FIELDS)
+
+_P = POINTER
+_SIGNATURES = {
+    "fb_conv_s8": [_P(FbConvParams), _P(FbChannelQuant), _P(FbView), _P(FbFilterDims), _P(c_int8),
+                   _P(c_int32), _P(FbView), _P(c_int8)],
+    "fb_conv_s8_buffer_size": [_P(FbFilterDims), _P(FbView), _P(FbView)],
+    "fb_dw_conv_s8": [_P(FbDwConvParams), _P(FbChannelQuant), _P(FbView), _P(FbFilterDims),
+                      _P(c_int8), _P(c_int32), _P(FbView), _P(c_int8)],
+    "fb_dw_conv_s8_buffer_size": [_P(FbFilterDims), _P(FbView), _P(FbView)],
+    "fb_add_s8": [_P(FbAddParams), _P(FbView), _P(FbView), _P(FbView)],
+    "fb_mean_s8": [_P(FbMeanParams), _P(FbView), _P(c_int8)],
+    "fb_avgpool_s8": [_P(FbPoolParams), _P(FbView), _P(FbView)],
+    "fb_fully_connected_s8": [_P(FbFcParams), _P(c_double), _P(c_int8), _P(c_int8), _P(c_int32),
+                              _P(c_int8)],
+    "fb_softmax_s8": [_P(FbSoftmaxParams), _P(c_int8), _P(c_int8)],
+    "fb_pad_s8": [_P(FbPadParams), _P(FbView), _P(FbView)],
+    "fb_requantize_s8": [_P(FbRequantizeParams), _P(c_int8), _P(c_int8)],
+    "fb_copy_s8": [_P(c_int8), _P(c_int8), c_int32],
+    "fb_multiply_by_quantized_multiplier": [c_int32, c_int32, c_int32],
+}
+_STATUS = {0: "FB_OK", -1: "FB_ERR_ARG", -2: "FB_ERR_SCRATCH"}
+
+
+# -- building and loading ----------------------------------------------------------------
+
+def runtime_sources() -> list[Path]:
+    return sorted((RUNTIME_DIR / "src").glob("*.c"))
+
+
+def _source_hash(compiler: str) -> str:
+    h = hashlib.sha256()
+    h.update(" ".join((compiler,) + HOST_CFLAGS).encode())
+    for path in runtime_sources() + sorted((RUNTIME_DIR / "include").glob("*.h")):
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def build_library() -> Path:
+    """Compile the runtime into build/host/<hash>/libfbruntime.so (cached)."""
+    compiler = os.environ.get("CC", "gcc")
+    if shutil.which(compiler) is None:
+        raise FusebenchError(f"host C compiler '{compiler}' not found: install gcc "
+                             "(apt-get install gcc) or set CC")
+    target = BUILD_DIR / _source_hash(compiler) / "libfbruntime.so"
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Build under a temporary name, then rename: parallel test workers never see half a file.
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+    os.close(fd)
+    cmd = [compiler, *HOST_CFLAGS, "-I", str(RUNTIME_DIR / "include"), "-o", tmp,
+           *[str(p) for p in runtime_sources()]]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        os.unlink(tmp)
+        first = (result.stderr.strip().splitlines() or ["(no output)"])[0]
+        raise FusebenchError(f"compiling the runtime for the host failed: {first}")
+    os.replace(tmp, target)
+    return target
+
+
+_LIB: Optional[ctypes.CDLL] = None
+
+
+def library() -> ctypes.CDLL:
+    global _LIB
+    if _LIB is None:
+        lib = ctypes.CDLL(str(build_library()))
+        for name, argtypes in _SIGNATURES.items():
+            fn = getattr(lib, name)
+            fn.argtypes = argtypes
+            fn.restype = c_int32
+        _LIB = lib
+    return _LIB
+
+
+def multiply_by_quantized_multiplier(x: int, multiplier: int, shift: int) -> int:
+    """The C runtime's requantization helper (for tests against harness.quant)."""
+    return int(library().fb_multiply_by_quantized_multiplier(x, multiplier, shift))
+
+
+# -- views ------------------------------------------------------------------------------
+
+def _ptr(array: np.ndarray, ctype=c_int8, offset_bytes: int = 0):
+    return ctypes.cast(array.ctypes.data + offset_bytes, POINTER(ctype))
+
+
+def _view(buffer: np.ndarray, window: Window, full_h: int, full_w: int, channels: int,
+          row_stride: int) -> FbView:
+    """A view whose data is buffer[0] = element (window y0, x0, 0)."""
+    y0, x0, h, w = window
+    return FbView(_ptr(buffer), y0, x0, h, w, channels, row_stride, full_h, full_w)
+
+
+def _map_view(map_array: np.ndarray, window: Optional[Window] = None) -> FbView:
+    """A window of a whole contiguous H x W x C map, in place."""
+    full_h, full_w, c = map_array.shape
+    y0, x0, h, w = window or (0, 0, full_h, full_w)
+    return FbView(_ptr(map_array, offset_bytes=(y0 * full_w + x0) * c), y0, x0, h, w, c,
+                  full_w * c, full_h, full_w)
+
+
+def _staged(map_array: np.ndarray, window: Window, row_padding: int) -> tuple[np.ndarray, FbView]:
+    """A copy of one window in its own buffer, rows `row_padding` bytes apart
+    beyond w*c (filled with a sentinel), as a fused schedule's tile buffer."""
+    full_h, full_w, c = map_array.shape
+    y0, x0, h, w = window
+    stride = w * c + row_padding
+    buf = np.full((h, stride), _SENTINEL, dtype=np.int8)
+    buf[:, :w * c] = map_array[y0:y0 + h, x0:x0 + w, :].reshape(h, w * c)
+    return buf, _view(buf, window, full_h, full_w, c, stride)
+
+
+def _check(kernel: str, status: int) -> None:
+    if status != 0:
+        raise FusebenchError(f"{kernel} returned {_STATUS.get(status, status)}")
+
+
+# -- running kernel calls -----------------------------------------------------------------
+
+def run_op(call: KernelCall, inputs: list[np.ndarray], *, output_window: Optional[Window] = None,
+           input_windows: Optional[list[Window]] = None, row_padding: int = 0,
+           out: Optional[np.ndarray] = None) -> list[np.ndarray]:
+    """Run one kernel call on numpy int8 arrays (the activation inputs, in
+    `call.inputs` order) and return its outputs.
+
+    With `output_window`, only that window of the output map is computed, into
+    `out` if given (else into zeros). With `input_windows`, each input is handed
+    to the kernel as a copy of just that window (rows `row_padding` bytes apart),
+    so the kernel must find everything it reads there."""
+    lib = library()
+    if len(inputs) != len(call.inputs):
+        raise FusebenchError(f"{call.kernel} takes {len(call.inputs)} inputs, got {len(inputs)}")
+    arrays = []
+    for array, shape in zip(inputs, call.input_shapes):
+        array = np.ascontiguousarray(array)
+        if array.dtype != np.int8 or array.size != int(np.prod(shape, dtype=np.int64)):
+            raise FusebenchError(f"{call.kernel}: input must be int8 of shape {list(shape)}, "
+                                 f"got {array.dtype} {list(array.shape)}")
+        arrays.append(array)
+    out_shape = call.output_shapes[0]
+    output = np.zeros(out_shape, dtype=np.int8) if out is None else out
+    if output.dtype != np.int8 or not output.flags.c_contiguous or output.size != int(np.prod(out_shape)):
+        raise FusebenchError(f"{call.kernel}: output buffer must be contiguous int8 {list(out_shape)}")
+
+    if call.kernel in VIEW_KERNELS:
+        _run_view_kernel(lib, call, arrays, output, output_window, input_windows, row_padding)
+    else:
+        if output_window is not None or input_windows is not None:
+            raise FusebenchError(f"{call.kernel} works on whole tensors, not windows")
+        _run_flat_kernel(lib, call, arrays, output)
+    return [output]
+
+
+def _scratch(call: KernelCall) -> np.ndarray:
+    # int32 storage keeps it 4-byte aligned; junk contents catch reads before writes
+    return np.full(max(call.scratch_bytes, 4) // 4 + 1, 0x3C3C3C3C, dtype=np.int32)
+
+
+def _run_view_kernel(lib, call: KernelCall, arrays: list[np.ndarray], output: np.ndarray,
+                     output_window: Optional[Window], input_windows: Optional[list[Window]],
+                     row_padding: int) -> None:
+    maps = [a.reshape(map_hwc(s)) for a, s in zip(arrays, call.input_shapes)]
+    out_map = output.reshape(map_hwc(call.output_shapes[0]))
+    keep = []                                   # buffers the views point into
+    if input_windows is None:
+        in_views = [_map_view(m) for m in maps]
+    else:
+        in_views = []
+        for m, window in zip(maps, input_windows):
+            buf, view = _staged(m, window, row_padding)
+            keep.append(buf)
+            in_views.append(view)
+    staged_out = output_window is not None or row_padding > 0
+    if staged_out:
+        window = output_window or (0, 0, out_map.shape[0], out_map.shape[1])
+        out_buf, out_view = _staged(out_map, window, row_padding)
+        out_buf[:, :window[3] * out_map.shape[2]] = _SENTINEL
+    else:
+        out_view = _map_view(out_map)
+
+    p = call.params
+    if call.kernel in ("fb_conv_s8", "fb_dw_conv_s8"):
+        dims = FbFilterDims(*(p[f] for f in FILTER_DIM_FIELDS))
+        size_fn = getattr(lib, call.kernel + "_buffer_size")
+        needed = size_fn(ctypes.byref(dims), ctypes.byref(in_views[0]), ctypes.byref(out_view))
+        if needed > call.scratch_bytes:
+            raise FusebenchError(f"{call.kernel} needs {needed} scratch bytes, lowering said "
+                                 f"{call.scratch_bytes}")
+        mult = np.ascontiguousarray(call.arrays["multiplier"], dtype=np.int32)
+        shift = np.ascontiguousarray(call.arrays["shift"], dtype=np.int32)
+        q = FbChannelQuant(_ptr(mult, c_int32), _ptr(shift, c_int32))
+        filt = np.ascontiguousarray(call.arrays["filter"], dtype=np.int8)
+        bias = call.arrays.get("bias")
+        bias_ptr = _ptr(np.ascontiguousarray(bias, dtype=np.int32), c_int32) if bias is not None else None
+        if bias is not None:
+            keep.append(bias)
+        scratch = _scratch(call)
+        conv = FbConvParams(*(p[f] for f in CONV_PARAM_FIELDS))
+        params = conv if call.kernel == "fb_conv_s8" else FbDwConvParams(conv, p["depth_multiplier"])
+        status = getattr(lib, call.kernel)(ctypes.byref(params), ctypes.byref(q),
+                                           ctypes.byref(in_views[0]), ctypes.byref(dims),
+                                           _ptr(filt), bias_ptr, ctypes.byref(out_view),
+                                           _ptr(scratch))
+    elif call.kernel == "fb_add_s8":
+        params = FbAddParams(*(p[f] for f in ADD_PARAM_FIELDS))
+        status = lib.fb_add_s8(ctypes.byref(params), ctypes.byref(in_views[0]),
+                               ctypes.byref(in_views[1]), ctypes.byref(out_view))
+    elif call.kernel == "fb_avgpool_s8":
+        params = FbPoolParams(*(p[f] for f in POOL_PARAM_FIELDS))
+        status = lib.fb_avgpool_s8(ctypes.byref(params), ctypes.byref(in_views[0]), ctypes.byref(out_view))
+    elif call.kernel == "fb_pad_s8":
+        params = FbPadParams(*(p[f] for f in PAD_PARAM_FIELDS))
+        status = lib.fb_pad_s8(ctypes.byref(params), ctypes.byref(in_views[0]), ctypes.byref(out_view))
+    else:
+        raise FusebenchError(f"unknown view kernel {call.kernel}")
+    _check(call.kernel, status)
+
+    if staged_out:
+        y0, x0, h, w = out_view.y0, out_view.x0, out_view.h, out_view.w
+        c = out_map.shape[2]
+        if row_padding and np.any(out_buf[:, w * c:] != _SENTINEL):
+            raise FusebenchError(f"{call.kernel} wrote outside its output window")
+        out_map[y0:y0 + h, x0:x0 + w, :] = out_buf[:, :w * c].reshape(h, w, c)
+
+
+def _run_flat_kernel(lib, call: KernelCall, arrays: list[np.ndarray], output: np.ndarray) -> None:
+    p = call.params
+    x = arrays[0]
+    if call.kernel == "fb_mean_s8":
+        params = FbMeanParams(*(p[f] for f in MEAN_PARAM_FIELDS))
+        status = lib.fb_mean_s8(ctypes.byref(params), ctypes.byref(_map_view(x.reshape(
+            map_hwc(call.input_shapes[0])))), _ptr(output))
+    elif call.kernel == "fb_fully_connected_s8":
+        params = FbFcParams(*(p[f] for f in FC_PARAM_FIELDS))
+        scale = np.ascontiguousarray(call.arrays["effective_scale"], dtype=np.float64)
+        filt = np.ascontiguousarray(call.arrays["filter"], dtype=np.int8)
+        bias = call.arrays.get("bias")
+        bias_arr = np.ascontiguousarray(bias, dtype=np.int32) if bias is not None else None
+        status = lib.fb_fully_connected_s8(ctypes.byref(params), _ptr(scale, c_double), _ptr(x),
+                                           _ptr(filt), _ptr(bias_arr, c_int32) if bias is not None else None,
+                                           _ptr(output))
+    elif call.kernel == "fb_softmax_s8":
+        params = FbSoftmaxParams(*(p[f] for f in SOFTMAX_PARAM_FIELDS))
+        status = lib.fb_softmax_s8(ctypes.byref(params), _ptr(x), _ptr(output))
+    elif call.kernel == "fb_requantize_s8":
+        params = FbRequantizeParams(*(p[f] for f in REQUANTIZE_PARAM_FIELDS))
+        status = lib.fb_requantize_s8(ctypes.byref(params), _ptr(x), _ptr(output))
+    elif call.kernel == "fb_copy_s8":
+        status = lib.fb_copy_s8(_ptr(x), _ptr(output), p["size"])
+    else:
+        raise FusebenchError(f"unknown kernel {call.kernel}")
+    _check(call.kernel, status)
+
+
+# -- whole graphs ---------------------------------------------------------------------------
+
+def run_graph_tensors(graph: Graph, x: np.ndarray) -> dict[int, np.ndarray]:
+    """Run every op in order on the host; every activation tensor by index."""
+    x = np.asarray(x)
+    inp = graph.input
+    if x.dtype != np.int8:
+        raise FusebenchError(f"input has dtype {x.dtype}; the model's input is {inp.dtype}")
+    if x.size != int(np.prod(inp.shape, dtype=np.int64)):
+        raise FusebenchError(f"input has {x.size} values, the model expects shape {list(inp.shape)}")
+    tensors = {inp.index: np.ascontiguousarray(x.reshape(inp.shape))}
+    for op in graph.ops:
+        call = lower_op(graph, op)
+        missing = [t for t in call.inputs if t not in tensors]
+        if missing:
+            raise FusebenchError(f"op {op.index} ({op.kind}) reads tensor {missing[0]} before any op writes it")
+        (result,) = run_op(call, [tensors[t] for t in call.inputs])
+        tensors[call.outputs[0]] = result
+    return tensors
+
+
+def run_graph(graph: Graph, x: np.ndarray) -> np.ndarray:
+    """The model output for input `x`, computed by the C kernels on the host."""
+    return run_graph_tensors(graph, x)[graph.outputs[0]]
