@@ -1,0 +1,65 @@
+/*
+ * The tiny board HAL the measurement app is written against.
+ *
+ * One implementation per target lives in firmware/hal/<target>/ (the board
+ * file's `[runners.<kind>] hal = "<target>"` picks it); the Cortex-M parts every
+ * target shares (start-up, fault handler, SysTick time counter, stack
+ * painting, semihosting exit) are in firmware/hal/cortexm/. A real-silicon
+ * target adds clocks (RCC), its USART, DWT CYCCNT and caches behind the same
+ * functions.
+ */
+#ifndef FB_HAL_H
+#define FB_HAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Exit codes hal_exit() hands to the emulator (QEMU's own exit status). */
+#define HAL_EXIT_OK 0
+#define HAL_EXIT_FAULT 3
+
+/* Clocks, console UART and time counter; first thing main() calls. */
+void hal_setup(void);
+
+/* Console: blocking byte I/O on the UART the host talks to. */
+void hal_send(const void *data, size_t len);
+uint8_t hal_recv(void);
+
+/* Reads exactly `len` bytes from a host file into `buf`: the fast way in for
+ * inputs on an emulator (semihosting). 0 on success, -1 where there is no
+ * host or the file is missing or has another size: the host then sends the
+ * input over the console instead. */
+int hal_host_read(const char *path, void *buf, size_t len);
+
+/* Time counter: monotonic, 64-bit, in the unit hal_time_source() names
+ * ("systick": SysTick ticks on the processor clock; "cycles": DWT CYCCNT).
+ * The host turns ticks into instructions or cycles with the board file's ratio. */
+uint64_t hal_time(void);
+const char *hal_time_source(void);
+
+/* Stack high-water mark: paint the free stack below the current SP with a
+ * byte, later ask how deep the stack went (bytes from the top of the stack
+ * down to the lowest byte that no longer holds the paint). */
+void hal_stack_paint(uint8_t pattern);
+size_t hal_stack_used(uint8_t pattern);
+size_t hal_stack_depth(void);        /* bytes in use right now (top - SP) */
+size_t hal_stack_size(void);         /* the whole stack region */
+
+/* Ends the run: an emulator quits with `code` as its exit status; real
+ * silicon parks the core. */
+void hal_exit(int code) __attribute__((noreturn));
+
+/* What the fault handler saw. The stacked registers are those the core
+ * pushed on exception entry. */
+typedef struct {
+    uint32_t exception;   /* IPSR: 3 HardFault, 4 MemManage, 5 BusFault, 6 UsageFault, >=16 IRQ */
+    uint32_t pc, lr, xpsr;
+    uint32_t cfsr, hfsr, mmfar, bfar;
+    uint32_t sp;          /* SP before the exception frame was pushed */
+} hal_fault_t;
+
+/* Called once by the fault handler before it exits; the app overrides this
+ * weak hook to report the fault over the console. */
+void hal_fault_report(const hal_fault_t *fault);
+
+#endif
