@@ -26,18 +26,29 @@ def _cli(fn):
     return wrapper
 
 
+FUSED_HELP = {
+    "max_overhead": "fused: limit on extra (recomputed) MACs per stage, in percent (default 15)",
+    "blocks": "fused: inverted residual blocks per stage, e.g. 0-3 or 0-1,2-4 (default: searched)",
+    "tile": "fused: tile HxW in stage-output pixels, or H for row strips (default: searched)",
+    "mode": "fused: recompute or linebuffer for the tile overlap (default: searched)",
+}
+
+
 @task(optional=["csv", "plot", "json"],
       help={"model": "a .tflite file or a shipped model name (default: all shipped models)",
-            "variant": "schedule to plan (unfused)",
+            "variant": "schedule to plan: unfused or fused",
+            **FUSED_HELP,
             "csv": "write the per-layer table as CSV (optionally to this path)",
             "plot": "write the per-layer memory profile as PNG (optionally to this path)",
             "json": "write the plan as JSON (optionally to this path)",
             "tflm": "also ask TFLite Micro's planner for its arena (default on)"})
 @_cli
-def plan(c, model=None, variant="unfused", csv=None, plot=None, json=None, tflm=True):
+def plan(c, model=None, variant="unfused", csv=None, plot=None, json=None, tflm=True,
+         max_overhead=None, blocks=None, tile=None, mode=None):
     """Print the memory plan of a model: live tensors per layer and the predicted peak arena."""
-    from harness.commands import plan_command
-    plan_command(model=model, variant=variant, csv=csv, plot=plot, json=json, tflm=tflm)
+    from harness.commands import fused_options, plan_command
+    plan_command(model=model, variant=variant, csv=csv, plot=plot, json=json, tflm=tflm,
+                 options=fused_options(max_overhead, blocks, tile, mode))
 
 
 @task(help={"resolution": "make every width at this input resolution (default: the shipped set)",
@@ -54,24 +65,28 @@ def models(c, resolution=None, out=None):
             "variant": "schedule(s), comma-separated (default: all)",
             "inputs": "a folder of images or .npy files (default: the shipped held-out images)",
             "runs": "runs per input", "jobs": "parallel firmware jobs (default: cores)",
-            "max_inputs": "use only the first N inputs", "timeout": "seconds per firmware session"})
+            "max_inputs": "use only the first N inputs", "timeout": "seconds per firmware session",
+            **FUSED_HELP})
 @_cli
 def bench(c, board="stm32h7", model=None, variant=None, inputs=None, runs=1, jobs=None,
-          max_inputs=None, timeout=600):
+          max_inputs=None, timeout=600, max_overhead=None, blocks=None, tile=None, mode=None):
     """Build, run and measure every variant of every model on a board; write results/<run-id>/."""
-    from harness.commands import bench_command
+    from harness.commands import bench_command, fused_options
     bench_command(board=board, model=model, variant=variant, inputs=inputs, runs=int(runs),
                   jobs=int(jobs) if jobs else None,
-                  max_inputs=int(max_inputs) if max_inputs else None, timeout=float(timeout))
+                  max_inputs=int(max_inputs) if max_inputs else None, timeout=float(timeout),
+                  options=fused_options(max_overhead, blocks, tile, mode))
 
 
 @task(help={"board": "board name", "model": "a .tflite file or shipped model name",
-            "variant": "schedule (unfused)"})
+            "variant": "schedule: unfused or fused", **FUSED_HELP})
 @_cli
-def build(c, board="stm32h7", model=None, variant="unfused"):
+def build(c, board="stm32h7", model=None, variant="unfused", max_overhead=None, blocks=None,
+          tile=None, mode=None):
     """Build one firmware into build/<board>/<model>/<variant>/ and print its size."""
-    from harness.commands import build_command
-    build_command(board=board, model=model, variant=variant)
+    from harness.commands import build_command, fused_options
+    build_command(board=board, model=model, variant=variant,
+                  options=fused_options(max_overhead, blocks, tile, mode))
 
 
 @task(help={"board": "board name", "model": "a .tflite file or shipped model name",

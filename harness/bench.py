@@ -33,7 +33,6 @@ BENCH_COLUMNS = [
     "flash_bytes_available", "top1", "reference_top1", "outputs_match", "label", "macs", "detail",
 ]
 BAD_STATUSES = ("mismatch", "crash", "timeout")
-VARIANTS = ("unfused",)
 
 
 @dataclass
@@ -123,7 +122,7 @@ def build_variant(board_name: str, model_path: str, variant: str, options: Optio
 def _base_row(job: Job, board, graph, plan) -> dict:
     return dict(board=job.board, model=graph.name if graph else Path(job.model_path).stem,
                 variant=job.variant, arena_bytes_planned=plan.arena_bytes if plan else "",
-                macs=sum(graph.macs(op) for op in graph.ops) if graph else "",
+                macs=plan.macs if plan else "",
                 ram_bytes_available=board.ram.size if board else "",
                 flash_bytes_available=board.flash.size if board else "")
 
@@ -232,6 +231,7 @@ def run_sweep(boards: list[str], model_paths: list[Path], variants: list[str],
     from tqdm import tqdm
 
     from .boards import load_board
+    from .commands import VARIANTS
     from .tflite_import import load_model
 
     for b in boards:

@@ -103,8 +103,12 @@ class _Emitter:
         inits = ", ".join(f".{k} = {int(v)}" for k, v in fields.items())
         return f"static const {ctype} {name} = {{ {inits} }};"
 
-    def step(self, step: int, op: Op, call) -> list[str]:
-        """C statements of one step; `call` is the op's lowering.KernelCall."""
+    def step(self, step: int, op: Op, call, view=None, scratch: Optional[str] = None) -> list[str]:
+        """C statements of one step; `call` is the op's lowering.KernelCall.
+        `view(name, tensor, role)` declares a fb_view (default: the whole map in
+        the arena); role is 'in' or 'out'; fused stages pass windows on tile buffers."""
+        view = view or (lambda name, tensor, role: self.view(name, tensor))
+        scratch_expr = scratch if scratch is not None else self.scratch(step)
         k = call.kernel
         p = call.params
         a = call.arrays
@@ -122,16 +126,16 @@ class _Emitter:
                            f".depth_multiplier = {int(p['depth_multiplier'])} }};")
             out.append(self.struct("fb_filter_dims", "fd", {f: p[f] for f in ("out_c", "kh", "kw", "in_c")}))
             out.append(f"const fb_channel_quant q = {{ {self.const(a['multiplier'])}, {self.const(a['shift'])} }};")
-            out.append(self.view("in", ins[0]))
-            out.append(self.view("out", outs[0]))
+            out.append(view("in", ins[0], "in"))
+            out.append(view("out", outs[0], "out"))
             bias = self.const(a["bias"]) if a.get("bias") is not None else "(const int32_t *)0"
             out.append(f"st = {k}(&prm, &q, &in, &fd, {self.const(a['filter'])}, {bias}, &out, "
-                       f"{self.scratch(step)});")
+                       f"{scratch_expr});")
         elif k == "fb_add_s8":
             out.append(self.struct("fb_add_params", "prm", p))
-            out.append(self.view("a", ins[0]))
-            out.append(self.view("b", ins[1]))
-            out.append(self.view("out", outs[0]))
+            out.append(view("a", ins[0], "elementwise"))
+            out.append(view("b", ins[1], "elementwise"))
+            out.append(view("out", outs[0], "out"))
             out.append("st = fb_add_s8(&prm, &a, &b, &out);")
         elif k == "fb_mean_s8":
             out.append(self.struct("fb_mean_params", "prm", p))
@@ -139,8 +143,8 @@ class _Emitter:
             out.append(f"st = fb_mean_s8(&prm, &in, {self.arena(outs[0])});")
         elif k == "fb_avgpool_s8":
             out.append(self.struct("fb_pool_params", "prm", p))
-            out.append(self.view("in", ins[0]))
-            out.append(self.view("out", outs[0]))
+            out.append(view("in", ins[0], "in"))
+            out.append(view("out", outs[0], "out"))
             out.append("st = fb_avgpool_s8(&prm, &in, &out);")
         elif k == "fb_fully_connected_s8":
             out.append(self.struct("fb_fc_params", "prm", p))
@@ -152,8 +156,8 @@ class _Emitter:
             out.append(f"st = fb_softmax_s8(&prm, {self.arena(ins[0])}, {self.arena(outs[0])});")
         elif k == "fb_pad_s8":
             out.append(self.struct("fb_pad_params", "prm", p))
-            out.append(self.view("in", ins[0]))
-            out.append(self.view("out", outs[0]))
+            out.append(view("in", ins[0], "in"))
+            out.append(view("out", outs[0], "out"))
             out.append("st = fb_pad_s8(&prm, &in, &out);")
         elif k == "fb_requantize_s8":
             out.append(self.struct("fb_requantize_params", "prm", p))
@@ -168,6 +172,67 @@ class _Emitter:
         return out
 
 
+def _stage_code(em: "_Emitter", graph: Graph, plan: Plan, k: int, lower) -> list[str]:
+    """A fused stage: a loop over its tile table; each op runs the same kernel as
+    layer by layer, on windows of tile buffers (inner tensors) or of the whole
+    input/output maps in the arena."""
+    st = plan.stages[k]
+    ncol = 6 * len(st.inner) + 4 * len(st.ops)
+    lines = [f"/* fused stage {k}: {st.describe(graph)} */"]
+    flat = ", ".join("{" + ", ".join(str(v) for v in row) + "}" for row in st.table)
+    if any(abs(v) > 32767 for row in st.table for v in row):
+        raise FusebenchError("fused stage tile table does not fit int16")
+    lines.append(f"static const int16_t tab[{len(st.table)}][{ncol}] = {{ {flat} }};")
+    col_of = {t: 6 * j for j, t in enumerate(st.inner)}
+    geometry = {}
+    for t, rows, cols, ch in st.buffers:
+        a = plan.stage_buffer(k, t)
+        h, w, _ = _view_dims(graph.tensors[t].shape)
+        geometry[t] = (a.offset, cols * ch, ch, h, w)
+        lines.append(f"int8_t *const buf{t} = fb_arena + {a.offset}; /* {rows} x {cols} x {ch} */")
+    scratch = f"(fb_arena + {plan.stage_buffer(k, None).offset})" if st.scratch_bytes else "(int8_t *)0"
+    lines.append(f"for (int tile = 0; tile < {len(st.table)}; tile++) {{")
+    lines.append("    const int16_t *r = tab[tile];")
+    if st.mode == "linebuffer":
+        for t in st.inner:
+            c = col_of[t]
+            stride = geometry[t][1]
+            lines.append(f"    if (r[{c + 5}]) memmove(buf{t}, buf{t} + r[{c + 4}] * {stride}, "
+                         f"(size_t)r[{c + 5}] * {stride});  /* keep rows the next strip shares */")
+    for j, i in enumerate(st.ops):
+        op = graph.ops[i]
+        call = lower(graph, op)
+        oc = 6 * len(st.inner) + 4 * j       # this op's compute region in the row
+
+        def view(name, tensor, role, oc=oc):
+            if role == "in" and tensor in geometry:           # present window of a tile buffer
+                _, stride, ch, h, w = geometry[tensor]
+                c = col_of[tensor]
+                return (f"fb_view {name} = {{ buf{tensor}, r[{c}], r[{c + 1}], r[{c + 2}], r[{c + 3}], "
+                        f"{ch}, {stride}, {h}, {w} }};")
+            if role == "in":                                  # a whole map in the arena
+                return em.view(name, tensor)
+            # output, or an elementwise input: the window this op computes
+            if tensor in geometry:
+                _, stride, ch, h, w = geometry[tensor]
+                c = col_of[tensor]
+                base = f"buf{tensor} + (r[{oc}] - r[{c}]) * {stride} + (r[{oc + 1}] - r[{c + 1}]) * {ch}"
+            else:
+                h, w, ch = _view_dims(graph.tensors[tensor].shape)
+                stride = w * ch
+                base = f"{em.arena(tensor)} + (r[{oc}] * {w} + r[{oc + 1}]) * {ch}"
+            return (f"fb_view {name} = {{ {base}, r[{oc}], r[{oc + 1}], r[{oc + 2}], r[{oc + 3}], "
+                    f"{ch}, {stride}, {h}, {w} }};")
+
+        stmts = em.step(plan.steps[i].index, op, call, view=view, scratch=scratch)
+        lines.append(f"    if (r[{oc + 2}] > 0) {{")
+        lines.extend(f"        {x}" for x in stmts)
+        lines.append("        if (st != FB_OK) return (int)st;")
+        lines.append("    }")
+    lines.append("}")
+    return lines
+
+
 def generate_sources(graph: Graph, plan: Plan, board=None, out_dir: Optional[Path] = None,
                      lower=None) -> list[Path]:
     """Write fb_model.h, fb_model.c and weights.bin for `plan` into out_dir."""
@@ -179,12 +244,19 @@ def generate_sources(graph: Graph, plan: Plan, board=None, out_dir: Optional[Pat
     body: list[str] = []
     for step in plan.steps:
         op = graph.ops[step.op]
-        call = lower(graph, op)
-        stmts = em.step(step.index, op, call)
+        stage = plan.stage_at(op.index)
+        if stage is not None:
+            if op.index != stage.ops[0]:
+                continue
+            stmts = _stage_code(em, graph, plan, plan.stages.index(stage), lower)
+            done = [plan.steps[i].index for i in stage.ops]   # the whole stage is timed on its first step
+        else:
+            stmts = em.step(step.index, op, lower(graph, op))
+            stmts.append("if (st != FB_OK) return (int)st;")
+            done = [step.index]
         body.append("    {")
         body.extend(f"        {s}" for s in stmts)
-        body.append(f"        if (st != FB_OK) return (int)st;")
-        body.append(f"        fb_layer_done({step.index});")
+        body.extend(f"        fb_layer_done({d});" for d in done)
         body.append("    }")
     blob = em.blob.bytes()
     weights_path = (out_dir / "weights.bin").resolve()
@@ -214,6 +286,7 @@ void fb_layer_done(int layer_index);
     source = f"""/* Generated by fusebench from {graph.name} ({plan.variant}); do not edit.
  * weights.bin sha1 {hashlib.sha1(blob).hexdigest()} ({len(blob)} bytes)
  * planned arena {plan.arena_bytes} bytes, lower bound {plan.lower_bound_bytes} bytes */
+#include <string.h>
 #include "fb_model.h"
 #include "fb_runtime.h"
 

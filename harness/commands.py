@@ -19,15 +19,43 @@ def _out_path(option: PathOpt, default: Path) -> Optional[Path]:
     return path
 
 
-def make_plan(graph, variant: str):
+VARIANTS = ("unfused", "fused")
+
+
+def make_plan(graph, variant: str, **options):
+    """The plan of one schedule variant. Options (fused): max_overhead (fraction),
+    blocks ('0-2' or '0-1,2-4'), tile ('4x8' or '2'), mode, first_conv."""
+    from .fusion import plan_fused
     from .plan import plan_layer_by_layer
     if variant == "unfused":
         return plan_layer_by_layer(graph)
-    raise FusebenchError(f"unknown variant '{variant}' (available: unfused)")
+    if variant == "fused":
+        return plan_fused(graph, **{k: v for k, v in options.items() if v is not None})
+    raise FusebenchError(f"unknown variant '{variant}' (available: {', '.join(VARIANTS)})")
+
+
+def fused_options(max_overhead: Optional[str] = None, blocks: Optional[str] = None,
+                  tile: Optional[str] = None, mode: Optional[str] = None) -> dict:
+    """CLI options of the fused schedules -> make_plan keyword arguments."""
+    options = {}
+    if max_overhead not in (None, ""):
+        text = str(max_overhead).strip().rstrip("%")
+        try:
+            options["max_overhead"] = float(text) / 100.0
+        except ValueError:
+            raise FusebenchError(f"--max-overhead '{max_overhead}': expected a percentage such as 15 or 15%") from None
+    if blocks:
+        options["blocks"] = blocks
+    if tile:
+        options["tile"] = tile
+    if mode:
+        options["mode"] = mode
+    return options
 
 
 def plan_command(model: Optional[str], variant: str = "unfused", csv: PathOpt = None,
-                 plot: PathOpt = None, json: PathOpt = None, tflm: bool = True) -> None:
+                 plot: PathOpt = None, json: PathOpt = None, tflm: bool = True,
+                 options: Optional[dict] = None) -> None:
     from .plots import plot_memory_profile
     from .tables import format_plan, plan_table
     from .tflite_import import load_model
@@ -35,20 +63,21 @@ def plan_command(model: Optional[str], variant: str = "unfused", csv: PathOpt = 
 
     for path in resolve_models(model):
         graph = load_model(path)
-        p = make_plan(graph, variant)
+        p = make_plan(graph, variant, **(options or {}))
+        baseline = make_plan(graph, "unfused") if variant != "unfused" else None
         tflm_bytes, note = None, "skipped (--no-tflm)"
         if tflm:
             try:
                 tflm_bytes = tflm_arena_bytes(path)
             except TflmUnavailable as exc:
                 note = str(exc)
-        print(format_plan(graph, p, tflm_bytes, note))
+        print(format_plan(graph, p, tflm_bytes, note, baseline))
         stem = RESULTS_DIR / "plans" / f"{graph.name}-{variant}"
         if (out := _out_path(csv, stem.with_suffix(".csv"))):
             plan_table(graph, p, tflm_bytes).to_csv(out, index=False)
             print(f"wrote {out}")
         if (out := _out_path(plot, stem.with_suffix(".png"))):
-            plot_memory_profile([p], out)
+            plot_memory_profile([baseline, p] if baseline else [p], out)
             print(f"wrote {out}")
         if (out := _out_path(json, stem.with_suffix(".json"))):
             p.save(out)
@@ -64,12 +93,13 @@ def models_command(resolution: Optional[int] = None, out: Optional[str] = None) 
 
 def bench_command(board: str = "stm32h7", model: Optional[str] = None, variant: Optional[str] = None,
                   inputs: Optional[str] = None, runs: int = 1, jobs: Optional[int] = None,
-                  max_inputs: Optional[int] = None, timeout: float = 600.0) -> Path:
+                  max_inputs: Optional[int] = None, timeout: float = 600.0,
+                  options: Optional[dict] = None) -> Path:
     """The main job. Returns the run folder; raises FusebenchError when any row
     is a mismatch, crash or timeout (after everything is written)."""
     import pandas as pd
 
-    from .bench import BAD_STATUSES, VARIANTS, run_sweep
+    from .bench import BAD_STATUSES, run_sweep
     from .boards import load_board
     from .plots import plot_bench_bars, plot_memory_profile
     from .tables import summarize_bench
@@ -83,7 +113,7 @@ def bench_command(board: str = "stm32h7", model: Optional[str] = None, variant: 
     print(f"bench: boards {', '.join(boards)}; variants {', '.join(variants)}; "
           f"models {', '.join(p.name for p in model_paths)}")
     run_dir = run_sweep(boards, model_paths, variants, inputs_dir=inputs, runs=runs, jobs=jobs,
-                        max_inputs=max_inputs, timeout_s=timeout)
+                        max_inputs=max_inputs, timeout_s=timeout, options=options)
     rows = pd.read_csv(run_dir / "bench.csv")
     summary = summarize_bench(rows)
     summary.to_csv(run_dir / "summary.csv", index=False)
@@ -92,7 +122,7 @@ def bench_command(board: str = "stm32h7", model: Optional[str] = None, variant: 
     ram = {b: load_board(b).ram.size for b in boards}
     for path in model_paths:
         graph = load_model(path)
-        plans = [make_plan(graph, v) for v in variants]
+        plans = [make_plan(graph, v, **(options or {}) if v != "unfused" else {}) for v in variants]
         plot_memory_profile(plans, run_dir / f"memory-profile-{graph.name}.png", ram_bytes=ram)
     summary = summary.assign(ram_peak_kib=summary["ram_bytes_total"])
     plot_bench_bars(summary, run_dir / "peak-ram.png", "ram_bytes_total", "measured peak RAM (KiB)",
@@ -119,10 +149,11 @@ def bench_command(board: str = "stm32h7", model: Optional[str] = None, variant: 
     return run_dir
 
 
-def build_command(board: str, model: Optional[str], variant: str = "unfused") -> None:
+def build_command(board: str, model: Optional[str], variant: str = "unfused",
+                  options: Optional[dict] = None) -> None:
     from .bench import build_variant
     for path in resolve_models(model):
-        b, graph, p, result = build_variant(board, str(path), variant)
+        b, graph, p, result = build_variant(board, str(path), variant, options)
         print(f"{b.name}/{graph.name}/{variant}: {result.elf}")
         print(f"  flash {result.flash_bytes} of {b.flash.size} bytes; static RAM "
               f"{result.ram_static_bytes} bytes (arena {p.arena_bytes}) + stack {b.stack_bytes} "

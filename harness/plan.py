@@ -67,6 +67,10 @@ class Plan:
     allocations: list[Allocation]
     # RESHAPE outputs share their input's bytes: output tensor -> input tensor.
     aliases: dict[int, int] = field(default_factory=dict)
+    # Fused stages (harness.fusion.FusedStage), empty for layer by layer.
+    stages: list = field(default_factory=list)
+    macs: int = 0                # MACs as scheduled (with any recomputation)
+    base_macs: int = 0           # MACs of the layer-by-layer schedule
 
     def allocation_of(self, tensor: int) -> Allocation:
         tensor = self.aliases.get(tensor, tensor)
@@ -90,7 +94,24 @@ class Plan:
         d["steps"] = [Step(**s) for s in d["steps"]]
         d["allocations"] = [Allocation(**a) for a in d["allocations"]]
         d["aliases"] = {int(k): v for k, v in d.get("aliases", {}).items()}
+        from .fusion import FusedStage
+        d["stages"] = [FusedStage(**st) for st in d.get("stages", [])]
         return cls(**d)
+
+    def stage_at(self, op_index: int):
+        """The fused stage that contains op `op_index`, or None."""
+        for st in self.stages:
+            if op_index in st.ops:
+                return st
+        return None
+
+    def stage_buffer(self, stage_index: int, tensor: Optional[int]) -> "Allocation":
+        """A stage's tile buffer of `tensor` (None: the stage's scratch)."""
+        name = f"s{stage_index}.{'scratch' if tensor is None else f't{tensor}'}"
+        for a in self.allocations:
+            if a.name == name:
+                return a
+        raise KeyError(name)
 
     def save(self, path: Path) -> None:
         Path(path).write_text(self.to_json())
@@ -158,31 +179,64 @@ def greedy_offsets(allocs: list[Allocation], alignment: int = ARENA_ALIGNMENT) -
 
 def plan_layer_by_layer(graph: Graph, scratch: ScratchFn = kernel_scratch,
                         variant: str = "unfused") -> Plan:
+    return plan_schedule(graph, [], scratch=scratch, variant=variant)
+
+
+def plan_schedule(graph: Graph, stages: list, scratch: ScratchFn = kernel_scratch,
+                  variant: str = "unfused") -> Plan:
+    """Arena plan for ops run layer by layer except the fused `stages`.
+
+    A fused stage occupies its steps as one unit: its whole inputs and output
+    live through all of them, its inner tensors exist only as tile buffers, and
+    its kernels share one scratch buffer."""
     life, aliases = lifetimes(graph)
+    stage_of = {i: k for k, st in enumerate(stages) for i in st.ops}
+    inner = {t for st in stages for t in st.inner}
+    for st in stages:
+        lo, hi = st.ops[0], st.ops[-1]
+        for t in st.inputs + [st.output]:
+            t = aliases.get(t, t)
+            first, last = life[t]
+            life[t] = (min(first, lo), max(last, hi))
+    step_of_op = {op.index: step for step, op in enumerate(graph.ops)}
     allocs = [Allocation(name=f"t{t}", tensor=t, size=graph.tensors[t].nbytes,
                          first_step=first, last_step=last)
-              for t, (first, last) in sorted(life.items())]
+              for t, (first, last) in sorted(life.items()) if t not in inner]
+    for k, st in enumerate(stages):
+        lo, hi = step_of_op[st.ops[0]], step_of_op[st.ops[-1]]
+        for t, rows, cols, ch in st.buffers:
+            allocs.append(Allocation(name=f"s{k}.t{t}", size=rows * cols * ch, first_step=lo, last_step=hi))
+        if st.scratch_bytes:
+            allocs.append(Allocation(name=f"s{k}.scratch", size=st.scratch_bytes, first_step=lo, last_step=hi))
     scratch_sizes = {}
     for step, op in enumerate(graph.ops):
+        if op.index in stage_of:
+            continue
         size = scratch(graph, op)
         if size > 0:
             scratch_sizes[step] = size
-            allocs.append(Allocation(name=f"scratch{step}", size=size,
-                                     first_step=step, last_step=step))
+            allocs.append(Allocation(name=f"scratch{step}", size=size, first_step=step, last_step=step))
     arena = greedy_offsets(allocs)
+    stage_macs = {i: 0 for i in stage_of}
+    for st in stages:
+        stage_macs[st.ops[0]] = st.macs      # a stage's MACs are booked on its first step
     steps = []
     for step, op in enumerate(graph.ops):
         live = [a for a in allocs if a.first_step <= step <= a.last_step]
+        k = stage_of.get(op.index)
         steps.append(Step(
-            index=step, op=op.index, kind=op.kind,
+            index=step, op=op.index, kind=op.kind if k is None else f"{op.kind}@s{k}",
             input_shapes=[list(graph.tensors[t].shape) for t in op.inputs
                           if t >= 0 and not graph.tensors[t].is_const],
             output_shape=list(graph.tensors[op.outputs[0]].shape),
             live=[a.name for a in live], live_bytes=sum(a.size for a in live),
-            scratch_bytes=scratch_sizes.get(step, 0), macs=graph.macs(op)))
+            scratch_bytes=(scratch_sizes.get(step, 0) if k is None else stages[k].scratch_bytes),
+            macs=graph.macs(op) if k is None else stage_macs[op.index]))
+    base = sum(graph.macs(op) for op in graph.ops)
     return Plan(model=graph.name, variant=variant, alignment=ARENA_ALIGNMENT,
                 arena_bytes=align(arena), lower_bound_bytes=max((s.live_bytes for s in steps), default=0),
-                steps=steps, allocations=allocs, aliases=aliases)
+                steps=steps, allocations=allocs, aliases=aliases, stages=list(stages),
+                macs=sum(s.macs for s in steps), base_macs=base)
 
 
 def check_plan(plan: Plan) -> list[str]:

@@ -48,6 +48,7 @@ def plot_bench_bars(summary, path: Path, column: str, ylabel: str, scale: float 
                     title: str = "", ram_lines: bool = False) -> Path:
     """Grouped bars: one group per (model, board), one bar per variant."""
     import numpy as np
+    import pandas as pd
     groups = list(dict.fromkeys(zip(summary["model"], summary["board"])))
     variants = list(dict.fromkeys(summary["variant"]))
     width = 0.8 / max(1, len(variants))
@@ -58,7 +59,7 @@ def plot_bench_bars(summary, path: Path, column: str, ylabel: str, scale: float 
             sel = summary[(summary["model"] == model) & (summary["board"] == board)
                           & (summary["variant"] == variant)]
             v = sel[column].iloc[0] if len(sel) else None
-            vals.append(float(v) / scale if v is not None and v == v else 0.0)
+            vals.append(float(v) / scale if v is not None and not pd.isna(v) else 0.0)
         xs = np.arange(len(groups)) + (i - (len(variants) - 1) / 2) * width
         bars = ax.bar(xs, vals, width, label=variant)
         for x, v in zip(xs, vals):

@@ -28,23 +28,35 @@ def plan_table(graph: Graph, plan: Plan, tflm_arena_bytes: Optional[int] = None)
 
 
 def format_plan(graph: Graph, plan: Plan, tflm_arena_bytes: Optional[int],
-                tflm_note: str = "") -> str:
-    """The plan as `invoke plan` prints it."""
+                tflm_note: str = "", baseline: Optional[Plan] = None) -> str:
+    """The plan as `invoke plan` prints it (beside the unfused `baseline`, if given)."""
     sizes = {a.name: a.size for a in plan.allocations}
-    lines = [f"model {plan.model}  variant {plan.variant}  ({len(plan.steps)} steps)",
-             f"{'step':>4} {'op':<18} {'in -> out':<28} {'live KiB':>9}  live buffers (bytes)"]
+    lines = [f"model {plan.model}  variant {plan.variant}  ({len(plan.steps)} steps)"]
+    for k, st in enumerate(plan.stages):
+        lines.append(f"  stage s{k}: {st.describe(graph)}")
+        lines.append("    tile buffers: " + ", ".join(
+            f"s{k}.t{t} {r}x{c}x{ch} = {r * c * ch} B" for t, r, c, ch in st.buffers)
+            + (f", scratch {st.scratch_bytes} B" if st.scratch_bytes else ""))
+    base_col = f" {'unfused':>8}" if baseline else ""
+    lines.append(f"{'step':>4} {'op':<22} {'in -> out':<28} {'live KiB':>9}{base_col}  live buffers (bytes)")
     for s in plan.steps:
         shapes = ",".join("x".join(map(str, shp[1:] if len(shp) == 4 else shp)) for shp in s.input_shapes)
         out = "x".join(map(str, s.output_shape[1:] if len(s.output_shape) == 4 else s.output_shape))
         live = " ".join(f"{n}:{sizes[n]}" for n in s.live)
-        lines.append(f"{s.index:>4} {s.kind:<18} {shapes + ' -> ' + out:<28} "
-                     f"{s.live_bytes / 1024:>9.1f}  {live}")
+        base = f" {baseline.steps[s.index].live_bytes / 1024:>8.1f}" if baseline else ""
+        lines.append(f"{s.index:>4} {s.kind:<22} {shapes + ' -> ' + out:<28} "
+                     f"{s.live_bytes / 1024:>9.1f}{base}  {live}")
     peak_step = max(plan.steps, key=lambda s: s.live_bytes)
     lines.append("")
     lines.append(f"predicted peak arena ({plan.variant}): {plan.arena_bytes} bytes "
                  f"({plan.arena_bytes / 1024:.1f} KiB)")
     lines.append(f"lower bound (max live bytes, at step {peak_step.index} {peak_step.kind}): "
                  f"{plan.lower_bound_bytes} bytes ({plan.lower_bound_bytes / 1024:.1f} KiB)")
+    if baseline is not None:
+        lines.append(f"unfused arena: {baseline.arena_bytes} bytes; {plan.variant} uses "
+                     f"{100.0 * plan.arena_bytes / baseline.arena_bytes:.1f}% of it at "
+                     f"{plan.macs / max(plan.base_macs, 1):.3f}x the MACs "
+                     f"({plan.macs - plan.base_macs} recomputed)")
     if tflm_arena_bytes is not None:
         lines.append(f"TFLite Micro arena (RecordingMicroAllocator, includes its own "
                      f"bookkeeping): {tflm_arena_bytes} bytes ({tflm_arena_bytes / 1024:.1f} KiB)")
