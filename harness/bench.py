@@ -29,7 +29,7 @@ from .errors import FusebenchError
 BENCH_COLUMNS = [
     "board", "runner", "model", "variant", "input", "run", "status", "instructions", "cycles",
     "count_source", "arena_bytes_planned", "arena_bytes_peak", "stack_bytes_peak",
-    "static_data_bytes", "ram_bytes_total", "ram_bytes_available", "flash_bytes",
+    "static_data_bytes", "ram_bytes_total", "ram_bytes_needed", "ram_bytes_available", "flash_bytes",
     "flash_bytes_available", "top1", "reference_top1", "outputs_match", "label", "macs", "detail",
 ]
 BAD_STATUSES = ("mismatch", "crash", "timeout")
@@ -141,7 +141,9 @@ def run_job(job: Job, events) -> None:
         base = _base_row(job, board, graph, plan)
         for name, _, lbl in job.inputs:
             events.put(("row", dict(base, runner="qemu", input=name, run=0, status="does-not-fit",
-                                    label=lbl, detail=str(exc))))
+                                    label=lbl, detail=str(exc),
+                                    ram_bytes_needed=(board.ram.size + exc.overflows["RAM"]
+                                                      if "RAM" in exc.overflows else ""))))
         return
     base = _base_row(job, board, graph, plan)
     base.update(runner="qemu", flash_bytes=build.flash_bytes,

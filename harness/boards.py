@@ -1,13 +1,19 @@
 """Board descriptions: `boards/<name>.toml` -> a frozen `Board`.
 
 A board file holds the real part's figures (core, FPU, clock, flash and RAM)
-and one `[runners.<kind>]` table per way of running firmware for it (`qemu`
-now; `renode` and `serial` later). A runner table may move where flash and
+and one `[runners.<kind>]` table per way of running firmware for it: `qemu`
+(an emulated stand-in), `renode` (Renode's model of the part) and `serial`
+(the real board on a serial port). A runner table may move where flash and
 RAM start (QEMU's mps2-an500 stands in for the STM32H743 but has its memory
 elsewhere), never how big they are: the firmware must fit the real part.
+
+The `renode` and `serial` tables run the silicon HALs (firmware/hal/stm32h7,
+firmware/hal/stm32f4), which need the console: `console_tx`/`console_rx`
+(pins like "PD8"), `console_af` (the pins' alternate function) and `baud`.
 """
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass
 from fractions import Fraction
@@ -37,7 +43,7 @@ class MemoryRegion:
 @dataclass(frozen=True)
 class RunnerTarget:
     """How one runner kind runs firmware for a board (a `[runners.<kind>]` table)."""
-    kind: str                         # 'qemu', later 'renode', 'serial'
+    kind: str                         # 'qemu', 'renode', 'serial'
     hal: str                          # directory under firmware/hal/
     flash: MemoryRegion               # where the image is linked for this runner
     ram: MemoryRegion
@@ -163,6 +169,42 @@ def _parse_board(data: dict, path: Path) -> Board:
 _RUNNER_KEYS = {"hal", "uart_address", "machine", "serial_index", "instructions_per_tick",
                 "extra_args", "flash_origin", "ram_origin"}
 
+# Runner kinds that run the silicon HALs and so need the console pins.
+SILICON_RUNNERS = ("renode", "serial")
+DEFAULT_BAUD = 115200
+_PIN = re.compile(r"P([A-K])(\d{1,2})")
+_USB_ID = re.compile(r"[0-9a-fA-F]{4}:[0-9a-fA-F]{4}")
+
+
+def parse_pin(name: str) -> tuple[int, int]:
+    """"PD8" -> (3, 8): GPIO port index (A=0) and pin number."""
+    match = _PIN.fullmatch(str(name))
+    if not match or int(match.group(2)) > 15:
+        raise FusebenchError(f"bad pin name {name!r} (expected like \"PD8\": port A-K, pin 0-15)")
+    return ord(match.group(1)) - ord("A"), int(match.group(2))
+
+
+def _check_silicon_table(kind: str, table: dict, need, where: str, ctx: str) -> None:
+    """The console settings the silicon HALs need, checked early for a clear message."""
+    for key in ("console_tx", "console_rx"):
+        try:
+            parse_pin(need(table, key, str, ctx))
+        except FusebenchError as exc:
+            raise FusebenchError(f"{where}: {ctx}{key}: {exc}") from None
+    af = need(table, "console_af", int, ctx)
+    if not 0 <= af <= 15:
+        raise FusebenchError(f"{where}: {ctx}console_af must be 0..15, not {af}")
+    baud = table.get("baud", DEFAULT_BAUD)
+    if not isinstance(baud, int) or isinstance(baud, bool) or not 1200 <= baud <= 12_000_000:
+        raise FusebenchError(f"{where}: {ctx}baud must be an integer from 1200 to 12000000")
+    if kind == "renode":
+        need(table, "platform", str, ctx)
+        need(table, "uart_peripheral", str, ctx)
+    for usb_id in table.get("usb_ids", []):
+        if not isinstance(usb_id, str) or not _USB_ID.fullmatch(usb_id):
+            raise FusebenchError(f"{where}: {ctx}usb_ids entries must look like \"0483:374b\", "
+                                 f"not {usb_id!r}")
+
 
 def _parse_runner(kind, table, flash, ram, need, where, ctx) -> RunnerTarget:
     hal = need(table, "hal", str, ctx)
@@ -188,6 +230,10 @@ def _parse_runner(kind, table, flash, ram, need, where, ctx) -> RunnerTarget:
         machine = need(table, "machine", str, ctx)
         if ratio is None:
             raise FusebenchError(f"{where}: missing key {ctx}instructions_per_tick")
+    if kind in SILICON_RUNNERS:
+        _check_silicon_table(kind, table, need, where, ctx)
+        if ratio is None:
+            ratio = Fraction(1)   # DWT CYCCNT / SysTick on the core clock: one tick, one cycle
     options = tuple(sorted((k, v) for k, v in table.items() if k not in _RUNNER_KEYS))
     return RunnerTarget(kind=kind, hal=hal, flash=flash_here, ram=ram_here,
                         uart_address=uart_address, machine=machine,

@@ -87,6 +87,10 @@ def summarize_bench(rows: pd.DataFrame) -> pd.DataFrame:
             arena_bytes_planned=g["arena_bytes_planned"].iloc[0],
             arena_bytes_peak=peak("arena_bytes_peak"), stack_bytes_peak=peak("stack_bytes_peak"),
             ram_bytes_total=peak("ram_bytes_total"),
+            ram_bytes_needed=(int(pd.to_numeric(g["ram_bytes_needed"], errors="coerce").max())
+                              if "ram_bytes_needed" in g and pd.to_numeric(g["ram_bytes_needed"],
+                                                                         errors="coerce").notna().any()
+                              else None),
             ram_bytes_available=g["ram_bytes_available"].iloc[0],
             flash_bytes=peak("flash_bytes"),
             top1_accuracy=(float((pd.to_numeric(labelled["top1"]) == pd.to_numeric(labelled["label"])).mean())

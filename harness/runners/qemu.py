@@ -25,6 +25,7 @@ import shutil
 import re
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 from collections import deque
@@ -97,6 +98,17 @@ class PipeLink:
         return line
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to SIGKILL it when the harness dies,
+    so an emulator never outlives a harness that was killed outright."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)      # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass                               # not Linux: the normal clean-up still applies
+
+
 class QemuProcess:
     """One qemu-system-arm process; a context manager that always kills it."""
 
@@ -105,7 +117,8 @@ class QemuProcess:
         self._stderr = tempfile.TemporaryFile()
         # Own session: a Ctrl-C in the terminal reaches only us; we end QEMU.
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        stderr=self._stderr, start_new_session=True)
+                                        stderr=self._stderr, start_new_session=True,
+                                        preexec_fn=_die_with_parent if sys.platform == "linux" else None)
         self.link = PipeLink(self.process)
 
     def stderr_tail(self, lines: int = 5) -> str:

@@ -444,3 +444,66 @@ def reshape_model(input_shape: Sequence[int], output_shape: Sequence[int], q: Q)
     y = m.tensor(output_shape, q=q, name="output")
     m.op(_OP.RESHAPE, [x, s], [y], _OPT.ReshapeOptions, reshape_options(output_shape))
     return m.build([x], [y])
+
+
+def inverted_residual_chain_model(rng: np.random.Generator, input_hw: tuple[int, int], in_channels: int,
+                                  blocks: Sequence[tuple[int, int, int]], first_conv: Optional[int] = None
+                                  ) -> bytes:
+    """A MobileNetV2-like chain: an optional 3x3 stride-2 first convolution with
+    `first_conv` output channels, then inverted residual blocks given as
+    (expansion ratio, out channels, depthwise stride); a block with stride 1 and
+    equal in/out channels gets the residual ADD. Random int8 weights, per-channel
+    scales, random zero points: for fused-stage tests against LiteRT."""
+    m = ModelBuilder()
+    h, w = input_hw
+
+    def act_q() -> Q:
+        return Q(float(rng.uniform(0.02, 0.08)), int(rng.integers(-20, 20)))
+
+    def conv(x: int, xq: Q, c_in: int, c_out: int, k: int, stride: int, depthwise: bool,
+             relu6: bool, hw: tuple[int, int]) -> tuple[int, Q, tuple[int, int]]:
+        oh, ow = ((hw[0] + stride - 1) // stride, (hw[1] + stride - 1) // stride)
+        if depthwise:
+            wshape = (1, k, k, c_out)
+        else:
+            wshape = (c_out, k, k, c_in)
+        scales = rng.uniform(0.002, 0.02, c_out)
+        fan_in = k * k * (1 if depthwise else c_in)
+        weights = rng.integers(-127, 128, wshape, dtype=np.int8)
+        f = m.tensor(wshape, scales=scales, zero_points=[0] * c_out, axis=3 if depthwise else 0, data=weights)
+        bias = rng.integers(-2000, 2000, c_out).astype(np.int32)
+        b = m.tensor([c_out], "int32", scales=[xq.scale * s for s in scales], zero_points=[0] * c_out, data=bias)
+        # an output scale that keeps the accumulators mostly in range
+        yq = Q(float(xq.scale * scales.mean() * 127 * np.sqrt(fan_in) / 8), int(rng.integers(-10, 10)))
+        y = m.tensor([1, oh, ow, c_out], q=yq)
+        act = "RELU6" if relu6 else "NONE"
+        if depthwise:
+            m.op(_OP.DEPTHWISE_CONV_2D, [x, f, b], [y], _OPT.DepthwiseConv2DOptions,
+                 depthwise_options((stride, stride), "SAME", (1, 1), 1, act))
+        else:
+            m.op(_OP.CONV_2D, [x, f, b], [y], _OPT.Conv2DOptions,
+                 conv_options((stride, stride), "SAME", (1, 1), act))
+        return y, yq, (oh, ow)
+
+    xq = act_q()
+    x = m.tensor([1, h, w, in_channels], q=xq, name="input")
+    inp = x
+    c = in_channels
+    hw = (h, w)
+    if first_conv:
+        x, xq, hw = conv(x, xq, c, first_conv, 3, 2, False, True, hw)
+        c = first_conv
+    for expansion, c_out, stride in blocks:
+        block_in, block_q = x, xq
+        mid = c * expansion
+        if expansion != 1:
+            x, xq, _ = conv(x, xq, c, mid, 1, 1, False, True, hw)
+        x, xq, hw = conv(x, xq, mid, mid, 3, stride, True, True, hw)
+        x, xq, _ = conv(x, xq, mid, c_out, 1, 1, False, False, hw)
+        if stride == 1 and c_out == c:
+            yq = act_q()
+            y = m.tensor([1, hw[0], hw[1], c_out], q=yq)
+            m.op(_OP.ADD, [block_in, x], [y], _OPT.AddOptions, add_options("NONE"))
+            x, xq = y, yq
+        c = c_out
+    return m.build([inp], [x])
