@@ -98,3 +98,25 @@ def run(c, board="stm32h7", model=None, variant="unfused", inputs=None, max_inpu
     from harness.commands import run_command
     run_command(board=board, model=model, variant=variant, inputs=inputs,
                 max_inputs=int(max_inputs) if max_inputs else None, timeout=float(timeout))
+
+
+@task(help={"board": "board name(s), comma-separated", "width": "MobileNetV2 width (0.35 or 1.0)",
+            "variant": "schedules, comma-separated (default unfused,fused)",
+            "resolutions": "first:last:step (default 64:320:16)",
+            "max_inputs": "inputs per emulator run", "run": "run the largest fitting models (default on)",
+            **FUSED_HELP})
+@_cli
+def resolution(c, board="stm32h7,stm32f4", width=0.35, variant="unfused,fused", resolutions="64:320:16",
+               max_inputs=3, run=True, max_overhead=None, blocks=None, tile=None, mode=None):
+    """Largest input resolution each schedule fits on each board; plot RAM vs resolution."""
+    from harness.commands import fused_options
+    from harness.errors import FusebenchError
+    from harness.resolution import resolution_sweep
+    try:
+        first, last, step = (int(v) for v in resolutions.split(":"))
+    except ValueError:
+        raise FusebenchError(f"--resolutions '{resolutions}': expected first:last:step") from None
+    run_dir = resolution_sweep([b for b in board.split(",") if b], float(width),
+                               [v for v in variant.split(",") if v], tuple(range(first, last + 1, step)),
+                               int(max_inputs), fused_options(max_overhead, blocks, tile, mode), run)
+    print(f"results: {run_dir}")

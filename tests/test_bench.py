@@ -69,3 +69,24 @@ def test_bench_end_to_end_on_both_boards(tmp_path):
             == rows["static_data_bytes"]).all()
     layers = pd.read_csv(run_dir / "layers.csv")
     assert set(layers["variant"]) == {"unfused", "fused"} and (layers["instructions"] >= 0).all()
+
+
+def test_external_weight_flash_in_the_linker_script():
+    from harness.boards import load_board
+    from harness.build import linker_script
+    board = load_board("stm32h7-qspi")
+    script = linker_script(board, board.runner("qemu"))
+    assert "WEIGHTS (r)  : ORIGIN = 0x60000000, LENGTH = 0x800000" in script
+    # the weights statement must precede .text, whose *(.rodata.*) would take the blob
+    assert script.index(".fb_weights") < script.index(".text :")
+    plain = load_board("stm32h7")
+    assert "WEIGHTS" not in linker_script(plain, plain.runner("qemu"))
+
+
+@pytest.mark.qemu
+def test_weights_in_external_flash_run_bit_exact(tmp_path):
+    run_dir = run_sweep(["stm32h7-qspi"], [SMALLEST], ["unfused"], max_inputs=2, jobs=1, run_dir=tmp_path)
+    rows = pd.read_csv(run_dir / "bench.csv")
+    assert (rows["status"] == "ok").all() and rows["outputs_match"].all()
+    # the weight blob sits in the external flash, the internal flash holds only code
+    assert (rows["external_flash_bytes"] > 400_000).all() and (rows["flash_bytes"] < 100_000).all()
