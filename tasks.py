@@ -66,16 +66,24 @@ def models(c, resolution=None, out=None):
             "inputs": "a folder of images or .npy files (default: the shipped held-out images)",
             "runs": "runs per input", "jobs": "parallel firmware jobs (default: cores)",
             "max_inputs": "use only the first N inputs", "timeout": "seconds per firmware session",
+            "runner": "qemu, renode or serial (default: serial with --port or for real boards, else qemu)",
+            "port": "serial port of a real board (e.g. /dev/ttyACM0; `auto` finds it by USB id)",
+            "renode": "Renode executable or its folder (default: $RENODE, pyrenode3, `renode` on PATH)",
+            "flash_tool": "pyocd, openocd, st-flash or dfu-util (default: the board file's first installed)",
+            "probe": "debug probe serial number, when several are plugged in",
+            "no_flash": "the board already runs this firmware: do not flash",
             **FUSED_HELP})
 @_cli
 def bench(c, board="stm32h7", model=None, variant=None, inputs=None, runs=1, jobs=None,
-          max_inputs=None, timeout=600, max_overhead=None, blocks=None, tile=None, mode=None):
+          max_inputs=None, timeout=600, max_overhead=None, blocks=None, tile=None, mode=None,
+          runner=None, port=None, renode=None, flash_tool=None, probe=None, no_flash=False):
     """Build, run and measure every variant of every model on a board; write results/<run-id>/."""
     from harness.commands import bench_command, fused_options
     bench_command(board=board, model=model, variant=variant, inputs=inputs, runs=int(runs),
                   jobs=int(jobs) if jobs else None,
                   max_inputs=int(max_inputs) if max_inputs else None, timeout=float(timeout),
-                  options=fused_options(max_overhead, blocks, tile, mode))
+                  options=fused_options(max_overhead, blocks, tile, mode), runner=runner, port=port,
+                  renode=renode, flash_tool=flash_tool, probe=probe, no_flash=bool(no_flash))
 
 
 @task(help={"board": "board name", "model": "a .tflite file or shipped model name",
@@ -120,3 +128,68 @@ def resolution(c, board="stm32h7,stm32f4", width=0.35, variant="unfused,fused", 
                                [v for v in variant.split(",") if v], tuple(range(first, last + 1, step)),
                                int(max_inputs), fused_options(max_overhead, blocks, tile, mode), run)
     print(f"results: {run_dir}")
+
+
+# -- kernel profile (issue 7): where a bench run's instructions went ------------------------
+
+@task(help={"run": "results folder of `invoke bench` (default: results/latest)",
+            "board": "only this board", "model": "only this model (name without .tflite)",
+            "variant": "schedule (default unfused)", "layers": "also print every layer"})
+@_cli
+def profile(c, run="results/latest", board=None, model=None, variant="unfused", layers=False):
+    """Instruction profile of a bench run per kernel kind (and per layer): MACs per instruction
+    against the DSP extension's limit of 2 (one SMLAD = 2 MACs)."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from harness.errors import FusebenchError
+    path = Path(run) / "layers.csv"
+    if not path.is_file():
+        raise FusebenchError(f"no {path}: run `invoke bench` first or pass --run <results folder>")
+    rows = pd.read_csv(path)
+    rows = rows[rows["variant"] == variant]
+    if board:
+        rows = rows[rows["board"] == board]
+    if model:
+        rows = rows[rows["model"] == model]
+    if rows.empty:
+        raise FusebenchError(f"{path} has no layers for variant={variant} board={board or 'any'} "
+                             f"model={model or 'any'}")
+    pd.set_option("display.width", 160)
+    for (b, m), group in rows.groupby(["board", "model"]):
+        group = group[group["input"] == group["input"].iloc[0]]        # one input is enough
+        kinds = group.groupby("kind").agg(layers=("step", "count"), macs=("macs", "sum"),
+                                          instructions=("instructions", "sum"))
+        total = int(kinds["instructions"].sum())
+        kinds["share"] = (kinds["instructions"] / total).map("{:.1%}".format)
+        kinds["macs_per_instruction"] = (kinds["macs"] / kinds["instructions"]).round(3)
+        kinds["of_limit_2"] = (kinds["macs_per_instruction"] / 2).map("{:.0%}".format)
+        kinds = kinds.sort_values("instructions", ascending=False)
+        print(f"\n{b} {m} ({variant}): {total:,} instructions, "
+              f"{group['macs'].sum() / total:.3f} MACs/instruction")
+        print(kinds.to_string())
+        if layers:
+            print(group[["step", "op", "kind", "macs", "instructions", "macs_per_instruction"]]
+                  .to_string(index=False))
+
+
+@task(help={"board": "a board with a [runners.serial] table (nucleo-h743zi, nucleo-f446re, openmv-h7, ...)",
+            "model": "a .tflite file or shipped model name (default: the first shipped model)",
+            "variant": "schedule (default unfused)",
+            "tool": "pyocd, openocd, st-flash or dfu-util (default: the board file's first installed)",
+            "probe": "debug probe serial number, when several are plugged in",
+            "elf": "flash this ELF instead of building one"})
+@_cli
+def flash(c, board, model=None, variant="unfused", tool=None, probe=None, elf=None):
+    """Build the silicon firmware for a real board and flash it (pyocd, openocd, st-flash, dfu-util)."""
+    from harness.flash import flash_command
+    flash_command(board=board, model=model, variant=variant, tool=tool, probe=probe, elf=elf)
+
+
+@task
+@_cli
+def boards(c):
+    """List the board files and the serial ports of boards plugged in (ST-LINK, OpenMV by USB id)."""
+    from harness.flash import boards_report
+    print(boards_report())

@@ -30,7 +30,7 @@ BENCH_COLUMNS = [
     "board", "runner", "model", "variant", "input", "run", "status", "instructions", "cycles",
     "count_source", "arena_bytes_planned", "arena_bytes_peak", "stack_bytes_peak",
     "static_data_bytes", "ram_bytes_total", "ram_bytes_needed", "ram_bytes_available", "flash_bytes",
-    "flash_bytes_available", "top1", "reference_top1", "outputs_match", "label", "macs", "detail",
+    "flash_bytes_available", "external_flash_bytes", "top1", "reference_top1", "outputs_match", "label", "macs", "detail",
 ]
 BAD_STATUSES = ("mismatch", "crash", "timeout")
 
@@ -45,6 +45,8 @@ class Job:
     runs: int = 1
     timeout_s: float = 300.0
     options: dict = field(default_factory=dict)
+    runner: str = "qemu"                                    # harness.runners.RUNNER_KINDS
+    runner_options: dict = field(default_factory=dict)      # make_runner's options (port, renode, ...)
 
 
 def new_run_dir(root: Path = RESULTS_DIR) -> Path:
@@ -129,29 +131,40 @@ def _base_row(job: Job, board, graph, plan) -> dict:
 
 def run_job(job: Job, events) -> None:
     """Worker: build then run one firmware on all inputs; rows go to `events`."""
-    from .build import DoesNotFit
-    from .runners.qemu import QemuRunner
+    from .build import DoesNotFit, build_firmware
+    from .codegen import generate_sources
+    from .runners import make_runner
+    from .runners.serial import CYCLE_SOURCES
 
     label = f"{job.board}/{Path(job.model_path).stem}/{job.variant}"
     events.put(("status", f"building {label}"))
     board, graph, plan = plan_variant(job.board, job.model_path, job.variant, job.options)
     try:
-        build = build_planned(board, graph, plan)
+        if job.runner == "qemu":
+            build = build_planned(board, graph, plan)
+        else:
+            # The silicon image (Renode, real boards): its own folder and HAL.
+            out_dir = firmware_dir(board.name, graph.name, plan.variant) / job.runner
+            generate_sources(graph, plan, board, out_dir / "gen")
+            plan.save(out_dir / "plan.json")
+            build = build_firmware(board, out_dir / "gen", out_dir, runner=job.runner)
     except DoesNotFit as exc:
         base = _base_row(job, board, graph, plan)
         for name, _, lbl in job.inputs:
-            events.put(("row", dict(base, runner="qemu", input=name, run=0, status="does-not-fit",
+            events.put(("row", dict(base, runner=job.runner, input=name, run=0, status="does-not-fit",
                                     label=lbl, detail=str(exc),
                                     ram_bytes_needed=(board.ram.size + exc.overflows["RAM"]
                                                       if "RAM" in exc.overflows else ""))))
         return
     base = _base_row(job, board, graph, plan)
-    base.update(runner="qemu", flash_bytes=build.flash_bytes,
+    base.update(runner=job.runner, flash_bytes=build.flash_bytes,
+                external_flash_bytes=build.external_flash_bytes,
                 static_data_bytes=build.ram_static_bytes - plan.arena_bytes)
-    events.put(("status", f"running {label} on {board.runner('qemu').machine}"))
+    runner = make_runner(job.runner, board, **job.runner_options)
+    events.put(("status", f"running {label} on {job.runner} "
+                          f"({board.runner(job.runner).machine or getattr(runner, 'port', '')})"))
     flat_inputs = [(name, data, lbl, ref, run) for run in range(job.runs)
                    for (name, data, lbl), ref in zip(job.inputs, job.references)]
-    runner = QemuRunner(board)
     results = runner.run(build.elf, [x[1] for x in flat_inputs], timeout_s=job.timeout_s)
     for (name, _, lbl, ref, run), res in zip(flat_inputs, results):
         row = dict(base, input=name, run=run, label=lbl, status=res.status,
@@ -163,8 +176,9 @@ def run_job(job: Job, events) -> None:
         if res.status == "ok":
             out = np.asarray(res.output, dtype=np.int8).reshape(-1)
             match = out.shape == ref.shape and np.array_equal(out, ref)
-            row.update(instructions=res.instructions if res.count_source != "dwt" else "",
-                       cycles=res.instructions if res.count_source == "dwt" else "",
+            cycles = res.count_source in CYCLE_SOURCES     # real silicon counts cycles
+            row.update(instructions="" if cycles else res.instructions,
+                       cycles=res.instructions if cycles else "",
                        arena_bytes_peak=res.arena_bytes_peak, stack_bytes_peak=res.stack_bytes_peak,
                        ram_bytes_total=res.arena_bytes_peak + res.stack_bytes_peak
                        + base["static_data_bytes"],
@@ -228,16 +242,26 @@ def load_inputs(graph, inputs_dir: Optional[str]) -> list[tuple[str, np.ndarray,
 def run_sweep(boards: list[str], model_paths: list[Path], variants: list[str],
               inputs_dir: Optional[str] = None, runs: int = 1, jobs: Optional[int] = None,
               max_inputs: Optional[int] = None, timeout_s: float = 600.0,
-              options: Optional[dict] = None, run_dir: Optional[Path] = None) -> Path:
-    """Run the whole sweep; returns the run folder (bench.csv, summary.csv, plots)."""
+              options: Optional[dict] = None, run_dir: Optional[Path] = None,
+              runner: str = "qemu", runner_options: Optional[dict] = None) -> Path:
+    """Run the whole sweep; returns the run folder (bench.csv, summary.csv, plots).
+    `runner` is qemu, renode or serial; `runner_options` go to make_runner."""
     from tqdm import tqdm
 
     from .boards import load_board
     from .commands import VARIANTS
     from .tflite_import import load_model
 
+    from .runners import make_runner
+    from .runners.renode import find_renode
+
     for b in boards:
         load_board(b)                   # unknown boards fail before any work starts
+    for b in boards:
+        if runner != "qemu":            # a missing table, Renode, port or flash tool: say so now
+            make_runner(runner, load_board(b), **(runner_options or {}))
+            if runner == "renode":
+                find_renode((runner_options or {}).get("renode"))
     for v in variants:
         if v not in VARIANTS:
             raise FusebenchError(f"unknown variant '{v}' (available: {', '.join(VARIANTS)})")
@@ -250,12 +274,15 @@ def run_sweep(boards: list[str], model_paths: list[Path], variants: list[str],
             for v in variants:
                 job_list.append(Job(board=b, model_path=str(path), variant=v, inputs=inputs,
                                     references=refs, runs=runs, timeout_s=timeout_s,
-                                    options=options or {}))
+                                    options=options or {}, runner=runner,
+                                    runner_options=runner_options or {}))
     run_dir = run_dir or new_run_dir()
     writer = RowWriter(run_dir / "bench.csv")
     layer_writer = RowWriter(run_dir / "layers.csv", LAYER_COLUMNS)
     total_rows = sum(len(j.inputs) * j.runs for j in job_list)
     workers = max(1, min(jobs or os.cpu_count() or 1, len(job_list)))
+    if runner == "serial":
+        workers = 1                     # one board on one port: one firmware at a time
     manager = mp.get_context("spawn").Manager()
     events = manager.Queue()
     # A live bar on a terminal; plain progress lines otherwise (disable=None).

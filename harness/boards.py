@@ -53,6 +53,7 @@ class RunnerTarget:
     instructions_per_tick: Fraction | None = None   # time counter tick -> instructions
     extra_args: tuple[str, ...] = ()
     options: tuple[tuple[str, Any], ...] = ()        # keys this module does not interpret
+    weights: MemoryRegion | None = None              # external weights flash, as this runner maps it
 
     def option(self, key: str, default: Any = None) -> Any:
         return dict(self.options).get(key, default)
@@ -70,6 +71,9 @@ class Board:
     stack_bytes: int
     runners: tuple[RunnerTarget, ...]
     path: Path
+    # Optional memory-mapped external flash (QSPI NOR) that holds the model's
+    # constant weights when they do not fit the internal flash.
+    weights: MemoryRegion | None = None
 
     def runner(self, kind: str) -> RunnerTarget:
         for target in self.runners:
@@ -153,21 +157,22 @@ def _parse_board(data: dict, path: Path) -> Board:
     ram = region(need(memory, "ram", dict, "memory."), "memory.ram.")
     if stack_bytes >= ram.size:
         raise FusebenchError(f"{where}: stack_bytes {stack_bytes} does not fit RAM ({ram.size})")
+    weights = region(memory["weights"], "memory.weights.") if "weights" in memory else None
 
     runners = []
     for kind, table in data.get("runners", {}).items():
         ctx = f"runners.{kind}."
         if not isinstance(table, dict):
             raise FusebenchError(f"{where}: [runners.{kind}] must be a table")
-        runners.append(_parse_runner(kind, table, flash, ram, need, where, ctx))
+        runners.append(_parse_runner(kind, table, flash, ram, need, where, ctx, weights))
 
     return Board(name=name, description=str(data.get("description", "")), core=core, fpu=fpu,
                  clock_hz=clock_hz, flash=flash, ram=ram, stack_bytes=stack_bytes,
-                 runners=tuple(runners), path=path.resolve())
+                 runners=tuple(runners), path=path.resolve(), weights=weights)
 
 
 _RUNNER_KEYS = {"hal", "uart_address", "machine", "serial_index", "instructions_per_tick",
-                "extra_args", "flash_origin", "ram_origin"}
+                "extra_args", "flash_origin", "ram_origin", "weights_origin"}
 
 # Runner kinds that run the silicon HALs and so need the console pins.
 SILICON_RUNNERS = ("renode", "serial")
@@ -200,13 +205,19 @@ def _check_silicon_table(kind: str, table: dict, need, where: str, ctx: str) -> 
     if kind == "renode":
         need(table, "platform", str, ctx)
         need(table, "uart_peripheral", str, ctx)
+        for tag in table.get("tags", []):
+            if not isinstance(tag, dict) or not all(
+                    isinstance(tag.get(k, 0), int) for k in ("address", "size", "value")) \
+                    or "address" not in tag:
+                raise FusebenchError(f"{where}: {ctx}tags entries must be tables with an integer "
+                                     f"address (and optional size, value, name)")
     for usb_id in table.get("usb_ids", []):
         if not isinstance(usb_id, str) or not _USB_ID.fullmatch(usb_id):
             raise FusebenchError(f"{where}: {ctx}usb_ids entries must look like \"0483:374b\", "
                                  f"not {usb_id!r}")
 
 
-def _parse_runner(kind, table, flash, ram, need, where, ctx) -> RunnerTarget:
+def _parse_runner(kind, table, flash, ram, need, where, ctx, weights=None) -> RunnerTarget:
     hal = need(table, "hal", str, ctx)
     uart_address = need(table, "uart_address", int, ctx)
     # The runner may move the memories (emulator memory map), keeping the real sizes.
@@ -235,11 +246,13 @@ def _parse_runner(kind, table, flash, ram, need, where, ctx) -> RunnerTarget:
         if ratio is None:
             ratio = Fraction(1)   # DWT CYCCNT / SysTick on the core clock: one tick, one cycle
     options = tuple(sorted((k, v) for k, v in table.items() if k not in _RUNNER_KEYS))
+    weights_here = (MemoryRegion(table.get("weights_origin", weights.origin), weights.size)
+                    if weights is not None else None)
     return RunnerTarget(kind=kind, hal=hal, flash=flash_here, ram=ram_here,
                         uart_address=uart_address, machine=machine,
                         serial_index=int(table.get("serial_index", 0)),
                         instructions_per_tick=ratio, extra_args=tuple(extra),
-                        options=tuple((k, _freeze(v)) for k, v in options))
+                        options=tuple((k, _freeze(v)) for k, v in options), weights=weights_here)
 
 
 def _freeze(value: Any) -> Any:

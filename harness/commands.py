@@ -94,7 +94,10 @@ def models_command(resolution: Optional[int] = None, out: Optional[str] = None) 
 def bench_command(board: str = "stm32h7", model: Optional[str] = None, variant: Optional[str] = None,
                   inputs: Optional[str] = None, runs: int = 1, jobs: Optional[int] = None,
                   max_inputs: Optional[int] = None, timeout: float = 600.0,
-                  options: Optional[dict] = None) -> Path:
+                  options: Optional[dict] = None, runner: Optional[str] = None,
+                  port: Optional[str] = None, renode: Optional[str] = None,
+                  flash_tool: Optional[str] = None, probe: Optional[str] = None,
+                  no_flash: bool = False) -> Path:
     """The main job. Returns the run folder; raises FusebenchError when any row
     is a mismatch, crash or timeout (after everything is written)."""
     import pandas as pd
@@ -112,8 +115,14 @@ def bench_command(board: str = "stm32h7", model: Optional[str] = None, variant: 
         raise FusebenchError("--runs must be at least 1")
     print(f"bench: boards {', '.join(boards)}; variants {', '.join(variants)}; "
           f"models {', '.join(p.name for p in model_paths)}")
+    from .runners import choose_runner
+    runner_kind = choose_runner([load_board(b) for b in boards], runner, port)
+    runner_options = dict(port=port, renode=renode, flash_tool=flash_tool, probe=probe,
+                          flash=not no_flash)
+    print(f"bench: runner {runner_kind}")
     run_dir = run_sweep(boards, model_paths, variants, inputs_dir=inputs, runs=runs, jobs=jobs,
-                        max_inputs=max_inputs, timeout_s=timeout, options=options)
+                        max_inputs=max_inputs, timeout_s=timeout, options=options,
+                        runner=runner_kind, runner_options=runner_options)
     rows = pd.read_csv(run_dir / "bench.csv")
     summary = summarize_bench(rows)
     summary.to_csv(run_dir / "summary.csv", index=False)

@@ -9,7 +9,12 @@ model can be checked against LiteRT in seconds before any emulator:
                                     through a separate window buffer (tile tests)
     run_graph(graph, x)             every op in order -> the model output
 
-The library is built once per source version into build/host/<hash>/.
+Two builds of the same sources exist (`kernels=`): "portable", the reference
+C99 kernels, and "dsp", the optimized Cortex-M4/M7 kernels (fb_*_dsp.c)
+compiled with -DFB_HOST_DSP=1 on a plain-C emulation of the DSP intrinsics
+(firmware/runtime/include/fb_acle_host.h), so the code the boards run is
+tested byte for byte on the host too. Each library is built once per source
+version into build/host/<hash>/.
 """
 from __future__ import annotations
 
@@ -35,6 +40,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 RUNTIME_DIR = REPO_ROOT / "firmware" / "runtime"
 BUILD_DIR = REPO_ROOT / "build" / "host"
 HOST_CFLAGS = ("-std=c99", "-O2", "-Wall", "-Wextra", "-fPIC", "-shared")
+KERNEL_SETS = ("portable", "dsp")
+DEFAULT_KERNELS = "portable"        # the reference; tests run both
+_KERNEL_FLAGS = {"portable": (), "dsp": ("-DFB_HOST_DSP=1",)}
 
 Window = tuple[int, int, int, int]     # y0, x0, h, w in map coordinates
 _SENTINEL = 0x5A                       # fills row padding of staged buffers to catch stray writes
@@ -89,6 +97,10 @@ _SIGNATURES = {
     "fb_requantize_s8": [_P(FbRequantizeParams), _P(c_int8), _P(c_int8)],
     "fb_copy_s8": [_P(c_int8), _P(c_int8), c_int32],
     "fb_multiply_by_quantized_multiplier": [c_int32, c_int32, c_int32],
+    "fb_requant_reference_batch": [c_int32, c_int32, c_int32, _P(c_int32), c_int32, _P(c_int32)],
+}
+_DSP_SIGNATURES = {
+    "fb_requant_fast_batch": [c_int32, c_int32, c_int32, c_int32, _P(c_int32), c_int32, _P(c_int32)],
 }
 _STATUS = {0: "FB_OK", -1: "FB_ERR_ARG", -2: "FB_ERR_SCRATCH"}
 
@@ -99,29 +111,39 @@ def runtime_sources() -> list[Path]:
     return sorted((RUNTIME_DIR / "src").glob("*.c"))
 
 
-def _source_hash(compiler: str) -> str:
+def _check_kernels(kernels: str) -> None:
+    if kernels not in KERNEL_SETS:
+        raise FusebenchError(f"unknown kernel set {kernels!r} (expected one of {', '.join(KERNEL_SETS)})")
+
+
+def _compile_flags(kernels: str) -> tuple[str, ...]:
+    return HOST_CFLAGS + _KERNEL_FLAGS[kernels]
+
+
+def _source_hash(compiler: str, kernels: str) -> str:
     h = hashlib.sha256()
-    h.update(" ".join((compiler,) + HOST_CFLAGS).encode())
+    h.update(" ".join((compiler,) + _compile_flags(kernels)).encode())
     for path in runtime_sources() + sorted((RUNTIME_DIR / "include").glob("*.h")):
         h.update(path.name.encode())
         h.update(path.read_bytes())
     return h.hexdigest()[:16]
 
 
-def build_library() -> Path:
-    """Compile the runtime into build/host/<hash>/libfbruntime.so (cached)."""
+def build_library(kernels: str = DEFAULT_KERNELS) -> Path:
+    """Compile the runtime (one kernel set) into build/host/<hash>/libfbruntime.so (cached)."""
+    _check_kernels(kernels)
     compiler = os.environ.get("CC", "gcc")
     if shutil.which(compiler) is None:
         raise FusebenchError(f"host C compiler '{compiler}' not found: install gcc "
                              "(apt-get install gcc) or set CC")
-    target = BUILD_DIR / _source_hash(compiler) / "libfbruntime.so"
+    target = BUILD_DIR / _source_hash(compiler, kernels) / "libfbruntime.so"
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     # Build under a temporary name, then rename: parallel test workers never see half a file.
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
     os.close(fd)
-    cmd = [compiler, *HOST_CFLAGS, "-I", str(RUNTIME_DIR / "include"), "-o", tmp,
+    cmd = [compiler, *_compile_flags(kernels), "-I", str(RUNTIME_DIR / "include"), "-o", tmp,
            *[str(p) for p in runtime_sources()]]
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
@@ -132,24 +154,52 @@ def build_library() -> Path:
     return target
 
 
-_LIB: Optional[ctypes.CDLL] = None
+_LIBS: dict[str, ctypes.CDLL] = {}
 
 
-def library() -> ctypes.CDLL:
-    global _LIB
-    if _LIB is None:
-        lib = ctypes.CDLL(str(build_library()))
-        for name, argtypes in _SIGNATURES.items():
+def library(kernels: str = DEFAULT_KERNELS) -> ctypes.CDLL:
+    """The host runtime library with the `kernels` set ("portable" or "dsp")."""
+    _check_kernels(kernels)
+    lib = _LIBS.get(kernels)
+    if lib is None:
+        lib = ctypes.CDLL(str(build_library(kernels)))
+        signatures = dict(_SIGNATURES, **(_DSP_SIGNATURES if kernels == "dsp" else {}))
+        for name, argtypes in signatures.items():
             fn = getattr(lib, name)
             fn.argtypes = argtypes
             fn.restype = c_int32
-        _LIB = lib
-    return _LIB
+        lib.fb_runtime_kernels.argtypes = []
+        lib.fb_runtime_kernels.restype = ctypes.c_char_p
+        built = lib.fb_runtime_kernels().decode()
+        if built != kernels:
+            raise FusebenchError(f"host runtime built as {kernels!r} dispatches to {built!r} kernels")
+        _LIBS[kernels] = lib
+    return lib
 
 
 def multiply_by_quantized_multiplier(x: int, multiplier: int, shift: int) -> int:
     """The C runtime's requantization helper (for tests against harness.quant)."""
     return int(library().fb_multiply_by_quantized_multiplier(x, multiplier, shift))
+
+
+def requantize_batch(acc: np.ndarray, multiplier: int, shift: int, output_offset: int,
+                     fast: bool = False) -> Optional[np.ndarray]:
+    """MultiplyByQuantizedMultiplier(acc) + output_offset (int32, unclamped) for
+    every value of `acc`: the reference arithmetic, or with fast=True the
+    optimized kernels' single-rounding form (None where it does not apply to
+    these parameters and accumulators)."""
+    acc = np.ascontiguousarray(acc, dtype=np.int32)
+    out = np.empty_like(acc)
+    if fast:
+        max_abs = int(np.abs(acc.astype(np.int64)).max()) if acc.size else 0
+        if max_abs > 2**31 - 1:
+            return None
+        ok = library("dsp").fb_requant_fast_batch(multiplier, shift, output_offset, max_abs,
+                                                  _ptr(acc, c_int32), acc.size, _ptr(out, c_int32))
+        return out if ok else None
+    library().fb_requant_reference_batch(multiplier, shift, output_offset, _ptr(acc, c_int32), acc.size,
+                                         _ptr(out, c_int32))
+    return out
 
 
 # -- views ------------------------------------------------------------------------------
@@ -193,15 +243,16 @@ def _check(kernel: str, status: int) -> None:
 
 def run_op(call: KernelCall, inputs: list[np.ndarray], *, output_window: Optional[Window] = None,
            input_windows: Optional[list[Window]] = None, row_padding: int = 0,
-           out: Optional[np.ndarray] = None) -> list[np.ndarray]:
+           out: Optional[np.ndarray] = None, kernels: str = DEFAULT_KERNELS) -> list[np.ndarray]:
     """Run one kernel call on numpy int8 arrays (the activation inputs, in
     `call.inputs` order) and return its outputs.
 
     With `output_window`, only that window of the output map is computed, into
     `out` if given (else into zeros). With `input_windows`, each input is handed
     to the kernel as a copy of just that window (rows `row_padding` bytes apart),
-    so the kernel must find everything it reads there."""
-    lib = library()
+    so the kernel must find everything it reads there. `kernels` picks the
+    portable or the DSP build of the runtime."""
+    lib = library(kernels)
     if len(inputs) != len(call.inputs):
         raise FusebenchError(f"{call.kernel} takes {len(call.inputs)} inputs, got {len(inputs)}")
     arrays = []
@@ -328,7 +379,7 @@ def _run_flat_kernel(lib, call: KernelCall, arrays: list[np.ndarray], output: np
 
 # -- whole graphs ---------------------------------------------------------------------------
 
-def run_graph_tensors(graph: Graph, x: np.ndarray) -> dict[int, np.ndarray]:
+def run_graph_tensors(graph: Graph, x: np.ndarray, kernels: str = DEFAULT_KERNELS) -> dict[int, np.ndarray]:
     """Run every op in order on the host; every activation tensor by index."""
     x = np.asarray(x)
     inp = graph.input
@@ -342,11 +393,11 @@ def run_graph_tensors(graph: Graph, x: np.ndarray) -> dict[int, np.ndarray]:
         missing = [t for t in call.inputs if t not in tensors]
         if missing:
             raise FusebenchError(f"op {op.index} ({op.kind}) reads tensor {missing[0]} before any op writes it")
-        (result,) = run_op(call, [tensors[t] for t in call.inputs])
+        (result,) = run_op(call, [tensors[t] for t in call.inputs], kernels=kernels)
         tensors[call.outputs[0]] = result
     return tensors
 
 
-def run_graph(graph: Graph, x: np.ndarray) -> np.ndarray:
+def run_graph(graph: Graph, x: np.ndarray, kernels: str = DEFAULT_KERNELS) -> np.ndarray:
     """The model output for input `x`, computed by the C kernels on the host."""
-    return run_graph_tensors(graph, x)[graph.outputs[0]]
+    return run_graph_tensors(graph, x, kernels)[graph.outputs[0]]

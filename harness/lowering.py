@@ -11,10 +11,16 @@ KernelCall conventions (per kernel; `params` keys are the C struct field names):
   fb_conv_s8        params: fb_conv_params fields + fb_filter_dims fields (out_c, kh, kw, in_c)
                     arrays: filter int8 OHWI, bias int32 (absent when the op has none),
                             multiplier int32 [out_c], shift int32 [out_c] (the fb_channel_quant)
-                    scratch: 2 * kh * kw * in_c bytes (an int16 im2col column), 4-byte aligned
+                    scratch: conv_scratch_bytes(): 16 * out_c (requantization records) +
+                            32 * ceil(taps / 4) (four int16 columns) + 4 * ceil(taps / 4) if
+                            taps % 4 (a padded filter row) + taps unless 1x1 (a byte patch),
+                            taps = kh * kw * in_c; 4-byte aligned
   fb_dw_conv_s8     params: fb_conv_params fields + depth_multiplier + fb_filter_dims (in_c = 1)
                     arrays: filter int8 1 x kh x kw x out_c, bias, multiplier, shift as above
-                    scratch: 4 * out_c bytes (int32 accumulators), 4-byte aligned
+                    scratch: dw_conv_scratch_bytes(): (20 + 2 * kh * kw) * out_c, 4-byte aligned
+                    (Scratch is what the optimized Cortex-M4/M7 kernels need, which covers
+                    the portable kernels' needs; the runtime's *_buffer_size() functions
+                    return the same numbers in every build.)
   fb_add_s8         params: fb_add_params fields
   fb_mean_s8        params: fb_mean_params fields
   fb_avgpool_s8     params: fb_pool_params fields
@@ -88,6 +94,21 @@ def map_hwc(shape: tuple[int, ...]) -> tuple[int, int, int]:
         return int(shape[1]), int(shape[2]), int(shape[3])
     n = int(np.prod(shape, dtype=np.int64)) if shape else 1
     return 1, 1, n
+
+
+def conv_scratch_bytes(out_c: int, kh: int, kw: int, in_c: int) -> int:
+    """fb_conv_s8_buffer_size(): per-channel requantization records, four int16
+    columns of whole 4-tap groups, the zero-padded last filter row when the
+    taps are not a multiple of 4, and for kernels larger than 1x1 a byte patch."""
+    taps = kh * kw * in_c
+    groups = -(-taps // 4)
+    return 16 * out_c + 32 * groups + (4 * groups if taps % 4 else 0) + (0 if kh == kw == 1 else taps)
+
+
+def dw_conv_scratch_bytes(out_c: int, kh: int, kw: int) -> int:
+    """fb_dw_conv_s8_buffer_size(): per-channel requantization records,
+    offset-folded biases and the filter widened to int16."""
+    return (20 + 2 * kh * kw) * out_c
 
 
 def lower_op(graph: Graph, op: Op) -> KernelCall:
@@ -233,7 +254,7 @@ def _conv(graph: Graph, op: Op) -> KernelCall:
     if bias is not None:
         arrays["bias"] = bias
     return KernelCall("fb_conv_s8", _ordered(params, CONV_PARAM_FIELDS + FILTER_DIM_FIELDS), arrays,
-                      [x.index], [y.index], scratch_bytes=2 * kh * kw * in_c)
+                      [x.index], [y.index], scratch_bytes=conv_scratch_bytes(out_c, kh, kw, in_c))
 
 
 def _depthwise(graph: Graph, op: Op) -> KernelCall:
@@ -262,7 +283,7 @@ def _depthwise(graph: Graph, op: Op) -> KernelCall:
         arrays["bias"] = bias
     return KernelCall("fb_dw_conv_s8",
                       _ordered(params, CONV_PARAM_FIELDS + ("depth_multiplier",) + FILTER_DIM_FIELDS),
-                      arrays, [x.index], [y.index], scratch_bytes=4 * out_c)
+                      arrays, [x.index], [y.index], scratch_bytes=dw_conv_scratch_bytes(out_c, kh, kw))
 
 
 def _add(graph: Graph, op: Op) -> KernelCall:

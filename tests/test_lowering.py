@@ -31,7 +31,8 @@ def test_conv_call_carries_struct_fields_weights_and_scratch():
     assert call.arrays["filter"].dtype == np.int8 and call.arrays["filter"].shape == (6, 3, 3, 4)
     assert call.arrays["bias"].dtype == np.int32
     assert call.arrays["multiplier"].dtype == np.int32 and call.arrays["shift"].shape == (6,)
-    assert call.scratch_bytes == 2 * 3 * 3 * 4      # the int16 im2col column
+    # records 16/channel, four int16 columns of 36 taps, a 36-byte patch
+    assert call.scratch_bytes == 16 * 6 + 4 * 2 * 36 + 36
     assert call.inputs == [graph.inputs[0]] and call.outputs == graph.outputs
     assert call.input_shapes == [(1, 7, 7, 4)] and call.output_shapes == [(1, 4, 4, 6)]
 

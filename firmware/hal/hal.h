@@ -47,6 +47,9 @@ size_t hal_stack_size(void);         /* the whole stack region */
 
 /* Ends the run: an emulator quits with `code` as its exit status; real
  * silicon parks the core. */
+/* The silicon HALs (stm32h7, stm32f4: real boards and Renode) reset the chip
+ * instead once the last byte has left, so that after a fault the board says
+ * READY again without a debug probe. */
 void hal_exit(int code) __attribute__((noreturn));
 
 /* What the fault handler saw. The stacked registers are those the core

@@ -51,19 +51,24 @@ def output_q_for(rng, in_q: Q, filter_scale: float, taps: int) -> Q:
     return Q(float(np.float32(spread / 128 * rng.uniform(0.3, 3.0))), int(rng.integers(-128, 128)))
 
 
+KERNEL_SETS = hostrt.KERNEL_SETS      # the portable reference and the optimized (DSP) kernels
+
+
 def check_model(data: bytes, seed: int, n_inputs: int = 2):
-    """Import, run on the host and compare with LiteRT for a few random inputs.
-    Returns the graph for further checks."""
+    """Import, run on the host with both kernel sets and compare with LiteRT for
+    a few random inputs. Returns the graph for further checks."""
     rng = np.random.default_rng(seed)
     graph = load_model_bytes(data, "single-op")
     for _ in range(n_inputs):
         x = rand_int8(rng, graph.input.shape)
-        ours = hostrt.run_graph(graph, x).reshape(-1)
         ref = reference_output(data, x)
-        mismatch = np.flatnonzero(ours != ref)
-        assert mismatch.size == 0, (
-            f"{mismatch.size}/{ref.size} bytes differ, first at {mismatch[0]}: "
-            f"ours {ours[mismatch[0]]} LiteRT {ref[mismatch[0]]}; params {lower_op(graph, graph.ops[0]).params}")
+        for kernels in KERNEL_SETS:
+            ours = hostrt.run_graph(graph, x, kernels=kernels).reshape(-1)
+            mismatch = np.flatnonzero(ours != ref)
+            assert mismatch.size == 0, (
+                f"{kernels} kernels: {mismatch.size}/{ref.size} bytes differ, first at {mismatch[0]}: "
+                f"ours {ours[mismatch[0]]} LiteRT {ref[mismatch[0]]}; "
+                f"params {lower_op(graph, graph.ops[0]).params}")
     return graph
 
 
@@ -76,7 +81,8 @@ def split(size: int, rng: np.random.Generator, one_pixel: bool) -> list[tuple[in
     return [(a, b - a) for a, b in zip(edges, edges[1:])]
 
 
-def tiled(call, inputs: list[np.ndarray], rng, one_pixel: bool, row_padding: int) -> np.ndarray:
+def tiled(call, inputs: list[np.ndarray], rng, one_pixel: bool, row_padding: int,
+          kernels: str = hostrt.DEFAULT_KERNELS) -> np.ndarray:
     """The output computed tile by tile, each tile reading a copy of just its
     receptive input window (rows row_padding bytes apart)."""
     out = np.zeros(call.output_shapes[0], dtype=np.int8)
@@ -85,19 +91,24 @@ def tiled(call, inputs: list[np.ndarray], rng, one_pixel: bool, row_padding: int
         for x0, tw in split(w, rng, one_pixel):
             window = (y0, x0, th, tw)
             in_window = receptive_window(call, window)
-            hostrt.run_op(call, inputs, output_window=window,
-                          input_windows=[in_window] * len(inputs), row_padding=row_padding, out=out)
+            hostrt.run_op(call, inputs, output_window=window, input_windows=[in_window] * len(inputs),
+                          row_padding=row_padding, out=out, kernels=kernels)
     return out
 
 
 def check_tiles(graph: Graph, seed: int) -> None:
+    """Tile by tile == whole map, for both kernel sets (and both give the same bytes)."""
     rng = np.random.default_rng(seed ^ 0x5EED)
     call = lower_op(graph, graph.ops[0])
     inputs = [rand_int8(rng, s) for s in call.input_shapes]
     (whole,) = hostrt.run_op(call, inputs)
-    for one_pixel in (False, True):
-        part = tiled(call, inputs, rng, one_pixel, row_padding=int(rng.integers(0, 5)))
-        assert np.array_equal(part, whole), f"tiled ({'1-pixel' if one_pixel else 'uneven'}) != whole"
+    for kernels in KERNEL_SETS:
+        (whole_k,) = hostrt.run_op(call, inputs, kernels=kernels)
+        assert np.array_equal(whole_k, whole), f"{kernels} kernels != portable on the whole map"
+        for one_pixel in (False, True):
+            part = tiled(call, inputs, rng, one_pixel, row_padding=int(rng.integers(0, 5)), kernels=kernels)
+            assert np.array_equal(part, whole), \
+                f"{kernels} kernels: tiled ({'1-pixel' if one_pixel else 'uneven'}) != whole"
 
 
 # -- convolutions ----------------------------------------------------------------------------
@@ -195,8 +206,10 @@ def test_add_matches_litert(shape, activation, same_scales, seed):
     call = lower_op(graph, graph.ops[0])
     for _ in range(2):
         a, b = rand_int8(rng, shape), rand_int8(rng, shape)
-        (ours,) = hostrt.run_op(call, [a, b])
-        assert np.array_equal(ours, litert_two_inputs(data, a, b))
+        ref = litert_two_inputs(data, a, b)
+        for kernels in KERNEL_SETS:
+            (ours,) = hostrt.run_op(call, [a, b], kernels=kernels)
+            assert np.array_equal(ours, ref), f"{kernels} kernels"
     if len(shape) == 4:
         check_tiles(graph, seed)
 
@@ -327,7 +340,9 @@ def test_runtime_compiles_warning_free_for_cortex_m():
     runtime = Path(hostrt.RUNTIME_DIR)
     for cpu in (["-mcpu=cortex-m7", "-mthumb"],
                 ["-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-d16"],
-                ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"]):
+                ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"],
+                ["-mcpu=cortex-m4", "-mthumb", "-DFB_KERNELS_DSP=0"],      # portable on a DSP core
+                ["-mcpu=cortex-m3", "-mthumb"]):                           # no DSP extension
         for source in hostrt.runtime_sources():
             cmd = [compiler, "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", *cpu, "-I",
                    str(runtime / "include"), "-c", str(source), "-o", "/dev/null"]
@@ -366,6 +381,7 @@ def test_host_runtime_matches_litert_on_shipped_model(model_path):
     graph = load_model(model_path)
     xs = model_inputs(graph)
     for x, ref in zip(xs, reference_outputs(model_path, xs)):
-        ours = hostrt.run_graph_tensors(graph, x)
-        if not np.array_equal(ours[graph.outputs[0]].reshape(-1), ref):
-            pytest.fail(f"{model_path.name}: {first_mismatch(graph, model_path, x, ours)}")
+        for kernels in KERNEL_SETS:
+            ours = hostrt.run_graph_tensors(graph, x, kernels=kernels)
+            if not np.array_equal(ours[graph.outputs[0]].reshape(-1), ref):
+                pytest.fail(f"{model_path.name} ({kernels} kernels): {first_mismatch(graph, model_path, x, ours)}")

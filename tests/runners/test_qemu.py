@@ -80,8 +80,8 @@ def test_missing_firmware_and_bad_options(tmp_path):
         next(QemuRunner(load_board("stm32f4")).run(tmp_path / "none.elf", []))
     with pytest.raises(FusebenchError, match="input_via"):
         QemuRunner(load_board("stm32f4"), input_via="carrier-pigeon")
-    with pytest.raises(FusebenchError, match="unknown runner 'renode'"):
-        get_runner("renode", load_board("stm32f4"))
+    with pytest.raises(FusebenchError, match="unknown runner 'vmware'"):
+        get_runner("vmware", load_board("stm32f4"))
 
 
 # -- in QEMU -----------------------------------------------------------------------------------

@@ -118,4 +118,112 @@ static inline void fb_valid_taps(int32_t origin, int32_t d, int32_t k_size, int3
     *end = e < s ? s : e;
 }
 
+/* Does the input window hold every in-map pixel that the output window of a
+ * (kh x kw, strided, dilated, padded) convolution reads? Shared by conv and
+ * depthwise, portable and optimized. */
+static inline int fb_conv_input_covers(const fb_conv_params *p, int32_t kh, int32_t kw, const fb_view *input,
+                                       const fb_view *output)
+{
+    const int32_t y_lo = output->y0 * p->stride_h - p->pad_top;
+    const int32_t y_hi = (output->y0 + output->h - 1) * p->stride_h - p->pad_top + (kh - 1) * p->dilation_h;
+    const int32_t x_lo = output->x0 * p->stride_w - p->pad_left;
+    const int32_t x_hi = (output->x0 + output->w - 1) * p->stride_w - p->pad_left + (kw - 1) * p->dilation_w;
+    return fb_view_covers(input, y_lo < 0 ? 0 : y_lo, y_hi >= input->full_h ? input->full_h - 1 : y_hi,
+                          x_lo < 0 ? 0 : x_lo, x_hi >= input->full_w ? input->full_w - 1 : x_hi);
+}
+
+/* Argument checks of CONV_2D (FB_OK or FB_ERR_ARG), shared by both implementations. */
+static inline fb_status fb_conv_check_args(const fb_conv_params *p, const fb_channel_quant *q,
+                                           const fb_view *input, const fb_filter_dims *fd,
+                                           const int8_t *filter, const fb_view *output)
+{
+    if (p == NULL || q == NULL || q->multiplier == NULL || q->shift == NULL || fd == NULL ||
+        filter == NULL || !fb_view_valid(input) || !fb_view_valid(output)) {
+        return FB_ERR_ARG;
+    }
+    if (fd->out_c <= 0 || fd->kh <= 0 || fd->kw <= 0 || fd->in_c <= 0 ||
+        input->c != fd->in_c || output->c != fd->out_c || p->stride_h <= 0 || p->stride_w <= 0 ||
+        p->dilation_h <= 0 || p->dilation_w <= 0 || p->act_min > p->act_max) {
+        return FB_ERR_ARG;
+    }
+    return fb_conv_input_covers(p, fd->kh, fd->kw, input, output) ? FB_OK : FB_ERR_ARG;
+}
+
+/* Argument checks of DEPTHWISE_CONV_2D. */
+static inline fb_status fb_dw_conv_check_args(const fb_dw_conv_params *p, const fb_channel_quant *q,
+                                              const fb_view *input, const fb_filter_dims *fd,
+                                              const int8_t *filter, const fb_view *output)
+{
+    if (p == NULL || q == NULL || q->multiplier == NULL || q->shift == NULL || fd == NULL ||
+        filter == NULL || !fb_view_valid(input) || !fb_view_valid(output)) {
+        return FB_ERR_ARG;
+    }
+    const fb_conv_params *cp = &p->conv;
+    const int32_t mult = p->depth_multiplier;
+    if (mult <= 0 || fd->out_c <= 0 || fd->kh <= 0 || fd->kw <= 0 || fd->in_c != 1 ||
+        input->c * mult != fd->out_c || output->c != fd->out_c || cp->stride_h <= 0 ||
+        cp->stride_w <= 0 || cp->dilation_h <= 0 || cp->dilation_w <= 0 || cp->act_min > cp->act_max) {
+        return FB_ERR_ARG;
+    }
+    return fb_conv_input_covers(cp, fd->kh, fd->kw, input, output) ? FB_OK : FB_ERR_ARG;
+}
+
+/* Argument checks of ADD. */
+static inline fb_status fb_add_check_args(const fb_add_params *p, const fb_view *a, const fb_view *b,
+                                          const fb_view *out)
+{
+    if (p == NULL || !fb_view_valid(a) || !fb_view_valid(b) || !fb_view_valid(out)) {
+        return FB_ERR_ARG;
+    }
+    if (a->h != out->h || a->w != out->w || a->c != out->c || b->h != out->h || b->w != out->w ||
+        b->c != out->c || p->act_min > p->act_max || p->left_shift < 0 || p->left_shift > 30 ||
+        p->input1_shift > 0 || p->input2_shift > 0 || p->output_shift > 0) {
+        return FB_ERR_ARG;
+    }
+    return FB_OK;
+}
+
+/* -- FULLY_CONNECTED output stage (double precision, as LiteRT's reference) -- */
+
+/* round(v) half away from zero, saturated to int32 (std::round, no libm). */
+static inline int32_t fb_round_to_int32(double v)
+{
+    if (v >= 2147483647.0) {
+        return FB_INT32_MAX;
+    }
+    if (v <= -2147483648.0) {
+        return FB_INT32_MIN;
+    }
+    int64_t i = (int64_t)(int32_t)v;       /* truncation toward zero */
+    const double frac = v - (double)i;     /* exact */
+    if (frac >= 0.5) {
+        i += 1;
+    } else if (frac <= -0.5) {
+        i -= 1;
+    }
+    return i > FB_INT32_MAX ? FB_INT32_MAX : (int32_t)i;
+}
+
+static inline int fb_fc_args_ok(const fb_fc_params *p, const double *effective_scale, const int8_t *input,
+                                const int8_t *filter, const int8_t *output)
+{
+    return p != NULL && effective_scale != NULL && input != NULL && filter != NULL && output != NULL &&
+           p->batches > 0 && p->accum_depth > 0 && p->out_depth > 0 && p->act_min <= p->act_max;
+}
+
+/* Output unit oc from its accumulator (bias not yet added). */
+static inline int8_t fb_fc_output(const fb_fc_params *p, const double *effective_scale, const int32_t *bias,
+                                  int32_t oc, int32_t acc)
+{
+    if (bias != NULL) {
+        acc += bias[oc];
+    }
+    const double scale = effective_scale[p->per_channel ? oc : 0];
+    int32_t out = fb_round_to_int32((double)acc * scale);
+    /* saturating add keeps a pathological scale from overflowing */
+    out = out > FB_INT32_MAX - 128 ? FB_INT32_MAX - 128 : out;
+    out += p->output_offset;
+    return (int8_t)fb_clamp(out, p->act_min, p->act_max);
+}
+
 #endif /* FB_ARITH_H */

@@ -49,24 +49,40 @@ typedef struct {
 typedef struct { fb_conv_params conv; int32_t depth_multiplier; } fb_dw_conv_params;
 typedef struct { int32_t out_c, kh, kw, in_c; } fb_filter_dims;
 
+/* Kernel implementations. Every public kernel below has a portable C99
+ * implementation (the reference, *_portable). On cores with the DSP extension
+ * (Cortex-M4/M7/M33...) conv, depthwise conv, fully connected and add dispatch
+ * to optimized implementations (SMLAD/SXTB16, fb_*_dsp.c) that give the same
+ * bytes; they fall back to the portable code for cases they do not cover.
+ * fb_runtime_kernels() says which set this build dispatches to. */
+const char *fb_runtime_kernels(void);   /* "dsp" or "portable" */
+
 /* CONV_2D. filter is OHWI (out_c x kh x kw x in_c), bias has out_c entries or is
  * NULL. Computes the `output` window; the input window must hold every input
  * pixel inside the map that this output window reads. scratch: at least
- * fb_conv_s8_buffer_size() bytes (kh*kw*in_c int16), 4-byte aligned; its
- * contents need not survive between calls. */
+ * fb_conv_s8_buffer_size() bytes, 4-byte aligned; its contents need not
+ * survive between calls. The size is the same in every build: with
+ * taps = kh*kw*in_c and g = ceil(taps/4), 16*out_c + 32*g, plus 4*g when taps
+ * is not a multiple of 4, plus taps unless the kernel is 1x1. */
 fb_status fb_conv_s8(const fb_conv_params *p, const fb_channel_quant *q, const fb_view *input,
                      const fb_filter_dims *fd, const int8_t *filter /* OHWI */,
                      const int32_t *bias /* may be NULL */,
                      fb_view *output /* window of the output map to compute */, int8_t *scratch);
 int32_t fb_conv_s8_buffer_size(const fb_filter_dims *fd, const fb_view *input, const fb_view *output);
+fb_status fb_conv_s8_portable(const fb_conv_params *p, const fb_channel_quant *q, const fb_view *input,
+                              const fb_filter_dims *fd, const int8_t *filter, const int32_t *bias,
+                              fb_view *output, int8_t *scratch);
 
 /* DEPTHWISE_CONV_2D. filter is 1 x kh x kw x (C*M) with fd->out_c = C*M and
  * fd->in_c = 1; output channel m + ic*M reads input channel ic. scratch: at
- * least fb_dw_conv_s8_buffer_size() bytes (out_c int32), 4-byte aligned. */
+ * least fb_dw_conv_s8_buffer_size() bytes ((20 + 2*kh*kw) * out_c), 4-byte aligned. */
 fb_status fb_dw_conv_s8(const fb_dw_conv_params *p, const fb_channel_quant *q, const fb_view *input,
                         const fb_filter_dims *fd, const int8_t *filter /* 1HW(C*M) */,
                         const int32_t *bias /* may be NULL */, fb_view *output, int8_t *scratch);
 int32_t fb_dw_conv_s8_buffer_size(const fb_filter_dims *fd, const fb_view *input, const fb_view *output);
+fb_status fb_dw_conv_s8_portable(const fb_dw_conv_params *p, const fb_channel_quant *q,
+                                 const fb_view *input, const fb_filter_dims *fd, const int8_t *filter,
+                                 const int32_t *bias, fb_view *output, int8_t *scratch);
 
 /* ADD (same shapes, no broadcast). Offsets are -zero_point for inputs and
  * +zero_point for the output; input*_shift/output_shift are exponents <= 0. */
@@ -77,6 +93,7 @@ typedef struct {
 } fb_add_params;
 /* Elementwise over the window; a, b and out must have the same h, w, c. */
 fb_status fb_add_s8(const fb_add_params *p, const fb_view *a, const fb_view *b, fb_view *out);
+fb_status fb_add_s8_portable(const fb_add_params *p, const fb_view *a, const fb_view *b, fb_view *out);
 
 /* MEAN over H and W (TFLite MEAN int8 with axes [1,2], keep_dims either way).
  * multiplier/shift quantize input_scale / output_scale (the kernel folds in
@@ -107,6 +124,9 @@ fb_status fb_fully_connected_s8(const fb_fc_params *p, const double *effective_s
                                 const int8_t *input, const int8_t *filter,
                                 const int32_t *bias /* may be NULL */, int8_t *output);
 int32_t fb_fully_connected_s8_buffer_size(const fb_fc_params *p);
+fb_status fb_fully_connected_s8_portable(const fb_fc_params *p, const double *effective_scale,
+                                         const int8_t *input, const int8_t *filter, const int32_t *bias,
+                                         int8_t *output);
 
 /* SOFTMAX int8 -> int8 (output zero point -128, scale 1/256) with TFLite's
  * reference fixed-point exp; softmax along the last dimension (depth) of

@@ -2,6 +2,7 @@
  * scale with 20 extra bits of headroom (left_shift), summed, then requantized
  * to the output. */
 #include "fb_arith.h"
+#include "fb_dsp.h"
 
 static inline int8_t add_one(const fb_add_params *p, int32_t x, int32_t y)
 {
@@ -14,15 +15,11 @@ static inline int8_t add_one(const fb_add_params *p, int32_t x, int32_t y)
     return (int8_t)fb_clamp(out, p->act_min, p->act_max);
 }
 
-fb_status fb_add_s8(const fb_add_params *p, const fb_view *a, const fb_view *b, fb_view *out)
+fb_status fb_add_s8_portable(const fb_add_params *p, const fb_view *a, const fb_view *b, fb_view *out)
 {
-    if (p == NULL || !fb_view_valid(a) || !fb_view_valid(b) || !fb_view_valid(out)) {
-        return FB_ERR_ARG;
-    }
-    if (a->h != out->h || a->w != out->w || a->c != out->c || b->h != out->h || b->w != out->w ||
-        b->c != out->c || p->act_min > p->act_max || p->left_shift < 0 || p->left_shift > 30 ||
-        p->input1_shift > 0 || p->input2_shift > 0 || p->output_shift > 0) {
-        return FB_ERR_ARG;
+    const fb_status st = fb_add_check_args(p, a, b, out);
+    if (st != FB_OK) {
+        return st;
     }
     const int32_t row = out->w * out->c;
     for (int32_t y = 0; y < out->h; ++y) {
@@ -34,4 +31,13 @@ fb_status fb_add_s8(const fb_add_params *p, const fb_view *a, const fb_view *b, 
         }
     }
     return FB_OK;
+}
+
+fb_status fb_add_s8(const fb_add_params *p, const fb_view *a, const fb_view *b, fb_view *out)
+{
+#if FB_KERNELS_DSP
+    return fb_add_s8_dsp(p, a, b, out);
+#else
+    return fb_add_s8_portable(p, a, b, out);
+#endif
 }

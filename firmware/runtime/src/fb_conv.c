@@ -8,15 +8,24 @@
  * column. The gather costs 1/out_c of the MACs and a later SIMD version can use
  * the same column (CMSIS-NN's layout). */
 #include "fb_arith.h"
+#include "fb_dsp.h"
 
+/* The optimized kernel's needs (fb_conv_dsp.c), which cover the portable
+ * kernel's int16 column (2 * taps bytes): per-channel requantization records,
+ * four int16 columns of whole 4-tap groups, the zero-padded last filter row
+ * when taps is not a multiple of 4, and for kernels larger than 1x1 a byte
+ * patch. The size does not depend on the build, so the lowering can compute it. */
 int32_t fb_conv_s8_buffer_size(const fb_filter_dims *fd, const fb_view *input, const fb_view *output)
 {
     (void)input;
     (void)output;
-    if (fd == NULL || fd->kh <= 0 || fd->kw <= 0 || fd->in_c <= 0) {
+    if (fd == NULL || fd->out_c <= 0 || fd->kh <= 0 || fd->kw <= 0 || fd->in_c <= 0) {
         return 0;
     }
-    return fd->kh * fd->kw * fd->in_c * (int32_t)sizeof(int16_t);
+    const int32_t taps = fd->kh * fd->kw * fd->in_c;
+    const int32_t groups = (taps + 3) / 4;
+    return 16 * fd->out_c + 32 * groups + ((taps & 3) ? 4 * groups : 0) +
+           ((fd->kh == 1 && fd->kw == 1) ? 0 : taps);
 }
 
 static int32_t dot_s8_s16(const int8_t *f, const int16_t *col, int32_t n)
@@ -65,27 +74,13 @@ static void output_pixel(const fb_conv_params *p, const fb_channel_quant *q, con
     }
 }
 
-fb_status fb_conv_s8(const fb_conv_params *p, const fb_channel_quant *q, const fb_view *input,
-                     const fb_filter_dims *fd, const int8_t *filter, const int32_t *bias,
-                     fb_view *output, int8_t *scratch)
+fb_status fb_conv_s8_portable(const fb_conv_params *p, const fb_channel_quant *q, const fb_view *input,
+                              const fb_filter_dims *fd, const int8_t *filter, const int32_t *bias,
+                              fb_view *output, int8_t *scratch)
 {
-    if (p == NULL || q == NULL || q->multiplier == NULL || q->shift == NULL || fd == NULL ||
-        filter == NULL || !fb_view_valid(input) || !fb_view_valid(output)) {
-        return FB_ERR_ARG;
-    }
-    if (fd->out_c <= 0 || fd->kh <= 0 || fd->kw <= 0 || fd->in_c <= 0 ||
-        input->c != fd->in_c || output->c != fd->out_c || p->stride_h <= 0 || p->stride_w <= 0 ||
-        p->dilation_h <= 0 || p->dilation_w <= 0 || p->act_min > p->act_max) {
-        return FB_ERR_ARG;
-    }
-    /* The input window must hold every in-map pixel this output window reads. */
-    const int32_t y_lo = output->y0 * p->stride_h - p->pad_top;
-    const int32_t y_hi = (output->y0 + output->h - 1) * p->stride_h - p->pad_top + (fd->kh - 1) * p->dilation_h;
-    const int32_t x_lo = output->x0 * p->stride_w - p->pad_left;
-    const int32_t x_hi = (output->x0 + output->w - 1) * p->stride_w - p->pad_left + (fd->kw - 1) * p->dilation_w;
-    if (!fb_view_covers(input, y_lo < 0 ? 0 : y_lo, y_hi >= input->full_h ? input->full_h - 1 : y_hi,
-                        x_lo < 0 ? 0 : x_lo, x_hi >= input->full_w ? input->full_w - 1 : x_hi)) {
-        return FB_ERR_ARG;
+    const fb_status st = fb_conv_check_args(p, q, input, fd, filter, output);
+    if (st != FB_OK) {
+        return st;
     }
     if (scratch == NULL || !fb_aligned4(scratch)) {
         return FB_ERR_SCRATCH;
@@ -144,4 +139,15 @@ fb_status fb_conv_s8(const fb_conv_params *p, const fb_channel_quant *q, const f
         }
     }
     return FB_OK;
+}
+
+fb_status fb_conv_s8(const fb_conv_params *p, const fb_channel_quant *q, const fb_view *input,
+                     const fb_filter_dims *fd, const int8_t *filter, const int32_t *bias,
+                     fb_view *output, int8_t *scratch)
+{
+#if FB_KERNELS_DSP
+    return fb_conv_s8_dsp(p, q, input, fd, filter, bias, output, scratch);
+#else
+    return fb_conv_s8_portable(p, q, input, fd, filter, bias, output, scratch);
+#endif
 }

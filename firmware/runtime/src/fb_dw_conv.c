@@ -5,15 +5,20 @@
  * scratch and each tap adds one contiguous filter row: input and filter are both
  * read sequentially (NHWC), which is what a later SIMD version wants too. */
 #include "fb_arith.h"
+#include "fb_dsp.h"
 
+/* The optimized kernel's needs (fb_dw_conv_dsp.c): per-channel requantization
+ * records (16 bytes), offset-folded biases (4) and the filter widened to int16
+ * (2 per tap), per channel; the portable kernel uses the first 4 bytes per
+ * channel for its accumulators. Independent of the build. */
 int32_t fb_dw_conv_s8_buffer_size(const fb_filter_dims *fd, const fb_view *input, const fb_view *output)
 {
     (void)input;
     (void)output;
-    if (fd == NULL || fd->out_c <= 0) {
+    if (fd == NULL || fd->out_c <= 0 || fd->kh <= 0 || fd->kw <= 0) {
         return 0;
     }
-    return fd->out_c * (int32_t)sizeof(int32_t);
+    return fd->out_c * (20 + 2 * fd->kh * fd->kw);
 }
 
 /* acc[ic*M + m] += f[ic*M + m] * (x[ic] + offset) for one tap. */
@@ -39,29 +44,16 @@ static void accumulate_tap(int32_t *acc, const int8_t *x, const int8_t *f, int32
     }
 }
 
-fb_status fb_dw_conv_s8(const fb_dw_conv_params *p, const fb_channel_quant *q, const fb_view *input,
-                        const fb_filter_dims *fd, const int8_t *filter, const int32_t *bias,
-                        fb_view *output, int8_t *scratch)
+fb_status fb_dw_conv_s8_portable(const fb_dw_conv_params *p, const fb_channel_quant *q,
+                                 const fb_view *input, const fb_filter_dims *fd, const int8_t *filter,
+                                 const int32_t *bias, fb_view *output, int8_t *scratch)
 {
-    if (p == NULL || q == NULL || q->multiplier == NULL || q->shift == NULL || fd == NULL ||
-        filter == NULL || !fb_view_valid(input) || !fb_view_valid(output)) {
-        return FB_ERR_ARG;
+    const fb_status st = fb_dw_conv_check_args(p, q, input, fd, filter, output);
+    if (st != FB_OK) {
+        return st;
     }
     const fb_conv_params *cp = &p->conv;
     const int32_t mult = p->depth_multiplier;
-    if (mult <= 0 || fd->out_c <= 0 || fd->kh <= 0 || fd->kw <= 0 || fd->in_c != 1 ||
-        input->c * mult != fd->out_c || output->c != fd->out_c || cp->stride_h <= 0 ||
-        cp->stride_w <= 0 || cp->dilation_h <= 0 || cp->dilation_w <= 0 || cp->act_min > cp->act_max) {
-        return FB_ERR_ARG;
-    }
-    const int32_t y_lo = output->y0 * cp->stride_h - cp->pad_top;
-    const int32_t y_hi = (output->y0 + output->h - 1) * cp->stride_h - cp->pad_top + (fd->kh - 1) * cp->dilation_h;
-    const int32_t x_lo = output->x0 * cp->stride_w - cp->pad_left;
-    const int32_t x_hi = (output->x0 + output->w - 1) * cp->stride_w - cp->pad_left + (fd->kw - 1) * cp->dilation_w;
-    if (!fb_view_covers(input, y_lo < 0 ? 0 : y_lo, y_hi >= input->full_h ? input->full_h - 1 : y_hi,
-                        x_lo < 0 ? 0 : x_lo, x_hi >= input->full_w ? input->full_w - 1 : x_hi)) {
-        return FB_ERR_ARG;
-    }
     if (scratch == NULL || !fb_aligned4(scratch)) {
         return FB_ERR_SCRATCH;
     }
@@ -96,4 +88,15 @@ fb_status fb_dw_conv_s8(const fb_dw_conv_params *p, const fb_channel_quant *q, c
         }
     }
     return FB_OK;
+}
+
+fb_status fb_dw_conv_s8(const fb_dw_conv_params *p, const fb_channel_quant *q, const fb_view *input,
+                        const fb_filter_dims *fd, const int8_t *filter, const int32_t *bias,
+                        fb_view *output, int8_t *scratch)
+{
+#if FB_KERNELS_DSP
+    return fb_dw_conv_s8_dsp(p, q, input, fd, filter, bias, output, scratch);
+#else
+    return fb_dw_conv_s8_portable(p, q, input, fd, filter, bias, output, scratch);
+#endif
 }

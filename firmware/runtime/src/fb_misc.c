@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "fb_arith.h"
+#include "fb_dsp.h"
 
 fb_status fb_requantize_s8(const fb_requantize_params *p, const int8_t *input, int8_t *output)
 {
@@ -32,4 +33,9 @@ fb_status fb_copy_s8(const int8_t *input, int8_t *output, int32_t size)
 int32_t fb_multiply_by_quantized_multiplier(int32_t x, int32_t multiplier, int32_t shift)
 {
     return fb_mbqm(x, multiplier, shift);
+}
+
+const char *fb_runtime_kernels(void)
+{
+    return FB_KERNELS_DSP ? "dsp" : "portable";
 }

@@ -1,0 +1,283 @@
+/*
+ * HAL for the STM32F405/F407/F446 (Cortex-M4F) on real silicon and on
+ * Renode's model of the STM32F4: the same image runs on both.
+ *
+ * Written from the reference manuals RM0090 (F405/F407) and RM0390 (F446)
+ * and the ARMv7-M architecture manual (no vendor headers):
+ *   - power: voltage scale 1; above 168 MHz (F446 only) the over-drive mode
+ *     (ODEN, then ODSWEN) after the PLL locked. The part is told apart by
+ *     DBGMCU_IDCODE: DEV_ID 0x413 is the F405/F407 (1-bit VOS, no over-drive,
+ *     168 MHz at most), 0x421 the F446 and 0x419 the F42x/F43x (2-bit VOS);
+ *   - flash: 5 wait states (150-180 MHz at 2.7-3.6 V), prefetch and the ART
+ *     accelerator's instruction and data caches on;
+ *   - clocks: the main PLL from the 16 MHz HSI (no crystal assumed), VCO input
+ *     2 MHz, SYSCLK = FB_CPU_HZ, AHB = SYSCLK, APB1 = /4, APB2 = /2;
+ *   - console: the USART at FB_UART_BASE on the board file's pins, 8N1, polled;
+ *   - time: DWT CYCCNT, SysTick on the core clock when CYCCNT does not count.
+ *
+ * As on the H7: every wait on a ready flag is bounded, the console divisor
+ * follows the clock the switch really reached, hal_exit() resets the chip,
+ * and there is no host file system.
+ */
+#include <stdint.h>
+
+#include "../cortexm/cortexm.h"
+#include "../hal.h"
+
+#if !defined(FB_UART_BASE) || !defined(FB_CPU_HZ) || !defined(FB_CONSOLE_BAUD) ||               \
+    !defined(FB_CONSOLE_TX_PORT) || !defined(FB_CONSOLE_RX_PORT) || !defined(FB_CONSOLE_AF)
+#error "the board file's [runners.serial|renode] table provides FB_UART_BASE, FB_CPU_HZ, FB_CONSOLE_*"
+#endif
+
+#define REG(addr) CM_REG(addr)
+
+/* RCC (RM0090 section 7.3, RM0390 section 6.3) */
+#define RCC_BASE 0x40023800u
+#define RCC_CR REG(RCC_BASE + 0x00u)
+#define RCC_PLLCFGR REG(RCC_BASE + 0x04u)
+#define RCC_CFGR REG(RCC_BASE + 0x08u)
+#define RCC_AHB1ENR REG(RCC_BASE + 0x30u)
+#define RCC_APB1ENR REG(RCC_BASE + 0x40u)
+#define RCC_APB2ENR REG(RCC_BASE + 0x44u)
+#define RCC_CR_HSIRDY (1u << 1)
+#define RCC_CR_PLLON (1u << 24)
+#define RCC_CR_PLLRDY (1u << 25)
+#define RCC_CFGR_SW_PLL 2u
+#define RCC_APB1ENR_PWREN (1u << 28)
+
+/* PWR */
+#define PWR_CR REG(0x40007000u)
+#define PWR_CSR REG(0x40007004u)
+#define PWR_CR_VOS_SHIFT 14
+#define PWR_CR_ODEN (1u << 16)
+#define PWR_CR_ODSWEN (1u << 17)
+#define PWR_CSR_ODRDY (1u << 16)
+#define PWR_CSR_ODSWRDY (1u << 17)
+
+/* Flash interface */
+#define FLASH_ACR REG(0x40023C00u)
+#define FLASH_ACR_LATENCY_5WS 5u
+#define FLASH_ACR_PRFTEN (1u << 8)
+#define FLASH_ACR_ICEN (1u << 9)
+#define FLASH_ACR_DCEN (1u << 10)
+
+#define DBGMCU_IDCODE REG(0xE0042000u)
+#define DEV_ID_F405_F407 0x413u
+
+/* GPIO ports A..K at 0x40020000 + 0x400 * port */
+#define GPIO_BASE(port) (0x40020000u + 0x400u * (uint32_t)(port))
+#define GPIO_MODER(port) REG(GPIO_BASE(port) + 0x00u)
+#define GPIO_OSPEEDR(port) REG(GPIO_BASE(port) + 0x08u)
+#define GPIO_PUPDR(port) REG(GPIO_BASE(port) + 0x0Cu)
+#define GPIO_AFR(port, pin) REG(GPIO_BASE(port) + 0x20u + 4u * ((pin) >> 3))
+
+/* USART (RM0090 section 30.6) */
+#define USART_SR REG(FB_UART_BASE + 0x00u)
+#define USART_DR REG(FB_UART_BASE + 0x04u)
+#define USART_BRR REG(FB_UART_BASE + 0x08u)
+#define USART_CR1 REG(FB_UART_BASE + 0x0Cu)
+#define USART_CR2 REG(FB_UART_BASE + 0x10u)
+#define USART_CR3 REG(FB_UART_BASE + 0x14u)
+#define USART_SR_RXNE (1u << 5)
+#define USART_SR_TC (1u << 6)
+#define USART_SR_TXE (1u << 7)
+#define USART_CR1_RE (1u << 2)
+#define USART_CR1_TE (1u << 3)
+#define USART_CR1_UE (1u << 13)
+
+#define SCB_AIRCR CM_REG(0xE000ED0Cu)
+#define SCB_AIRCR_RESET (0x05FAu << 16 | 1u << 2)
+#define DEMCR CM_REG(0xE000EDFCu)
+#define DEMCR_TRCENA (1u << 24)
+#define DWT_CTRL CM_REG(0xE0001000u)
+#define DWT_CYCCNT CM_REG(0xE0001004u)
+#define DWT_CTRL_CYCCNTENA (1u << 0)
+#define DWT_CTRL_NOCYCCNT (1u << 25)
+
+#define HSI_HZ 16000000u
+#define PLL_M 8u                 /* HSI / 8 = 2 MHz VCO input (less jitter than 1 MHz) */
+#define NO_OVERDRIVE_MAX_HZ 168000000u
+#define READY_SPINS 200000u
+
+static uint32_t core_hz = HSI_HZ;
+static int use_dwt;
+static uint32_t cycles_last;
+static uint32_t cycles_high;
+
+static int wait_bits(volatile uint32_t *reg, uint32_t mask, uint32_t want)
+{
+    for (uint32_t i = 0; i < READY_SPINS; i++) {
+        if ((*reg & mask) == want)
+            return 1;
+    }
+    return 0;
+}
+
+static void clocks_up(void)
+{
+    uint32_t target_hz = FB_CPU_HZ;
+    int two_bit_vos = (DBGMCU_IDCODE & 0xFFFu) != DEV_ID_F405_F407;
+    if (!two_bit_vos && target_hz > NO_OVERDRIVE_MAX_HZ)
+        target_hz = NO_OVERDRIVE_MAX_HZ;
+
+    RCC_APB1ENR |= RCC_APB1ENR_PWREN;
+    (void)RCC_APB1ENR;
+    /* Scale 1: VOS = 1 on the F405/F407, VOS = 0b11 on the F446/F42x. */
+    uint32_t vos = two_bit_vos ? 3u : 1u;
+    PWR_CR = (PWR_CR & ~(3u << PWR_CR_VOS_SHIFT)) | (vos << PWR_CR_VOS_SHIFT);
+
+    /* Wait states first: the core must never run faster than the flash allows. */
+    FLASH_ACR = FLASH_ACR_LATENCY_5WS | FLASH_ACR_PRFTEN | FLASH_ACR_ICEN | FLASH_ACR_DCEN;
+    wait_bits(&FLASH_ACR, 0xFu, FLASH_ACR_LATENCY_5WS);
+
+    /* SYSCLK = 2 MHz * N / P with P = 2, so N = SYSCLK / 1 MHz; Q keeps the
+     * 48 MHz domain at or below 48 MHz. */
+    uint32_t pll_n = target_hz / 1000000u;
+    uint32_t pll_q = (2000000u * pll_n + 47999999u) / 48000000u;
+    wait_bits(&RCC_CR, RCC_CR_HSIRDY, RCC_CR_HSIRDY);
+    RCC_PLLCFGR = (RCC_PLLCFGR & 0xF0000000u)                /* keep PLLR (F446) as it is */
+                  | (pll_q << 24) | (0u << 22)               /* PLLQ, PLLSRC = HSI */
+                  | (0u << 16) | (pll_n << 6) | PLL_M;       /* PLLP = 2, PLLN, PLLM */
+    RCC_CR |= RCC_CR_PLLON;
+    int locked = wait_bits(&RCC_CR, RCC_CR_PLLRDY, RCC_CR_PLLRDY);
+
+    if (locked && target_hz > NO_OVERDRIVE_MAX_HZ) {
+        PWR_CR |= PWR_CR_ODEN;
+        wait_bits(&PWR_CSR, PWR_CSR_ODRDY, PWR_CSR_ODRDY);
+        PWR_CR |= PWR_CR_ODSWEN;
+        wait_bits(&PWR_CSR, PWR_CSR_ODSWRDY, PWR_CSR_ODSWRDY);
+    }
+
+    /* AHB /1, APB1 /4 (<= 45 MHz), APB2 /2 (<= 90 MHz), before the switch. */
+    RCC_CFGR = (RCC_CFGR & ~((0xFu << 4) | (7u << 10) | (7u << 13))) | (0u << 4) | (5u << 10) | (4u << 13);
+    if (locked) {
+        RCC_CFGR = (RCC_CFGR & ~3u) | RCC_CFGR_SW_PLL;
+        wait_bits(&RCC_CFGR, 3u << 2, RCC_CFGR_SW_PLL << 2);
+    }
+    core_hz = ((RCC_CFGR >> 2) & 3u) == RCC_CFGR_SW_PLL ? target_hz : HSI_HZ;
+}
+
+static uint32_t apb_hz_of_console(void)
+{
+    /* APB2 (0x4001xxxx) runs at SYSCLK / 2, APB1 (0x4000xxxx) at SYSCLK / 4. */
+    return (FB_UART_BASE >= 0x40010000u) ? core_hz / 2u : core_hz / 4u;
+}
+
+static void console_clock_on(void)
+{
+    switch (FB_UART_BASE) {
+    case 0x40011000u: RCC_APB2ENR |= 1u << 4; break;  /* USART1 */
+    case 0x40011400u: RCC_APB2ENR |= 1u << 5; break;  /* USART6 */
+    case 0x40004400u: RCC_APB1ENR |= 1u << 17; break; /* USART2 */
+    case 0x40004800u: RCC_APB1ENR |= 1u << 18; break; /* USART3 */
+    case 0x40004C00u: RCC_APB1ENR |= 1u << 19; break; /* UART4 */
+    case 0x40005000u: RCC_APB1ENR |= 1u << 20; break; /* UART5 */
+    default: break;
+    }
+    RCC_AHB1ENR |= (1u << FB_CONSOLE_TX_PORT) | (1u << FB_CONSOLE_RX_PORT);
+    (void)RCC_AHB1ENR;
+}
+
+static void pin_to_af(uint32_t port, uint32_t pin, int pull_up)
+{
+    GPIO_AFR(port, pin) = (GPIO_AFR(port, pin) & ~(0xFu << (4u * (pin & 7u)))) |
+                          ((uint32_t)FB_CONSOLE_AF << (4u * (pin & 7u)));
+    GPIO_OSPEEDR(port) |= 2u << (2u * pin);
+    GPIO_PUPDR(port) = (GPIO_PUPDR(port) & ~(3u << (2u * pin))) | ((pull_up ? 1u : 0u) << (2u * pin));
+    GPIO_MODER(port) = (GPIO_MODER(port) & ~(3u << (2u * pin))) | (2u << (2u * pin));
+}
+
+static void console_up(void)
+{
+    console_clock_on();
+    pin_to_af(FB_CONSOLE_TX_PORT, FB_CONSOLE_TX_PIN, 0);
+    pin_to_af(FB_CONSOLE_RX_PORT, FB_CONSOLE_RX_PIN, 1);
+    USART_CR1 = 0;
+    USART_CR2 = 0;
+    USART_CR3 = 0;
+    USART_BRR = (apb_hz_of_console() + FB_CONSOLE_BAUD / 2u) / FB_CONSOLE_BAUD; /* oversampling 16 */
+    USART_CR1 = USART_CR1_UE | USART_CR1_TE | USART_CR1_RE;
+}
+
+static void time_up(void)
+{
+    cortexm_systick_start();
+    DEMCR |= DEMCR_TRCENA;
+    if (DWT_CTRL & DWT_CTRL_NOCYCCNT)
+        return;
+    DWT_CYCCNT = 0;
+    DWT_CTRL |= DWT_CTRL_CYCCNTENA;
+    uint32_t before = DWT_CYCCNT;
+    for (volatile int i = 0; i < 64; i++) {
+    }
+    use_dwt = DWT_CYCCNT != before;
+    cycles_last = DWT_CYCCNT;
+    cycles_high = 0;
+}
+
+void hal_setup(void)
+{
+    clocks_up();
+    console_up();
+    time_up();
+}
+
+void hal_send(const void *data, size_t len)
+{
+    const uint8_t *bytes = data;
+    for (size_t i = 0; i < len; i++) {
+        while (!(USART_SR & USART_SR_TXE)) {
+        }
+        USART_DR = bytes[i];
+    }
+}
+
+uint8_t hal_recv(void)
+{
+    /* Reading SR then DR also clears an overrun: the lost byte shows as a
+     * frame that fails its CRC, and the host resends. */
+    while (!(USART_SR & USART_SR_RXNE)) {
+    }
+    return (uint8_t)USART_DR;
+}
+
+int hal_host_read(const char *path, void *buf, size_t len)
+{
+    (void)path;
+    (void)buf;
+    (void)len;
+    return -1;
+}
+
+/* CYCCNT wraps every 2^32 cycles (25 s at 168 MHz); the app reads the
+ * counter after every layer, far more often. */
+uint64_t hal_time(void)
+{
+    if (!use_dwt)
+        return cortexm_systick_ticks();
+    uint32_t primask = cm_primask_save_disable();
+    uint32_t now = DWT_CYCCNT;
+    if (now < cycles_last)
+        cycles_high++;
+    cycles_last = now;
+    uint64_t value = ((uint64_t)cycles_high << 32) | now;
+    cm_primask_restore(primask);
+    return value;
+}
+
+const char *hal_time_source(void)
+{
+    return use_dwt ? "cycles" : "systick";
+}
+
+void hal_exit(int code)
+{
+    (void)code;
+    while (!(USART_SR & USART_SR_TC)) {
+    }
+    __asm volatile("dsb" ::: "memory");
+    SCB_AIRCR = SCB_AIRCR_RESET;
+    __asm volatile("dsb" ::: "memory");
+    for (;;) {
+    }
+}

@@ -1,0 +1,317 @@
+/* CONV_2D int8 for cores with the DSP extension: the same contract and the same
+ * bytes as fb_conv_s8_portable (fb_conv.c), several times fewer instructions.
+ *
+ * Output pixels are computed four at a time. Their receptive patches become
+ * four int16 columns in scratch, interleaved four taps at a time so that one
+ * LDM fetches four taps of two pixels in the order SXTB16 unpacks a filter
+ * word, (x0, x2) (x1, x3). The columns hold 2 * (x + input offset): the
+ * accumulators come out doubled as the requantization wants them, and taps in
+ * the padding are 0. The filter is then read once, row after row (OHWI): each
+ * word of four taps is unpacked by SXTB16 (bytes 0, 2) and SXTB16 ROR 8 (bytes
+ * 1, 3) and used for the four pixels, 8 SMLAD (16 MACs) per 2 LDM + LDR +
+ * 2 SXTB16. (Four pixels of one channel beat a 2x2 block of pixels and
+ * channels: that needs more registers than Armv7-M has and spills around its
+ * inner loop.)
+ *
+ * A 1x1 convolution's patch is the input pixel itself; larger kernels (the
+ * first 3x3 layer) first gather the patch as bytes, padding taps set to the
+ * input zero point so they expand to 0. Requantization is the single-rounding
+ * SMMLAR form of fb_dsp.h, from per-channel records built in scratch per call.
+ *
+ * Scratch: records (16 * out_c) | four columns (32 * ceil(taps / 4)) | when
+ * taps % 4 != 0 the zero-padded last filter row (4 * ceil(taps / 4)) | for
+ * kh*kw > 1 the byte patch (taps). Every byte of it is written by a call.
+ */
+#include "fb_arith.h"
+#include "fb_dsp.h"
+
+#if FB_KERNELS_DSP
+
+/* gcc's first scheduling pass hoists loads far ahead and spills registers,
+ * and its SLP vectorizer packs byte stores into words: both cost instructions. */
+#pragma GCC optimize("no-tree-slp-vectorize", "no-schedule-insns")
+
+#define QUAD 4   /* output pixels per block */
+
+/* Column quad: ceil(taps/4) groups of eight words, pixel 0's (x0,x2) (x1,x3),
+ * then pixels 1, 2 and 3 alike. Taps past the end of the last group are 0, so
+ * every group is a whole filter word. */
+static void expand_column(uint32_t *cols, int32_t pixel, const int8_t *src, int32_t taps,
+                          int32_t input_offset)
+{
+    /* 2 * (x + offset): the accumulators come out doubled, as the
+     * requantization wants them (fb_requant_apply2) */
+    const uint32_t off = (uint32_t)(2 * input_offset) & 0xFFFFu;
+    const int32_t offset2 = (int32_t)(off | (off << 16));
+    uint32_t *dst = cols + 2 * pixel;
+    for (int32_t g = 0; g < (taps >> 2); ++g) {
+        const uint32_t x = fb_load_u32(src);
+        src += 4;
+        dst[0] = (uint32_t)__sxtab16(__sxtab16(offset2, (int32_t)x), (int32_t)x);
+        dst[1] = (uint32_t)fb_sxtab16_ror8(fb_sxtab16_ror8(offset2, x), x);
+        dst += 2 * QUAD;
+    }
+    if (taps & 3) {
+        int16_t v[4] = { 0, 0, 0, 0 };
+        for (int32_t i = 0; i < (taps & 3); ++i) {
+            v[i] = (int16_t)(2 * (src[i] + input_offset));
+        }
+        dst[0] = ((uint32_t)(uint16_t)v[0]) | ((uint32_t)(uint16_t)v[2] << 16);
+        dst[1] = ((uint32_t)(uint16_t)v[1]) | ((uint32_t)(uint16_t)v[3] << 16);
+    }
+}
+
+static inline void fill_bytes(int8_t *dst, int8_t value, int32_t n)
+{
+    for (int32_t i = 0; i < n; ++i) {
+        dst[i] = value;
+    }
+}
+
+/* Word-wise copy (unaligned LDR/STR are fine on Armv7-M). */
+static inline void copy_bytes(int8_t *dst, const int8_t *src, int32_t n)
+{
+    for (; n >= 4; n -= 4, dst += 4, src += 4) {
+        memcpy(dst, src, 4);
+    }
+    for (int32_t i = 0; i < n; ++i) {
+        dst[i] = src[i];
+    }
+}
+
+/* The receptive patch of output pixel (oy, ox) as kh*kw*in_c bytes; taps in
+ * the padding hold the input zero point (-input_offset) so they expand to 0. */
+static const int8_t *gather_patch(const fb_conv_params *p, const fb_filter_dims *fd, const fb_view *in,
+                                  int32_t oy, int32_t ox, int8_t *patch)
+{
+    const int32_t in_c = fd->in_c;
+    const int32_t row = fd->kw * in_c;
+    const int32_t iy0 = oy * p->stride_h - p->pad_top;
+    const int32_t ix0 = ox * p->stride_w - p->pad_left;
+    int8_t *dst = patch;
+    if (p->dilation_w == 1 && iy0 >= 0 && ix0 >= 0 && iy0 + (fd->kh - 1) * p->dilation_h < in->full_h &&
+        ix0 + fd->kw - 1 < in->full_w) {
+        /* inside the map: kh contiguous runs of kw*in_c bytes */
+        const int8_t *src = fb_view_at(in, iy0, ix0);
+        const int32_t step = p->dilation_h * in->row_stride;
+        for (int32_t ky = 0; ky < fd->kh; ++ky, dst += row, src += step) {
+            copy_bytes(dst, src, row);
+        }
+        return patch;
+    }
+    const int8_t pad = (int8_t)(-p->input_offset);
+    int32_t ky_start, ky_end, kx_start, kx_end;
+    fb_valid_taps(iy0, p->dilation_h, fd->kh, in->full_h, &ky_start, &ky_end);
+    fb_valid_taps(ix0, p->dilation_w, fd->kw, in->full_w, &kx_start, &kx_end);
+    for (int32_t ky = 0; ky < fd->kh; ++ky, dst += row) {
+        if (ky < ky_start || ky >= ky_end || kx_start >= kx_end) {
+            fill_bytes(dst, pad, row);
+            continue;
+        }
+        const int32_t iy = iy0 + ky * p->dilation_h;
+        fill_bytes(dst, pad, kx_start * in_c);
+        if (p->dilation_w == 1) {
+            copy_bytes(dst + kx_start * in_c, fb_view_at(in, iy, ix0 + kx_start), (kx_end - kx_start) * in_c);
+        } else {
+            for (int32_t kx = kx_start; kx < kx_end; ++kx) {
+                copy_bytes(dst + kx * in_c, fb_view_at(in, iy, ix0 + kx * p->dilation_w), in_c);
+            }
+        }
+        fill_bytes(dst + kx_end * in_c, pad, (fd->kw - kx_end) * in_c);
+    }
+    return patch;
+}
+
+typedef struct {
+    const int8_t *filter;            /* OHWI */
+    const int8_t *last_row;          /* the last filter row, zero-padded to whole words */
+    const fb_requant_rec *table;     /* out_c records */
+    int32_t taps, groups, out_c, act_min, act_max;
+} conv_job;
+
+/* One 4-tap group for the four pixels, filter word wv; MAC is SMLAD_INTO
+ * (ACLE's __smlad: best for the unrolled straight-line code) or FB_SMLAD_ACC
+ * (in place: keeps the loops free of spills). */
+#define SMLAD_INTO(acc, x, w) ((acc) = __smlad((int32_t)(x), (w), (acc)))
+
+#define GROUP_MACS(wv, MAC)                                                   \
+    do {                                                                      \
+        const int32_t wa = __sxtb16((int32_t)(wv));                           \
+        const int32_t wb = fb_sxtb16_ror8(wv);                                \
+        {                                                                     \
+            FB_LDM4_REGS(x0a, x0b, x1a, x1b);                                 \
+            FB_LDM4_POSTINC(c, x0a, x0b, x1a, x1b);                           \
+            MAC(a0, x0a, wa);                                                 \
+            MAC(a0, x0b, wb);                                                 \
+            MAC(a1, x1a, wa);                                                 \
+            MAC(a1, x1b, wb);                                                 \
+        }                                                                     \
+        {                                                                     \
+            FB_LDM4_REGS(x2a, x2b, x3a, x3b);                                 \
+            FB_LDM4_POSTINC(c, x2a, x2b, x3a, x3b);                           \
+            MAC(a2, x2a, wa);                                                 \
+            MAC(a2, x2b, wb);                                                 \
+            MAC(a3, x3a, wa);                                                 \
+            MAC(a3, x3b, wb);                                                 \
+        }                                                                     \
+    } while (0)
+
+/* Filter rows one 4-tap group per loop turn, or two (taps a multiple of 8):
+ * one compare and branch per 32 MACs. (Loading both filter words with one LDRD
+ * would save another instruction, but gcc then runs out of registers next to
+ * the four the LDM needs.) */
+#define ROW_ANY 0
+#define ROW_PAIRS 1
+
+/* One output channel of four pixels: w is its filter row (whole words, the
+ * padding taps meet zero columns). `fixed_groups`: the number of 4-tap groups
+ * when known at compile time (the loop is then unrolled: shallow 1x1 layers
+ * spend most of their time outside it), 0 otherwise. */
+static inline __attribute__((always_inline)) void channel_quad(const uint32_t *cols, const uint32_t *cols_end,
+                                                               const int8_t *w, const fb_requant_rec *rec,
+                                                               int8_t **o0, int8_t **o1, int8_t **o2,
+                                                               int8_t **o3, const int clamp, int32_t lo, int32_t hi,
+                                                               const int fixed_groups, const int rows)
+{
+    int32_t a0 = rec->bias2, a1 = a0, a2 = a0, a3 = a0;
+    const uint32_t *c = cols;
+    if (fixed_groups) {
+#pragma GCC unroll 4
+        for (int32_t g = 0; g < fixed_groups; ++g) {
+            const uint32_t wv = fb_load_u32(w);
+            w += 4;
+            GROUP_MACS(wv, SMLAD_INTO);
+        }
+    } else if (rows == ROW_PAIRS) {
+        while (c != cols_end) {
+            uint32_t wv = fb_load_u32(w);
+            w += 4;
+            GROUP_MACS(wv, FB_SMLAD_ACC);
+            wv = fb_load_u32(w);
+            w += 4;
+            GROUP_MACS(wv, FB_SMLAD_ACC);
+        }
+    } else {
+        while (c != cols_end) {
+            const uint32_t wv = fb_load_u32(w);
+            w += 4;
+            GROUP_MACS(wv, FB_SMLAD_ACC);
+        }
+    }
+    /* read the record before storing: int8 stores may alias it */
+    const int32_t m = rec->multiplier, r = rec->round_offset, s = rec->right_shift;
+    const int8_t v0 = fb_requant_out(a0, m, r, s, clamp, lo, hi);
+    const int8_t v1 = fb_requant_out(a1, m, r, s, clamp, lo, hi);
+    const int8_t v2 = fb_requant_out(a2, m, r, s, clamp, lo, hi);
+    const int8_t v3 = fb_requant_out(a3, m, r, s, clamp, lo, hi);
+    *(*o0)++ = v0;
+    *(*o1)++ = v1;
+    *(*o2)++ = v2;
+    *(*o3)++ = v3;
+}
+
+/* All output channels of four pixels from their column quad. `padded`: taps is
+ * not a multiple of 4, so rows do not start on word boundaries of the filter
+ * and the last row is read from its zero-padded copy (a whole-word read of the
+ * last row would run past the filter). */
+static inline __attribute__((always_inline)) void quad_outputs(const conv_job *job, const uint32_t *cols,
+                                                               int8_t *const out[QUAD], const int clamp,
+                                                               const int padded, const int fixed_groups,
+                                                               const int rows)
+{
+    const uint32_t *cols_end = cols + 2 * QUAD * job->groups;
+    const int32_t lo = job->act_min, hi = job->act_max;
+    const fb_requant_rec *rec = job->table;
+    const fb_requant_rec *rec_end = rec + job->out_c - (padded ? 1 : 0);
+    const int8_t *w = job->filter;
+    int8_t *o0 = out[0], *o1 = out[1], *o2 = out[2], *o3 = out[3];
+    for (; rec != rec_end; ++rec, w += job->taps) {
+        channel_quad(cols, cols_end, w, rec, &o0, &o1, &o2, &o3, clamp, lo, hi, fixed_groups, rows);
+    }
+    if (padded) {
+        channel_quad(cols, cols_end, job->last_row, rec, &o0, &o1, &o2, &o3, clamp, lo, hi, fixed_groups, ROW_ANY);
+    }
+}
+
+fb_status fb_conv_s8_dsp(const fb_conv_params *p, const fb_channel_quant *q, const fb_view *input,
+                         const fb_filter_dims *fd, const int8_t *filter, const int32_t *bias,
+                         fb_view *output, int8_t *scratch)
+{
+    const fb_status st = fb_conv_check_args(p, q, input, fd, filter, output);
+    if (st != FB_OK) {
+        return st;
+    }
+    if (scratch == NULL || !fb_aligned4(scratch)) {
+        return FB_ERR_SCRATCH;
+    }
+    const int one_by_one = fd->kh == 1 && fd->kw == 1;
+    /* Padding taps are gathered as the zero point byte, so it must be an int8. */
+    if ((one_by_one && (p->pad_top != 0 || p->pad_left != 0)) || p->input_offset < -127 ||
+        p->input_offset > 128 || !fb_act_range_ok(p->act_min, p->act_max)) {
+        return fb_conv_s8_portable(p, q, input, fd, filter, bias, output, scratch);
+    }
+    fb_requant_rec *table = (fb_requant_rec *)(void *)scratch;
+    if (!fb_requant_table(q, bias, fd->out_c, p->output_offset,
+                          fb_max_abs_dot(fd->kh * fd->kw * fd->in_c, p->input_offset), table)) {
+        return fb_conv_s8_portable(p, q, input, fd, filter, bias, output, scratch);
+    }
+    const int32_t taps = fd->kh * fd->kw * fd->in_c;
+    const int32_t groups = (taps + 3) / 4;
+    const int padded = (taps & 3) != 0;
+    uint32_t *cols = (uint32_t *)(void *)(scratch + 16 * fd->out_c);
+    int8_t *last_row = (int8_t *)(void *)(cols + 2 * QUAD * groups);
+    int8_t *patch = last_row + (padded ? 4 * groups : 0);
+    if (padded) {
+        const int8_t *row = filter + (fd->out_c - 1) * taps;
+        for (int32_t i = 0; i < 4 * groups; ++i) {
+            last_row[i] = i < taps ? row[i] : 0;
+        }
+    }
+    const conv_job job = { filter, last_row, table, taps, groups, fd->out_c, p->act_min, p->act_max };
+    const int ssat_only = p->act_min <= -128 && p->act_max >= 127;
+    const int row_pairs = (taps & 7) == 0;
+
+    /* Output pixels in raster order, four at a time; a short last group
+     * repeats its last pixel (same column again, same bytes written again). */
+    const int32_t y_end = output->y0 + output->h;
+    const int32_t x_end = output->x0 + output->w;
+    int32_t oy = output->y0, ox = output->x0;
+    while (oy < y_end) {
+        int8_t *out[QUAD];
+        const int8_t *src = NULL;
+        for (int32_t k = 0; k < QUAD; ++k) {
+            if (oy < y_end) {
+                src = one_by_one ? fb_view_at(input, oy * p->stride_h, ox * p->stride_w)
+                                 : gather_patch(p, fd, input, oy, ox, patch);
+                out[k] = fb_view_at(output, oy, ox);
+                if (++ox == x_end) {
+                    ox = output->x0;
+                    ++oy;
+                }
+            } else {
+                out[k] = out[k - 1];
+            }
+            expand_column(cols, k, src, taps, p->input_offset);
+        }
+        if (padded) {                      /* rows start anywhere; the last one is copied */
+            if (ssat_only) {
+                quad_outputs(&job, cols, out, FB_CLAMP_SSAT, 1, 0, ROW_ANY);
+            } else {
+                quad_outputs(&job, cols, out, FB_CLAMP_RANGE, 1, 0, ROW_ANY);
+            }
+        } else if (!ssat_only) {
+            quad_outputs(&job, cols, out, FB_CLAMP_RANGE, 0, 0, ROW_ANY);
+        } else if (groups == 2) {          /* 8 input channels: MobileNetV2 w0.35's busiest layers */
+            quad_outputs(&job, cols, out, FB_CLAMP_SSAT, 0, 2, ROW_ANY);
+        } else if (groups == 4) {
+            quad_outputs(&job, cols, out, FB_CLAMP_SSAT, 0, 4, ROW_ANY);
+        } else if (row_pairs) {
+            quad_outputs(&job, cols, out, FB_CLAMP_SSAT, 0, 0, ROW_PAIRS);
+        } else {
+            quad_outputs(&job, cols, out, FB_CLAMP_SSAT, 0, 0, ROW_ANY);
+        }
+    }
+    return FB_OK;
+}
+
+#endif /* FB_KERNELS_DSP */

@@ -1,0 +1,383 @@
+"""The optimized (DSP extension) kernels: byte for byte against the portable
+kernels and LiteRT, on the host (emulated intrinsics) and on QEMU (both cores).
+
+tests/firmware/test_kernels.py already runs every single-op property test with
+both kernel sets; this file adds what is specific to the optimized code: the
+single-rounding requantization against TFLite's double rounding over millions
+of values, shapes chosen to hit every unrolled path and its leftovers (pixel
+pairs, odd pixel and channel counts, filter depths that are not multiples of
+4, borders), quantization parameters that must take the exact fallback, and
+whole models in the emulator on the Cortex-M7 and Cortex-M4 boards.
+"""
+from __future__ import annotations
+
+import ctypes
+import re
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from harness import hostrt
+from harness.graph import Graph, Op, Quant, Tensor
+from harness.lowering import lower_op
+from harness.reference import reference_output
+from harness.testing import tflite_builder as tb
+from harness.testing.tflite_builder import Q
+from harness.tflite_import import load_model_bytes
+
+FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+INT32_MIN, INT32_MAX = -2**31, 2**31 - 1
+
+
+# -- requantization -------------------------------------------------------------------------
+
+def tflite_requantize(x: np.ndarray, multiplier: int, shift: int, offset: int) -> np.ndarray:
+    """MultiplyByQuantizedMultiplier (double rounding) + offset, written from
+    TFLite's definition in numpy int64 (independent of the C code)."""
+    x = x.astype(np.int64)
+    left, right = max(shift, 0), max(-shift, 0)
+    x = ((x << left) + 2**31) % 2**32 - 2**31                    # int32 wrap-around
+    ab = x * multiplier
+    v = ab + np.where(ab >= 0, 2**30, 1 - 2**30)
+    high = np.where(v >= 0, v >> 31, -((-v) >> 31))            # division truncating toward 0
+    mask = (1 << right) - 1
+    threshold = (mask >> 1) + (high < 0)
+    return (high >> right) + ((high & mask) > threshold) + offset
+
+
+LIMIT = 2**30 - 1      # the kernels prove |accumulator| <= LIMIT before taking the fast path
+
+
+def tie_accumulators(multiplier: int, shift: int, rng) -> np.ndarray:
+    """Accumulators where either rounding step of the reference lands on a tie."""
+    e = -shift
+    xs = []
+    # srdhm tie: x*m = 2^30 (mod 2^31), solvable for the odd part of m
+    odd, twos = multiplier, 0
+    while odd % 2 == 0:
+        odd //= 2
+        twos += 1
+    if twos <= 30:
+        period = 2**31 >> twos
+        base = ((1 << (30 - twos)) * pow(odd, -1, period)) % period if period > 1 else 0
+        xs += [base + k * period for k in range(-6, 6)]
+        xs += [base + int(k) * period for k in rng.integers(-LIMIT // period, LIMIT // period + 1, 32)]
+    # RoundingDivideByPOT ties: srdhm result s = k*2^e +- 2^(e-1)
+    top = max(1, 2**(29 - e))
+    for k in rng.integers(-top, top, 64):
+        for s in (int(k) * 2**e + 2**(e - 1), int(k) * 2**e - 2**(e - 1)):
+            x = (s * 2**31) // multiplier
+            xs += [x - 1, x, x + 1]
+    xs = np.array(xs, dtype=np.int64)
+    return xs[np.abs(xs) <= LIMIT].astype(np.int32)
+
+
+def accumulators(multiplier: int, shift: int, rng, n: int = 40_000) -> np.ndarray:
+    edges = [-LIMIT, -LIMIT + 1, -2**29 - 1, -2**29, -65536, -2, -1, 0, 1, 2, 65535, 2**29, LIMIT - 1, LIMIT]
+    return np.concatenate([
+        np.array(edges, dtype=np.int32),
+        rng.integers(-LIMIT, LIMIT, n, endpoint=True, dtype=np.int32),
+        rng.integers(-2**20, 2**20, n, dtype=np.int32),          # conv accumulators' usual range
+        tie_accumulators(multiplier, shift, rng),
+    ])
+
+
+def multipliers(rng) -> list[int]:
+    """Multipliers in (2^30, 2^31): extremes, many trailing zeros (exact ties), random."""
+    ms = [2**30 + 1, INT32_MAX, 3 * 2**29, 2**30 + 2**29 + 2**28, 1518500250]
+    ms += [2**30 + 2**k for k in (0, 7, 15, 22, 29)]
+    ms += [int(m) for m in rng.integers(2**30 + 1, 2**31, 6)]
+    return ms
+
+
+def test_single_rounding_requantization_equals_tflite_double_rounding():
+    """The optimized kernels' SMMLAR formulation (fb_dsp.h) against TFLite's
+    arithmetic: ~3.5 million accumulators up to the +-(2^30 - 1) the kernels
+    allow, including values that make either rounding step an exact tie, for
+    multipliers with many trailing zeros, right shifts 1..31 and extreme offsets."""
+    rng = np.random.default_rng(2024)
+    checked = 0
+    for multiplier in multipliers(rng):
+        for shift in (-1, -2, -3, -5, -8, -11, -16, -22, -27, -31):
+            for offset in (-128, 0, 127) if shift >= -21 else (0,):
+                acc = accumulators(multiplier, shift, rng, 5_000)
+                fast = hostrt.requantize_batch(acc, multiplier, shift, offset, fast=True)
+                assert fast is not None, (multiplier, shift, offset)
+                want = tflite_requantize(acc, multiplier, shift, offset)
+                bad = np.flatnonzero(fast != want)
+                assert bad.size == 0, (f"m={multiplier} shift={shift} offset={offset}: acc {acc[bad[0]]} "
+                                       f"gives {fast[bad[0]]}, TFLite {want[bad[0]]}")
+                # the C reference (portable kernels) agrees with the numpy one
+                ref = hostrt.requantize_batch(acc, multiplier, shift, offset)
+                assert np.array_equal(ref, want)
+                checked += acc.size
+    assert checked > 3_000_000
+
+
+def test_fast_requantization_declines_what_it_cannot_do_exactly():
+    acc = np.arange(-1000, 1000, dtype=np.int32)
+    assert hostrt.requantize_batch(acc, 2**30, -5, 0, fast=True) is None       # m = 2^30: sign rule fails
+    assert hostrt.requantize_batch(acc, 0, -5, 0, fast=True) is None
+    assert hostrt.requantize_batch(acc, 2**30 + 5, 0, 0, fast=True) is None    # no rounding shift
+    assert hostrt.requantize_batch(acc, 2**30 + 5, 3, 0, fast=True) is None    # left shift
+    assert hostrt.requantize_batch(acc, 2**30 + 5, -24, 100, fast=True) is None  # |round offset| > 2^30
+    assert hostrt.requantize_batch(acc, 2**30 + 5, -24, 0, fast=True) is not None
+    big = np.array([2**30], dtype=np.int32)                                    # 2x would overflow
+    assert hostrt.requantize_batch(big, 2**30 + 5, -5, 0, fast=True) is None
+    assert hostrt.requantize_batch(big - 1, 2**30 + 5, -5, 0, fast=True) is not None
+
+
+# -- kernels: shapes that hit every unrolled path and its leftovers ----------------------------
+
+def rand_int8(rng, shape) -> np.ndarray:
+    return rng.integers(-128, 128, size=shape, dtype=np.int8)
+
+
+def both_kernel_sets_match_litert(data: bytes, seed: int, n_inputs: int = 2):
+    rng = np.random.default_rng(seed)
+    graph = load_model_bytes(data, "dsp-test")
+    for _ in range(n_inputs):
+        x = rand_int8(rng, graph.input.shape)
+        ref = reference_output(data, x)
+        for kernels in hostrt.KERNEL_SETS:
+            ours = hostrt.run_graph(graph, x, kernels=kernels).reshape(-1)
+            bad = np.flatnonzero(ours != ref)
+            assert bad.size == 0, (f"{kernels}: {bad.size}/{ref.size} bytes differ, first at {bad[0]}: "
+                                   f"{ours[bad[0]]} vs LiteRT {ref[bad[0]]}; "
+                                   f"{lower_op(graph, graph.ops[0]).params}")
+    return graph
+
+
+def conv_quant(rng, filter_scales, taps: int, in_zp=None, out_zp=None):
+    in_q = Q(float(np.float32(rng.uniform(0.005, 0.1))),
+             int(rng.integers(-128, 128)) if in_zp is None else in_zp)
+    spread = in_q.scale * float(np.mean(filter_scales)) * 70.0 * 60.0 * np.sqrt(taps)
+    out_q = Q(float(np.float32(spread / 128 * rng.uniform(0.3, 3.0))),
+              int(rng.integers(-128, 128)) if out_zp is None else out_zp)
+    return in_q, out_q
+
+
+@FAST
+@given(h=st.integers(1, 9), w=st.integers(1, 9), in_c=st.integers(1, 40), out_c=st.integers(1, 37),
+       stride=st.sampled_from([1, 1, 2]), zp=st.sampled_from([None, -128, 127]),
+       activation=st.sampled_from(["NONE", "RELU6"]), seed=st.integers(0, 2**32 - 1))
+def test_pointwise_conv_any_depth_and_channel_count(h, w, in_c, out_c, stride, zp, activation, seed):
+    """1x1 conv: odd pixel counts (the last pixel pairs with itself), odd
+    channel counts (the single-channel leftover), depths with 1-3 leftover taps."""
+    rng = np.random.default_rng(seed)
+    filters = rand_int8(rng, (out_c, 1, 1, in_c))
+    scales = [float(s) for s in rng.uniform(0.002, 0.02, out_c)]
+    in_q, out_q = conv_quant(rng, scales, in_c, in_zp=zp)
+    bias = rng.integers(-30000, 30000, out_c).astype(np.int32)
+    data = tb.conv2d_model([1, h, w, in_c], filters, scales, bias, in_q, out_q, (stride, stride),
+                           "SAME", (1, 1), activation)
+    both_kernel_sets_match_litert(data, seed)
+
+
+@FAST
+@given(h=st.integers(1, 10), w=st.integers(1, 10), in_c=st.integers(1, 6), out_c=st.integers(1, 20),
+       k=st.sampled_from([(3, 3), (3, 3), (2, 3), (5, 5), (1, 3)]), stride=st.sampled_from([1, 2]),
+       padding=st.sampled_from(["SAME", "VALID"]), zp=st.sampled_from([None, -128, 127]),
+       seed=st.integers(0, 2**32 - 1))
+def test_spatial_conv_gathers_patches_with_padding(h, w, in_c, out_c, k, stride, padding, zp, seed):
+    """kh x kw conv (the 3x3 stride-2 first layer and friends): patch gathering
+    across borders, where padded taps must contribute nothing."""
+    kh, kw = k
+    if padding == "VALID" and (h < kh or w < kw):
+        return
+    rng = np.random.default_rng(seed)
+    filters = rand_int8(rng, (out_c, kh, kw, in_c))
+    scales = [float(s) for s in rng.uniform(0.002, 0.02, out_c)]
+    in_q, out_q = conv_quant(rng, scales, kh * kw * in_c, in_zp=zp)
+    data = tb.conv2d_model([1, h, w, in_c], filters, scales, rng.integers(-5000, 5000, out_c).astype(np.int32),
+                           in_q, out_q, (stride, stride), padding, (1, 1), "RELU")
+    both_kernel_sets_match_litert(data, seed)
+
+
+@FAST
+@given(h=st.integers(1, 12), w=st.integers(1, 12), groups=st.integers(1, 12), extra=st.sampled_from([0, 0, 0, 1, 3]),
+       k=st.sampled_from([(3, 3), (3, 3), (5, 5), (1, 1), (3, 1)]), stride=st.sampled_from([1, 2]),
+       dilation=st.sampled_from([1, 1, 2]), padding=st.sampled_from(["SAME", "VALID"]),
+       zp=st.sampled_from([None, -128, 127]), activation=st.sampled_from(["NONE", "RELU6", "RELU"]),
+       seed=st.integers(0, 2**32 - 1))
+def test_depthwise_conv_borders_strides_and_channel_groups(h, w, groups, extra, k, stride, dilation, padding,
+                                                           zp, activation, seed):
+    """Depthwise with 4*groups (+extra, which takes the portable path) channels:
+    interior pixels with all 3 taps of a row unrolled, border pixels with their
+    valid taps only, strides 1 and 2, dilation."""
+    kh, kw = k
+    if padding == "VALID" and (h < (kh - 1) * dilation + 1 or w < (kw - 1) * dilation + 1):
+        return
+    rng = np.random.default_rng(seed)
+    channels = 4 * groups + extra
+    filters = rand_int8(rng, (1, kh, kw, channels))
+    scales = [float(s) for s in rng.uniform(0.002, 0.05, channels)]
+    in_q, out_q = conv_quant(rng, scales, kh * kw, in_zp=zp)
+    bias = rng.integers(-5000, 5000, channels).astype(np.int32)
+    data = tb.depthwise_conv2d_model([1, h, w, channels], filters, scales, bias, in_q, out_q,
+                                     (stride, stride), padding, (dilation, dilation), activation)
+    both_kernel_sets_match_litert(data, seed)
+
+
+def add_graph(shape, qa: Q, qb: Q, qo: Q, activation: str) -> Graph:
+    """ADD of two model inputs (the importer takes single-input models only)."""
+    def t(i, name, q):
+        return Tensor(i, name, tuple(shape), "int8",
+                      Quant(np.array([q.scale], np.float32), np.array([q.zero_point], np.int64)))
+    return Graph("add", [t(0, "a", qa), t(1, "b", qb), t(2, "out", qo)],
+                 [Op(0, "ADD", [0, 1], [2], {"activation": activation})], [0, 1], [2])
+
+
+def litert_two_inputs(data: bytes, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    interp = Interpreter(model_content=data, experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+    interp.allocate_tensors()
+    details = interp.get_input_details()
+    interp.set_tensor(details[0]["index"], a)
+    interp.set_tensor(details[1]["index"], b)
+    interp.invoke()
+    return interp.get_tensor(interp.get_output_details()[0]["index"])
+
+
+@FAST
+@given(scales=st.sampled_from(["distinct", "equal inputs", "output = larger input", "input 2 larger",
+                               "all equal", "power of two apart"]),
+       activation=st.sampled_from(["NONE", "RELU", "RELU6"]), hw=st.tuples(st.integers(1, 7), st.integers(1, 9)),
+       channels=st.integers(1, 19), seed=st.integers(0, 2**32 - 1))
+def test_add_every_scale_relationship(scales, activation, hw, channels, seed):
+    """ADD's fast path specializes on the multipliers TFLite derives from the
+    scales: the larger input's exact 0.5 (a shift), both inputs equal, the
+    output multiplier 2^30 when the output scale equals the larger input's."""
+    rng = np.random.default_rng(seed)
+    s1, s2, so = (float(np.float32(v)) for v in rng.uniform(0.01, 0.2, 3))
+    if scales == "equal inputs":
+        s2 = s1
+    elif scales == "output = larger input":
+        so = max(s1, s2)
+    elif scales == "input 2 larger":
+        s1, s2 = min(s1, s2), max(s1, s2)
+    elif scales == "all equal":
+        s2 = so = s1
+    elif scales == "power of two apart":
+        s2, so = s1 / 4, s1 * 2
+    qa, qb, qo = (Q(s, int(rng.integers(-128, 128))) for s in (s1, s2, so))
+    shape = (1, hw[0], hw[1], channels)
+    data = tb.add_model(shape, qa, qb, qo, activation)
+    graph = add_graph(shape, qa, qb, qo, activation)
+    call = lower_op(graph, graph.ops[0])
+    for _ in range(2):
+        a, b = rand_int8(rng, shape), rand_int8(rng, shape)
+        ref = litert_two_inputs(data, a, b)
+        for kernels in hostrt.KERNEL_SETS:
+            (ours,) = hostrt.run_op(call, [a, b], kernels=kernels)
+            assert np.array_equal(ours, ref), f"{kernels} kernels, {call.params}"
+
+
+# Scales whose requantization the fast path declines: the kernels take the
+# portable code and must still be exact.
+FALLBACK_SCALES = {
+    "multiplier exactly 2^30": (0.5, 2.0**-5, 1.0),     # in * filter / out = 2^-6
+    "no right shift": (0.5, 0.12, 0.1),                 # real multiplier 0.6
+    "left shift": (1.0, 0.5, 0.25),                     # real multiplier 2
+    "tiny multiplier, large offset": (0.001, 0.0001, 20.0),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FALLBACK_SCALES))
+@pytest.mark.parametrize("layer", ["pointwise", "3x3", "depthwise"])
+def test_quantization_the_fast_path_declines_stays_exact(case, layer):
+    in_scale, filter_scale, out_scale = FALLBACK_SCALES[case]
+    rng = np.random.default_rng(len(case) * 7 + len(layer))
+    in_q, out_q = Q(in_scale, 3), Q(out_scale, 100 if "offset" in case else -7)
+    if layer == "depthwise":
+        filters = rand_int8(rng, (1, 3, 3, 8))
+        data = tb.depthwise_conv2d_model([1, 6, 7, 8], filters, [filter_scale] * 8,
+                                         rng.integers(-50, 50, 8).astype(np.int32), in_q, out_q)
+    else:
+        k = 1 if layer == "pointwise" else 3
+        filters = rand_int8(rng, (5, k, k, 8))
+        data = tb.conv2d_model([1, 6, 7, 8], filters, [filter_scale] * 5,
+                               rng.integers(-50, 50, 5).astype(np.int32), in_q, out_q, (1, 1), "SAME")
+    graph = both_kernel_sets_match_litert(data, 5, n_inputs=3)
+    call = lower_op(graph, graph.ops[0])
+    m, s = int(call.arrays["multiplier"][0]), int(call.arrays["shift"][0])
+    assert hostrt.requantize_batch(np.zeros(1, np.int32), m, s, call.params["output_offset"], fast=True) is None
+
+
+def test_huge_bias_sends_the_layer_to_the_exact_path():
+    """A bias near 2^30 breaks the |accumulator| < 2^30 bound of the fast form."""
+    rng = np.random.default_rng(4)
+    filters = rand_int8(rng, (6, 1, 1, 8))
+    bias = np.array([2**30 - 5, -2**30 + 5, 7, 0, -9, 2**29], dtype=np.int32)
+    data = tb.conv2d_model([1, 4, 5, 8], filters, [1e-7] * 6, bias, Q(0.05, 2), Q(0.08, -3))
+    both_kernel_sets_match_litert(data, 4, n_inputs=3)
+
+
+def test_one_slow_channel_sends_the_whole_layer_to_the_exact_path():
+    """Per-channel scales where only channel 2 has multiplier 2^30."""
+    rng = np.random.default_rng(3)
+    scales = [0.011, 0.013, 2.0**-6, 0.017, 0.019]
+    filters = rand_int8(rng, (5, 1, 1, 12))
+    data = tb.conv2d_model([1, 5, 5, 12], filters, scales, rng.integers(-900, 900, 5).astype(np.int32),
+                           Q(0.5, -3), Q(1.0 / 32, 4))
+    both_kernel_sets_match_litert(data, 3, n_inputs=3)
+
+
+def test_scratch_sizes_agree_between_lowering_and_both_builds():
+    """The lowering's scratch_bytes is exactly what *_buffer_size() returns, in
+    both builds: the plan and the measured arena watermark count the same bytes."""
+    rng = np.random.default_rng(0)
+    cases = [
+        tb.conv2d_model([1, 9, 9, 3], rand_int8(rng, (16, 3, 3, 3)), [0.01] * 16, None, Q(0.02, 0), Q(0.1, 0),
+                        (2, 2)),
+        tb.conv2d_model([1, 4, 4, 24], rand_int8(rng, (144, 1, 1, 24)), [0.01], None, Q(0.02, 0), Q(0.1, 0)),
+        tb.depthwise_conv2d_model([1, 5, 5, 12], rand_int8(rng, (1, 3, 3, 12)), [0.01], None, Q(0.02, 0),
+                                  Q(0.1, 0)),
+    ]
+    for data in cases:
+        graph = load_model_bytes(data, "scratch")
+        call = lower_op(graph, graph.ops[0])
+        dims = hostrt.FbFilterDims(*(call.params[f] for f in ("out_c", "kh", "kw", "in_c")))
+        for kernels in hostrt.KERNEL_SETS:
+            size_fn = getattr(hostrt.library(kernels), call.kernel + "_buffer_size")
+            assert size_fn(ctypes.byref(dims), None, None) == call.scratch_bytes
+
+
+# -- QEMU: the real instructions on both cores ---------------------------------------------------
+
+@pytest.mark.qemu
+def test_dsp_kernels_on_both_cores_match_litert(tmp_path):
+    """An inverted-residual chain with awkward channel counts, run by the
+    firmware on the Cortex-M7 (stm32h7) and Cortex-M4 (stm32f4) boards: every
+    output byte equals LiteRT's, the optimized kernels are the ones built in,
+    and the arena watermark equals the plan (the kernels' scratch is counted)."""
+    import pandas as pd
+
+    from harness.bench import firmware_dir, plan_variant, run_sweep
+
+    rng = np.random.default_rng(11)
+    data = tb.inverted_residual_chain_model(rng, (19, 17), 3, [(1, 8, 1), (3, 13, 2), (2, 13, 1), (4, 20, 2),
+                                                              (6, 20, 1)], first_conv=12)
+    model = tmp_path / "dsp_chain.tflite"
+    model.write_bytes(data)
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    for i in range(3):
+        np.save(inputs / f"x{i}.npy", rng.integers(-128, 128, (1, 19, 17, 3), dtype=np.int8))
+    (tmp_path / "run").mkdir()
+    run_dir = run_sweep(["stm32h7", "stm32f4"], [model], ["unfused"], inputs_dir=str(inputs), jobs=2,
+                        run_dir=tmp_path / "run")
+    rows = pd.read_csv(run_dir / "bench.csv")
+    assert len(rows) == 2 * 3
+    assert (rows["status"] == "ok").all(), rows[["board", "status", "detail"]]
+    assert rows["outputs_match"].all()
+    # the watermark reaches the end of the highest planned buffer (the plan's
+    # arena_bytes is that end rounded up to the arena alignment)
+    _, _, plan = plan_variant("stm32h7", str(model), "unfused")
+    planned_top = max(a.offset + a.size for a in plan.allocations)
+    assert (rows["arena_bytes_peak"] == planned_top).all(), (rows["arena_bytes_peak"], planned_top)
+    for board in ("stm32h7", "stm32f4"):
+        log = (firmware_dir(board, "dsp_chain", "unfused") / "build.log").read_text()
+        assert re.search(r"-DFB_KERNELS_DSP=1\b", log), f"{board} firmware was not built with the DSP kernels"
