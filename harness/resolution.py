@@ -1,7 +1,10 @@
 """`invoke resolution`: the largest square input each schedule fits on each board.
 
 The network is fully convolutional up to the global pool, so the same trained
-weights run at any resolution (`invoke models --resolution N` makes them).
+int8 weights run at any resolution: harness.resize re-emits the shipped model
+at each resolution (same weights and quantization, no TensorFlow). RAM and
+bit-exactness depend only on the shapes; for accuracy at another resolution,
+`invoke models --resolution N` fine-tunes and re-calibrates with TensorFlow.
 For every resolution the plan predicts the RAM (arena + reserved stack +
 static data); the largest resolution that fits is then linked (the linker
 script holds the board's real RAM, so the link is the proof) and run on the
@@ -20,22 +23,31 @@ from .errors import FusebenchError
 RESOLUTION_MODELS_DIR = BUILD_DIR / "models" / "resolutions"
 
 
+BASE_MODELS = {0.35: "mobilenetv2_w035_144.tflite", 1.0: "mobilenetv2_w100_128.tflite"}
+
+
 def model_path(width: float, resolution: int) -> Path:
-    from .modelgen import model_filename
-    name = model_filename(width, resolution)
-    shipped = MODELS_DIR / name
-    return shipped if shipped.exists() else RESOLUTION_MODELS_DIR / name
+    base = Path(BASE_MODELS[width]).stem
+    return RESOLUTION_MODELS_DIR / f"{base}-at-{resolution}.tflite"
 
 
 def ensure_models(width: float, resolutions: Sequence[int], log=print) -> dict[int, Path]:
-    """The model at each resolution, making the missing ones (needs TensorFlow)."""
-    paths = {r: model_path(width, r) for r in resolutions}
-    missing = [r for r, p in paths.items() if not p.exists()]
-    if missing:
-        from .modelgen import make_models
-        log(f"resolution: making {len(missing)} models at width {width} "
-            f"({', '.join(map(str, missing))}) from the cached trained weights")
-        make_models(RESOLUTION_MODELS_DIR, resolutions=missing, widths=[width], log=log)
+    """The shipped model of this width re-emitted at each resolution."""
+    from .resize import resize_model
+    from .tflite_import import load_model
+    if width not in BASE_MODELS:
+        raise FusebenchError(f"--width {width}: shipped widths are {', '.join(map(str, BASE_MODELS))}")
+    base = load_model(MODELS_DIR / BASE_MODELS[width])
+    RESOLUTION_MODELS_DIR.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for r in resolutions:
+        if r < 32 or r % 2:
+            raise FusebenchError(f"resolution {r}: use even sizes of at least 32")
+        path = model_path(width, r)
+        data = resize_model(base, r)
+        if not path.exists() or path.read_bytes() != data:
+            path.write_bytes(data)
+        paths[r] = path
     return paths
 
 

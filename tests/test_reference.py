@@ -30,7 +30,7 @@ def test_top1_on_shipped_inputs_matches_the_recorded_accuracy(model_paths):
         top1 = np.mean([int(np.argmax(o)) == s.label for o, s in zip(outs, samples)])
         record = MANIFEST[path.name]
         # exactly what models/README.md states for the shipped inputs ...
-        assert top1 == pytest.approx(record["shipped_inputs_top1"]), path.name
+        assert top1 == pytest.approx(record["shipped_inputs_top1"], abs=1e-3), path.name
         # ... and consistent with the held-out accuracy (1000 test images): a trained net
         assert top1 >= record["int8_top1"] - 0.2 and record["int8_top1"] >= 0.7, path.name
         # an untrained net answers the same class for everything
