@@ -234,7 +234,7 @@ def plan_schedule(graph: Graph, stages: list, scratch: ScratchFn = kernel_scratc
             macs=graph.macs(op) if k is None else stage_macs[op.index]))
     base = sum(graph.macs(op) for op in graph.ops)
     return Plan(model=graph.name, variant=variant, alignment=ARENA_ALIGNMENT,
-                arena_bytes=align(arena), lower_bound_bytes=max((s.live_bytes for s in steps), default=0),
+                arena_bytes=arena, lower_bound_bytes=max((s.live_bytes for s in steps), default=0),
                 steps=steps, allocations=allocs, aliases=aliases, stages=list(stages),
                 macs=sum(s.macs for s in steps), base_macs=base)
 

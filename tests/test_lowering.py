@@ -43,6 +43,18 @@ def test_depthwise_multiplier_comes_from_the_shapes():
     assert call.kernel == "fb_dw_conv_s8"
     assert call.params["depth_multiplier"] == 2 and call.params["in_c"] == 1 and call.params["out_c"] == 6
     assert "bias" not in call.arrays
+    # records, offset-folded biases and the int16-widened filter of the DSP kernel
+    assert call.scratch_bytes == (16 + 4 + 2 * 3 * 3) * 6
+
+
+def test_conv_scratch_covers_the_optimized_kernels_layouts():
+    from harness.lowering import conv_scratch_bytes
+    # 1x1, depth a multiple of 4: records + four int16 columns
+    assert conv_scratch_bytes(48, 1, 1, 8) == 16 * 48 + 4 * 2 * 8
+    # 1x1, depth 6: columns of two whole 4-tap groups + the zero-padded last filter row
+    assert conv_scratch_bytes(5, 1, 1, 6) == 16 * 5 + 4 * 2 * 8 + 8
+    # the 3x3 RGB first layer: 27 taps -> 7 groups, padded row, 27-byte patch
+    assert conv_scratch_bytes(16, 3, 3, 3) == 16 * 16 + 4 * 2 * 28 + 28 + 27
 
 
 def test_fully_connected_call_has_double_scales():

@@ -4,10 +4,12 @@ kernels and LiteRT, on the host (emulated intrinsics) and on QEMU (both cores).
 tests/firmware/test_kernels.py already runs every single-op property test with
 both kernel sets; this file adds what is specific to the optimized code: the
 single-rounding requantization against TFLite's double rounding over millions
-of values, shapes chosen to hit every unrolled path and its leftovers (pixel
-pairs, odd pixel and channel counts, filter depths that are not multiples of
-4, borders), quantization parameters that must take the exact fallback, and
-whole models in the emulator on the Cortex-M7 and Cortex-M4 boards.
+of values, shapes chosen to hit every unrolled path and its leftovers (groups
+of four pixels with a short last group, odd channel counts, filter depths that
+are not multiples of 4, borders), ADD's specializations on the scale ratios,
+quantization parameters that must take the exact fallback, and a whole model
+in the emulator on the Cortex-M7 and Cortex-M4 boards (the real instructions
+instead of fb_acle_host.h).
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import re
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from harness import hostrt
@@ -163,9 +165,15 @@ def conv_quant(rng, filter_scales, taps: int, in_zp=None, out_zp=None):
 @given(h=st.integers(1, 9), w=st.integers(1, 9), in_c=st.integers(1, 40), out_c=st.integers(1, 37),
        stride=st.sampled_from([1, 1, 2]), zp=st.sampled_from([None, -128, 127]),
        activation=st.sampled_from(["NONE", "RELU6"]), seed=st.integers(0, 2**32 - 1))
+@example(h=5, w=7, in_c=8, out_c=9, stride=1, zp=None, activation="NONE", seed=1)     # unrolled, 2 groups
+@example(h=3, w=6, in_c=16, out_c=5, stride=1, zp=127, activation="NONE", seed=2)     # unrolled, 4 groups
+@example(h=6, w=3, in_c=24, out_c=3, stride=1, zp=-128, activation="NONE", seed=3)    # two groups per turn
+@example(h=4, w=4, in_c=20, out_c=7, stride=2, zp=None, activation="NONE", seed=4)    # one group per turn
+@example(h=3, w=5, in_c=27, out_c=6, stride=1, zp=None, activation="NONE", seed=5)    # zero-padded group
 def test_pointwise_conv_any_depth_and_channel_count(h, w, in_c, out_c, stride, zp, activation, seed):
-    """1x1 conv: odd pixel counts (the last pixel pairs with itself), odd
-    channel counts (the single-channel leftover), depths with 1-3 leftover taps."""
+    """1x1 conv: pixel counts that are not multiples of 4 (the last group
+    repeats a pixel), any channel count, depths with 1-3 leftover taps (the
+    zero-padded last group), depths 8 and 16 (the unrolled loops)."""
     rng = np.random.default_rng(seed)
     filters = rand_int8(rng, (out_c, 1, 1, in_c))
     scales = [float(s) for s in rng.uniform(0.002, 0.02, out_c)]
@@ -345,6 +353,43 @@ def test_scratch_sizes_agree_between_lowering_and_both_builds():
             assert size_fn(ctypes.byref(dims), None, None) == call.scratch_bytes
 
 
+def test_both_host_builds_are_warning_free():
+    import shutil
+    import subprocess
+
+    compiler = shutil.which("gcc")
+    if compiler is None:
+        pytest.skip("no host gcc")
+    for flags in ([], ["-DFB_HOST_DSP=1"]):
+        for source in hostrt.runtime_sources():
+            cmd = [compiler, "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", *flags, "-I",
+                   str(hostrt.RUNTIME_DIR / "include"), "-c", str(source), "-o", "/dev/null"]
+            result = subprocess.run(cmd, capture_output=True, text=True)
+            assert result.returncode == 0, f"{source.name} {flags}: {result.stderr}"
+
+
+def test_build_selects_the_kernels_from_the_core(monkeypatch):
+    import dataclasses
+
+    from harness.boards import load_board
+    from harness.build import KERNELS_ENV, kernel_defines
+    from harness.errors import FusebenchError
+
+    monkeypatch.delenv(KERNELS_ENV, raising=False)
+    for name in ("stm32h7", "stm32f4"):
+        assert kernel_defines(load_board(name)) == ["-DFB_KERNELS_DSP=1"]
+    m3 = dataclasses.replace(load_board("stm32f4"), core="cortex-m3", fpu="none")
+    assert kernel_defines(m3) == ["-DFB_KERNELS_DSP=0"]
+    monkeypatch.setenv(KERNELS_ENV, "portable")
+    assert kernel_defines(load_board("stm32h7")) == ["-DFB_KERNELS_DSP=0"]
+    monkeypatch.setenv(KERNELS_ENV, "dsp")
+    with pytest.raises(FusebenchError, match="no DSP extension"):
+        kernel_defines(m3)
+    monkeypatch.setenv(KERNELS_ENV, "fast")
+    with pytest.raises(FusebenchError, match="expected dsp or portable"):
+        kernel_defines(load_board("stm32h7"))
+
+
 # -- QEMU: the real instructions on both cores ---------------------------------------------------
 
 @pytest.mark.qemu
@@ -358,8 +403,11 @@ def test_dsp_kernels_on_both_cores_match_litert(tmp_path):
     from harness.bench import firmware_dir, plan_variant, run_sweep
 
     rng = np.random.default_rng(11)
-    data = tb.inverted_residual_chain_model(rng, (19, 17), 3, [(1, 8, 1), (3, 13, 2), (2, 13, 1), (4, 20, 2),
-                                                              (6, 20, 1)], first_conv=12)
+    # filter depths 8 and 16 (unrolled loops), 24/48 (two groups per turn), 12/36/100
+    # (one group per turn), 27/21/42 (zero-padded last group), odd channel counts,
+    # depthwise with 8..100 channels (42: the portable fallback), strides 1 and 2
+    blocks = [(1, 8, 1), (2, 12, 2), (3, 12, 1), (4, 20, 2), (5, 21, 1), (2, 10, 1)]
+    data = tb.inverted_residual_chain_model(rng, (19, 17), 3, blocks, first_conv=8)
     model = tmp_path / "dsp_chain.tflite"
     model.write_bytes(data)
     inputs = tmp_path / "inputs"
