@@ -54,24 +54,26 @@ def plot_bench_bars(summary, path: Path, column: str, ylabel: str, scale: float 
     width = 0.8 / max(1, len(variants))
     fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(groups) + 2), 4.5))
     for i, variant in enumerate(variants):
-        vals, needed = [], []
+        vals, needed, why = [], [], []
         for model, board in groups:
             sel = summary[(summary["model"] == model) & (summary["board"] == board)
                           & (summary["variant"] == variant)]
             v = sel[column].iloc[0] if len(sel) else None
             vals.append(float(v) / scale if v is not None and not pd.isna(v) else 0.0)
+            why.append("does not fit" if len(sel) and "does_not_fit" in sel and sel["does_not_fit"].iloc[0]
+                       else "n/a")
             n = sel["ram_bytes_needed"].iloc[0] if len(sel) and "ram_bytes_needed" in sel else None
             needed.append(float(n) / scale if ram_lines and n is not None and not pd.isna(n) else 0.0)
         xs = np.arange(len(groups)) + (i - (len(variants) - 1) / 2) * width
         bars = ax.bar(xs, vals, width, label=variant)
-        for x, v, n in zip(xs, vals, needed):
+        for x, v, n, w in zip(xs, vals, needed, why):
             if v:
                 ax.text(x, v, f"{v:.1f}", ha="center", va="bottom", fontsize=7)
             elif n:   # did not link: show what it would need, hatched
                 ax.bar(x, n, width, fill=False, hatch="//", edgecolor=bars.patches[0].get_facecolor())
                 ax.text(x, n, f"needs {n:.0f}\ndoes not fit", ha="center", va="bottom", fontsize=7)
             else:
-                ax.text(x, 0, "n/a", ha="center", va="bottom", fontsize=7)
+                ax.text(x, 0, w, ha="center", va="bottom", fontsize=7, rotation=90 if w != "n/a" else 0)
     if ram_lines:
         for j, (model, board) in enumerate(groups):
             sel = summary[(summary["model"] == model) & (summary["board"] == board)]
