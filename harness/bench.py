@@ -198,7 +198,7 @@ def _detail_text(detail) -> str:
 
 
 LAYER_COLUMNS = ["board", "model", "variant", "input", "step", "op", "kind", "macs",
-                 "instructions", "macs_per_instruction", "live_bytes"]
+                 "instructions", "cycles", "count_source", "macs_per_instruction", "live_bytes"]
 
 
 def _layer_rows(base: dict, input_name: str, plan, graph, res) -> list[dict]:
@@ -207,7 +207,9 @@ def _layer_rows(base: dict, input_name: str, plan, graph, res) -> list[dict]:
     for step, count in zip(plan.steps, res.per_layer_instructions):
         rows.append(dict(board=base["board"], model=base["model"], variant=base["variant"],
                          input=input_name, step=step.index, op=step.op, kind=step.kind, macs=step.macs,
-                         instructions=count,
+                         # silicon counts cycles (DWT), the emulators instructions
+                         **({"cycles": count} if res.count_source == "dwt" else {"instructions": count}),
+                         count_source=res.count_source,
                          macs_per_instruction=round(step.macs / count, 4) if count else "",
                          live_bytes=step.live_bytes))
     return rows
