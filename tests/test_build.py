@@ -129,14 +129,14 @@ def test_compile_error_is_one_line(tmp_path):
 
 def test_missing_generated_model(tmp_path):
     if shutil.which("arm-none-eabi-gcc") is None:
-        pytest.skip("checked after the toolchain")
+        pytest.skip("arm-none-eabi-gcc not installed (scripts/setup.sh installs it)")
     with pytest.raises(FusebenchError, match="no fb_model.h"):
         build_firmware(load_board("stm32f4"), tmp_path, tmp_path / "out")
 
 
 def test_bad_optimisation_flag(tmp_path):
     if shutil.which("arm-none-eabi-gcc") is None:
-        pytest.skip("checked after the toolchain")
+        pytest.skip("arm-none-eabi-gcc not installed (scripts/setup.sh installs it)")
     with pytest.raises(FusebenchError, match="bad optimisation flag"):
         build_firmware(load_board("stm32f4"), FIXTURES / "copy", tmp_path, opt="-O2; rm -rf /")
 

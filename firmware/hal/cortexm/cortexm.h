@@ -49,6 +49,11 @@ static inline uintptr_t cm_sp(void)
 /* Shared pieces the per-target HALs call. */
 void cortexm_systick_start(void);
 uint64_t cortexm_systick_ticks(void);
+/* Silicon HALs: DWT CYCCNT as a 64-bit counter, SysTick when it does not count. */
+void cortexm_dwt_unlock(void);
+void cortexm_cycles_start(void);
+uint64_t cortexm_cycles(void);
+const char *cortexm_cycles_source(void);
 void cortexm_semihost_exit(int code) __attribute__((noreturn));
 int cortexm_semihost_read_file(const char *path, void *buffer, size_t length);
 

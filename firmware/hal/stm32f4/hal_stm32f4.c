@@ -87,12 +87,6 @@
 
 #define SCB_AIRCR CM_REG(0xE000ED0Cu)
 #define SCB_AIRCR_RESET (0x05FAu << 16 | 1u << 2)
-#define DEMCR CM_REG(0xE000EDFCu)
-#define DEMCR_TRCENA (1u << 24)
-#define DWT_CTRL CM_REG(0xE0001000u)
-#define DWT_CYCCNT CM_REG(0xE0001004u)
-#define DWT_CTRL_CYCCNTENA (1u << 0)
-#define DWT_CTRL_NOCYCCNT (1u << 25)
 
 #define HSI_HZ 16000000u
 #define PLL_M 8u                 /* HSI / 8 = 2 MHz VCO input (less jitter than 1 MHz) */
@@ -100,9 +94,6 @@
 #define READY_SPINS 200000u
 
 static uint32_t core_hz = HSI_HZ;
-static int use_dwt;
-static uint32_t cycles_last;
-static uint32_t cycles_high;
 
 static int wait_bits(volatile uint32_t *reg, uint32_t mask, uint32_t want)
 {
@@ -201,18 +192,7 @@ static void console_up(void)
 
 static void time_up(void)
 {
-    cortexm_systick_start();
-    DEMCR |= DEMCR_TRCENA;
-    if (DWT_CTRL & DWT_CTRL_NOCYCCNT)
-        return;
-    DWT_CYCCNT = 0;
-    DWT_CTRL |= DWT_CTRL_CYCCNTENA;
-    uint32_t before = DWT_CYCCNT;
-    for (volatile int i = 0; i < 64; i++) {
-    }
-    use_dwt = DWT_CYCCNT != before;
-    cycles_last = DWT_CYCCNT;
-    cycles_high = 0;
+    cortexm_cycles_start();
 }
 
 void hal_setup(void)
@@ -249,25 +229,14 @@ int hal_host_read(const char *path, void *buf, size_t len)
     return -1;
 }
 
-/* CYCCNT wraps every 2^32 cycles (25 s at 168 MHz); the app reads the
- * counter after every layer, far more often. */
 uint64_t hal_time(void)
 {
-    if (!use_dwt)
-        return cortexm_systick_ticks();
-    uint32_t primask = cm_primask_save_disable();
-    uint32_t now = DWT_CYCCNT;
-    if (now < cycles_last)
-        cycles_high++;
-    cycles_last = now;
-    uint64_t value = ((uint64_t)cycles_high << 32) | now;
-    cm_primask_restore(primask);
-    return value;
+    return cortexm_cycles();
 }
 
 const char *hal_time_source(void)
 {
-    return use_dwt ? "cycles" : "systick";
+    return cortexm_cycles_source();
 }
 
 void hal_exit(int code)

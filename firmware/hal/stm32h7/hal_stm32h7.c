@@ -118,14 +118,6 @@
 #define SCB_DCISW CM_REG(0xE000EF60u)
 #define SCB_AIRCR CM_REG(0xE000ED0Cu)
 #define SCB_AIRCR_RESET (0x05FAu << 16 | 1u << 2) /* VECTKEY | SYSRESETREQ */
-#define DEMCR CM_REG(0xE000EDFCu)
-#define DEMCR_TRCENA (1u << 24)
-#define DWT_CTRL CM_REG(0xE0001000u)
-#define DWT_CYCCNT CM_REG(0xE0001004u)
-#define DWT_LAR CM_REG(0xE0001FB0u)
-#define DWT_LAR_KEY 0xC5ACCE55u
-#define DWT_CTRL_CYCCNTENA (1u << 0)
-#define DWT_CTRL_NOCYCCNT (1u << 25)
 
 #define HSI_HZ 64000000u
 #define PLL_REF_HZ 4000000u     /* HSI / DIVM1(16): PLL1RGE 4-8 MHz, wide VCO */
@@ -133,9 +125,6 @@
 #define READY_SPINS 200000u     /* a few ms at 64 MHz; silicon is ready in microseconds */
 
 static uint32_t core_hz = HSI_HZ;
-static int use_dwt;
-static uint32_t cycles_last;
-static uint32_t cycles_high;
 
 /* Waits until (reg & mask) == want; 0 when the flag never came. */
 static int wait_bits(volatile uint32_t *reg, uint32_t mask, uint32_t want)
@@ -261,19 +250,8 @@ static void console_up(void)
 
 static void time_up(void)
 {
-    cortexm_systick_start(); /* the fallback, and harmless when CYCCNT works */
-    DEMCR |= DEMCR_TRCENA;
-    DWT_LAR = DWT_LAR_KEY; /* the M7's DWT ignores writes until unlocked */
-    if (DWT_CTRL & DWT_CTRL_NOCYCCNT)
-        return;
-    DWT_CYCCNT = 0;
-    DWT_CTRL |= DWT_CTRL_CYCCNTENA;
-    uint32_t before = DWT_CYCCNT;
-    for (volatile int i = 0; i < 64; i++) {
-    }
-    use_dwt = DWT_CYCCNT != before;
-    cycles_last = DWT_CYCCNT;
-    cycles_high = 0;
+    cortexm_dwt_unlock();
+    cortexm_cycles_start();
 }
 
 void hal_setup(void)
@@ -313,26 +291,14 @@ int hal_host_read(const char *path, void *buf, size_t len)
     return -1; /* no host file system on silicon: the input comes over the UART */
 }
 
-/* CYCCNT is 32 bits (8.9 s at 480 MHz): the high word grows whenever a read
- * sees the counter below the previous one. The app reads the counter after
- * every layer, far more often than it wraps. */
 uint64_t hal_time(void)
 {
-    if (!use_dwt)
-        return cortexm_systick_ticks();
-    uint32_t primask = cm_primask_save_disable();
-    uint32_t now = DWT_CYCCNT;
-    if (now < cycles_last)
-        cycles_high++;
-    cycles_last = now;
-    uint64_t value = ((uint64_t)cycles_high << 32) | now;
-    cm_primask_restore(primask);
-    return value;
+    return cortexm_cycles();
 }
 
 const char *hal_time_source(void)
 {
-    return use_dwt ? "cycles" : "systick";
+    return cortexm_cycles_source();
 }
 
 void hal_exit(int code)
