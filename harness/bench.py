@@ -101,7 +101,7 @@ def plan_variant(board_name: str, model_path: str, variant: str, options: Option
 
     board = load_board(board_name)
     graph = load_model(model_path)
-    return board, graph, make_plan(graph, variant, **(options or {}))
+    return board, graph, make_plan(graph, variant, board=board, **(options or {}))
 
 
 def build_planned(board, graph, plan):

@@ -19,23 +19,58 @@ def _out_path(option: PathOpt, default: Path) -> Optional[Path]:
     return path
 
 
-VARIANTS = ("unfused", "fused")
+VARIANTS = ("unfused", "fused", "msf")
+DEFAULT_VARIANTS = VARIANTS
+
+# Options each variant understands; the others are not passed to it.
+VARIANT_OPTIONS = {"unfused": (), "fused": ("max_overhead", "blocks", "tile", "mode", "first_conv"),
+                   "msf": ("max_overhead", "ram_budget", "stream_input")}
 
 
-def make_plan(graph, variant: str, **options):
-    """The plan of one schedule variant. Options (fused): max_overhead (fraction),
-    blocks ('0-2' or '0-1,2-4'), tile ('4x8' or '2'), mode, first_conv."""
+def make_plan(graph, variant: str, board=None, **options):
+    """The plan of one schedule variant.
+    fused: max_overhead (fraction, per stage), blocks ('0-2' or '0-1,2-4'),
+      tile ('4x8' or '2'), mode, first_conv.
+    msf: max_overhead (fraction of the network's MACs), ram_budget (bytes),
+      stream_input; with neither limit the fewest MACs that fit `board`."""
     from .fusion import plan_fused
+    from .msf import plan_msf
     from .plan import plan_layer_by_layer
+    if variant not in VARIANT_OPTIONS:
+        raise FusebenchError(f"unknown variant '{variant}' (available: {', '.join(VARIANTS)})")
+    given = {k: v for k, v in options.items() if v is not None}
+    unknown = set(given) - {o for opts in VARIANT_OPTIONS.values() for o in opts}
+    if unknown:
+        raise FusebenchError(f"unknown schedule option(s) {', '.join(sorted(unknown))}")
+    mine = {k: v for k, v in given.items() if k in VARIANT_OPTIONS[variant]}
     if variant == "unfused":
         return plan_layer_by_layer(graph)
     if variant == "fused":
-        return plan_fused(graph, **{k: v for k, v in options.items() if v is not None})
-    raise FusebenchError(f"unknown variant '{variant}' (available: {', '.join(VARIANTS)})")
+        return plan_fused(graph, **mine)
+    return plan_msf(graph, board=board, **mine)
+
+
+def parse_bytes(text) -> int:
+    """'64K', '64KiB', '64KB', '65536', '1.5M' -> bytes (K and M are 1024-based)."""
+    raw = str(text).strip()
+    t = raw.upper().replace("IB", "").replace("B", "")
+    scale = 1
+    if t.endswith("K"):
+        scale, t = 1024, t[:-1]
+    elif t.endswith("M"):
+        scale, t = 1024 * 1024, t[:-1]
+    try:
+        value = float(t) * scale
+    except ValueError:
+        raise FusebenchError(f"--ram-budget '{raw}': expected bytes such as 65536, 64K or 1.5M") from None
+    if value <= 0:
+        raise FusebenchError(f"--ram-budget '{raw}' must be positive")
+    return int(value)
 
 
 def fused_options(max_overhead: Optional[str] = None, blocks: Optional[str] = None,
-                  tile: Optional[str] = None, mode: Optional[str] = None) -> dict:
+                  tile: Optional[str] = None, mode: Optional[str] = None,
+                  ram_budget: Optional[str] = None, stream_input: Optional[bool] = None) -> dict:
     """CLI options of the fused schedules -> make_plan keyword arguments."""
     options = {}
     if max_overhead not in (None, ""):
@@ -50,12 +85,17 @@ def fused_options(max_overhead: Optional[str] = None, blocks: Optional[str] = No
         options["tile"] = tile
     if mode:
         options["mode"] = mode
+    if ram_budget not in (None, ""):
+        options["ram_budget"] = parse_bytes(ram_budget)
+    if stream_input is not None:
+        options["stream_input"] = bool(stream_input)
     return options
 
 
 def plan_command(model: Optional[str], variant: str = "unfused", csv: PathOpt = None,
                  plot: PathOpt = None, json: PathOpt = None, tflm: bool = True,
-                 options: Optional[dict] = None) -> None:
+                 options: Optional[dict] = None, board: Optional[str] = "stm32h7") -> None:
+    from .boards import load_board
     from .plots import plot_memory_profile
     from .tables import format_plan, plan_table
     from .tflite_import import load_model
@@ -63,7 +103,7 @@ def plan_command(model: Optional[str], variant: str = "unfused", csv: PathOpt = 
 
     for path in resolve_models(model):
         graph = load_model(path)
-        p = make_plan(graph, variant, **(options or {}))
+        p = make_plan(graph, variant, board=load_board(board) if board else None, **(options or {}))
         baseline = make_plan(graph, "unfused") if variant != "unfused" else None
         tflm_bytes, note = None, "skipped (--no-tflm)"
         if tflm:
@@ -131,7 +171,7 @@ def bench_command(board: str = "stm32h7", model: Optional[str] = None, variant: 
     ram = {b: load_board(b).ram.size for b in boards}
     for path in model_paths:
         graph = load_model(path)
-        plans = [make_plan(graph, v, **(options or {}) if v != "unfused" else {}) for v in variants]
+        plans = [make_plan(graph, v, board=load_board(boards[0]), **(options or {})) for v in variants]
         plot_memory_profile(plans, run_dir / f"memory-profile-{graph.name}.png", ram_bytes=ram)
     summary = summary.assign(ram_peak_kib=summary["ram_bytes_total"])
     plot_bench_bars(summary, run_dir / "peak-ram.png", "ram_bytes_total", "measured peak RAM (KiB)",

@@ -11,7 +11,9 @@ that region (fb_view windows), so kernel speed-ups carry over.
 The halo that neighbouring tiles share is either recomputed (`recompute`,
 any tile shape) or, for full-width row strips, kept: rows still needed by the
 next strip are moved to the top of their buffer and only new rows are
-computed (`linebuffer`). Both are exact; they differ in RAM and MACs.
+computed (`linebuffer`; with tiles narrower than the map, each column band
+is walked top to bottom and only its column halo is recomputed). Both are
+exact; they differ in RAM and MACs.
 
 Everything here is geometry and accounting, computed once on the host: the
 code generator turns a stage into a loop over a constant table of regions.
@@ -20,6 +22,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Optional
+
+import numpy as np
 
 from .errors import FusebenchError
 from .graph import Graph, Op
@@ -35,20 +39,35 @@ Region = tuple[int, int, int, int]          # y0, y1, x0, x1 (half-open)
 class FusedStage:
     ops: list[int]                      # op indices, consecutive in execution order
     inputs: list[int]                   # tensors read whole from the arena
-    output: int                         # tensor written whole into the arena
+    output: int                         # the tensor the tiles are cut from (the anchor)
     inner: list[int]                    # tensors that live only as tile buffers
     mode: str                           # 'recompute' | 'linebuffer'
-    tile_h: int                         # tile size in stage-output pixels
+    tile_h: int                         # tile size in anchor pixels
     tile_w: int
     buffers: list[list[int]]            # [tensor, rows, cols, channels] per inner tensor
     table: list[list[int]]              # one row per tile, see TABLE_LAYOUT
     macs: int                           # MACs of the stage as scheduled (with recomputation)
     base_macs: int                      # MACs of the same layers run layer by layer
     scratch_bytes: int                  # one scratch buffer shared by the stage's kernels
+    # Tensors written whole into the arena: the last layer's output, and any
+    # inner tensor also used after the stage (e.g. a residual block's input).
+    outputs: list[int] = field(default_factory=list)
+    # The graph input when it is streamed: read through fb_model_read_input
+    # tile by tile into a buffer (it is then the first entry of `inner`); -1: none.
+    streamed: int = -1
+    # A stage ending in a global MEAN: the anchor is a tile buffer whose tiles
+    # are summed into int32 accumulators; 0 for other stages.
+    acc_bytes: int = 0
     # A tile-table row: for each inner tensor (in `inner` order) the buffer's map
     # origin, present extent, and the rows to keep from the previous tile
     # [origin_y, origin_x, rows, cols, keep_from_row, keep_rows]; then for each op
-    # the output region it computes [y0, x0, h, w] (h == 0: nothing new).
+    # the output region it computes [y0, x0, h, w] (h == 0: nothing new; a MEAN
+    # gets the anchor region it adds); then, when the input is streamed, the
+    # input region to read [y0, x0, h, w].
+
+    def __post_init__(self) -> None:
+        if not self.outputs:
+            self.outputs = [self.output]
 
     @property
     def buffer_bytes(self) -> int:
@@ -62,61 +81,100 @@ class FusedStage:
         first, last = graph.ops[self.ops[0]], graph.ops[self.ops[-1]]
         oh, ow, _ = map_hwc(graph.tensors[self.output].shape)
         tile = f"{self.tile_h}x{'full' if self.tile_w >= ow else self.tile_w}"
+        extras = (" input streamed," if self.streamed >= 0 else "") + (" mean accumulated," if self.acc_bytes else "")
         return (f"ops {first.index}-{last.index} ({len(self.ops)} layers), {self.mode} tiles {tile} "
-                f"({len(self.table)} tiles), buffers {self.buffer_bytes} B, "
+                f"({len(self.table)} tiles),{extras} buffers {self.buffer_bytes + self.acc_bytes} B, "
                 f"extra MACs {self.extra_macs} ({100.0 * self.extra_macs / max(self.base_macs, 1):.1f}%)")
 
 
-def _receptive(call: KernelCall, region: Region, in_hw: tuple[int, int]) -> Optional[Region]:
-    """Rows/cols of the (first) input map that computing `region` of the output reads."""
-    y0, y1, x0, x1 = region
+def axis_receptive(call: KernelCall, axis: int, lo, hi, size: int):
+    """Rows (axis 0) or columns (axis 1) of the (first) input map of `call` that
+    computing output rows/cols [lo, hi) reads, clipped to [0, size). Works on
+    numpy arrays (many intervals at once); empty intervals come out lo >= hi.
+
+    Tiling is separable: a tile's region of every tensor is the product of its
+    row interval and its column interval, so both the tile tables and the
+    search's cost model are built from these 1-D walks."""
     p = call.params
-    H, W = in_hw
     if call.kernel in ("fb_conv_s8", "fb_dw_conv_s8", "fb_avgpool_s8"):
-        kh, kw = (p["kh"], p["kw"]) if "kh" in p else (p["filter_h"], p["filter_w"])
-        dh, dw = p.get("dilation_h", 1), p.get("dilation_w", 1)
-        ly = y0 * p["stride_h"] - p["pad_top"]
-        hy = (y1 - 1) * p["stride_h"] - p["pad_top"] + (kh - 1) * dh + 1
-        lx = x0 * p["stride_w"] - p["pad_left"]
-        hx = (x1 - 1) * p["stride_w"] - p["pad_left"] + (kw - 1) * dw + 1
+        if axis == 0:
+            k = p["kh"] if "kh" in p else p["filter_h"]
+            s, pad, d = p["stride_h"], p["pad_top"], p.get("dilation_h", 1)
+        else:
+            k = p["kw"] if "kw" in p else p["filter_w"]
+            s, pad, d = p["stride_w"], p["pad_left"], p.get("dilation_w", 1)
+        a = lo * s - pad
+        b = (hi - 1) * s - pad + (k - 1) * d + 1
     elif call.kernel == "fb_pad_s8":
-        ly, hy = y0 - p["pad_top"], y1 - p["pad_top"]
-        lx, hx = x0 - p["pad_left"], x1 - p["pad_left"]
+        pad = p["pad_top"] if axis == 0 else p["pad_left"]
+        a, b = lo - pad, hi - pad
     elif call.kernel == "fb_add_s8":
-        ly, hy, lx, hx = y0, y1, x0, x1
+        a, b = lo, hi
     else:
         raise FusebenchError(f"{call.kernel} cannot run on tiles")
-    ly, lx, hy, hx = max(ly, 0), max(lx, 0), min(hy, H), min(hx, W)
-    if ly >= hy or lx >= hx:
-        return None
-    return ly, hy, lx, hx
+    return np.maximum(a, 0), np.minimum(b, size)
 
 
-def _union(a: Optional[Region], b: Optional[Region]) -> Optional[Region]:
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return min(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), max(a[3], b[3])
+def _hull(a, b):
+    """Interval hull of two interval arrays, ignoring empty ones (lo >= hi)."""
+    (alo, ahi), (blo, bhi) = a, b
+    a_empty, b_empty = alo >= ahi, blo >= bhi
+    lo = np.where(a_empty, blo, np.where(b_empty, alo, np.minimum(alo, blo)))
+    hi = np.where(a_empty, bhi, np.where(b_empty, ahi, np.maximum(ahi, bhi)))
+    return lo, hi
+
+
+def bands(extent: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    starts = np.arange(0, extent, size, dtype=np.int64)
+    return starts, np.minimum(starts + size, extent)
+
+
+def new_rows(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Line buffers: where each strip's computation starts (rows the previous
+    strip already has are kept, not recomputed)."""
+    prev_hi = np.concatenate(([-1], hi[:-1]))
+    prev_lo = np.concatenate(([0], lo[:-1]))
+    keep = (prev_hi > lo) & (prev_hi > prev_lo)
+    return np.where(keep, prev_hi, lo)
+
+
+def is_global_mean(graph: Graph, op: Op) -> bool:
+    """MEAN over H and W of a 4-D map (what a tile-wise accumulation computes)."""
+    if op.kind != "MEAN":
+        return False
+    shape = graph.tensors[op.inputs[0]].shape
+    axes = sorted(int(a) % 4 for a in (op.options.get("axes") or []))
+    return len(shape) == 4 and axes == [1, 2]
 
 
 class StageGeometry:
-    """The fixed part of a candidate stage: its ops, their calls, its tensors."""
+    """The fixed part of a candidate stage: its ops, their calls, its tensors.
 
-    def __init__(self, graph: Graph, ops: list[int], calls: Optional[dict[int, KernelCall]] = None):
+    Stage tensors are of three kinds: inputs (read whole from the arena),
+    outputs (written whole into the arena: the last layer's output and any
+    tensor also used after the stage) and inner tensors (tile buffers only).
+    With `stream_input` the graph input, when the stage is its only reader, is
+    an inner tensor too: read from the host tile by tile. A stage may end with
+    a global MEAN, which then sums the tiles of its input map."""
+
+    def __init__(self, graph: Graph, ops: list[int], calls: Optional[dict[int, KernelCall]] = None,
+                 stream_input: bool = False):
         self.graph = graph
         self.ops = list(ops)
         if not ops or self.ops != list(range(ops[0], ops[0] + len(ops))):
             raise FusebenchError(f"a fused stage must be consecutive ops, got {ops}")
-        for i in self.ops:
+        last = graph.ops[self.ops[-1]]
+        self.reduce = len(self.ops) > 1 and is_global_mean(graph, last)
+        self.tile_ops = self.ops[:-1] if self.reduce else self.ops
+        for i in self.tile_ops:
             op = graph.ops[i]
             if op.kind not in WINDOW_KINDS:
                 raise FusebenchError(f"op {i} ({op.kind}) cannot be part of a fused stage "
-                                     f"(tileable: {', '.join(WINDOW_KINDS)})")
+                                     f"(tileable: {', '.join(WINDOW_KINDS)}, and a global MEAN last)")
         self.calls = {i: (calls[i] if calls and i in calls else lower_op(graph, graph.ops[i]))
                       for i in self.ops}
-        produced = {graph.ops[i].outputs[0] for i in self.ops}
         inside = set(self.ops)
+        produced = [graph.ops[i].outputs[0] for i in self.ops]
         self.inputs = []
         for i in self.ops:
             for t in self.calls[i].inputs:
@@ -124,80 +182,133 @@ class StageGeometry:
                     self.inputs.append(t)
         escaping = [t for t in produced
                     if t in graph.outputs or any(op.index not in inside for op in graph.consumers(t))]
-        if len(escaping) != 1 or escaping[0] != graph.ops[self.ops[-1]].outputs[0]:
-            raise FusebenchError(f"ops {self.ops[0]}-{self.ops[-1]} cannot form a fused stage: "
-                                 "only the last layer's output may be used outside it")
-        self.output = escaping[0]
-        self.inner = [graph.ops[i].outputs[0] for i in self.ops[:-1]]
-        self.shape = {t: map_hwc(graph.tensors[t].shape) for t in self.inner + self.inputs + [self.output]}
+        self.anchor = graph.ops[self.tile_ops[-1]].outputs[0]
+        if self.reduce:
+            if escaping != [last.outputs[0]] or last.inputs[0] != self.anchor:
+                raise FusebenchError(f"ops {self.ops[0]}-{self.ops[-1]}: the MEAN must be the only "
+                                     "use of the last map")
+        elif self.anchor not in escaping:
+            raise FusebenchError(f"ops {self.ops[0]}-{self.ops[-1]}: the last layer's output is unused")
+        self.outputs = escaping
+        self.streamed = -1
+        if stream_input and graph.inputs and graph.inputs[0] in self.inputs and all(
+                op.index in inside for op in graph.consumers(graph.inputs[0])):
+            self.streamed = graph.inputs[0]
+            self.inputs.remove(self.streamed)
+        self.inner = ([self.streamed] if self.streamed >= 0 else []) + [
+            t for t in produced if t not in escaping]
+        self.shape = {t: map_hwc(graph.tensors[t].shape)
+                      for t in self.inner + self.inputs + self.outputs + [self.anchor]}
         self.pixel_macs = {}
-        for i in self.ops:
+        for i in self.tile_ops:
             oh, ow, _ = self.shape[graph.ops[i].outputs[0]]
             self.pixel_macs[i] = graph.macs(graph.ops[i]) // (oh * ow)
         self.base_macs = sum(graph.macs(graph.ops[i]) for i in self.ops)
         self.scratch_bytes = max(c.scratch_bytes for c in self.calls.values())
+        self.acc_bytes = 4 * self.shape[self.anchor][2] if self.reduce else 0
+        if len(self.tile_ops) == 1 and self.streamed < 0 and not self.reduce:
+            raise FusebenchError(f"op {self.ops[0]} alone gains nothing from tiles")
 
-    def needs(self, out_region: Region) -> dict[int, Region]:
-        """Region of every stage tensor needed to compute `out_region` of the output."""
-        need: dict[int, Optional[Region]] = {self.output: out_region}
-        for i in reversed(self.ops):
+    def axis_needs(self, axis: int, lo: np.ndarray, hi: np.ndarray) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """Interval of every stage tensor along `axis` that anchor intervals [lo, hi) need."""
+        need = {self.anchor: (lo, hi)}
+        for i in reversed(self.tile_ops):
             call = self.calls[i]
-            region = need.get(self.graph.ops[i].outputs[0])
-            if region is None:
+            out = self.graph.ops[i].outputs[0]
+            if out not in need:
                 continue
             for t in call.inputs:
-                h, w, _ = self.shape[t]
-                need[t] = _union(need.get(t), _receptive(call, region, (h, w)))
-        return {t: r for t, r in need.items() if r is not None}
+                rng = axis_receptive(call, axis, *need[out], self.shape[t][axis])
+                need[t] = _hull(need[t], rng) if t in need else rng
+        return need
+
+    def needs(self, out_region: Region) -> dict[int, Region]:
+        """Region (y0, y1, x0, x1) of every stage tensor needed for `out_region` of the anchor."""
+        y0, y1, x0, x1 = out_region
+        ys = self.axis_needs(0, np.array([y0]), np.array([y1]))
+        xs = self.axis_needs(1, np.array([x0]), np.array([x1]))
+        regions = {}
+        for t in ys:
+            (a, b), (c, d) = ys[t], xs[t]
+            if a[0] < b[0] and c[0] < d[0]:
+                regions[t] = (int(a[0]), int(b[0]), int(c[0]), int(d[0]))
+        return regions
 
     def schedule(self, tile_h: int, tile_w: int, mode: str = "recompute") -> FusedStage:
         if mode not in MODES:
             raise FusebenchError(f"unknown overlap mode '{mode}' (recompute or linebuffer)")
-        oh, ow, _ = self.shape[self.output]
+        oh, ow, _ = self.shape[self.anchor]
         tile_h, tile_w = max(1, min(tile_h, oh)), max(1, min(tile_w, ow))
-        if mode == "linebuffer":
-            tile_w = ow                 # line buffers keep whole rows: full-width strips
-        tiles = [(y, min(y + tile_h, oh), x, min(x + tile_w, ow))
-                 for y in range(0, oh, tile_h) for x in range(0, ow, tile_w)]
-        needs = [self.needs(t) for t in tiles]
-        rows = {t: 0 for t in self.inner}
-        cols = {t: 0 for t in self.inner}
+        ys = self.axis_needs(0, *bands(oh, tile_h))
+        xs = self.axis_needs(1, *bands(ow, tile_w))
+        produced = [self.graph.ops[i].outputs[0] for i in self.tile_ops]
+        for t in self.outputs:
+            if t in produced and t != self.anchor:
+                for axis, need in ((0, ys), (1, xs)):
+                    lo, hi = need.get(t, (np.zeros(1, np.int64), np.zeros(1, np.int64)))
+                    if not _covers(lo, hi, self.shape[t][axis]):
+                        raise FusebenchError(f"ops {self.ops[0]}-{self.ops[-1]}: tiles do not cover "
+                                             f"tensor {t}, which is used after the stage")
+        # Rows each tile computes (or reads): all it needs, or with line buffers only the new ones.
+        start_y = {t: (new_rows(*ys[t]) if mode == "linebuffer" else ys[t][0]) for t in ys}
         table: list[list[int]] = []
         macs = 0
-        prev: dict[int, Region] = {}
-        for need in needs:
-            row: list[int] = []
-            compute: dict[int, Region] = {}
-            for t in self.inner:
-                y0, y1, x0, x1 = need[t]
-                keep_from = keep = 0
-                c0 = y0
-                if mode == "linebuffer" and t in prev and prev[t][1] > y0:
-                    keep_from, keep = y0 - prev[t][0], prev[t][1] - y0
-                    c0 = prev[t][1]
-                rows[t] = max(rows[t], y1 - y0)
-                cols[t] = max(cols[t], x1 - x0)
-                row += [y0, x0, y1 - y0, x1 - x0, keep_from, keep]
-                compute[t] = (c0, y1, x0, x1)
-            compute[self.output] = need[self.output]
-            for i in self.ops:
-                y0, y1, x0, x1 = compute[self.graph.ops[i].outputs[0]]
-                h, w = max(0, y1 - y0), max(0, x1 - x0)
-                row += [y0, x0, h, w]
-                macs += h * w * self.pixel_macs[i]
-            prev = need
-            table.append(row)
-        buffers = [[t, rows[t], cols[t], self.shape[t][2]] for t in self.inner]
-        return FusedStage(ops=self.ops, inputs=self.inputs, output=self.output, inner=self.inner,
+        n_y, n_x = len(ys[self.anchor][0]), len(xs[self.anchor][0])
+        # Line buffers walk each column band top to bottom (keeping rows from the
+        # tile above); a new column band starts its buffers afresh.
+        order = ([(a, b) for b in range(n_x) for a in range(n_y)] if mode == "linebuffer"
+                 else [(a, b) for a in range(n_y) for b in range(n_x)])
+        if True:
+            for a, b in order:
+                row: list[int] = []
+                for t in self.inner:
+                    y0, y1, x0, x1 = int(ys[t][0][a]), int(ys[t][1][a]), int(xs[t][0][b]), int(xs[t][1][b])
+                    keep_from = keep = 0
+                    if mode == "linebuffer" and a > 0 and start_y[t][a] > y0:
+                        keep_from, keep = y0 - int(ys[t][0][a - 1]), int(start_y[t][a]) - y0
+                    row += [y0, x0, max(0, y1 - y0), max(0, x1 - x0), keep_from, keep]
+                for i in self.ops:
+                    t = self.anchor if i not in self.pixel_macs else self.graph.ops[i].outputs[0]
+                    y0, y1 = int(start_y[t][a]), int(ys[t][1][a])
+                    x0, x1 = int(xs[t][0][b]), int(xs[t][1][b])
+                    h, w = max(0, y1 - y0), max(0, x1 - x0)
+                    if h == 0 or w == 0:
+                        h = w = 0
+                    row += [y0, x0, h, w]
+                    macs += h * w * self.pixel_macs.get(i, 0)
+                if self.streamed >= 0:
+                    t = self.streamed
+                    y0, y1 = int(start_y[t][a]), int(ys[t][1][a])
+                    x0, x1 = int(xs[t][0][b]), int(xs[t][1][b])
+                    h, w = max(0, y1 - y0), max(0, x1 - x0)
+                    row += [y0, x0, h, w] if h and w else [y0, x0, 0, 0]
+                table.append(row)
+        buffers = [[t, int(np.max(np.maximum(ys[t][1] - ys[t][0], 0))),
+                    int(np.max(np.maximum(xs[t][1] - xs[t][0], 0))), self.shape[t][2]] for t in self.inner]
+        return FusedStage(ops=self.ops, inputs=self.inputs, output=self.anchor, inner=self.inner,
                           mode=mode, tile_h=tile_h, tile_w=tile_w, buffers=buffers, table=table,
-                          macs=macs, base_macs=self.base_macs, scratch_bytes=self.scratch_bytes)
+                          macs=macs, base_macs=self.base_macs, scratch_bytes=self.scratch_bytes,
+                          outputs=self.outputs, streamed=self.streamed, acc_bytes=self.acc_bytes)
+
+
+def _covers(lo: np.ndarray, hi: np.ndarray, size: int) -> bool:
+    """Do the intervals [lo, hi) together cover [0, size)?"""
+    order = np.argsort(lo, kind="stable")
+    reach = 0
+    for a, b in zip(lo[order], hi[order]):
+        if a >= b:
+            continue
+        if a > reach:
+            return False
+        reach = max(reach, int(b))
+    return reach >= size
 
 
 def stage_live_bytes(graph: Graph, stage: FusedStage) -> int:
     """Bytes a stage needs while it runs: its whole inputs and output, tile
     buffers and scratch (not counting tensors live across it from elsewhere)."""
-    whole = sum(graph.tensors[t].nbytes for t in set(stage.inputs + [stage.output]))
-    return whole + stage.buffer_bytes + stage.scratch_bytes
+    whole = sum(graph.tensors[t].nbytes for t in set(stage.inputs + stage.outputs))
+    return whole + stage.buffer_bytes + stage.scratch_bytes + stage.acc_bytes
 
 
 def block_op_ranges(graph: Graph) -> list[list[int]]:
@@ -226,7 +337,7 @@ def best_schedule(geometry: StageGeometry, max_overhead: float,
 def stage_options(geometry: StageGeometry, max_overhead: float,
                   tiles: Optional[tuple[int, int]] = None, mode: Optional[str] = None) -> list[FusedStage]:
     """Every tile setting of a stage within the overhead limit (at least the cheapest one)."""
-    oh, ow, _ = geometry.shape[geometry.output]
+    oh, ow, _ = geometry.shape[geometry.anchor]
     options = []
     modes = [mode] if mode else list(MODES)
     for m in modes:

@@ -72,6 +72,11 @@ class Plan:
     macs: int = 0                # MACs as scheduled (with any recomputation)
     base_macs: int = 0           # MACs of the layer-by-layer schedule
 
+    @property
+    def input_streamed(self) -> bool:
+        """The graph input is read tile by tile from the host, never whole in the arena."""
+        return any(st.streamed >= 0 for st in self.stages)
+
     def allocation_of(self, tensor: int) -> Allocation:
         tensor = self.aliases.get(tensor, tensor)
         for a in self.allocations:
@@ -106,8 +111,10 @@ class Plan:
         return None
 
     def stage_buffer(self, stage_index: int, tensor: Optional[int]) -> "Allocation":
-        """A stage's tile buffer of `tensor` (None: the stage's scratch)."""
-        name = f"s{stage_index}.{'scratch' if tensor is None else f't{tensor}'}"
+        """A stage's tile buffer of `tensor` (None: the stage's scratch, 'acc': its
+        MEAN accumulators)."""
+        kind = "scratch" if tensor is None else "acc" if tensor == "acc" else f"t{tensor}"
+        name = f"s{stage_index}.{kind}"
         for a in self.allocations:
             if a.name == name:
                 return a
@@ -190,11 +197,14 @@ def plan_schedule(graph: Graph, stages: list, scratch: ScratchFn = kernel_scratc
     live through all of them, its inner tensors exist only as tile buffers, and
     its kernels share one scratch buffer."""
     life, aliases = lifetimes(graph)
+    for st in stages:                     # a streamed input never sits in the arena
+        if st.streamed >= 0:
+            life.pop(aliases.get(st.streamed, st.streamed), None)
     stage_of = {i: k for k, st in enumerate(stages) for i in st.ops}
     inner = {t for st in stages for t in st.inner}
     for st in stages:
         lo, hi = st.ops[0], st.ops[-1]
-        for t in st.inputs + [st.output]:
+        for t in st.inputs + st.outputs:
             t = aliases.get(t, t)
             first, last = life[t]
             life[t] = (min(first, lo), max(last, hi))
@@ -206,6 +216,8 @@ def plan_schedule(graph: Graph, stages: list, scratch: ScratchFn = kernel_scratc
         lo, hi = step_of_op[st.ops[0]], step_of_op[st.ops[-1]]
         for t, rows, cols, ch in st.buffers:
             allocs.append(Allocation(name=f"s{k}.t{t}", size=rows * cols * ch, first_step=lo, last_step=hi))
+        if st.acc_bytes:
+            allocs.append(Allocation(name=f"s{k}.acc", size=st.acc_bytes, first_step=lo, last_step=hi))
         if st.scratch_bytes:
             allocs.append(Allocation(name=f"s{k}.scratch", size=st.scratch_bytes, first_step=lo, last_step=hi))
     scratch_sizes = {}

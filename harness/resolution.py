@@ -64,7 +64,12 @@ def predict(boards: Sequence[str], width: float, resolutions: Sequence[int], var
     for r in resolutions:
         graph = load_model(paths[r])
         for v in variants:
-            plan = make_plan(graph, v, **(options or {}) if v != "unfused" else {})
+            opts = dict(options or {})
+            if v == "msf" and "ram_budget" not in opts:
+                # whether some msf schedule fits: the least peak at any overhead (the
+                # run then takes the fewest MACs that fit the board)
+                opts.setdefault("max_overhead", 100.0)
+            plan = make_plan(graph, v, **opts)
             row = dict(width=width, resolution=r, variant=v, model=graph.name,
                        arena_bytes_planned=plan.arena_bytes, macs=plan.macs)
             for b in board_objs:

@@ -73,9 +73,28 @@ def test_stage_ending_mid_network_and_residual_across_stages(tmp_path):
         np.testing.assert_array_equal(o, r.reshape(-1))
     assert plan.stages[1].inputs == [graph.ops[5].outputs[0], graph.ops[3].outputs[0]] or \
         set(plan.stages[1].inputs) == {graph.ops[5].outputs[0], graph.ops[3].outputs[0]}
-    # block 0's output feeds block 1's add: a stage cannot end inside block 1
-    with pytest.raises(FusebenchError, match="only the last layer's output"):
-        StageGeometry(graph, list(range(0, 6)))
+
+
+@pytest.mark.parametrize("tile,mode", [((2, 3), "recompute"), ((1, 99), "linebuffer")])
+def test_stage_ending_inside_a_residual_block_writes_the_block_input_whole(tmp_path, tile, mode):
+    """A boundary inside block 1: the stage computes block 0 and block 1's
+    expansion and depthwise; block 0's output (block 1's residual input) is
+    also used after the stage, by the add, so it is written whole and kept."""
+    data = inverted_residual_chain_model(np.random.default_rng(12), (12, 10), 4, [(6, 4, 1), (6, 4, 1)], None)
+
+    def split(graph):
+        return [list(range(0, 6))]
+
+    graph, plan, ours, refs = _run_fused(tmp_path, data, split, tile, mode)
+    for o, r in zip(ours, refs):
+        np.testing.assert_array_equal(o, r.reshape(-1))
+    st = plan.stages[0]
+    block0_out, dw1_out = graph.ops[3].outputs[0], graph.ops[5].outputs[0]
+    assert set(st.outputs) == {block0_out, dw1_out} and st.output == dw1_out
+    assert block0_out not in st.inner
+    # the residual input stays allocated until the add (op 7) reads it
+    alloc = plan.allocation_of(block0_out)
+    assert alloc.first_step == 0 and alloc.last_step == 7
 
 
 def test_linebuffer_needs_no_recomputation_and_recompute_costs_macs():
@@ -91,12 +110,12 @@ def test_linebuffer_needs_no_recomputation_and_recompute_costs_macs():
     assert line.buffer_bytes == re1.buffer_bytes       # both hold 3 rows of the expansion
 
 
-def test_only_the_last_output_may_leave_a_stage():
+def test_stage_outputs_are_the_tensors_used_after_it():
     data = inverted_residual_chain_model(np.random.default_rng(5), (8, 8), 4, [(6, 4, 1), (6, 4, 1)], None)
     graph = load_model_bytes(data, "blocks.tflite")
-    StageGeometry(graph, [0, 1])              # expand + depthwise: only the depthwise output leaves
-    with pytest.raises(FusebenchError, match="only the last layer's output"):
-        StageGeometry(graph, [0, 1, 2, 3, 4])  # block 0's output also feeds block 1's add (op 7)
+    assert StageGeometry(graph, [0, 1]).outputs == [graph.ops[1].outputs[0]]
+    # block 0's output also feeds block 1's add (op 7): written whole as a second output
+    assert len(StageGeometry(graph, [0, 1, 2, 3, 4]).outputs) == 2
     with pytest.raises(FusebenchError, match="consecutive"):
         StageGeometry(graph, [0, 2])
 

@@ -447,13 +447,15 @@ def reshape_model(input_shape: Sequence[int], output_shape: Sequence[int], q: Q)
 
 
 def inverted_residual_chain_model(rng: np.random.Generator, input_hw: tuple[int, int], in_channels: int,
-                                  blocks: Sequence[tuple[int, int, int]], first_conv: Optional[int] = None
-                                  ) -> bytes:
+                                  blocks: Sequence[tuple[int, int, int]], first_conv: Optional[int] = None,
+                                  head: Optional[tuple[int, int]] = None) -> bytes:
     """A MobileNetV2-like chain: an optional 3x3 stride-2 first convolution with
     `first_conv` output channels, then inverted residual blocks given as
     (expansion ratio, out channels, depthwise stride); a block with stride 1 and
     equal in/out channels gets the residual ADD. Random int8 weights, per-channel
-    scales, random zero points: for fused-stage tests against LiteRT."""
+    scales, random zero points: for fused-stage tests against LiteRT.
+    `head` = (channels, classes) adds MobileNetV2's tail: a 1x1 convolution to
+    `channels`, a global average (MEAN over H, W) and a fully connected layer."""
     m = ModelBuilder()
     h, w = input_hw
 
@@ -506,4 +508,20 @@ def inverted_residual_chain_model(rng: np.random.Generator, input_hw: tuple[int,
             m.op(_OP.ADD, [block_in, x], [y], _OPT.AddOptions, add_options("NONE"))
             x, xq = y, yq
         c = c_out
+    if head:
+        channels, classes = head
+        x, xq, _ = conv(x, xq, c, channels, 1, 1, False, True, hw)
+        ax = m.tensor([2], "int32", data=np.asarray([1, 2], dtype=np.int32))
+        pq = Q(xq.scale * float(rng.uniform(0.6, 1.0)), int(rng.integers(-10, 10)))
+        pooled = m.tensor([1, channels], q=pq)
+        m.op(_OP.MEAN, [x, ax], [pooled], _OPT.ReducerOptions, reducer_options(False))
+        scales = rng.uniform(0.002, 0.02, classes)
+        f = m.tensor((classes, channels), scales=scales, zero_points=[0] * classes, axis=0,
+                     data=rng.integers(-127, 128, (classes, channels), dtype=np.int8))
+        b = m.tensor([classes], "int32", scales=[pq.scale * s for s in scales], zero_points=[0] * classes,
+                     data=rng.integers(-2000, 2000, classes).astype(np.int32))
+        yq = Q(float(pq.scale * scales.mean() * 127 * np.sqrt(channels) / 8), int(rng.integers(-10, 10)))
+        y = m.tensor([1, classes], q=yq)
+        m.op(_OP.FULLY_CONNECTED, [pooled, f, b], [y], _OPT.FullyConnectedOptions, fc_options("NONE", False))
+        x = y
     return m.build([inp], [x])

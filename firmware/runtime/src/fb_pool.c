@@ -75,17 +75,44 @@ int32_t fb_mean_s8_buffer_size(const fb_view *input)
     return 0;
 }
 
-fb_status fb_mean_s8(const fb_mean_params *p, const fb_view *input, int8_t *output)
+int32_t fb_mean_acc_buffer_size(int32_t channels)
 {
-    if (p == NULL || output == NULL || !fb_view_valid(input)) {
+    return channels > 0 ? channels * (int32_t)sizeof(int32_t) : 0;
+}
+
+void fb_mean_acc_reset(int32_t *acc, int32_t channels)
+{
+    for (int32_t c = 0; c < channels; ++c) {
+        acc[c] = 0;
+    }
+}
+
+fb_status fb_mean_acc_s8(const fb_view *tile, int32_t *acc)
+{
+    if (acc == NULL || !fb_view_valid(tile)) {
         return FB_ERR_ARG;
     }
-    /* a global mean needs the whole map */
-    if (input->y0 != 0 || input->x0 != 0 || input->h != input->full_h || input->w != input->full_w ||
-        p->shift < -31 || p->shift > 30) {
+    /* Integer sums are exact in any order, so tiles may arrive in any order;
+     * each pixel must be added exactly once. */
+    for (int32_t y = 0; y < tile->h; ++y) {
+        const int8_t *row = tile->data + y * tile->row_stride;
+        for (int32_t i = 0; i < tile->w; ++i) {
+            const int8_t *x = row + i * tile->c;
+            for (int32_t c = 0; c < tile->c; ++c) {
+                acc[c] += x[c];
+            }
+        }
+    }
+    return FB_OK;
+}
+
+fb_status fb_mean_finish_s8(const fb_mean_params *p, int32_t count, int32_t channels, const int32_t *acc,
+                            int8_t *output)
+{
+    if (p == NULL || acc == NULL || output == NULL || count <= 0 || channels <= 0 || p->shift < -31 ||
+        p->shift > 30) {
         return FB_ERR_ARG;
     }
-    const int32_t count = input->h * input->w;
     /* Fold 1/count into the multiplier as LiteRT's QuantizedMeanOrSum does:
      * multiplier * 2^s / count with s = floor(log2(count)), capped. */
     int32_t s = floor_log2_u32((uint32_t)count);
@@ -98,6 +125,23 @@ fb_status fb_mean_s8(const fb_mean_params *p, const fb_view *input, int8_t *outp
     const int32_t multiplier = (int32_t)((((int64_t)p->multiplier) << s) / count);
     const int32_t shift = p->shift - s;
     const int32_t zero_sum = (int32_t)((int64_t)p->input_zero_point * count);
+    for (int32_t c = 0; c < channels; ++c) {
+        const int32_t out = fb_mbqm(acc[c] - zero_sum, multiplier, shift) + p->output_zero_point;
+        output[c] = (int8_t)fb_clamp(out, -128, 127);
+    }
+    return FB_OK;
+}
+
+fb_status fb_mean_s8(const fb_mean_params *p, const fb_view *input, int8_t *output)
+{
+    if (p == NULL || output == NULL || !fb_view_valid(input)) {
+        return FB_ERR_ARG;
+    }
+    /* a global mean needs the whole map */
+    if (input->y0 != 0 || input->x0 != 0 || input->h != input->full_h || input->w != input->full_w) {
+        return FB_ERR_ARG;
+    }
+    /* One channel at a time: no accumulator array needed for the whole map. */
     for (int32_t c = 0; c < input->c; ++c) {
         int32_t sum = 0;
         for (int32_t y = 0; y < input->h; ++y) {
@@ -107,8 +151,10 @@ fb_status fb_mean_s8(const fb_mean_params *p, const fb_view *input, int8_t *outp
                 x += input->c;
             }
         }
-        const int32_t out = fb_mbqm(sum - zero_sum, multiplier, shift) + p->output_zero_point;
-        output[c] = (int8_t)fb_clamp(out, -128, 127);
+        fb_status st = fb_mean_finish_s8(p, input->h * input->w, 1, &sum, output + c);
+        if (st != FB_OK) {
+            return st;
+        }
     }
     return FB_OK;
 }

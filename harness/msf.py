@@ -1,0 +1,417 @@
+"""The `msf` variant: multi-stage fusion search (msf-CNN).
+
+The network is a chain of op boundaries 0..N. An edge from boundary i to j is
+one way to run ops i..j-1: layer by layer (j = i + 1), or fused into one stage
+computed tile by tile with a tile size and an overlap mode (harness.fusion).
+Each edge has a peak RAM, everything live while it runs (whole stage inputs
+and outputs, tile buffers, scratch, MEAN accumulators, and tensors that only
+pass by, such as a residual block input kept for a later add), and a MAC count
+with recomputation. A path from 0 to N is a complete schedule: its peak is the
+largest edge peak, its cost the sum of edge MACs. A label-setting walk over
+the DAG keeps, at every boundary, the Pareto set of (peak, MACs) of the paths
+reaching it; at N that set is the whole front, which answers both questions
+msf-CNN asks: the least peak for a MAC limit, the least MACs for a RAM budget.
+Layer by layer (all j = i + 1) and the `fused` schedule are paths too.
+
+Cost model. Tiling is separable (harness.fusion.axis_receptive): the region of
+a tensor that a tile needs is the product of a row interval and a column
+interval, each found by a 1-D walk back from the anchor (the stage's last map).
+So for one anchor a single walk per axis, over all tile sizes at once (numpy),
+prices every stage that ends there, whatever its start: buffers are the
+largest interval products, MACs the sums of interval lengths (line buffers
+count only new rows). The exact tile tables are built only for the chosen
+stages, from the same walks, and tests check that both agree.
+
+With `stream_input` (the default) the first stage reads the input image tile
+by tile from the host (fb_model_read_input) instead of holding it whole, as
+the published msf-CNN figures assume; the input then never counts in RAM.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from .errors import FusebenchError
+from .fusion import (MODES, StageGeometry, WINDOW_KINDS, axis_receptive, is_global_mean)
+from .graph import Graph
+from .lowering import lower_op, map_hwc
+from .plan import ARENA_ALIGNMENT, Plan, kernel_scratch, lifetimes, plan_schedule
+
+TILE_SIZES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)   # per axis, plus the whole extent
+MAX_STAGE_OPS = 40                                  # longest stage the search considers
+REALIZE_CANDIDATES = 4                              # front points tried when packing the arena
+
+
+def _align(n):
+    return (np.asarray(n) + ARENA_ALIGNMENT - 1) // ARENA_ALIGNMENT * ARENA_ALIGNMENT
+
+
+@dataclass(frozen=True)
+class Edge:
+    """One way to run ops [start, end): layer by layer or one fused stage."""
+    start: int
+    end: int
+    mode: str                 # 'layer' | 'recompute' | 'linebuffer'
+    tile_h: int
+    tile_w: int
+    peak_bytes: int           # everything live while it runs (16-byte aligned buffers)
+    macs: int                 # with recomputation
+
+    def describe(self) -> str:
+        if self.mode == "layer":
+            return f"op {self.start} layer by layer"
+        return f"ops {self.start}-{self.end - 1} {self.mode} {self.tile_h}x{self.tile_w}"
+
+
+@dataclass
+class Schedule:
+    """A path through the DAG: the edges, its peak RAM and MACs."""
+    edges: list[Edge]
+    peak_bytes: int
+    macs: int
+
+
+class _AxisBands:
+    """Anchor bands for every tile size along one axis, concatenated so that one
+    numpy walk serves them all; segment k holds the bands of sizes[k]."""
+
+    def __init__(self, extent: int, sizes: tuple[int, ...]):
+        self.extent = extent
+        self.sizes = sorted({min(s, extent) for s in sizes} | {extent})
+        starts, ends, seg = [], [], []
+        for k, s in enumerate(self.sizes):
+            b0 = np.arange(0, extent, s, dtype=np.int64)
+            starts.append(b0)
+            ends.append(np.minimum(b0 + s, extent))
+            seg.append(np.full(len(b0), k))
+        self.lo, self.hi = np.concatenate(starts), np.concatenate(ends)
+        self.seg = np.concatenate(seg)
+        self.first = np.searchsorted(self.seg, np.arange(len(self.sizes)))
+        self.is_first = np.zeros(len(self.lo), bool)
+        self.is_first[self.first] = True
+
+    def summaries(self, lo: np.ndarray, hi: np.ndarray, size: int):
+        """Per tile size: largest interval, sum of lengths, sum of new rows (line
+        buffers), and whether the intervals cover [0, size)."""
+        length = np.maximum(hi - lo, 0)
+        biggest = np.maximum.reduceat(length, self.first)
+        total = np.add.reduceat(length, self.first)
+        prev_hi = np.concatenate(([-1], hi[:-1]))
+        prev_lo = np.concatenate(([0], lo[:-1]))
+        keep = (prev_hi > lo) & (prev_hi > prev_lo) & ~self.is_first
+        start = np.where(keep, prev_hi, lo)
+        new = np.add.reduceat(np.maximum(hi - start, 0), self.first)
+        gap = (lo > np.where(self.is_first, 0, prev_hi)) & (length > 0)
+        ends = np.maximum.reduceat(hi, self.first)
+        covered = (np.add.reduceat(gap.astype(np.int64), self.first) == 0) & (ends >= size) & \
+            (np.minimum.reduceat(np.where(length > 0, lo, size), self.first) == 0)
+        return biggest, total, new, covered
+
+
+class FusionSpace:
+    """Every edge of the DAG for one graph, priced; the front and its queries."""
+
+    def __init__(self, graph: Graph, stream_input: bool = True, max_stage_ops: int = MAX_STAGE_OPS,
+                 tile_sizes: tuple[int, ...] = TILE_SIZES):
+        self.graph = graph
+        self.stream_input = stream_input
+        self.max_stage_ops = max_stage_ops
+        self.tile_sizes = tile_sizes
+        self.n = len(graph.ops)
+        self.base_macs = sum(graph.macs(op) for op in graph.ops)
+        self.calls = {}
+        for op in graph.ops:
+            if op.kind != "RESHAPE":
+                self.calls[op.index] = lower_op(graph, op)
+        life, self.aliases = lifetimes(graph)
+        self.tensors = sorted(life)
+        self.first = np.array([life[t][0] for t in self.tensors])
+        self.last = np.array([life[t][1] for t in self.tensors])
+        self.size = _align(np.array([graph.tensors[t].nbytes for t in self.tensors]))
+        outputs = {self.aliases.get(t, t) for t in graph.outputs}
+        self.is_output = np.array([t in outputs for t in self.tensors])
+        inputs = {self.aliases.get(t, t) for t in graph.inputs}
+        self.is_input = np.array([t in inputs for t in self.tensors])
+        self.input = self.aliases.get(graph.inputs[0], graph.inputs[0])
+        self.input_row = self.tensors.index(self.input)
+        readers = [op.index for op in graph.consumers(graph.inputs[0])]
+        self.input_last_reader = max(readers) if readers else -1
+        self.edges: dict[int, list[Edge]] = {i: [] for i in range(self.n)}
+        self._layer_edges()
+        self._stage_edges()
+
+    # -- pricing ---------------------------------------------------------------------------
+
+    def _whole_bytes(self, i: int, j: int, inner: np.ndarray) -> int:
+        """Whole tensors in the arena while ops [i, j) run: live then, not inner."""
+        live = (self.first <= j - 1) & (self.last >= i) & ~inner
+        return int(self.size[live].sum())
+
+    def _inner_mask(self, i: int, j: int) -> np.ndarray:
+        return (self.first >= i) & (self.first <= j - 1) & (self.last <= j - 1) & ~self.is_output & ~self.is_input
+
+    def _layer_edges(self) -> None:
+        none = np.zeros(len(self.tensors), bool)
+        for op in self.graph.ops:
+            k = op.index
+            scratch = int(_align(kernel_scratch(self.graph, op)))
+            peak = self._whole_bytes(k, k + 1, none) + scratch
+            self.edges[k].append(Edge(k, k + 1, "layer", 0, 0, peak, self.graph.macs(op)))
+
+    def _tileable(self, k: int) -> bool:
+        op = self.graph.ops[k]
+        return op.kind in WINDOW_KINDS and len(self.graph.tensors[op.outputs[0]].shape) == 4
+
+    def _stage_edges(self) -> None:
+        g = self.graph
+        for a in range(self.n):
+            if not self._tileable(a):
+                continue
+            anchor = g.ops[a].outputs[0]
+            ah, aw, ac = map_hwc(g.tensors[anchor].shape)
+            axes = (_AxisBands(ah, self.tile_sizes), _AxisBands(aw, self.tile_sizes))
+            ny, nx = len(axes[0].sizes), len(axes[1].sizes)
+            need = {anchor: [(ax.lo, ax.hi) for ax in axes]}
+            macs_re = np.zeros((ny, nx), np.int64)       # recompute: every (tile_h, tile_w)
+            macs_lb = np.zeros((ny, nx), np.int64)        # line buffers: only new rows
+            buf_re: dict[int, np.ndarray] = {}            # per produced tensor
+            valid = np.ones((ny, nx), bool)
+            base = 0
+            scratch = 0
+            summary = {}
+            reduce_op = a + 1 if a + 1 < self.n and is_global_mean(g, g.ops[a + 1]) and \
+                [op.index for op in g.consumers(anchor)] == [a + 1] else None
+            for k in range(a, max(-1, a - self.max_stage_ops), -1):
+                if not self._tileable(k):
+                    break
+                op = g.ops[k]
+                out = op.outputs[0]
+                call = self.calls[k]
+                if out not in need:
+                    break                      # nothing in the stage reads it: not a stage
+                sy = axes[0].summaries(*need[out][0], map_hwc(g.tensors[out].shape)[0])
+                sx = axes[1].summaries(*need[out][1], map_hwc(g.tensors[out].shape)[1])
+                summary[out] = (sy, sx)
+                oh, ow, oc = map_hwc(g.tensors[out].shape)
+                pix = g.macs(op) // (oh * ow)
+                base += g.macs(op)
+                macs_re += pix * np.outer(sy[1], sx[1])
+                macs_lb += pix * np.outer(sy[2], sx[1])
+                buf_re[out] = _align(oc * np.outer(sy[0], sx[0]))
+                scratch = max(scratch, int(call.scratch_bytes))
+                for t in call.inputs:
+                    h, w, _ = map_hwc(g.tensors[t].shape)
+                    rngs = [axis_receptive(call, ax, *need[out][ax], (h, w)[ax]) for ax in (0, 1)]
+                    if t in need:
+                        rngs = [_hull_np(need[t][ax], rngs[ax]) for ax in (0, 1)]
+                    need[t] = rngs
+                i = k
+                for j, reduce in ((a + 1, False), (a + 2, True)):
+                    if reduce and reduce_op is None:
+                        continue
+                    if j - i < 2 and not reduce and not (i == 0 and self.stream_input):
+                        continue               # one op alone: layer by layer is the same
+                    self._add_stage(i, j, a, reduce, axes, summary, macs_re, macs_lb, buf_re,
+                                    scratch, need, valid)
+
+    def _add_stage(self, i, j, a, reduce, axes, summary, macs_re, macs_lb, buf_re, scratch,
+                   need, valid) -> None:
+        g = self.graph
+        anchor = g.ops[a].outputs[0]
+        inner_mask = self._inner_mask(i, j)
+        ny, nx = macs_re.shape
+        buf = np.zeros((ny, nx), np.int64)
+        ok = valid.copy()
+        for out in summary:
+            row = self.tensors.index(self.aliases.get(out, out))
+            if inner_mask[row]:
+                buf += buf_re[out]
+            elif out != anchor:               # written whole: every tile set must cover it
+                (_, _, _, cy), (_, _, _, cx) = summary[out]
+                ok &= np.outer(cy, cx)
+        streamed = i == 0 and self.stream_input and self.input_last_reader < j
+        if streamed:
+            inner_mask = inner_mask.copy()
+            inner_mask[self.input_row] = True
+            h, w, c = map_hwc(g.tensors[self.input].shape)
+            sy = axes[0].summaries(*need[self.input][0], h)
+            sx = axes[1].summaries(*need[self.input][1], w)
+            buf += _align(c * np.outer(sy[0], sx[0]))
+        extra = scratch and int(_align(scratch))
+        if reduce:
+            mean = g.ops[a + 1]
+            extra = max(extra, int(_align(kernel_scratch(g, mean))))
+            extra += int(_align(4 * map_hwc(g.tensors[anchor].shape)[2]))
+        whole = self._whole_bytes(i, j, inner_mask) + extra
+        peaks = whole + buf
+        sizes_y, sizes_x = axes[0].sizes, axes[1].sizes
+        candidates = []
+        for y in range(ny):
+            for x in range(nx):
+                if ok[y, x]:
+                    candidates.append(("recompute", sizes_y[y], sizes_x[x], int(peaks[y, x]), int(macs_re[y, x])))
+                    if y < ny - 1:        # line buffers need more than one row band
+                        candidates.append(("linebuffer", sizes_y[y], sizes_x[x], int(peaks[y, x]),
+                                           int(macs_lb[y, x])))
+        for mode, th, tw, peak, macs in _pareto(candidates):
+            self.edges[i].append(Edge(i, j, mode, th, tw, peak, macs))
+
+    # -- the walk over the DAG ---------------------------------------------------------------
+
+    def front(self) -> list[Schedule]:
+        """Every Pareto-optimal schedule (peak RAM against MACs), least peak first."""
+        if not hasattr(self, "_front"):
+            self._front = self._walk()
+        return self._front
+
+    def _walk(self) -> list[Schedule]:
+        """Label-setting over boundaries 0..N: at each boundary the Pareto set of
+        (peak, MACs) of the paths reaching it, with back pointers."""
+        n = self.n
+        edge_list = [e for i in range(n) for e in self.edges[i]]
+        by_start: dict[int, list[int]] = {i: [] for i in range(n)}
+        for k, e in enumerate(edge_list):
+            by_start[e.start].append(k)
+        incoming: list[list] = [[] for _ in range(n + 1)]
+        # per boundary: peaks, macs, previous boundary's label index, edge index
+        labels: list = [None] * (n + 1)
+        labels[0] = (np.zeros(1, np.int64), np.zeros(1, np.int64), np.full(1, -1), np.full(1, -1))
+        for i in range(n + 1):
+            if i > 0:
+                if not incoming[i]:
+                    continue
+                p, m, src, edge = (np.concatenate([c[f] for c in incoming[i]]) for f in range(4))
+                keep = np.nonzero(_pareto_mask(p, m))[0]
+                labels[i] = (p[keep], m[keep], src[keep], edge[keep])
+                incoming[i] = []
+            if i == n:
+                break
+            p0, m0, _, _ = labels[i]
+            rows = np.arange(len(p0))
+            for k in by_start[i]:
+                e = edge_list[k]
+                incoming[e.end].append((np.maximum(p0, e.peak_bytes), m0 + e.macs, rows,
+                                        np.full(len(p0), k)))
+        if labels[n] is None:
+            raise FusebenchError(f"{self.graph.name}: no schedule covers the whole network")
+        schedules = []
+        for k in np.argsort(labels[n][0], kind="stable"):
+            node, idx, path = n, int(k), []
+            while node > 0:
+                e = edge_list[int(labels[node][3][idx])]
+                path.append(e)
+                idx, node = int(labels[node][2][idx]), e.start
+            schedules.append(Schedule(edges=path[::-1], peak_bytes=int(labels[n][0][k]),
+                                      macs=int(labels[n][1][k])))
+        return schedules
+
+    def least_peak(self, max_overhead: float) -> list[Schedule]:
+        """Schedules within `max_overhead` extra MACs, least peak first."""
+        limit = self.base_macs * (1.0 + max_overhead)
+        return [s for s in self.front() if s.macs <= limit + 1e-9]
+
+    def least_macs(self, budget_bytes: int) -> list[Schedule]:
+        """Schedules whose peak fits `budget_bytes`, fewest MACs first."""
+        fits = [s for s in self.front() if s.peak_bytes <= budget_bytes]
+        return sorted(fits, key=lambda s: (s.macs, s.peak_bytes))
+
+    # -- from a path to a plan ---------------------------------------------------------------
+
+    def realize(self, schedule: Schedule, variant: str = "msf") -> Plan:
+        stages = []
+        for e in schedule.edges:
+            if e.mode == "layer":
+                continue
+            geo = StageGeometry(self.graph, list(range(e.start, e.end)), self.calls,
+                                stream_input=self.stream_input)
+            stages.append(geo.schedule(e.tile_h, e.tile_w, e.mode))
+        return plan_schedule(self.graph, stages, variant=variant)
+
+
+def _hull_np(a, b):
+    (alo, ahi), (blo, bhi) = a, b
+    a_empty, b_empty = alo >= ahi, blo >= bhi
+    lo = np.where(a_empty, blo, np.where(b_empty, alo, np.minimum(alo, blo)))
+    hi = np.where(a_empty, bhi, np.where(b_empty, ahi, np.maximum(ahi, bhi)))
+    return lo, hi
+
+
+def _pareto_mask(peaks: np.ndarray, macs: np.ndarray) -> np.ndarray:
+    """True for points no other point beats on both peak and MACs (first of equals)."""
+    order = np.lexsort((macs, peaks))
+    best = np.minimum.accumulate(macs[order])
+    keep_sorted = np.ones(len(order), bool)
+    keep_sorted[1:] = macs[order][1:] < best[:-1]
+    keep = np.zeros(len(order), bool)
+    keep[order[keep_sorted]] = True
+    return keep
+
+
+def _pareto(candidates: list[tuple]) -> list[tuple]:
+    if not candidates:
+        return []
+    peaks = np.array([c[3] for c in candidates])
+    macs = np.array([c[4] for c in candidates])
+    keep = _pareto_mask(peaks, macs)
+    return [c for c, k in zip(candidates, keep) if k]
+
+
+# -- the `msf` variant ----------------------------------------------------------------------
+
+APP_STATIC_RESERVE = 2048     # the measurement app's own static data beside the arena
+
+
+def board_arena_budget(board) -> int:
+    """Arena bytes a board leaves once the stack and the app's static data are placed."""
+    return board.ram.size - board.stack_bytes - APP_STATIC_RESERVE
+
+
+def _kib(n: int) -> str:
+    return f"{n} B ({n / 1024:.1f} KiB)"
+
+
+def plan_msf(graph: Graph, max_overhead: Optional[float] = None, ram_budget: Optional[int] = None,
+             board=None, stream_input: bool = True, space: Optional[FusionSpace] = None) -> Plan:
+    """The `msf` schedule.
+
+    ram_budget (bytes): the fewest MACs whose arena fits it.
+    max_overhead (fraction of the network's MACs): the least arena within it.
+    Neither: the fewest MACs whose arena fits `board` (least arena among equals);
+    without a board, the least arena at the fewest MACs."""
+    if max_overhead is not None and max_overhead < 0:
+        raise FusebenchError("--max-overhead must not be negative")
+    if ram_budget is not None and ram_budget <= 0:
+        raise FusebenchError("--ram-budget must be positive")
+    space = space or FusionSpace(graph, stream_input=stream_input)
+    front = space.front()
+    smallest = front[0]
+
+    def overhead(s) -> str:
+        return f"{100.0 * (s.macs / space.base_macs - 1):.1f}% extra MACs"
+
+    budget = ram_budget
+    if budget is None and max_overhead is None and board is not None:
+        budget = board_arena_budget(board)
+    if budget is not None:
+        limit = None if max_overhead is None else space.base_macs * (1 + max_overhead)
+        candidates = [s for s in space.least_macs(budget) if limit is None or s.macs <= limit]
+        for s in candidates[:REALIZE_CANDIDATES * 2]:
+            plan = space.realize(s)
+            if plan.arena_bytes <= budget:
+                return plan
+        where = f"the {board.name} arena budget" if ram_budget is None and board is not None else "the budget"
+        within = "" if max_overhead is None else f" within {100 * max_overhead:g}% extra MACs"
+        raise FusebenchError(f"{graph.name}: no msf schedule fits {where} of {_kib(budget)}{within}; "
+                             f"the smallest possible peak is {_kib(smallest.peak_bytes)} "
+                             f"(at {overhead(smallest)})")
+    if max_overhead is None:
+        max_overhead = min(s.macs for s in front) / space.base_macs - 1
+    candidates = space.least_peak(max_overhead)
+    best = None
+    for s in candidates[:REALIZE_CANDIDATES]:
+        plan = space.realize(s)
+        if best is None or (plan.arena_bytes, plan.macs) < (best.arena_bytes, best.macs):
+            best = plan
+    return best
