@@ -209,16 +209,23 @@ class StageGeometry:
         if len(self.tile_ops) == 1 and self.streamed < 0 and not self.reduce:
             raise FusebenchError(f"op {self.ops[0]} alone gains nothing from tiles")
 
-    def axis_needs(self, axis: int, lo: np.ndarray, hi: np.ndarray) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-        """Interval of every stage tensor along `axis` that anchor intervals [lo, hi) need."""
+    def axis_needs(self, axis: int, lo: np.ndarray, hi: np.ndarray,
+                   line: bool = False) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+        """Interval of every stage tensor along `axis` that anchor intervals [lo, hi)
+        (consecutive bands) need. With `line` (line buffers along this axis) a
+        layer only computes its new rows, so its input must hold just the rows
+        those read: earlier rows live on in the layer's own buffer."""
         need = {self.anchor: (lo, hi)}
         for i in reversed(self.tile_ops):
             call = self.calls[i]
             out = self.graph.ops[i].outputs[0]
             if out not in need:
                 continue
+            out_lo, out_hi = need[out]
+            if line:
+                out_lo = new_rows(out_lo, out_hi)
             for t in call.inputs:
-                rng = axis_receptive(call, axis, *need[out], self.shape[t][axis])
+                rng = axis_receptive(call, axis, out_lo, out_hi, self.shape[t][axis])
                 need[t] = _hull(need[t], rng) if t in need else rng
         return need
 
@@ -239,7 +246,7 @@ class StageGeometry:
             raise FusebenchError(f"unknown overlap mode '{mode}' (recompute or linebuffer)")
         oh, ow, _ = self.shape[self.anchor]
         tile_h, tile_w = max(1, min(tile_h, oh)), max(1, min(tile_w, ow))
-        ys = self.axis_needs(0, *bands(oh, tile_h))
+        ys = self.axis_needs(0, *bands(oh, tile_h), line=mode == "linebuffer")
         xs = self.axis_needs(1, *bands(ow, tile_w))
         produced = [self.graph.ops[i].outputs[0] for i in self.tile_ops]
         for t in self.outputs:

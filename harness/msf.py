@@ -92,6 +92,13 @@ class _AxisBands:
         self.is_first = np.zeros(len(self.lo), bool)
         self.is_first[self.first] = True
 
+    def starts(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """Line buffers: the first row each band computes (fusion.new_rows, per tile size)."""
+        prev_hi = np.concatenate(([-1], hi[:-1]))
+        prev_lo = np.concatenate(([0], lo[:-1]))
+        keep = (prev_hi > lo) & (prev_hi > prev_lo) & ~self.is_first
+        return np.where(keep, prev_hi, lo)
+
     def summaries(self, lo: np.ndarray, hi: np.ndarray, size: int):
         """Per tile size: largest interval, sum of lengths, sum of new rows (line
         buffers), and whether the intervals cover [0, size)."""
@@ -99,10 +106,7 @@ class _AxisBands:
         biggest = np.maximum.reduceat(length, self.first)
         total = np.add.reduceat(length, self.first)
         prev_hi = np.concatenate(([-1], hi[:-1]))
-        prev_lo = np.concatenate(([0], lo[:-1]))
-        keep = (prev_hi > lo) & (prev_hi > prev_lo) & ~self.is_first
-        start = np.where(keep, prev_hi, lo)
-        new = np.add.reduceat(np.maximum(hi - start, 0), self.first)
+        new = np.add.reduceat(np.maximum(hi - self.starts(lo, hi), 0), self.first)
         gap = (lo > np.where(self.is_first, 0, prev_hi)) & (length > 0)
         ends = np.maximum.reduceat(hi, self.first)
         covered = (np.add.reduceat(gap.astype(np.int64), self.first) == 0) & (ends >= size) & \
@@ -165,24 +169,25 @@ class FusionSpace:
         return op.kind in WINDOW_KINDS and len(self.graph.tensors[op.outputs[0]].shape) == 4
 
     def _stage_edges(self) -> None:
+        """Every fused stage, priced. Per anchor (a stage's last map) one walk back
+        over the ops with three interval sets for all tile sizes at once: rows
+        as recomputed tiles need them, columns, and rows as line buffers need
+        them (only the rows a layer's new rows read). Stopping the walk at op
+        i prices the stages [i, anchor]."""
         g = self.graph
         for a in range(self.n):
             if not self._tileable(a):
                 continue
             anchor = g.ops[a].outputs[0]
-            ah, aw, ac = map_hwc(g.tensors[anchor].shape)
-            axes = (_AxisBands(ah, self.tile_sizes), _AxisBands(aw, self.tile_sizes))
-            ny, nx = len(axes[0].sizes), len(axes[1].sizes)
-            need = {anchor: [(ax.lo, ax.hi) for ax in axes]}
-            macs_re = np.zeros((ny, nx), np.int64)       # recompute: every (tile_h, tile_w)
-            macs_lb = np.zeros((ny, nx), np.int64)        # line buffers: only new rows
-            buf_re: dict[int, np.ndarray] = {}            # per produced tensor
-            valid = np.ones((ny, nx), bool)
-            base = 0
-            scratch = 0
-            summary = {}
-            reduce_op = a + 1 if a + 1 < self.n and is_global_mean(g, g.ops[a + 1]) and \
-                [op.index for op in g.consumers(anchor)] == [a + 1] else None
+            ah, aw, _ = map_hwc(g.tensors[anchor].shape)
+            ybands, xbands = _AxisBands(ah, self.tile_sizes), _AxisBands(aw, self.tile_sizes)
+            walks = (ybands, xbands, ybands)              # y recompute, x, y line buffers
+            axis_of = (0, 1, 0)
+            ny, nx = len(ybands.sizes), len(xbands.sizes)
+            need = {anchor: [(w.lo, w.hi) for w in walks]}
+            price = _StagePrice(ny, nx)
+            reduce = a + 1 < self.n and is_global_mean(g, g.ops[a + 1]) and \
+                [op.index for op in g.consumers(anchor)] == [a + 1]
             for k in range(a, max(-1, a - self.max_stage_ops), -1):
                 if not self._tileable(k):
                     break
@@ -191,70 +196,64 @@ class FusionSpace:
                 call = self.calls[k]
                 if out not in need:
                     break                      # nothing in the stage reads it: not a stage
-                sy = axes[0].summaries(*need[out][0], map_hwc(g.tensors[out].shape)[0])
-                sx = axes[1].summaries(*need[out][1], map_hwc(g.tensors[out].shape)[1])
-                summary[out] = (sy, sx)
-                oh, ow, oc = map_hwc(g.tensors[out].shape)
-                pix = g.macs(op) // (oh * ow)
-                base += g.macs(op)
-                macs_re += pix * np.outer(sy[1], sx[1])
-                macs_lb += pix * np.outer(sy[2], sx[1])
-                buf_re[out] = _align(oc * np.outer(sy[0], sx[0]))
-                scratch = max(scratch, int(call.scratch_bytes))
+                shape = map_hwc(g.tensors[out].shape)
+                sums = [w.summaries(*need[out][n], shape[axis_of[n]]) for n, w in enumerate(walks)]
+                price.add_op(out, g.macs(op) // (shape[0] * shape[1]), shape[2], sums,
+                             int(call.scratch_bytes))
                 for t in call.inputs:
-                    h, w, _ = map_hwc(g.tensors[t].shape)
-                    rngs = [axis_receptive(call, ax, *need[out][ax], (h, w)[ax]) for ax in (0, 1)]
-                    if t in need:
-                        rngs = [_hull_np(need[t][ax], rngs[ax]) for ax in (0, 1)]
+                    in_shape = map_hwc(g.tensors[t].shape)
+                    rngs = []
+                    for n, w in enumerate(walks):
+                        lo, hi = need[out][n]
+                        if n == 2:
+                            lo = w.starts(lo, hi)
+                        rng = axis_receptive(call, axis_of[n], lo, hi, in_shape[axis_of[n]])
+                        rngs.append(_hull_np(need[t][n], rng) if t in need else rng)
                     need[t] = rngs
-                i = k
-                for j, reduce in ((a + 1, False), (a + 2, True)):
-                    if reduce and reduce_op is None:
-                        continue
-                    if j - i < 2 and not reduce and not (i == 0 and self.stream_input):
+                for j in (a + 1, a + 2) if reduce else (a + 1,):
+                    if j - k < 2 and j == a + 1 and not (k == 0 and self.stream_input):
                         continue               # one op alone: layer by layer is the same
-                    self._add_stage(i, j, a, reduce, axes, summary, macs_re, macs_lb, buf_re,
-                                    scratch, need, valid)
+                    self._add_stage(k, j, a, walks, need, price)
 
-    def _add_stage(self, i, j, a, reduce, axes, summary, macs_re, macs_lb, buf_re, scratch,
-                   need, valid) -> None:
+    def _add_stage(self, i: int, j: int, a: int, walks, need, price: "_StagePrice") -> None:
         g = self.graph
         anchor = g.ops[a].outputs[0]
         inner_mask = self._inner_mask(i, j)
-        ny, nx = macs_re.shape
-        buf = np.zeros((ny, nx), np.int64)
-        ok = valid.copy()
-        for out in summary:
-            row = self.tensors.index(self.aliases.get(out, out))
-            if inner_mask[row]:
-                buf += buf_re[out]
-            elif out != anchor:               # written whole: every tile set must cover it
-                (_, _, _, cy), (_, _, _, cx) = summary[out]
-                ok &= np.outer(cy, cx)
-        streamed = i == 0 and self.stream_input and self.input_last_reader < j
-        if streamed:
+        ny, nx = price.macs_re.shape
+        buf_re = np.zeros((ny, nx), np.int64)
+        buf_lb = np.zeros((ny, nx), np.int64)
+        ok_re = np.ones((ny, nx), bool)
+        ok_lb = np.ones((ny, nx), bool)
+        for out, (b_re, b_lb, cover) in price.tensors.items():
+            if inner_mask[self.tensors.index(self.aliases.get(out, out))]:
+                buf_re += b_re
+                buf_lb += b_lb
+            elif out != anchor:               # written whole: the tiles must cover it
+                cy, cx, cyl = cover
+                ok_re &= np.outer(cy, cx)
+                ok_lb &= np.outer(cyl, cx)
+        if i == 0 and self.stream_input and self.input_last_reader < j:
             inner_mask = inner_mask.copy()
             inner_mask[self.input_row] = True
-            h, w, c = map_hwc(g.tensors[self.input].shape)
-            sy = axes[0].summaries(*need[self.input][0], h)
-            sx = axes[1].summaries(*need[self.input][1], w)
-            buf += _align(c * np.outer(sy[0], sx[0]))
-        extra = scratch and int(_align(scratch))
-        if reduce:
-            mean = g.ops[a + 1]
-            extra = max(extra, int(_align(kernel_scratch(g, mean))))
+            shape = map_hwc(g.tensors[self.input].shape)
+            sums = [w.summaries(*need[self.input][n], shape[(0, 1, 0)[n]]) for n, w in enumerate(walks)]
+            buf_re += _align(shape[2] * np.outer(sums[0][0], sums[1][0]))
+            buf_lb += _align(shape[2] * np.outer(sums[2][0], sums[1][0]))
+        extra = int(_align(price.scratch))
+        if j == a + 2:                        # ends in the global MEAN: its accumulators
+            extra = max(extra, int(_align(kernel_scratch(g, g.ops[a + 1]))))
             extra += int(_align(4 * map_hwc(g.tensors[anchor].shape)[2]))
         whole = self._whole_bytes(i, j, inner_mask) + extra
-        peaks = whole + buf
-        sizes_y, sizes_x = axes[0].sizes, axes[1].sizes
+        sizes_y, sizes_x = walks[0].sizes, walks[1].sizes
         candidates = []
         for y in range(ny):
             for x in range(nx):
-                if ok[y, x]:
-                    candidates.append(("recompute", sizes_y[y], sizes_x[x], int(peaks[y, x]), int(macs_re[y, x])))
-                    if y < ny - 1:        # line buffers need more than one row band
-                        candidates.append(("linebuffer", sizes_y[y], sizes_x[x], int(peaks[y, x]),
-                                           int(macs_lb[y, x])))
+                if ok_re[y, x]:
+                    candidates.append(("recompute", sizes_y[y], sizes_x[x], int(whole + buf_re[y, x]),
+                                       int(price.macs_re[y, x])))
+                if ok_lb[y, x] and y < ny - 1:    # line buffers need more than one row band
+                    candidates.append(("linebuffer", sizes_y[y], sizes_x[x], int(whole + buf_lb[y, x]),
+                                       int(price.macs_lb[y, x])))
         for mode, th, tw, peak, macs in _pareto(candidates):
             self.edges[i].append(Edge(i, j, mode, th, tw, peak, macs))
 
@@ -328,6 +327,25 @@ class FusionSpace:
                                 stream_input=self.stream_input)
             stages.append(geo.schedule(e.tile_h, e.tile_w, e.mode))
         return plan_schedule(self.graph, stages, variant=variant)
+
+
+class _StagePrice:
+    """Running totals of a stage as its walk adds ops: MACs per tile setting, and
+    per produced tensor its tile-buffer bytes and whether the tiles cover it."""
+
+    def __init__(self, ny: int, nx: int):
+        self.macs_re = np.zeros((ny, nx), np.int64)   # recomputed tiles, every (tile_h, tile_w)
+        self.macs_lb = np.zeros((ny, nx), np.int64)   # line buffers: only new rows
+        self.tensors: dict[int, tuple] = {}
+        self.scratch = 0
+
+    def add_op(self, out: int, pixel_macs: int, channels: int, sums, scratch: int) -> None:
+        (my, ty, _, cy), (mx, tx, _, cx), (myl, _, nyl, cyl) = sums
+        self.macs_re += pixel_macs * np.outer(ty, tx)
+        self.macs_lb += pixel_macs * np.outer(nyl, tx)
+        self.tensors[out] = (_align(channels * np.outer(my, mx)), _align(channels * np.outer(myl, mx)),
+                             (cy, cx, cyl))
+        self.scratch = max(self.scratch, scratch)
 
 
 def _hull_np(a, b):

@@ -167,11 +167,24 @@ def lifetimes(graph: Graph) -> tuple[dict[int, tuple[int, int]], dict[int, int]]
 
 
 def greedy_offsets(allocs: list[Allocation], alignment: int = ARENA_ALIGNMENT) -> int:
-    """Largest first; each buffer goes to the lowest aligned offset where it does
-    not overlap a placed buffer that is live at the same time. Returns the
-    arena size."""
+    """Each buffer goes to the lowest aligned offset where it does not overlap a
+    placed buffer that is live at the same time. Largest first (TFLite Micro's
+    order), then in order of first use, then by bytes x steps: the orders pack
+    differently and the smallest arena wins. Returns the arena size."""
+    orders = (lambda a: (-a.size, a.first_step, a.name), lambda a: (a.first_step, -a.size, a.name),
+              lambda a: (-a.size * (a.last_step - a.first_step + 1), a.first_step, a.name))
+    best = None
+    for key in orders:
+        size = _place(sorted(allocs, key=key), alignment)
+        if best is None or size < best[0]:
+            best = (size, [a.offset for a in allocs])
+    for a, offset in zip(allocs, best[1]):
+        a.offset = offset
+    return best[0]
+
+
+def _place(order: list[Allocation], alignment: int) -> int:
     placed: list[Allocation] = []
-    order = sorted(allocs, key=lambda a: (-a.size, a.first_step, a.name))
     for a in order:
         busy = sorted((p for p in placed if p.overlaps_in_time(a)), key=lambda p: p.offset)
         offset = 0
@@ -181,7 +194,7 @@ def greedy_offsets(allocs: list[Allocation], alignment: int = ARENA_ALIGNMENT) -
             offset = max(offset, align(p.offset + p.size, alignment))
         a.offset = offset
         placed.append(a)
-    return max((a.offset + a.size for a in allocs), default=0)
+    return max((a.offset + a.size for a in order), default=0)
 
 
 def plan_layer_by_layer(graph: Graph, scratch: ScratchFn = kernel_scratch,
