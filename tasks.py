@@ -27,7 +27,11 @@ def _cli(fn):
 
 
 FUSED_HELP = {
-    "max_overhead": "fused: limit on extra (recomputed) MACs per stage, in percent (default 15)",
+    "max_overhead": "fused: limit on extra (recomputed) MACs per stage, in percent (default 15); "
+                    "msf: limit on the whole network's extra MACs (least RAM within it)",
+    "ram_budget": "msf: RAM budget for the arena, e.g. 64K (fewest MACs within it; default: fits the board)",
+    "stream_input": "msf: read the input tile by tile from the host instead of holding it (default on; "
+                    "--no-stream-input turns it off)",
     "blocks": "fused: inverted residual blocks per stage, e.g. 0-3 or 0-1,2-4 (default: searched)",
     "tile": "fused: tile HxW in stage-output pixels, or H for row strips (default: searched)",
     "mode": "fused: recompute or linebuffer for the tile overlap (default: searched)",
@@ -36,7 +40,8 @@ FUSED_HELP = {
 
 @task(optional=["csv", "plot", "json"],
       help={"model": "a .tflite file or a shipped model name (default: all shipped models)",
-            "variant": "schedule to plan: unfused or fused",
+            "variant": "schedule to plan: unfused, fused or msf",
+            "board": "msf without limits: the fewest MACs that fit this board (default stm32h7)",
             **FUSED_HELP,
             "csv": "write the per-layer table as CSV (optionally to this path)",
             "plot": "write the per-layer memory profile as PNG (optionally to this path)",
@@ -44,11 +49,13 @@ FUSED_HELP = {
             "tflm": "also ask TFLite Micro's planner for its arena (default on)"})
 @_cli
 def plan(c, model=None, variant="unfused", csv=None, plot=None, json=None, tflm=True,
-         max_overhead=None, blocks=None, tile=None, mode=None):
+         max_overhead=None, blocks=None, tile=None, mode=None, ram_budget=None, stream_input=True,
+         board="stm32h7"):
     """Print the memory plan of a model: live tensors per layer and the predicted peak arena."""
     from harness.commands import fused_options, plan_command
     plan_command(model=model, variant=variant, csv=csv, plot=plot, json=json, tflm=tflm,
-                 options=fused_options(max_overhead, blocks, tile, mode))
+                 options=fused_options(max_overhead, blocks, tile, mode, ram_budget, stream_input),
+                 board=board)
 
 
 @task(help={"resolution": "make every width at this input resolution (default: the shipped set)",
@@ -76,25 +83,27 @@ def models(c, resolution=None, out=None):
 @_cli
 def bench(c, board="stm32h7", model=None, variant=None, inputs=None, runs=1, jobs=None,
           max_inputs=None, timeout=600, max_overhead=None, blocks=None, tile=None, mode=None,
-          runner=None, port=None, renode=None, flash_tool=None, probe=None, no_flash=False):
+          runner=None, port=None, renode=None, flash_tool=None, probe=None, no_flash=False,
+          ram_budget=None, stream_input=True):
     """Build, run and measure every variant of every model on a board; write results/<run-id>/."""
     from harness.commands import bench_command, fused_options
     bench_command(board=board, model=model, variant=variant, inputs=inputs, runs=int(runs),
                   jobs=int(jobs) if jobs else None,
                   max_inputs=int(max_inputs) if max_inputs else None, timeout=float(timeout),
-                  options=fused_options(max_overhead, blocks, tile, mode), runner=runner, port=port,
+                  options=fused_options(max_overhead, blocks, tile, mode, ram_budget, stream_input),
+                  runner=runner, port=port,
                   renode=renode, flash_tool=flash_tool, probe=probe, no_flash=bool(no_flash))
 
 
 @task(help={"board": "board name", "model": "a .tflite file or shipped model name",
-            "variant": "schedule: unfused or fused", **FUSED_HELP})
+            "variant": "schedule: unfused, fused or msf", **FUSED_HELP})
 @_cli
 def build(c, board="stm32h7", model=None, variant="unfused", max_overhead=None, blocks=None,
-          tile=None, mode=None):
+          tile=None, mode=None, ram_budget=None, stream_input=True):
     """Build one firmware into build/<board>/<model>/<variant>/ and print its size."""
     from harness.commands import build_command, fused_options
     build_command(board=board, model=model, variant=variant,
-                  options=fused_options(max_overhead, blocks, tile, mode))
+                  options=fused_options(max_overhead, blocks, tile, mode, ram_budget, stream_input))
 
 
 @task(help={"board": "board name", "model": "a .tflite file or shipped model name",
@@ -109,13 +118,14 @@ def run(c, board="stm32h7", model=None, variant="unfused", inputs=None, max_inpu
 
 
 @task(help={"board": "board name(s), comma-separated", "width": "MobileNetV2 width (0.35 or 1.0)",
-            "variant": "schedules, comma-separated (default unfused,fused)",
+            "variant": "schedules, comma-separated (default unfused,fused,msf)",
             "resolutions": "first:last:step (default 64:320:16)",
             "max_inputs": "inputs per emulator run", "run": "run the largest fitting models (default on)",
             **FUSED_HELP})
 @_cli
-def resolution(c, board="stm32h7,stm32f4", width=0.35, variant="unfused,fused", resolutions="64:320:16",
-               max_inputs=3, run=True, max_overhead=None, blocks=None, tile=None, mode=None):
+def resolution(c, board="stm32h7,stm32f4", width=0.35, variant="unfused,fused,msf", resolutions="64:320:16",
+               max_inputs=3, run=True, max_overhead=None, blocks=None, tile=None, mode=None,
+               ram_budget=None, stream_input=True):
     """Largest input resolution each schedule fits on each board; plot RAM vs resolution."""
     from harness.commands import fused_options
     from harness.errors import FusebenchError
@@ -126,7 +136,21 @@ def resolution(c, board="stm32h7,stm32f4", width=0.35, variant="unfused,fused", 
         raise FusebenchError(f"--resolutions '{resolutions}': expected first:last:step") from None
     run_dir = resolution_sweep([b for b in board.split(",") if b], float(width),
                                [v for v in variant.split(",") if v], tuple(range(first, last + 1, step)),
-                               int(max_inputs), fused_options(max_overhead, blocks, tile, mode), run)
+                               int(max_inputs),
+                               fused_options(max_overhead, blocks, tile, mode, ram_budget, stream_input), run)
+    print(f"results: {run_dir}")
+
+
+@task(help={"model": "a .tflite file or shipped model name(s) (default: all shipped)",
+            "stream_input": "msf reads the input tile by tile (default on)",
+            "resolution": "re-emit the model at this square input size first (same weights)",
+            "out": "output folder (default: a new results/<run-id>/)"})
+@_cli
+def pareto(c, model=None, stream_input=True, out=None, resolution=None):
+    """The msf front of peak RAM against MACs per model, with unfused, fused and msf-CNN's points."""
+    from harness.pareto import pareto_command
+    run_dir = pareto_command(model=model, stream_input=bool(stream_input), out=out,
+                             resolution=int(resolution) if resolution else None)
     print(f"results: {run_dir}")
 
 
