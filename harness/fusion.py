@@ -58,6 +58,9 @@ class FusedStage:
     # A stage ending in a global MEAN: the anchor is a tile buffer whose tiles
     # are summed into int32 accumulators; 0 for other stages.
     acc_bytes: int = 0
+    # In place: [input tensor, lead] when the output overlays a stage input that
+    # dies in the stage, starting `lead` bytes before it (see inplace_offset).
+    inplace: list = field(default_factory=list)
     # A tile-table row: for each inner tensor (in `inner` order) the buffer's map
     # origin, present extent, and the rows to keep from the previous tile
     # [origin_y, origin_x, rows, cols, keep_from_row, keep_rows]; then for each op
@@ -292,10 +295,59 @@ class StageGeometry:
                 table.append(row)
         buffers = [[t, int(np.max(np.maximum(ys[t][1] - ys[t][0], 0))),
                     int(np.max(np.maximum(xs[t][1] - xs[t][0], 0))), self.shape[t][2]] for t in self.inner]
+        inplace = []
+        if n_x == 1 and (t := self.inplace_candidate()) is not None:
+            lead = inplace_offset(ys[self.anchor][1], ys[t][0], self._row_bytes(self.anchor), self._row_bytes(t))
+            in_bytes, out_bytes = self.graph.tensors[t].nbytes, self.graph.tensors[self.anchor].nbytes
+            if inplace_footprint(in_bytes, out_bytes, lead) < in_bytes + out_bytes and \
+                    self._anchor_may_overlay(t, lead):
+                inplace = [t, lead]
         return FusedStage(ops=self.ops, inputs=self.inputs, output=self.anchor, inner=self.inner,
                           mode=mode, tile_h=tile_h, tile_w=tile_w, buffers=buffers, table=table,
                           macs=macs, base_macs=self.base_macs, scratch_bytes=self.scratch_bytes,
-                          outputs=self.outputs, streamed=self.streamed, acc_bytes=self.acc_bytes)
+                          outputs=self.outputs, streamed=self.streamed, acc_bytes=self.acc_bytes,
+                          inplace=inplace)
+
+    def _anchor_may_overlay(self, t: int, d: int) -> bool:
+        """The last op writes while it reads: it may read the overlaid input only
+        element by element at the very same bytes (an ADD, no offset)."""
+        last = self.graph.ops[self.tile_ops[-1]]
+        if t not in last.inputs:
+            return True
+        return last.kind == "ADD" and d == 0 and self.shape[t] == self.shape[self.anchor]
+
+    def _row_bytes(self, t: int) -> int:
+        return self.shape[t][1] * self.shape[t][2]
+
+    def inplace_candidate(self) -> Optional[int]:
+        """The largest whole input that dies in this stage (the output may overlay it)."""
+        if self.reduce:
+            return None
+        last = self.ops[-1]
+        dying = [t for t in self.inputs
+                 if t not in self.graph.outputs and len(self.graph.tensors[t].shape) == 4
+                 and all(op.index <= last for op in self.graph.consumers(t))]
+        return max(dying, key=lambda t: self.graph.tensors[t].nbytes, default=None)
+
+
+def inplace_offset(out_hi: np.ndarray, in_lo: np.ndarray, out_row_bytes: int, in_row_bytes: int) -> int:
+    """How many bytes before its input a stage output must start to overlay it
+    (16-aligned, >= 0) when full-width row bands run top to bottom: after band
+    a writes output rows up to out_hi[a], later bands read input rows from
+    min(in_lo[a+1:]) on, so only bytes before that may be overwritten:
+    out_hi[a] * out_row_bytes - lead <= min(in_lo[a+1:]) * in_row_bytes."""
+    n = len(out_hi)
+    if n < 2:
+        return 0
+    later_lo = np.minimum.accumulate(in_lo[::-1])[::-1]       # min over bands a..end
+    need = out_hi[:-1] * out_row_bytes - later_lo[1:] * in_row_bytes
+    lead = max(0, int(need.max()))
+    return (lead + 15) // 16 * 16
+
+
+def inplace_footprint(in_bytes: int, out_bytes: int, lead: int) -> int:
+    """Bytes an output overlaying its input `lead` bytes early takes with it."""
+    return max(in_bytes + lead, out_bytes)
 
 
 def _covers(lo: np.ndarray, hi: np.ndarray, size: int) -> bool:

@@ -34,7 +34,8 @@ from typing import Optional
 import numpy as np
 
 from .errors import FusebenchError
-from .fusion import (MODES, StageGeometry, WINDOW_KINDS, axis_receptive, is_global_mean)
+from .fusion import (MODES, StageGeometry, WINDOW_KINDS, axis_receptive, inplace_footprint, inplace_offset,
+                     is_global_mean)
 from .graph import Graph
 from .lowering import lower_op, map_hwc
 from .plan import ARENA_ALIGNMENT, Plan, kernel_scratch, lifetimes, plan_schedule
@@ -244,6 +245,9 @@ class FusionSpace:
             extra = max(extra, int(_align(kernel_scratch(g, g.ops[a + 1]))))
             extra += int(_align(4 * map_hwc(g.tensors[anchor].shape)[2]))
         whole = self._whole_bytes(i, j, inner_mask) + extra
+        saved_re, saved_lb = self._inplace_savings(i, j, a, walks, need, inner_mask)
+        buf_re[:, -1] -= saved_re             # in place: full-width strips only
+        buf_lb[:, -1] -= saved_lb
         sizes_y, sizes_x = walks[0].sizes, walks[1].sizes
         candidates = []
         for y in range(ny):
@@ -256,6 +260,46 @@ class FusionSpace:
                                        int(price.macs_lb[y, x])))
         for mode, th, tw, peak, macs in _pareto(candidates):
             self.edges[i].append(Edge(i, j, mode, th, tw, peak, macs))
+
+    def _inplace_savings(self, i: int, j: int, a: int, walks, need, inner_mask):
+        """Bytes saved per tile height (recomputed, line-buffered) when the stage's
+        output overlays its largest input that dies in it (fusion.inplace_offset;
+        full-width strips run top to bottom)."""
+        g = self.graph
+        ny = len(walks[0].sizes)
+        zero = np.zeros(ny, np.int64), np.zeros(ny, np.int64)
+        if j != a + 1:
+            return zero
+        anchor = g.ops[a].outputs[0]
+        dying = (self.first < max(i, 1)) | (self.is_input & ~inner_mask)
+        dying &= (self.last >= i) & (self.last <= j - 1) & ~self.is_output & ~inner_mask
+        rows = [r for r in np.nonzero(dying)[0] if len(g.tensors[self.tensors[r]].shape) == 4
+                and self.tensors[r] in need]
+        if not rows:
+            return zero
+        t = self.tensors[max(rows, key=lambda r: (self.size[r], -r))]
+        last = g.ops[a]
+        if t in last.inputs and not (last.kind == "ADD" and
+                                     map_hwc(g.tensors[t].shape) == map_hwc(g.tensors[anchor].shape)):
+            return zero
+        ah, aw, ac = map_hwc(g.tensors[anchor].shape)
+        th, tw, tc = map_hwc(g.tensors[t].shape)
+        in_bytes, out_bytes = g.tensors[t].nbytes, g.tensors[anchor].nbytes
+        whole_pair = int(_align(in_bytes) + _align(out_bytes))
+        saved = []
+        for walk in (0, 2):
+            per_size = np.zeros(ny, np.int64)
+            bounds = list(walks[0].first) + [len(walks[0].lo)]
+            for k in range(ny):
+                lo, hi = bounds[k], bounds[k + 1]
+                lead = inplace_offset(need[anchor][walk][1][lo:hi], need[t][walk][0][lo:hi], aw * ac, tw * tc)
+                if t in last.inputs and lead:
+                    continue
+                footprint = inplace_footprint(in_bytes, out_bytes, lead)
+                if footprint < in_bytes + out_bytes:
+                    per_size[k] = max(0, whole_pair - int(_align(footprint)))
+            saved.append(per_size)
+        return saved[0], saved[1]
 
     # -- the walk over the DAG ---------------------------------------------------------------
 

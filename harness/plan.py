@@ -166,35 +166,59 @@ def lifetimes(graph: Graph) -> tuple[dict[int, tuple[int, int]], dict[int, int]]
     return life, aliases
 
 
-def greedy_offsets(allocs: list[Allocation], alignment: int = ARENA_ALIGNMENT) -> int:
+Group = list[tuple[Allocation, int]]       # buffers at fixed offsets from each other
+
+
+def greedy_offsets(allocs: list[Allocation], alignment: int = ARENA_ALIGNMENT,
+                   groups: Optional[list[Group]] = None) -> int:
     """Each buffer goes to the lowest aligned offset where it does not overlap a
     placed buffer that is live at the same time. Largest first (TFLite Micro's
     order), then in order of first use, then by bytes x steps: the orders pack
-    differently and the smallest arena wins. Returns the arena size."""
-    orders = (lambda a: (-a.size, a.first_step, a.name), lambda a: (a.first_step, -a.size, a.name),
-              lambda a: (-a.size * (a.last_step - a.first_step + 1), a.first_step, a.name))
+    differently and the smallest arena wins. A group (an in-place chain) is
+    placed as one unit: its members keep their relative offsets and each only
+    avoids what is live with it. Returns the arena size."""
+    items: list[Group] = [[(a, 0)] for a in allocs] + list(groups or [])
+
+    def rep(item: Group) -> Allocation:           # what the orders sort a group by
+        return Allocation(name=item[0][0].name, size=max(m.size for m, _ in item),
+                          first_step=min(m.first_step for m, _ in item),
+                          last_step=max(m.last_step for m, _ in item))
+
+    reps = [rep(item) for item in items]
+    orders = (lambda r: (-r.size, r.first_step, r.name), lambda r: (r.first_step, -r.size, r.name),
+              lambda r: (-r.size * (r.last_step - r.first_step + 1), r.first_step, r.name))
+    members = [m for item in items for m, _ in item]
     best = None
     for key in orders:
-        size = _place(sorted(allocs, key=key), alignment)
+        order = [items[k] for k in sorted(range(len(items)), key=lambda k: key(reps[k]))]
+        size = _place(order, alignment)
         if best is None or size < best[0]:
-            best = (size, [a.offset for a in allocs])
-    for a, offset in zip(allocs, best[1]):
-        a.offset = offset
+            best = (size, [m.offset for m in members])
+    for m, offset in zip(members, best[1]):
+        m.offset = offset
     return best[0]
 
 
-def _place(order: list[Allocation], alignment: int) -> int:
+def _place(order: list[Group], alignment: int) -> int:
     placed: list[Allocation] = []
-    for a in order:
-        busy = sorted((p for p in placed if p.overlaps_in_time(a)), key=lambda p: p.offset)
-        offset = 0
-        for p in busy:
-            if offset + a.size <= p.offset:
-                break              # fits in the gap before p
-            offset = max(offset, align(p.offset + p.size, alignment))
-        a.offset = offset
-        placed.append(a)
-    return max((a.offset + a.size for a in order), default=0)
+    for item in order:
+        low = -min(rel for _, rel in item)
+        starts = {low}
+        for m, rel in item:
+            for p in placed:
+                if p.overlaps_in_time(m):
+                    starts.add(align(p.offset + p.size, alignment) - rel)
+        for x in sorted(v for v in starts if v >= low):
+            clash = False
+            for m, rel in item:
+                m.offset = x + rel
+                if any(p.overlaps_in_time(m) and p.overlaps_in_space(m) and p.size and m.size for p in placed):
+                    clash = True
+                    break
+            if not clash:
+                break
+        placed.extend(m for m, _ in item)
+    return max((m.offset + m.size for item in order for m, _ in item), default=0)
 
 
 def plan_layer_by_layer(graph: Graph, scratch: ScratchFn = kernel_scratch,
@@ -241,20 +265,42 @@ def plan_schedule(graph: Graph, stages: list, scratch: ScratchFn = kernel_scratc
         if size > 0:
             scratch_sizes[step] = size
             allocs.append(Allocation(name=f"scratch{step}", size=size, first_step=step, last_step=step))
-    arena = greedy_offsets(allocs)
+    # In-place stages: the output overlays an input that dies in the stage,
+    # starting `lead` bytes before it. Chains (an overlaid output overlaid in
+    # turn) share one region: it is placed once, spanning their bytes and steps,
+    # and every member pinned inside it.
+    by_tensor = {a.tensor: a for a in allocs if a.tensor is not None}
+    host_of = {}
+    for st in stages:
+        if st.inplace:
+            t_in, lead = st.inplace
+            host_of[by_tensor[aliases.get(st.output, st.output)].name] = (
+                by_tensor[aliases.get(t_in, t_in)], lead)
+    chains: dict[str, list] = {}              # root name -> [(member, offset relative to root)]
+    for a in allocs:
+        rel, root = 0, a
+        while root.name in host_of:
+            host, lead = host_of[root.name]
+            rel -= lead
+            root = host
+        if root is not a or a.name in {h.name for h, _ in host_of.values()}:
+            chains.setdefault(root.name, []).append((a, rel))
+    members = {m.name for chain in chains.values() for m, _ in chain}
+    arena = greedy_offsets([a for a in allocs if a.name not in members], groups=list(chains.values()))
     stage_macs = {i: 0 for i in stage_of}
     for st in stages:
         stage_macs[st.ops[0]] = st.macs      # a stage's MACs are booked on its first step
     steps = []
     for step, op in enumerate(graph.ops):
         live = [a for a in allocs if a.first_step <= step <= a.last_step]
+        overlaid = _shared_bytes([a for a in live if a.name in members])
         k = stage_of.get(op.index)
         steps.append(Step(
             index=step, op=op.index, kind=op.kind if k is None else f"{op.kind}@s{k}",
             input_shapes=[list(graph.tensors[t].shape) for t in op.inputs
                           if t >= 0 and not graph.tensors[t].is_const],
             output_shape=list(graph.tensors[op.outputs[0]].shape),
-            live=[a.name for a in live], live_bytes=sum(a.size for a in live),
+            live=[a.name for a in live], live_bytes=sum(a.size for a in live) - overlaid,
             scratch_bytes=(scratch_sizes.get(step, 0) if k is None else stages[k].scratch_bytes),
             macs=graph.macs(op) if k is None else stage_macs[op.index]))
     base = sum(graph.macs(op) for op in graph.ops)
@@ -262,6 +308,21 @@ def plan_schedule(graph: Graph, stages: list, scratch: ScratchFn = kernel_scratc
                 arena_bytes=arena, lower_bound_bytes=max((s.live_bytes for s in steps), default=0),
                 steps=steps, allocations=allocs, aliases=aliases, stages=list(stages),
                 macs=sum(s.macs for s in steps), base_macs=base)
+
+
+def _shared_bytes(allocs: list[Allocation]) -> int:
+    """Bytes counted more than once when these buffers are summed (they overlap)."""
+    total = sum(a.size for a in allocs)
+    spans = sorted((a.offset, a.offset + a.size) for a in allocs)
+    covered, reach = 0, None
+    for lo, hi in spans:
+        if reach is None or lo >= reach:
+            covered += hi - lo
+            reach = hi
+        elif hi > reach:
+            covered += hi - reach
+            reach = hi
+    return total - covered
 
 
 def check_plan(plan: Plan) -> list[str]:
@@ -273,8 +334,12 @@ def check_plan(plan: Plan) -> list[str]:
             problems.append(f"{a.name} offset {a.offset} is not {plan.alignment}-byte aligned")
         if a.offset < 0 or a.offset + a.size > plan.arena_bytes:
             problems.append(f"{a.name} [{a.offset}, {a.offset + a.size}) outside the arena")
+    pairs = {frozenset((f"t{plan.aliases.get(st.inplace[0], st.inplace[0])}",
+                        f"t{plan.aliases.get(st.output, st.output)}")) for st in plan.stages if st.inplace}
     for i, a in enumerate(allocs):
         for b in allocs[i + 1:]:
+            if frozenset((a.name, b.name)) in pairs:
+                continue            # an in-place stage's output over its dying input, by design
             if a.overlaps_in_time(b) and a.overlaps_in_space(b) and a.size and b.size:
                 problems.append(f"{a.name} and {b.name} are live together and overlap")
     return problems
