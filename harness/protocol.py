@@ -15,6 +15,13 @@ Host commands carry `seq=<n>`; the device echoes it, so a late answer to an
 earlier command is recognised and skipped. Over QEMU's pipes nothing is ever
 lost, but the same code then works over a real serial line, where it is.
 See firmware/app/main.c for the device side.
+
+A model with streamed input (READY `stream=1`) has no input buffer: it asks
+for the bytes while it runs. Without a host file there is no DATA phase: the
+device ACKs the RUN and runs, sending `NEED req=<r> off=<offset> len=<n>` for
+every piece it reads; the host answers `DATA seq=<the RUN's seq> req=<r>
+off=<offset> hex=<bytes>` until the RESULT arrives. The RUN's CRC cannot be
+checked on the device then: each DATA frame's own CRC protects its bytes.
 """
 from __future__ import annotations
 
@@ -170,6 +177,7 @@ class DeviceInfo:
     timer: str
     stack_bytes: int
     chunk_bytes: int
+    input_streamed: bool = False  # READY stream=1: the model asks for its input as it runs
 
 
 @dataclass(frozen=True)
@@ -185,6 +193,7 @@ class PassResult:
     layer_calls: int
     layer_ticks: tuple[int, ...]
     output: bytes
+    io_ticks: int = 0            # spent reading streamed input; not in ticks or layer_ticks
 
 
 @dataclass
@@ -268,7 +277,9 @@ class Session:
 
         With `host_file` (a file holding exactly `data`, readable by the
         emulator) the device reads the input from there instead of over the
-        UART; if it cannot (NAK why=file), the UART is used after all."""
+        UART; if it cannot (NAK why=file), the UART is used after all.
+        A device with streamed input gets no DATA phase over the UART: it
+        asks for pieces of `data` (NEED) while it runs (`_streamed_pass`)."""
         info = self.info
         if info is None:
             raise ProtocolError("run_pass before READY")
@@ -286,6 +297,8 @@ class Session:
             else:
                 _expect_ack(answer, len(data))
         if host_file is None:
+            if info.input_streamed:
+                return self._streamed_pass(data, paint, timeout_s, run_fields)
             answer = self._command("RUN", **run_fields)
             _expect_ack(answer, 0)
         chunk = min(info.chunk_bytes, MAX_CHUNK_BYTES)
@@ -312,6 +325,91 @@ class Session:
             if frame.kind == "NAK" and frame.fields.get("why") != "frame":
                 raise ProtocolError(f"device rejected the input: {frame.body}")
 
+    def _streamed_pass(self, data: bytes, paint: int, timeout_s: float,
+                       run_fields: Mapping[str, object]) -> PassResult:
+        """RUN, then answer the device's NEEDs with pieces of `data` until its
+        RESULT. Every frame of the run carries the RUN's seq.
+
+        Until the device answers the RUN (ACK or NEED), the RUN is resent
+        after a damaged line or ack_timeout_s of silence, as any command.
+        After, a damaged line or ack_timeout_s of silence gets a PING with the
+        RUN's seq: a device waiting for DATA repeats its NEED, an idle one
+        answers PONG (its RESULT was lost) and we send the RUN again: the run
+        is repeated. At most `retries` of these in a row; then, or when the
+        model is simply computing, `timeout_s` bounds the silence between two
+        frames of the run."""
+        info = self.info
+        seq = self._next_seq()
+        run = encode_frame("RUN", seq=seq, **run_fields)
+        ping = encode_frame("PING", seq=seq)
+        limit = min(info.chunk_bytes, MAX_CHUNK_BYTES)
+        self.link.write(run)
+        repairs = 0                       # since the last good frame of this run
+        quiet_until = time.monotonic() + self.ack_timeout_s
+        give_up_at: float | None = None   # set once the device answered the RUN
+
+        def repair(reason: Exception | None = None) -> None:
+            nonlocal repairs, quiet_until
+            if repairs >= self.retries:
+                if reason is not None:
+                    raise reason
+                if give_up_at is None:
+                    raise LinkTimeout(f"no answer to command {seq} within {self.ack_timeout_s:g} s")
+                quiet_until = give_up_at  # the model may just be computing: wait
+                return
+            repairs += 1
+            self.link.write(run if give_up_at is None else ping)
+            quiet_until = time.monotonic() + self.ack_timeout_s
+
+        while True:
+            now = time.monotonic()
+            if give_up_at is not None and now >= give_up_at:
+                raise LinkTimeout(f"no NEED or RESULT for command {seq} within {timeout_s:g} s")
+            if now >= quiet_until:
+                repair()
+                continue
+            try:
+                frame = self._read_frame(min(quiet_until, give_up_at or quiet_until) - now)
+            except LinkTimeout:
+                continue                      # the deadlines decide
+            except CorruptFrame as exc:
+                repair(exc)
+                continue
+            if frame is None:
+                continue
+            if frame.kind == "NAK" and frame.fields.get("why") == "frame":
+                if give_up_at is None:        # our RUN arrived damaged
+                    repair(ProtocolError(f"command {seq} kept arriving damaged"))
+                continue
+            if frame.fields.get("seq") != str(seq):
+                continue                      # a late answer to an earlier command
+            if frame.kind == "RESULT":
+                return _pass_result(frame, paint)
+            if frame.kind == "ACK":
+                _expect_ack(frame, 0)
+            elif frame.kind == "NEED":
+                req, off, n = frame.int("req"), frame.int("off"), frame.int("len")
+                if n <= 0 or n > limit or off < 0 or off + n > len(data):
+                    raise ProtocolError(f"device asked for input bytes [{off}, {off + n}) of "
+                                        f"{len(data)} (at most {limit} at a time): {frame.body[:120]}")
+                self.link.write(encode_frame("DATA", seq=seq, req=req, off=off,
+                                             hex=data[off:off + n].hex()))
+            elif frame.kind == "PONG":
+                # The device is idle: the run ended and its RESULT was lost. Again.
+                if repairs >= self.retries:
+                    raise ProtocolError(f"the RESULT of command {seq} kept getting lost")
+                repairs += 1
+                self.link.write(run)
+                continue
+            elif frame.kind == "NAK" and frame.fields.get("why") != "command":
+                raise ProtocolError(f"device rejected the input: {frame.body}")
+            else:
+                continue
+            repairs = 0
+            now = time.monotonic()
+            give_up_at = now + timeout_s
+            quiet_until = now + self.ack_timeout_s
+
     def exit(self) -> None:
         """Ask the firmware to end the run (the emulator then quits)."""
         answer = self._command("EXIT")
@@ -334,7 +432,8 @@ def _device_info(frame: Frame) -> DeviceInfo:
                       arena_bytes=frame.int("arena"), input_bytes=frame.int("in"),
                       output_bytes=frame.int("out"), num_layers=frame.int("layers"),
                       timer=frame.fields.get("timer", ""), stack_bytes=frame.int("stack"),
-                      chunk_bytes=frame.int("chunk"))
+                      chunk_bytes=frame.int("chunk"),
+                      input_streamed="stream" in frame.fields and frame.int("stream") != 0)
 
 
 def _pass_result(frame: Frame, paint: int) -> PassResult:
@@ -347,4 +446,5 @@ def _pass_result(frame: Frame, paint: int) -> PassResult:
                       arena_bytes_peak=frame.int("arena"), stack_bytes_peak=frame.int("stack"),
                       stack_bytes_model=frame.int("stack_model"),
                       stack_overflow=bool(frame.int("overflow")), layer_calls=frame.int("calls"),
-                      layer_ticks=layer_ticks, output=frame.hex_bytes("out"))
+                      layer_ticks=layer_ticks, output=frame.hex_bytes("out"),
+                      io_ticks=frame.int("io") if "io" in frame.fields else 0)

@@ -53,10 +53,10 @@ def test_unknown_board_or_variant_fails_before_any_work(tmp_path):
 
 @pytest.mark.qemu
 def test_bench_end_to_end_on_both_boards(tmp_path):
-    run_dir = run_sweep(["stm32h7", "stm32f4"], [SMALLEST], ["unfused", "fused"], max_inputs=2,
+    run_dir = run_sweep(["stm32h7", "stm32f4"], [SMALLEST], ["unfused", "fused", "msf"], max_inputs=2,
                         jobs=2, run_dir=tmp_path)
     rows = pd.read_csv(run_dir / "bench.csv")
-    assert len(rows) == 2 * 2 * 2
+    assert len(rows) == 2 * 3 * 2
     assert (rows["status"] == "ok").all(), rows[["board", "variant", "status", "detail"]]
     assert rows["outputs_match"].all()
     assert (rows["count_source"] == "qemu-icount").all() and (rows["instructions"] > 1_000_000).all()
@@ -65,10 +65,25 @@ def test_bench_end_to_end_on_both_boards(tmp_path):
     fused = rows[rows["variant"] == "fused"]["arena_bytes_peak"].max()
     unfused = rows[rows["variant"] == "unfused"]["arena_bytes_peak"].max()
     assert fused < 0.5 * unfused
+    msf = rows[rows["variant"] == "msf"]["arena_bytes_peak"].max()
+    assert msf <= fused
     assert ((rows["ram_bytes_total"] - rows["arena_bytes_peak"] - rows["stack_bytes_peak"])
             == rows["static_data_bytes"]).all()
     layers = pd.read_csv(run_dir / "layers.csv")
-    assert set(layers["variant"]) == {"unfused", "fused"} and (layers["instructions"] >= 0).all()
+    assert set(layers["variant"]) == {"unfused", "fused", "msf"} and (layers["instructions"] >= 0).all()
+
+
+@pytest.mark.qemu
+def test_msf_under_a_ram_budget_and_an_overhead_limit_runs_bit_exact(tmp_path):
+    """The two questions of the search, built and run: options pass through."""
+    for options in ({"ram_budget": 24 * 1024}, {"max_overhead": 0.3}):
+        run_dir = run_sweep(["stm32f4"], [SMALLEST], ["msf"], max_inputs=2, jobs=1, options=options,
+                            run_dir=tmp_path / str(len(options)) / next(iter(options)))
+        rows = pd.read_csv(run_dir / "bench.csv")
+        assert (rows["status"] == "ok").all() and rows["outputs_match"].all(), rows[["status", "detail"]]
+        assert (rows["arena_bytes_peak"] == rows["arena_bytes_planned"]).all()
+        if "ram_budget" in options:
+            assert (rows["arena_bytes_peak"] <= 24 * 1024).all()
 
 
 def test_external_weight_flash_in_the_linker_script():

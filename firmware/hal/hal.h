@@ -31,6 +31,16 @@ uint8_t hal_recv(void);
  * input over the console instead. */
 int hal_host_read(const char *path, void *buf, size_t len);
 
+/* The same file kept open, for models that stream their input (read pieces of
+ * it, possibly more than once, while they run). hal_host_open gives a handle
+ * >= 0, or -1 where there is no host or the file is missing or is not
+ * `expected_len` bytes long; hal_host_read_at copies `len` bytes from byte
+ * `offset` of the file: 0 on success, -1 on failure; hal_host_close ends it
+ * (a negative handle is ignored). */
+int hal_host_open(const char *path, size_t expected_len);
+int hal_host_read_at(int handle, uint32_t offset, void *buf, size_t len);
+void hal_host_close(int handle);
+
 /* Time counter: monotonic, 64-bit, in the unit hal_time_source() names
  * ("systick": SysTick ticks on the processor clock; "cycles": DWT CYCCNT).
  * The host turns ticks into instructions or cycles with the board file's ratio. */

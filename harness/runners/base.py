@@ -40,6 +40,7 @@ class RunResult:
     ticks: int | None = None               # raw time-counter ticks of the run
     stack_bytes_model: int | None = None   # stack below the SP at the call of fb_model_run
     model_status: int | None = None        # fb_model_run's return value
+    io_ticks: int | None = None            # ticks spent reading streamed input (not in ticks)
 
 
 class Runner(ABC):
@@ -120,4 +121,5 @@ def merge_passes(passes: list[PassResult], ratio: Fraction, count_source: str,
         ticks=first.ticks,
         stack_bytes_model=max(p.stack_bytes_model for p in passes),
         model_status=first.status,
+        io_ticks=first.io_ticks,
     )

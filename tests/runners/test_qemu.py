@@ -26,11 +26,28 @@ ARENA_PEAK = fixture_define("copy", "FIXTURE_ARENA_PEAK")
 STACK_BUFFER = fixture_define("copy", "FIXTURE_STACK_BUFFER")
 SPIN_LOOPS = fixture_define("copy", "FIXTURE_SPIN_LOOPS")
 FAULT_PC = fixture_define("fault", "FIXTURE_FAULT_PC")
+STREAM_ARENA_PEAK = fixture_define("stream", "FIXTURE_ARENA_PEAK")
+STREAM_SPIN_LOOPS = fixture_define("stream", "FIXTURE_SPIN_LOOPS")
 
 
 def copy_model(x: np.ndarray) -> np.ndarray:
     """What the copy fixture computes: out[i] = 3 * in[63 - i] + 1, int8 wrap-around."""
     return (3 * x[::-1].astype(np.int64) + 1).astype(np.uint8).view(np.int8)
+
+
+def stream_reads() -> list[tuple[int, int]]:
+    table = re.search(r"#define FIXTURE_READS (.*)", (FIXTURES / "stream" / "fb_model.h").read_text()).group(1)
+    return [(int(off), int(n)) for off, n in re.findall(r"\{(\d+), (\d+)\}", table)]
+
+
+def stream_model(x: np.ndarray) -> np.ndarray:
+    """What the stream fixture computes from the pieces it reads (see its fb_model.h)."""
+    u = x.view(np.uint8).astype(np.int64)
+    out = np.zeros(64, np.int64)
+    for r, (off, n) in enumerate(stream_reads()):
+        j = np.arange(off, off + n)
+        np.add.at(out, j % 64, (r + 1) * (j // 64 + 1) * u[j])
+    return (out & 0xFF).astype(np.uint8).view(np.int8)
 
 
 def qemu_processes_running(elf: Path) -> list[int]:
@@ -91,7 +108,7 @@ def firmware(tmp_path_factory):
     """Every fixture built for both boards: {(board, fixture): elf}."""
     root = tmp_path_factory.mktemp("qemu-firmware")
     return {(board, name): build_firmware(load_board(board), FIXTURES / name, root / board / name).elf
-            for board in BOARDS for name in ("copy", "fault", "hang")}
+            for board in BOARDS for name in ("copy", "fault", "hang", "stream")}
 
 
 @pytest.mark.qemu
@@ -131,6 +148,42 @@ def test_copy_model_results(firmware, board_name, input_via):
     # Same code path for every input: the counts agree to within a tick or two.
     counts = [r.instructions for r in results]
     assert max(counts) - min(counts) <= 2 * ratio + 16
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize("board_name", BOARDS)
+def test_streamed_input_from_a_host_file_and_over_the_uart(firmware, board_name):
+    """The stream fixture reads its input in pieces while it runs: from the
+    host file (semihosting, kept open) or, over the UART, by asking the host
+    (NEED) for every piece. Same outputs; the time of the reads is I/O, left
+    out of the run's and the layers' counts and reported on its own."""
+    board = load_board(board_name)
+    ratio = board.runner("qemu").instructions_per_tick
+    rng = np.random.default_rng(11)
+    inputs = [rng.integers(-128, 128, 576, dtype=np.int8) for _ in range(2)]
+    by_path = {}
+    for input_via in ("file", "uart"):
+        runner = QemuRunner(board, input_via=input_via)
+        by_path[input_via] = results = list(runner.run(firmware[board_name, "stream"], inputs, timeout_s=30))
+        assert runner.last_exit_code == 0
+        for x, r in zip(inputs, results):
+            assert r.status == "ok", r.detail
+            np.testing.assert_array_equal(r.output, stream_model(x))
+            assert r.arena_bytes_peak == STREAM_ARENA_PEAK
+            assert r.detail["layer_calls"] == 3 and len(r.per_layer_instructions) == 3
+            assert abs(sum(r.per_layer_instructions) - r.instructions) <= 3 * ratio + 100
+            assert r.per_layer_instructions[1] >= 2 * STREAM_SPIN_LOOPS     # the layer without reads
+            assert r.io_ticks is not None
+    reads = len(stream_reads())
+    for f, u in zip(by_path["file"], by_path["uart"]):
+        # Over QEMU's UART the reads take far longer than the model ...
+        assert u.io_ticks > u.ticks > 0 and u.io_ticks > 10 * f.io_ticks
+        # ... and none of it shows: the model's counts agree with the file path's
+        # to the tick rounding at both ends of every read.
+        assert abs(u.ticks - f.ticks) <= 2 * reads + 2, (u.ticks, f.ticks)
+        for layer_u, layer_f in zip(u.per_layer_instructions, f.per_layer_instructions):
+            assert abs(layer_u - layer_f) <= (2 * reads + 2) * ratio, (u.per_layer_instructions,
+                                                                       f.per_layer_instructions)
 
 
 @pytest.mark.qemu

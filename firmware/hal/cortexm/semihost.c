@@ -1,7 +1,7 @@
 /*
  * ARM semihosting for emulators (QEMU needs
  * `-semihosting-config enable=on,target=native`): ending the run and reading
- * an input file from the host.
+ * input files from the host.
  *
  * On M-profile the semihosting trap is BKPT 0xAB: r0 the operation, r1 a
  * pointer to its parameter block, the result comes back in r0. Only call
@@ -9,7 +9,12 @@
  *
  * SYS_EXIT_EXTENDED (0x20) takes a two-word block {reason, subcode}; with the
  * reason ADP_Stopped_ApplicationExit the subcode becomes QEMU's exit status.
- * On M-profile the semihosting trap is BKPT 0xAB.
+ *
+ * Files: SYS_OPEN {path, mode, strlen(path)} gives a handle (-1: failed),
+ * SYS_FLEN {handle} its length, SYS_SEEK {handle, position} returns 0 on
+ * success, SYS_READ {handle, buffer, length} the number of bytes NOT read,
+ * SYS_CLOSE {handle}. A streamed model reads its input many times in small
+ * pieces, so the file stays open for the whole run (one SYS_OPEN per run).
  */
 #include <stdint.h>
 
@@ -21,6 +26,7 @@
 #define SYS_OPEN 0x01u
 #define SYS_CLOSE 0x02u
 #define SYS_READ 0x06u
+#define SYS_SEEK 0x0Au
 #define SYS_FLEN 0x0Cu
 #define SYS_EXIT_EXTENDED 0x20u
 #define ADP_STOPPED_APPLICATION_EXIT 0x20026u
@@ -42,19 +48,52 @@ void cortexm_semihost_exit(int code)
     }
 }
 
-int cortexm_semihost_read_file(const char *path, void *buffer, size_t length)
+void cortexm_semihost_close(int handle)
+{
+    if (handle < 0)
+        return;
+    volatile uint32_t block[1] = {(uint32_t)handle};
+    semihost_call(SYS_CLOSE, block);
+}
+
+int cortexm_semihost_open(const char *path, size_t expected_length)
 {
     volatile uint32_t open_block[3] = {(uint32_t)(uintptr_t)path, OPEN_MODE_RB, (uint32_t)strlen(path)};
     uint32_t handle = semihost_call(SYS_OPEN, open_block);
     if (handle == 0xFFFFFFFFu)
         return -1;
-    volatile uint32_t handle_block[1] = {handle};
-    int ok = semihost_call(SYS_FLEN, handle_block) == length;
-    if (ok) {
-        volatile uint32_t read_block[3] = {handle, (uint32_t)(uintptr_t)buffer, (uint32_t)length};
-        ok = semihost_call(SYS_READ, read_block) == 0; /* returns the bytes NOT read */
+    if (handle > 0x7FFFFFFFu) { /* no host hands out such handles; an int cannot carry it */
+        volatile uint32_t close_block[1] = {handle};
+        semihost_call(SYS_CLOSE, close_block);
+        return -1;
     }
-    handle_block[0] = handle;
-    semihost_call(SYS_CLOSE, handle_block);
-    return ok ? 0 : -1;
+    volatile uint32_t flen_block[1] = {handle};
+    if (semihost_call(SYS_FLEN, flen_block) != expected_length) {
+        cortexm_semihost_close((int)handle);
+        return -1;
+    }
+    return (int)handle;
+}
+
+int cortexm_semihost_read_at(int handle, uint32_t offset, void *buffer, size_t length)
+{
+    if (handle < 0)
+        return -1;
+    volatile uint32_t seek_block[2] = {(uint32_t)handle, offset};
+    if (semihost_call(SYS_SEEK, seek_block) != 0)
+        return -1;
+    if (length == 0)
+        return 0;
+    volatile uint32_t read_block[3] = {(uint32_t)handle, (uint32_t)(uintptr_t)buffer, (uint32_t)length};
+    return semihost_call(SYS_READ, read_block) == 0 ? 0 : -1; /* 0: nothing left unread */
+}
+
+int cortexm_semihost_read_file(const char *path, void *buffer, size_t length)
+{
+    int handle = cortexm_semihost_open(path, length);
+    if (handle < 0)
+        return -1;
+    int status = cortexm_semihost_read_at(handle, 0, buffer, length);
+    cortexm_semihost_close(handle);
+    return status;
 }

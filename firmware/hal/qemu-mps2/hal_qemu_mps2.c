@@ -57,6 +57,21 @@ int hal_host_read(const char *path, void *buf, size_t len)
     return cortexm_semihost_read_file(path, buf, len);
 }
 
+int hal_host_open(const char *path, size_t expected_len)
+{
+    return cortexm_semihost_open(path, expected_len);
+}
+
+int hal_host_read_at(int handle, uint32_t offset, void *buf, size_t len)
+{
+    return cortexm_semihost_read_at(handle, offset, buf, len);
+}
+
+void hal_host_close(int handle)
+{
+    cortexm_semihost_close(handle);
+}
+
 uint64_t hal_time(void)
 {
     return cortexm_systick_ticks();

@@ -24,7 +24,8 @@
  * hal_exit() resets the chip (AIRCR.SYSRESETREQ) after the last byte left:
  * the firmware then says READY again, which is how the serial runner starts
  * afresh after a fault without a debug probe. There is no host file system
- * (hal_host_read answers -1: the host sends inputs over the UART).
+ * (hal_host_read and hal_host_open answer -1: the host sends inputs over the
+ * UART).
  */
 #include <stdint.h>
 
@@ -289,6 +290,28 @@ int hal_host_read(const char *path, void *buf, size_t len)
     (void)buf;
     (void)len;
     return -1; /* no host file system on silicon: the input comes over the UART */
+}
+
+/* No host files here either: a streamed model asks for its input over the UART. */
+int hal_host_open(const char *path, size_t expected_len)
+{
+    (void)path;
+    (void)expected_len;
+    return -1;
+}
+
+int hal_host_read_at(int handle, uint32_t offset, void *buf, size_t len)
+{
+    (void)handle;
+    (void)offset;
+    (void)buf;
+    (void)len;
+    return -1;
+}
+
+void hal_host_close(int handle)
+{
+    (void)handle;
 }
 
 uint64_t hal_time(void)
