@@ -30,7 +30,8 @@ BENCH_COLUMNS = [
     "board", "runner", "model", "variant", "input", "run", "status", "instructions", "cycles",
     "count_source", "arena_bytes_planned", "arena_bytes_peak", "stack_bytes_peak",
     "static_data_bytes", "ram_bytes_total", "ram_bytes_needed", "ram_bytes_available", "flash_bytes",
-    "flash_bytes_available", "external_flash_bytes", "top1", "reference_top1", "outputs_match", "label", "macs", "detail",
+    "flash_bytes_available", "external_flash_bytes", "top1", "reference_top1", "outputs_match", "label", "macs",
+    "input_streamed", "input_io_ticks", "detail",
 ]
 BAD_STATUSES = ("mismatch", "crash", "timeout")
 
@@ -125,6 +126,7 @@ def _base_row(job: Job, board, graph, plan) -> dict:
     return dict(board=job.board, model=graph.name if graph else Path(job.model_path).stem,
                 variant=job.variant, arena_bytes_planned=plan.arena_bytes if plan else "",
                 macs=plan.macs if plan else "",
+                input_streamed=bool(plan.input_streamed) if plan else "",
                 ram_bytes_available=board.ram.size if board else "",
                 flash_bytes_available=board.flash.size if board else "")
 
@@ -183,6 +185,7 @@ def run_job(job: Job, events) -> None:
                        ram_bytes_total=res.arena_bytes_peak + res.stack_bytes_peak
                        + base["static_data_bytes"],
                        top1=int(np.argmax(out)), outputs_match=bool(match),
+                       input_io_ticks=getattr(res, "io_ticks", 0),
                        status="ok" if match else "mismatch")
             if not match:
                 row["detail"] = f"{int(np.sum(out != ref))} of {ref.size} outputs differ"

@@ -125,7 +125,10 @@ class _Emitter:
                 out.append(f"static const fb_dw_conv_params prm = {{ .conv = {{ {inits} }}, "
                            f".depth_multiplier = {int(p['depth_multiplier'])} }};")
             out.append(self.struct("fb_filter_dims", "fd", {f: p[f] for f in ("out_c", "kh", "kw", "in_c")}))
-            out.append(f"const fb_channel_quant q = {{ {self.const(a['multiplier'])}, {self.const(a['shift'])} }};")
+            # the optimized kernels' tables, prepared at build time, in flash (8-byte aligned)
+            prepared = self.const(a["prepared"]) if a.get("prepared") is not None else "(const void *)0"
+            out.append(f"const fb_channel_quant q = {{ {self.const(a['multiplier'])}, {self.const(a['shift'])}, "
+                       f"{prepared} }};")
             out.append(view("in", ins[0], "in"))
             out.append(view("out", outs[0], "out"))
             bias = self.const(a["bias"]) if a.get("bias") is not None else "(const int32_t *)0"
@@ -178,13 +181,15 @@ def _stage_code(em: "_Emitter", graph: Graph, plan: Plan, k: int, lower) -> list
     in the arena (stage inputs and outputs)."""
     st = plan.stages[k]
     n_inner, n_ops = len(st.inner), len(st.ops)
-    ncol = 6 * n_inner + 4 * n_ops + (4 if st.streamed >= 0 else 0)
     lines = [f"/* fused stage {k}: {st.describe(graph)} */"]
-    flat = ", ".join("{" + ", ".join(str(v) for v in row) + "}" for row in st.table)
-    if any(abs(v) > 32767 for row in st.table for v in row):
-        raise FusebenchError("fused stage tile table does not fit int16")
-    lines.append(f"static const int16_t tab[{len(st.table)}][{ncol}] = {{ {flat} }};")
-    col_of = {t: 6 * j for j, t in enumerate(st.inner)}
+    for name, table in (("rows_tab", st.row_table), ("cols_tab", st.col_table)):
+        if any(abs(v) > 32767 for row in table for v in row):
+            raise FusebenchError("fused stage tile table does not fit int16")
+        flat = ", ".join("{" + ", ".join(str(v) for v in row) + "}" for row in table)
+        lines.append(f"static const int16_t {name}[{len(table)}][{len(table[0])}] = {{ {flat} }};")
+    # Column j of the row entry (ry) / column entry (cx) for inner tensor j, op k, the input read.
+    ry_in = {t: 4 * j for j, t in enumerate(st.inner)}
+    cx_in = {t: 2 * j for j, t in enumerate(st.inner)}
     geometry = {}
     for t, rows, cols, ch in st.buffers:
         a = plan.stage_buffer(k, t)
@@ -196,47 +201,50 @@ def _stage_code(em: "_Emitter", graph: Graph, plan: Plan, k: int, lower) -> list
         acc_channels = st.acc_bytes // 4
         lines.append(f"int32_t *const acc = (int32_t *)(fb_arena + {plan.stage_buffer(k, 'acc').offset});")
         lines.append(f"fb_mean_acc_reset(acc, {acc_channels});")
-    lines.append(f"for (int tile = 0; tile < {len(st.table)}; tile++) {{")
-    lines.append("    const int16_t *r = tab[tile];")
+    lines.append(f"for (int band_x = 0; band_x < {len(st.col_table)}; band_x++) {{")
+    lines.append("const int16_t *cx = cols_tab[band_x];")
+    lines.append(f"for (int band_y = 0; band_y < {len(st.row_table)}; band_y++) {{")
+    lines.append("    const int16_t *ry = rows_tab[band_y];")
     if st.mode == "linebuffer":
         for t in st.inner:
-            c = col_of[t]
+            c = ry_in[t]
             stride = geometry[t][1]
-            lines.append(f"    if (r[{c + 5}]) memmove(buf{t}, buf{t} + r[{c + 4}] * {stride}, "
-                         f"(size_t)r[{c + 5}] * {stride});  /* keep rows the next strip shares */")
+            lines.append(f"    if (ry[{c + 3}]) memmove(buf{t}, buf{t} + ry[{c + 2}] * {stride}, "
+                         f"(size_t)ry[{c + 3}] * {stride});  /* keep rows the next band shares */")
     if st.streamed >= 0:
         # The input arrives row segment by row segment, straight into its tile buffer.
-        t, rc, c = st.streamed, 6 * n_inner + 4 * n_ops, col_of[st.streamed]
+        t = st.streamed
+        ry_r, cx_r = 4 * n_inner + 2 * n_ops, 2 * n_inner + 2 * n_ops
         _, stride, ch, h, w = geometry[t]
-        lines += [f"    for (int y = r[{rc}]; y < r[{rc}] + r[{rc + 2}]; y++) {{",
-                  f"        if (fb_model_read_input((uint32_t)((y * {w} + r[{rc + 1}]) * {ch}),",
-                  f"                buf{t} + (y - r[{c}]) * {stride} + (r[{rc + 1}] - r[{c + 1}]) * {ch},",
-                  f"                (uint32_t)(r[{rc + 3}] * {ch})) != 0)",
+        lines += [f"    if (cx[{cx_r + 1}] > 0) for (int y = ry[{ry_r}]; y < ry[{ry_r}] + ry[{ry_r + 1}]; y++) {{",
+                  f"        if (fb_model_read_input((uint32_t)((y * {w} + cx[{cx_r}]) * {ch}),",
+                  f"                buf{t} + (y - ry[{ry_in[t]}]) * {stride} + (cx[{cx_r}] - cx[{cx_in[t]}]) * {ch},",
+                  f"                (uint32_t)(cx[{cx_r + 1}] * {ch})) != 0)",
                   "            return FB_MODEL_ERR_INPUT;",
                   "    }"]
     for j, i in enumerate(st.ops):
         op = graph.ops[i]
         call = lower(graph, op)
-        oc = 6 * n_inner + 4 * j       # this op's compute region in the row
+        oy, ox = 4 * n_inner + 2 * j, 2 * n_inner + 2 * j     # this op's computed rows / columns
 
-        def view(name, tensor, role, oc=oc):
+        def view(name, tensor, role, oy=oy, ox=ox):
             if role == "in" and tensor in geometry:           # present window of a tile buffer
                 _, stride, ch, h, w = geometry[tensor]
-                c = col_of[tensor]
-                return (f"fb_view {name} = {{ buf{tensor}, r[{c}], r[{c + 1}], r[{c + 2}], r[{c + 3}], "
+                cy, cc = ry_in[tensor], cx_in[tensor]
+                return (f"fb_view {name} = {{ buf{tensor}, ry[{cy}], cx[{cc}], ry[{cy + 1}], cx[{cc + 1}], "
                         f"{ch}, {stride}, {h}, {w} }};")
             if role == "in":                                  # a whole map in the arena
                 return em.view(name, tensor)
             # output, or an elementwise input: the window this op computes
             if tensor in geometry:
                 _, stride, ch, h, w = geometry[tensor]
-                c = col_of[tensor]
-                base = f"buf{tensor} + (r[{oc}] - r[{c}]) * {stride} + (r[{oc + 1}] - r[{c + 1}]) * {ch}"
+                cy, cc = ry_in[tensor], cx_in[tensor]
+                base = f"buf{tensor} + (ry[{oy}] - ry[{cy}]) * {stride} + (cx[{ox}] - cx[{cc}]) * {ch}"
             else:
                 h, w, ch = _view_dims(graph.tensors[tensor].shape)
                 stride = w * ch
-                base = f"{em.arena(tensor)} + (r[{oc}] * {w} + r[{oc + 1}]) * {ch}"
-            return (f"fb_view {name} = {{ {base}, r[{oc}], r[{oc + 1}], r[{oc + 2}], r[{oc + 3}], "
+                base = f"{em.arena(tensor)} + (ry[{oy}] * {w} + cx[{ox}]) * {ch}"
+            return (f"fb_view {name} = {{ {base}, ry[{oy}], cx[{ox}], ry[{oy + 1}], cx[{ox + 1}], "
                     f"{ch}, {stride}, {h}, {w} }};")
 
         if st.acc_bytes and i == st.ops[-1]:
@@ -246,10 +254,11 @@ def _stage_code(em: "_Emitter", graph: Graph, plan: Plan, k: int, lower) -> list
                      "st = fb_mean_acc_s8(&in, acc);"]
         else:
             stmts = em.step(plan.steps[i].index, op, call, view=view, scratch=scratch)
-        lines.append(f"    if (r[{oc + 2}] > 0) {{")
+        lines.append(f"    if (ry[{oy + 1}] > 0 && cx[{ox + 1}] > 0) {{")
         lines.extend(f"        {x}" for x in stmts)
         lines.append("        if (st != FB_OK) return (int)st;")
         lines.append("    }")
+    lines.append("}")
     lines.append("}")
     if st.acc_bytes:
         op = graph.ops[st.ops[-1]]

@@ -45,7 +45,8 @@ class FusedStage:
     tile_h: int                         # tile size in anchor pixels
     tile_w: int
     buffers: list[list[int]]            # [tensor, rows, cols, channels] per inner tensor
-    table: list[list[int]]              # one row per tile, see TABLE_LAYOUT
+    row_table: list[list[int]]          # one entry per row band, see the layout below
+    col_table: list[list[int]]          # one entry per column band
     macs: int                           # MACs of the stage as scheduled (with recomputation)
     base_macs: int                      # MACs of the same layers run layer by layer
     scratch_bytes: int                  # one scratch buffer shared by the stage's kernels
@@ -61,12 +62,19 @@ class FusedStage:
     # In place: [input tensor, lead] when the output overlays a stage input that
     # dies in the stage, starting `lead` bytes before it (see inplace_offset).
     inplace: list = field(default_factory=list)
-    # A tile-table row: for each inner tensor (in `inner` order) the buffer's map
-    # origin, present extent, and the rows to keep from the previous tile
-    # [origin_y, origin_x, rows, cols, keep_from_row, keep_rows]; then for each op
-    # the output region it computes [y0, x0, h, w] (h == 0: nothing new; a MEAN
-    # gets the anchor region it adds); then, when the input is streamed, the
-    # input region to read [y0, x0, h, w].
+    # The tiles are the product of row bands and column bands; each band's entry
+    # holds, for every inner tensor (in `inner` order), the buffer's origin and
+    # present extent along that axis (row entries also the rows to keep from the
+    # band above: keep_from, keep); then for every op the part of its output it
+    # computes (a MEAN: the part of the anchor it adds); then, when the input is
+    # streamed, the part of the input to read. Row entry: [origin_y, rows,
+    # keep_from, keep] per inner tensor + [y0, h] per op (+ [y0, h]); column
+    # entry: [origin_x, cols] per inner tensor + [x0, w] per op (+ [x0, w]).
+    # Tiles run column band by column band, top to bottom within each.
+
+    @property
+    def n_tiles(self) -> int:
+        return len(self.row_table) * len(self.col_table)
 
     def __post_init__(self) -> None:
         if not self.outputs:
@@ -86,7 +94,7 @@ class FusedStage:
         tile = f"{self.tile_h}x{'full' if self.tile_w >= ow else self.tile_w}"
         extras = (" input streamed," if self.streamed >= 0 else "") + (" mean accumulated," if self.acc_bytes else "")
         return (f"ops {first.index}-{last.index} ({len(self.ops)} layers), {self.mode} tiles {tile} "
-                f"({len(self.table)} tiles),{extras} buffers {self.buffer_bytes + self.acc_bytes} B, "
+                f"({self.n_tiles} tiles),{extras} buffers {self.buffer_bytes + self.acc_bytes} B, "
                 f"extra MACs {self.extra_macs} ({100.0 * self.extra_macs / max(self.base_macs, 1):.1f}%)")
 
 
@@ -261,38 +269,37 @@ class StageGeometry:
                                              f"tensor {t}, which is used after the stage")
         # Rows each tile computes (or reads): all it needs, or with line buffers only the new ones.
         start_y = {t: (new_rows(*ys[t]) if mode == "linebuffer" else ys[t][0]) for t in ys}
-        table: list[list[int]] = []
-        macs = 0
         n_y, n_x = len(ys[self.anchor][0]), len(xs[self.anchor][0])
-        # Line buffers walk each column band top to bottom (keeping rows from the
-        # tile above); a new column band starts its buffers afresh.
-        order = ([(a, b) for b in range(n_x) for a in range(n_y)] if mode == "linebuffer"
-                 else [(a, b) for a in range(n_y) for b in range(n_x)])
-        if True:
-            for a, b in order:
-                row: list[int] = []
-                for t in self.inner:
-                    y0, y1, x0, x1 = int(ys[t][0][a]), int(ys[t][1][a]), int(xs[t][0][b]), int(xs[t][1][b])
-                    keep_from = keep = 0
-                    if mode == "linebuffer" and a > 0 and start_y[t][a] > y0:
-                        keep_from, keep = y0 - int(ys[t][0][a - 1]), int(start_y[t][a]) - y0
-                    row += [y0, x0, max(0, y1 - y0), max(0, x1 - x0), keep_from, keep]
-                for i in self.ops:
-                    t = self.anchor if i not in self.pixel_macs else self.graph.ops[i].outputs[0]
-                    y0, y1 = int(start_y[t][a]), int(ys[t][1][a])
-                    x0, x1 = int(xs[t][0][b]), int(xs[t][1][b])
-                    h, w = max(0, y1 - y0), max(0, x1 - x0)
-                    if h == 0 or w == 0:
-                        h = w = 0
-                    row += [y0, x0, h, w]
-                    macs += h * w * self.pixel_macs.get(i, 0)
-                if self.streamed >= 0:
-                    t = self.streamed
-                    y0, y1 = int(start_y[t][a]), int(ys[t][1][a])
-                    x0, x1 = int(xs[t][0][b]), int(xs[t][1][b])
-                    h, w = max(0, y1 - y0), max(0, x1 - x0)
-                    row += [y0, x0, h, w] if h and w else [y0, x0, 0, 0]
-                table.append(row)
+        # The tile table is separable too: one row per row band, one per column band.
+        targets = [self.anchor if i not in self.pixel_macs else self.graph.ops[i].outputs[0] for i in self.ops]
+        if self.streamed >= 0:
+            targets.append(self.streamed)
+        row_table: list[list[int]] = []
+        for a in range(n_y):
+            row: list[int] = []
+            for t in self.inner:
+                y0, y1 = int(ys[t][0][a]), int(ys[t][1][a])
+                keep_from = keep = 0
+                if mode == "linebuffer" and a > 0 and start_y[t][a] > y0:
+                    keep_from, keep = y0 - int(ys[t][0][a - 1]), int(start_y[t][a]) - y0
+                row += [y0, max(0, y1 - y0), keep_from, keep]
+            for t in targets:
+                y0 = int(start_y[t][a])
+                row += [y0, max(0, int(ys[t][1][a]) - y0)]
+            row_table.append(row)
+        col_table: list[list[int]] = []
+        for b in range(n_x):
+            row = []
+            for t in self.inner + targets:
+                x0 = int(xs[t][0][b])
+                row += [x0, max(0, int(xs[t][1][b]) - x0)]
+            col_table.append(row)
+        n_in = len(self.inner)
+        macs = 0
+        for k, i in enumerate(self.ops):
+            rows = sum(r[4 * n_in + 2 * k + 1] for r in row_table)
+            cols = sum(c[2 * n_in + 2 * k + 1] for c in col_table)
+            macs += rows * cols * self.pixel_macs.get(i, 0)
         buffers = [[t, int(np.max(np.maximum(ys[t][1] - ys[t][0], 0))),
                     int(np.max(np.maximum(xs[t][1] - xs[t][0], 0))), self.shape[t][2]] for t in self.inner]
         inplace = []
@@ -303,7 +310,8 @@ class StageGeometry:
                     self._anchor_may_overlay(t, lead):
                 inplace = [t, lead]
         return FusedStage(ops=self.ops, inputs=self.inputs, output=self.anchor, inner=self.inner,
-                          mode=mode, tile_h=tile_h, tile_w=tile_w, buffers=buffers, table=table,
+                          mode=mode, tile_h=tile_h, tile_w=tile_w, buffers=buffers,
+                          row_table=row_table, col_table=col_table,
                           macs=macs, base_macs=self.base_macs, scratch_bytes=self.scratch_bytes,
                           outputs=self.outputs, streamed=self.streamed, acc_bytes=self.acc_bytes,
                           inplace=inplace)
