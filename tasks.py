@@ -144,13 +144,17 @@ def resolution(c, board="stm32h7,stm32f4", width=0.35, variant="unfused,fused,ms
 @task(help={"model": "a .tflite file or shipped model name(s) (default: all shipped)",
             "stream_input": "msf reads the input tile by tile (default on)",
             "resolution": "re-emit the model at this square input size first (same weights)",
+            "measure": "also build and run msf at these overhead limits, e.g. 2,25,40,70 (percent)",
+            "board": "board for --measure (default stm32h7)", "max_inputs": "inputs per --measure run",
             "out": "output folder (default: a new results/<run-id>/)"})
 @_cli
-def pareto(c, model=None, stream_input=True, out=None, resolution=None):
+def pareto(c, model=None, stream_input=True, out=None, resolution=None, measure=None, board="stm32h7",
+           max_inputs=None):
     """The msf front of peak RAM against MACs per model, with unfused, fused and msf-CNN's points."""
     from harness.pareto import pareto_command
     run_dir = pareto_command(model=model, stream_input=bool(stream_input), out=out,
-                             resolution=int(resolution) if resolution else None)
+                             resolution=int(resolution) if resolution else None, measure=measure,
+                             board=board, max_inputs=int(max_inputs) if max_inputs else None)
     print(f"results: {run_dir}")
 
 

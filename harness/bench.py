@@ -282,6 +282,7 @@ def run_sweep(boards: list[str], model_paths: list[Path], variants: list[str],
                                     options=options or {}, runner=runner,
                                     runner_options=runner_options or {}))
     run_dir = run_dir or new_run_dir()
+    run_dir.mkdir(parents=True, exist_ok=True)
     writer = RowWriter(run_dir / "bench.csv")
     layer_writer = RowWriter(run_dir / "layers.csv", LAYER_COLUMNS)
     total_rows = sum(len(j.inputs) * j.runs for j in job_list)

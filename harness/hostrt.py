@@ -8,6 +8,10 @@ model can be checked against LiteRT in seconds before any emulator:
                                     the same kernel on a window, reading its input
                                     through a separate window buffer (tile tests)
     run_graph(graph, x)             every op in order -> the model output
+    prepare_tables(kernel, params, arrays)
+                                    a conv/depthwise layer's prepared tables, computed by
+                                    the runtime's own fb_*_prepare() (harness.lowering
+                                    stores them in flash next to the weights)
 
 Two builds of the same sources exist (`kernels=`): "portable", the reference
 C99 kernels, and "dsp", the optimized Cortex-M4/M7 kernels (fb_*_dsp.c)
@@ -23,8 +27,9 @@ import hashlib
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
-from ctypes import POINTER, Structure, c_double, c_int8, c_int32
+from ctypes import POINTER, Structure, c_double, c_int8, c_int32, c_void_p
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -46,6 +51,9 @@ _KERNEL_FLAGS = {"portable": (), "dsp": ("-DFB_HOST_DSP=1",)}
 
 Window = tuple[int, int, int, int]     # y0, x0, h, w in map coordinates
 _SENTINEL = 0x5A                       # fills row padding of staged buffers to catch stray writes
+_SCRATCH_FILL = 0x3C                   # fills scratch: junk contents catch reads before writes
+_SCRATCH_GUARD = 16                    # bytes past the scratch a kernel must not touch
+PREPARED_HEADER_BYTES = 16             # fb_prepared_header: tag, fast, out_c, taps
 
 
 # -- ctypes mirrors of fb_runtime.h ------------------------------------------------------
@@ -60,7 +68,7 @@ class FbView(Structure):
 
 
 class FbChannelQuant(Structure):
-    _fields_ = [("multiplier", POINTER(c_int32)), ("shift", POINTER(c_int32))]
+    _fields_ = [("multiplier", POINTER(c_int32)), ("shift", POINTER(c_int32)), ("prepared", c_void_p)]
 
 
 FbConvParams = _int32_struct("FbConvParams", CONV_PARAM_FIELDS)
@@ -79,6 +87,14 @@ FbSoftmaxParams = _int32_struct("FbSoftmaxParams", SOFTMAX_PARAM_FIELDS)
 FbPadParams = _int32_struct("FbPadParams", PAD_PARAM_FIELDS)
 FbRequantizeParams = _int32_struct("FbRequantizeParams", REQUANTIZE_PARAM_FIELDS)
 
+# The kernels' parameter structs are plain int32 fields, so their layout (and
+# that of the prepared tables: int32/int16/int8 values) is the same on the host
+# and on Cortex-M; both are little-endian.
+for _struct, _fields in ((FbConvParams, CONV_PARAM_FIELDS), (FbFilterDims, FILTER_DIM_FIELDS),
+                         (FbDwConvParams, CONV_PARAM_FIELDS + ("depth_multiplier",))):
+    assert ctypes.sizeof(_struct) == 4 * len(_fields), _struct
+assert sys.byteorder == "little", "prepared tables are computed in the target's (little-endian) byte order"
+
 _P = POINTER
 _SIGNATURES = {
     "fb_conv_s8": [_P(FbConvParams), _P(FbChannelQuant), _P(FbView), _P(FbFilterDims), _P(c_int8),
@@ -87,6 +103,14 @@ _SIGNATURES = {
     "fb_dw_conv_s8": [_P(FbDwConvParams), _P(FbChannelQuant), _P(FbView), _P(FbFilterDims),
                       _P(c_int8), _P(c_int32), _P(FbView), _P(c_int8)],
     "fb_dw_conv_s8_buffer_size": [_P(FbFilterDims), _P(FbView), _P(FbView)],
+    "fb_conv_s8_buffer_size_prepared": [_P(FbFilterDims), _P(FbView), _P(FbView)],
+    "fb_dw_conv_s8_buffer_size_prepared": [_P(FbFilterDims), _P(FbView), _P(FbView)],
+    "fb_conv_s8_prepared_size": [_P(FbFilterDims)],
+    "fb_dw_conv_s8_prepared_size": [_P(FbFilterDims)],
+    "fb_conv_s8_prepare": [_P(FbConvParams), _P(FbChannelQuant), _P(FbFilterDims), _P(c_int8), _P(c_int32),
+                           c_void_p],
+    "fb_dw_conv_s8_prepare": [_P(FbDwConvParams), _P(FbChannelQuant), _P(FbFilterDims), _P(c_int8),
+                              _P(c_int32), c_void_p],
     "fb_add_s8": [_P(FbAddParams), _P(FbView), _P(FbView), _P(FbView)],
     "fb_mean_s8": [_P(FbMeanParams), _P(FbView), _P(c_int8)],
     "fb_avgpool_s8": [_P(FbPoolParams), _P(FbView), _P(FbView)],
@@ -202,6 +226,50 @@ def requantize_batch(acc: np.ndarray, multiplier: int, shift: int, output_offset
     return out
 
 
+# -- prepared tables ----------------------------------------------------------------------
+
+def _conv_structs(kernel: str, params: dict[str, int]):
+    dims = FbFilterDims(*(params[f] for f in FILTER_DIM_FIELDS))
+    conv = FbConvParams(*(params[f] for f in CONV_PARAM_FIELDS))
+    return (conv if kernel == "fb_conv_s8" else FbDwConvParams(conv, params["depth_multiplier"])), dims
+
+
+def _conv_constants(arrays: dict[str, np.ndarray]):
+    """multiplier, shift, filter, bias (or None) as contiguous arrays of the C types."""
+    bias = arrays.get("bias")
+    return (np.ascontiguousarray(arrays["multiplier"], dtype=np.int32),
+            np.ascontiguousarray(arrays["shift"], dtype=np.int32),
+            np.ascontiguousarray(arrays["filter"], dtype=np.int8),
+            None if bias is None else np.ascontiguousarray(bias, dtype=np.int32))
+
+
+def prepare_tables(kernel: str, params: dict[str, int], arrays: dict[str, np.ndarray],
+                   kernels: str = DEFAULT_KERNELS) -> np.ndarray:
+    """The prepared tables of a conv ("fb_conv_s8") or depthwise ("fb_dw_conv_s8")
+    layer, computed by the runtime's fb_*_prepare() (every build compiles it and
+    gives the same bytes), as int32 words in the target's byte order: the whole
+    tables when the optimized kernel takes the layer, else only the 16-byte
+    header (fast == 0), which is all a kernel reads then."""
+    if kernel not in ("fb_conv_s8", "fb_dw_conv_s8"):
+        raise FusebenchError(f"{kernel} has no prepared tables")
+    lib = library(kernels)
+    cparams, dims = _conv_structs(kernel, params)
+    mult, shift, filt, bias = _conv_constants(arrays)
+    size = int(getattr(lib, kernel + "_prepared_size")(ctypes.byref(dims)))
+    if size < PREPARED_HEADER_BYTES:
+        raise FusebenchError(f"{kernel}: no prepared tables for filter dims "
+                             f"{[params[f] for f in FILTER_DIM_FIELDS]}")
+    tables = np.zeros(-(-size // 4), dtype=np.int32)      # numpy data is at least 16-byte aligned
+    q = FbChannelQuant(_ptr(mult, c_int32), _ptr(shift, c_int32), None)
+    status = getattr(lib, kernel + "_prepare")(ctypes.byref(cparams), ctypes.byref(q), ctypes.byref(dims),
+                                               _ptr(filt), None if bias is None else _ptr(bias, c_int32),
+                                               tables.ctypes.data)
+    _check(kernel + "_prepare", status)
+    if tables[1] == 0:                                     # fast == 0: the header is all there is
+        tables = tables[:PREPARED_HEADER_BYTES // 4].copy()
+    return tables
+
+
 # -- views ------------------------------------------------------------------------------
 
 def _ptr(array: np.ndarray, ctype=c_int8, offset_bytes: int = 0):
@@ -243,7 +311,8 @@ def _check(kernel: str, status: int) -> None:
 
 def run_op(call: KernelCall, inputs: list[np.ndarray], *, output_window: Optional[Window] = None,
            input_windows: Optional[list[Window]] = None, row_padding: int = 0,
-           out: Optional[np.ndarray] = None, kernels: str = DEFAULT_KERNELS) -> list[np.ndarray]:
+           out: Optional[np.ndarray] = None, kernels: str = DEFAULT_KERNELS,
+           prepared: bool = True) -> list[np.ndarray]:
     """Run one kernel call on numpy int8 arrays (the activation inputs, in
     `call.inputs` order) and return its outputs.
 
@@ -251,7 +320,33 @@ def run_op(call: KernelCall, inputs: list[np.ndarray], *, output_window: Optiona
     `out` if given (else into zeros). With `input_windows`, each input is handed
     to the kernel as a copy of just that window (rows `row_padding` bytes apart),
     so the kernel must find everything it reads there. `kernels` picks the
-    portable or the DSP build of the runtime."""
+    portable or the DSP build of the runtime. Conv and depthwise get the call's
+    prepared tables (arrays["prepared"]) and call.scratch_bytes of scratch, as in
+    the firmware; prepared=False passes NULL tables and *_buffer_size() bytes of
+    scratch instead. A kernel that needs more scratch than that, or writes past
+    it, is an error."""
+    return _run_op(call, inputs, output_window=output_window, input_windows=input_windows,
+                   row_padding=row_padding, out=out, kernels=kernels, prepared=prepared)[0]
+
+
+def scratch_high_water(call: KernelCall, inputs: list[np.ndarray], *, kernels: str = DEFAULT_KERNELS,
+                       prepared: bool = True, **window_args) -> int:
+    """How many leading bytes of its scratch the kernel writes (the highest
+    written byte + 1) on these inputs: two runs on scratch filled with different
+    bytes, so a written byte shows in at least one of them."""
+    top = 0
+    for fill in (_SCRATCH_FILL, 0xC3):
+        _, scratch = _run_op(call, inputs, kernels=kernels, prepared=prepared, scratch_fill=fill, **window_args)
+        if scratch is not None:
+            written = np.flatnonzero(scratch != fill)
+            top = max(top, int(written[-1]) + 1 if written.size else 0)
+    return top
+
+
+def _run_op(call: KernelCall, inputs: list[np.ndarray], *, output_window: Optional[Window] = None,
+            input_windows: Optional[list[Window]] = None, row_padding: int = 0,
+            out: Optional[np.ndarray] = None, kernels: str = DEFAULT_KERNELS, prepared: bool = True,
+            scratch_fill: int = _SCRATCH_FILL) -> tuple[list[np.ndarray], Optional[np.ndarray]]:
     lib = library(kernels)
     if len(inputs) != len(call.inputs):
         raise FusebenchError(f"{call.kernel} takes {len(call.inputs)} inputs, got {len(inputs)}")
@@ -267,23 +362,29 @@ def run_op(call: KernelCall, inputs: list[np.ndarray], *, output_window: Optiona
     if output.dtype != np.int8 or not output.flags.c_contiguous or output.size != int(np.prod(out_shape)):
         raise FusebenchError(f"{call.kernel}: output buffer must be contiguous int8 {list(out_shape)}")
 
+    scratch = None
     if call.kernel in VIEW_KERNELS:
-        _run_view_kernel(lib, call, arrays, output, output_window, input_windows, row_padding)
+        scratch = _run_view_kernel(lib, call, arrays, output, output_window, input_windows, row_padding,
+                                   prepared, scratch_fill)
     else:
         if output_window is not None or input_windows is not None:
             raise FusebenchError(f"{call.kernel} works on whole tensors, not windows")
         _run_flat_kernel(lib, call, arrays, output)
-    return [output]
+    return [output], scratch
 
 
-def _scratch(call: KernelCall) -> np.ndarray:
-    # int32 storage keeps it 4-byte aligned; junk contents catch reads before writes
-    return np.full(max(call.scratch_bytes, 4) // 4 + 1, 0x3C3C3C3C, dtype=np.int32)
+def _scratch(size: int, fill: int) -> np.ndarray:
+    """`size` bytes of scratch plus a guard, filled with `fill`, 4-byte aligned
+    (numpy's allocations are)."""
+    buf = np.full(size + _SCRATCH_GUARD, fill, dtype=np.uint8)
+    assert buf.ctypes.data % 8 == 0
+    return buf
 
 
 def _run_view_kernel(lib, call: KernelCall, arrays: list[np.ndarray], output: np.ndarray,
                      output_window: Optional[Window], input_windows: Optional[list[Window]],
-                     row_padding: int) -> None:
+                     row_padding: int, prepared: bool, scratch_fill: int) -> Optional[np.ndarray]:
+    """Runs the kernel; returns its scratch (bytes, without the guard) or None."""
     maps = [a.reshape(map_hwc(s)) for a, s in zip(arrays, call.input_shapes)]
     out_map = output.reshape(map_hwc(call.output_shapes[0]))
     keep = []                                   # buffers the views point into
@@ -304,28 +405,32 @@ def _run_view_kernel(lib, call: KernelCall, arrays: list[np.ndarray], output: np
         out_view = _map_view(out_map)
 
     p = call.params
+    scratch = None
     if call.kernel in ("fb_conv_s8", "fb_dw_conv_s8"):
-        dims = FbFilterDims(*(p[f] for f in FILTER_DIM_FIELDS))
-        size_fn = getattr(lib, call.kernel + "_buffer_size")
+        params, dims = _conv_structs(call.kernel, p)
+        tables = call.arrays.get("prepared") if prepared else None
+        size_fn = getattr(lib, call.kernel + ("_buffer_size_prepared" if tables is not None else "_buffer_size"))
         needed = size_fn(ctypes.byref(dims), ctypes.byref(in_views[0]), ctypes.byref(out_view))
-        if needed > call.scratch_bytes:
-            raise FusebenchError(f"{call.kernel} needs {needed} scratch bytes, lowering said "
-                                 f"{call.scratch_bytes}")
-        mult = np.ascontiguousarray(call.arrays["multiplier"], dtype=np.int32)
-        shift = np.ascontiguousarray(call.arrays["shift"], dtype=np.int32)
-        q = FbChannelQuant(_ptr(mult, c_int32), _ptr(shift, c_int32))
-        filt = np.ascontiguousarray(call.arrays["filter"], dtype=np.int8)
-        bias = call.arrays.get("bias")
-        bias_ptr = _ptr(np.ascontiguousarray(bias, dtype=np.int32), c_int32) if bias is not None else None
-        if bias is not None:
-            keep.append(bias)
-        scratch = _scratch(call)
-        conv = FbConvParams(*(p[f] for f in CONV_PARAM_FIELDS))
-        params = conv if call.kernel == "fb_conv_s8" else FbDwConvParams(conv, p["depth_multiplier"])
+        if tables is not None:
+            tables = np.ascontiguousarray(tables)
+            size = call.scratch_bytes
+            if needed > size:
+                raise FusebenchError(f"{call.kernel} needs {needed} scratch bytes, lowering said {size}")
+        else:
+            size = needed
+        mult, shift, filt, bias = _conv_constants(call.arrays)
+        keep += [mult, shift, filt, bias]
+        q = FbChannelQuant(_ptr(mult, c_int32), _ptr(shift, c_int32),
+                           None if tables is None else tables.ctypes.data)
+        # no scratch at all is a null pointer, as in the generated code
+        scratch = _scratch(size, scratch_fill) if size > 0 else None
         status = getattr(lib, call.kernel)(ctypes.byref(params), ctypes.byref(q),
                                            ctypes.byref(in_views[0]), ctypes.byref(dims),
-                                           _ptr(filt), bias_ptr, ctypes.byref(out_view),
-                                           _ptr(scratch))
+                                           _ptr(filt), None if bias is None else _ptr(bias, c_int32),
+                                           ctypes.byref(out_view),
+                                           None if scratch is None else _ptr(scratch))
+        if scratch is not None and np.any(scratch[size:] != scratch_fill):
+            raise FusebenchError(f"{call.kernel} wrote past its {size} bytes of scratch")
     elif call.kernel == "fb_add_s8":
         params = FbAddParams(*(p[f] for f in ADD_PARAM_FIELDS))
         status = lib.fb_add_s8(ctypes.byref(params), ctypes.byref(in_views[0]),
@@ -346,6 +451,7 @@ def _run_view_kernel(lib, call: KernelCall, arrays: list[np.ndarray], output: np
         if row_padding and np.any(out_buf[:, w * c:] != _SENTINEL):
             raise FusebenchError(f"{call.kernel} wrote outside its output window")
         out_map[y0:y0 + h, x0:x0 + w, :] = out_buf[:, :w * c].reshape(h, w, c)
+    return None if scratch is None else scratch[:len(scratch) - _SCRATCH_GUARD]
 
 
 def _run_flat_kernel(lib, call: KernelCall, arrays: list[np.ndarray], output: np.ndarray) -> None:

@@ -10,17 +10,21 @@ KernelCall conventions (per kernel; `params` keys are the C struct field names):
 
   fb_conv_s8        params: fb_conv_params fields + fb_filter_dims fields (out_c, kh, kw, in_c)
                     arrays: filter int8 OHWI, bias int32 (absent when the op has none),
-                            multiplier int32 [out_c], shift int32 [out_c] (the fb_channel_quant)
-                    scratch: conv_scratch_bytes(): 16 * out_c (requantization records) +
-                            32 * ceil(taps / 4) (four int16 columns) + 4 * ceil(taps / 4) if
-                            taps % 4 (a padded filter row) + taps unless 1x1 (a byte patch),
-                            taps = kh * kw * in_c; 4-byte aligned
+                            multiplier int32 [out_c], shift int32 [out_c] (the fb_channel_quant),
+                            prepared int32 words: the layer's prepared tables
+                            (fb_channel_quant.prepared; see below)
+                    scratch: conv_scratch_bytes_prepared() (fb_conv_s8_buffer_size_prepared()):
+                            32 * ceil(taps / 4) (four int16 columns) + taps unless 1x1 (a byte
+                            patch), taps = kh * kw * in_c; 4-byte aligned
   fb_dw_conv_s8     params: fb_conv_params fields + depth_multiplier + fb_filter_dims (in_c = 1)
-                    arrays: filter int8 1 x kh x kw x out_c, bias, multiplier, shift as above
-                    scratch: dw_conv_scratch_bytes(): (20 + 2 * kh * kw) * out_c, 4-byte aligned
-                    (Scratch is what the optimized Cortex-M4/M7 kernels need, which covers
-                    the portable kernels' needs; the runtime's *_buffer_size() functions
-                    return the same numbers in every build.)
+                    arrays: filter int8 1 x kh x kw x out_c, bias, multiplier, shift, prepared
+                            as above
+                    scratch: 0 (fb_dw_conv_s8_buffer_size_prepared())
+                    (Scratch is what the optimized Cortex-M4/M7 kernels need with prepared
+                    tables, which covers the portable kernels' needs; the runtime's
+                    *_buffer_size_prepared() functions return the same numbers in every
+                    build. Without prepared tables the kernels would need
+                    conv_scratch_bytes() / dw_conv_scratch_bytes(): the tables too.)
   fb_add_s8         params: fb_add_params fields
   fb_mean_s8        params: fb_mean_params fields
   fb_avgpool_s8     params: fb_pool_params fields
@@ -40,6 +44,16 @@ KernelCall conventions (per kernel; `params` keys are the C struct field names):
 their shapes. View-based kernels (conv, dw_conv, add, avgpool, pad, mean input)
 take NHWC windows: a 4-D [1, H, W, C] tensor is an H x W x C map; any other
 shape is viewed as 1 x 1 x N.
+
+Prepared tables: the optimized kernels' per-channel constants (requantization
+records, for conv the zero-padded last filter row, for depthwise the
+offset-folded biases and the filter widened to int16; fb_runtime.h). They are
+computed by the runtime's own fb_conv_s8_prepare() / fb_dw_conv_s8_prepare(),
+called through the host library (harness.hostrt.prepare_tables), lazily: the
+first read of arrays["prepared"] computes them (once per call object), so the
+planners, which lower every op many times, never pay for them. When the
+optimized kernel cannot take the layer they are just the 16-byte header
+(fast = 0). Stored in flash next to the weights (8-byte aligned).
 """
 from __future__ import annotations
 
@@ -51,6 +65,75 @@ import numpy as np
 from . import quant
 from .errors import FusebenchError
 from .graph import Graph, Op, Tensor
+
+
+class _Arrays(dict):
+    """A KernelCall's constant arrays, "prepared" computed on first use.
+
+    Behaves as a plain dict whose "prepared" entry is present from the start:
+    indexing, get(), `in`, iteration, items() and values() all see it."""
+
+    def __init__(self, *args, prepare=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._prepare = prepare        # () -> np.ndarray, or None once computed
+
+    def _force(self) -> None:
+        if self._prepare is not None:
+            dict.__setitem__(self, "prepared", self._prepare())
+            self._prepare = None
+
+    def __getitem__(self, key):
+        if key == "prepared":
+            self._force()
+        return dict.__getitem__(self, key)
+
+    def get(self, key, default=None):
+        if key == "prepared":
+            self._force()
+        return dict.get(self, key, default)
+
+    def __contains__(self, key):
+        return (key == "prepared" and self._prepare is not None) or dict.__contains__(self, key)
+
+    def __iter__(self):
+        self._force()
+        return dict.__iter__(self)
+
+    def __len__(self):
+        return dict.__len__(self) + (self._prepare is not None)
+
+    def keys(self):
+        self._force()
+        return dict.keys(self)
+
+    def items(self):
+        self._force()
+        return dict.items(self)
+
+    def values(self):
+        self._force()
+        return dict.values(self)
+
+    def copy(self):
+        self._force()
+        return dict(self)
+
+    def __eq__(self, other):
+        self._force()
+        return dict.__eq__(self, other)
+
+    def __ne__(self, other):
+        return not self.__eq__(other)
+
+    __hash__ = None
+
+    def __repr__(self):
+        return (f"{type(self).__name__}({dict.__repr__(self)}"
+                + (", prepared=<not computed yet>)" if self._prepare is not None else ")"))
+
+    def __reduce__(self):
+        self._force()
+        return (dict, (dict(self),))
 
 
 @dataclass
@@ -96,19 +179,52 @@ def map_hwc(shape: tuple[int, ...]) -> tuple[int, int, int]:
     return 1, 1, n
 
 
-def conv_scratch_bytes(out_c: int, kh: int, kw: int, in_c: int) -> int:
-    """fb_conv_s8_buffer_size(): per-channel requantization records, four int16
-    columns of whole 4-tap groups, the zero-padded last filter row when the
-    taps are not a multiple of 4, and for kernels larger than 1x1 a byte patch."""
+PREPARED_HEADER_BYTES = 16     # fb_prepared_header
+
+
+def conv_prepared_bytes(out_c: int, kh: int, kw: int, in_c: int) -> int:
+    """fb_conv_s8_prepared_size(): header, per-channel requantization records
+    and the zero-padded last filter row when the taps are not a multiple of 4."""
     taps = kh * kw * in_c
-    groups = -(-taps // 4)
-    return 16 * out_c + 32 * groups + (4 * groups if taps % 4 else 0) + (0 if kh == kw == 1 else taps)
+    return PREPARED_HEADER_BYTES + 16 * out_c + (4 * -(-taps // 4) if taps % 4 else 0)
+
+
+def conv_scratch_bytes_prepared(out_c: int, kh: int, kw: int, in_c: int) -> int:
+    """fb_conv_s8_buffer_size_prepared(): four int16 columns of whole 4-tap
+    groups and for kernels larger than 1x1 a byte patch."""
+    taps = kh * kw * in_c
+    return 32 * -(-taps // 4) + (0 if kh == kw == 1 else taps)
+
+
+def conv_scratch_bytes(out_c: int, kh: int, kw: int, in_c: int) -> int:
+    """fb_conv_s8_buffer_size(), without prepared tables: the tables are prepared
+    at the start of scratch."""
+    return conv_prepared_bytes(out_c, kh, kw, in_c) + conv_scratch_bytes_prepared(out_c, kh, kw, in_c)
+
+
+def dw_conv_prepared_bytes(out_c: int, kh: int, kw: int) -> int:
+    """fb_dw_conv_s8_prepared_size(): header, per-channel requantization
+    records, offset-folded biases and the filter widened to int16."""
+    return PREPARED_HEADER_BYTES + (20 + 2 * kh * kw) * out_c
+
+
+def dw_conv_scratch_bytes_prepared(out_c: int, kh: int, kw: int) -> int:
+    """fb_dw_conv_s8_buffer_size_prepared(): neither kernel needs scratch."""
+    return 0
 
 
 def dw_conv_scratch_bytes(out_c: int, kh: int, kw: int) -> int:
-    """fb_dw_conv_s8_buffer_size(): per-channel requantization records,
-    offset-folded biases and the filter widened to int16."""
-    return (20 + 2 * kh * kw) * out_c
+    """fb_dw_conv_s8_buffer_size(), without prepared tables (they go in scratch)."""
+    return dw_conv_prepared_bytes(out_c, kh, kw) + dw_conv_scratch_bytes_prepared(out_c, kh, kw)
+
+
+def _with_prepared(kernel: str, params: dict[str, int], arrays: dict[str, np.ndarray]) -> _Arrays:
+    """`arrays` plus "prepared", computed when first read by the runtime's
+    fb_*_prepare() on the host (harness.hostrt)."""
+    def prepare() -> np.ndarray:
+        from .hostrt import prepare_tables      # hostrt imports this module
+        return prepare_tables(kernel, params, arrays)
+    return _Arrays(arrays, prepare=prepare)
 
 
 def lower_op(graph: Graph, op: Op) -> KernelCall:
@@ -253,8 +369,9 @@ def _conv(graph: Graph, op: Op) -> KernelCall:
     bias = _bias(graph, op, out_c)
     if bias is not None:
         arrays["bias"] = bias
-    return KernelCall("fb_conv_s8", _ordered(params, CONV_PARAM_FIELDS + FILTER_DIM_FIELDS), arrays,
-                      [x.index], [y.index], scratch_bytes=conv_scratch_bytes(out_c, kh, kw, in_c))
+    params = _ordered(params, CONV_PARAM_FIELDS + FILTER_DIM_FIELDS)
+    return KernelCall("fb_conv_s8", params, _with_prepared("fb_conv_s8", params, arrays),
+                      [x.index], [y.index], scratch_bytes=conv_scratch_bytes_prepared(out_c, kh, kw, in_c))
 
 
 def _depthwise(graph: Graph, op: Op) -> KernelCall:
@@ -281,9 +398,9 @@ def _depthwise(graph: Graph, op: Op) -> KernelCall:
     bias = _bias(graph, op, out_c)
     if bias is not None:
         arrays["bias"] = bias
-    return KernelCall("fb_dw_conv_s8",
-                      _ordered(params, CONV_PARAM_FIELDS + ("depth_multiplier",) + FILTER_DIM_FIELDS),
-                      arrays, [x.index], [y.index], scratch_bytes=dw_conv_scratch_bytes(out_c, kh, kw))
+    params = _ordered(params, CONV_PARAM_FIELDS + ("depth_multiplier",) + FILTER_DIM_FIELDS)
+    return KernelCall("fb_dw_conv_s8", params, _with_prepared("fb_dw_conv_s8", params, arrays),
+                      [x.index], [y.index], scratch_bytes=dw_conv_scratch_bytes_prepared(out_c, kh, kw))
 
 
 def _add(graph: Graph, op: Op) -> KernelCall:

@@ -90,9 +90,12 @@ def plot_front(table: pd.DataFrame, points: dict, path: Path, title: str,
 
 
 def pareto_command(model: Optional[str] = None, stream_input: bool = True, out: Optional[str] = None,
-                   resolution: Optional[int] = None, log=print) -> Path:
+                   resolution: Optional[int] = None, measure: Optional[str] = None, board: str = "stm32h7",
+                   max_inputs: Optional[int] = None, log=print) -> Path:
     """Front CSV and PNG per model into a run folder; `resolution` re-emits each
-    model at that square input size first (same weights, harness.resize)."""
+    model at that square input size first (same weights, harness.resize).
+    `measure` ('2,25,40,70', percent): also build and run msf at those overhead
+    limits on `board` and write msf-limits.csv."""
     from .bench import new_run_dir
     from .catalog import resolve_models
     from .commands import make_plan
@@ -147,4 +150,70 @@ def pareto_command(model: Optional[str] = None, stream_input: bool = True, out: 
     if not tables:
         raise FusebenchError("no model to search")
     pd.DataFrame(timings).to_csv(run_dir / "pareto-search-time.csv", index=False)
+    if measure:
+        if resolution:
+            raise FusebenchError("--measure runs the shipped models; leave out --resolution")
+        try:
+            limits = [float(v.strip().rstrip("%")) / 100 for v in str(measure).split(",") if v.strip()]
+        except ValueError:
+            raise FusebenchError(f"--measure '{measure}': expected percentages such as 2,25,40,70") from None
+        frames = [measure_limits(str(p), board, limits, max_inputs, run_dir / f"measure-{p.stem}",
+                                 stream_input, log) for p in resolve_models(model)]
+        result = pd.concat(frames, ignore_index=True)
+        result.to_csv(run_dir / "msf-limits.csv", index=False)
+        with pd.option_context("display.width", 200, "display.max_columns", 30):
+            log(result[["model", "max_overhead", "arena_bytes_peak", "planned_equals_measured",
+                        "fraction_of_unfused", "msf_cnn_fraction", "planned_mac_overhead",
+                        "measured_count_overhead", "no_worse_than_msf_cnn"]].to_string(index=False))
+        log(f"wrote {run_dir / 'msf-limits.csv'}")
     return run_dir
+
+
+# msf-CNN's MAC ratio for each overhead limit the issue names, and its point there.
+PUBLISHED_AT_LIMIT = {0.02: (83.1, 1.02), 0.25: (25.8, 1.25), 0.40: (15.2, 1.38), 0.70: (8.56, 1.68)}
+
+
+def measure_limits(model: str, board: str, limits: list[float], max_inputs: Optional[int], run_dir: Path,
+                   stream_input: bool = True, log=print) -> pd.DataFrame:
+    """Build and run `msf` at each overhead limit (and `unfused` once) on a board;
+    one row per limit: measured arena peak as a fraction of unfused's, measured
+    instruction overhead beside the planned MAC overhead, and msf-CNN's figures."""
+    from .bench import run_sweep
+    from .catalog import resolve_models
+    from .tables import summarize_bench
+
+    (path,) = resolve_models(model)[:1]
+    runs = [("unfused", {}, run_dir / "unfused")] + [
+        (f"msf@{100 * lim:g}%", {"max_overhead": lim, "stream_input": stream_input}, run_dir / f"msf-{100 * lim:g}")
+        for lim in limits]
+    summaries = {}
+    for name, options, folder in runs:
+        log(f"pareto: measuring {name} on {board}")
+        variant = "unfused" if name == "unfused" else "msf"
+        out = run_sweep([board], [path], [variant], max_inputs=max_inputs, options=options, run_dir=folder, jobs=1)
+        rows = pd.read_csv(out / "bench.csv")
+        s = summarize_bench(rows).iloc[0]
+        if s["ok"] != len(rows):
+            raise FusebenchError(f"{name} on {board}: {len(rows) - s['ok']} of {len(rows)} runs not bit-exact; "
+                                 f"see {out / 'bench.csv'}")
+        summaries[name] = s
+    base = summaries["unfused"]
+    count_col = next(c for c in base.index if str(c).endswith("_median"))
+    table = []
+    for lim in limits:
+        s = summaries[f"msf@{100 * lim:g}%"]
+        kb, ratio = PUBLISHED_AT_LIMIT.get(round(lim, 2), (None, None))
+        table.append(dict(
+            model=path.stem, board=board, max_overhead=lim,
+            arena_bytes_planned=int(s["arena_bytes_planned"]), arena_bytes_peak=int(s["arena_bytes_peak"]),
+            planned_equals_measured=int(s["arena_bytes_planned"]) == int(s["arena_bytes_peak"]),
+            unfused_arena_bytes_peak=int(base["arena_bytes_peak"]),
+            fraction_of_unfused=int(s["arena_bytes_peak"]) / int(base["arena_bytes_peak"]),
+            msf_cnn_fraction=(kb / MSF_CNN_W035_144["layer_by_layer_kb"]) if kb else None,
+            msf_cnn_kb=kb, msf_cnn_mac_ratio=ratio,
+            planned_mac_overhead=int(s["macs"]) / int(base["macs"]) - 1,
+            measured_count_overhead=int(s[count_col]) / int(base[count_col]) - 1,
+            count=count_col.replace("_median", ""), runs_bit_exact=int(s["ok"])))
+    result = pd.DataFrame(table)
+    result["no_worse_than_msf_cnn"] = result["fraction_of_unfused"] <= result["msf_cnn_fraction"]
+    return result

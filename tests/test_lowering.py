@@ -31,8 +31,16 @@ def test_conv_call_carries_struct_fields_weights_and_scratch():
     assert call.arrays["filter"].dtype == np.int8 and call.arrays["filter"].shape == (6, 3, 3, 4)
     assert call.arrays["bias"].dtype == np.int32
     assert call.arrays["multiplier"].dtype == np.int32 and call.arrays["shift"].shape == (6,)
-    # records 16/channel, four int16 columns of 36 taps, a 36-byte patch
-    assert call.scratch_bytes == 16 * 6 + 4 * 2 * 36 + 36
+    # with the prepared tables in flash: four int16 columns of 36 taps, a 36-byte patch
+    assert call.scratch_bytes == 4 * 2 * 36 + 36
+    # the tables: header (tag "FBCV", fast, out_c, taps) + a requantization record per channel
+    tables = call.arrays["prepared"]
+    assert tables.dtype == np.int32 and tables.nbytes == 16 + 16 * 6
+    assert tables[:4].tolist() == [0x56434246, 1, 6, 36]
+    records = tables[4:].reshape(6, 4)          # bias2, multiplier, round_offset, right_shift
+    assert records[:, 0].tolist() == [2 * b for b in range(6)]
+    assert records[:, 1].tolist() == call.arrays["multiplier"].tolist()
+    assert records[:, 3].tolist() == (-call.arrays["shift"]).tolist()
     assert call.inputs == [graph.inputs[0]] and call.outputs == graph.outputs
     assert call.input_shapes == [(1, 7, 7, 4)] and call.output_shapes == [(1, 4, 4, 6)]
 
@@ -43,18 +51,27 @@ def test_depthwise_multiplier_comes_from_the_shapes():
     assert call.kernel == "fb_dw_conv_s8"
     assert call.params["depth_multiplier"] == 2 and call.params["in_c"] == 1 and call.params["out_c"] == 6
     assert "bias" not in call.arrays
-    # records, offset-folded biases and the int16-widened filter of the DSP kernel
-    assert call.scratch_bytes == (16 + 4 + 2 * 3 * 3) * 6
+    # records, offset-folded biases and the int16-widened filter are prepared tables;
+    # with them neither kernel needs scratch
+    assert call.scratch_bytes == 0
+    # depth multiplier 2: the optimized kernel takes the portable code, the tables are a header
+    assert call.arrays["prepared"].tolist() == [0x57444246, 0, 6, 9]
 
 
 def test_conv_scratch_covers_the_optimized_kernels_layouts():
-    from harness.lowering import conv_scratch_bytes
-    # 1x1, depth a multiple of 4: records + four int16 columns
-    assert conv_scratch_bytes(48, 1, 1, 8) == 16 * 48 + 4 * 2 * 8
-    # 1x1, depth 6: columns of two whole 4-tap groups + the zero-padded last filter row
-    assert conv_scratch_bytes(5, 1, 1, 6) == 16 * 5 + 4 * 2 * 8 + 8
-    # the 3x3 RGB first layer: 27 taps -> 7 groups, padded row, 27-byte patch
-    assert conv_scratch_bytes(16, 3, 3, 3) == 16 * 16 + 4 * 2 * 28 + 28 + 27
+    from harness.lowering import conv_prepared_bytes, conv_scratch_bytes, conv_scratch_bytes_prepared
+    # 1x1, depth a multiple of 4: four int16 columns; the tables hold header + records
+    assert conv_scratch_bytes_prepared(48, 1, 1, 8) == 4 * 2 * 8
+    assert conv_prepared_bytes(48, 1, 1, 8) == 16 + 16 * 48
+    # 1x1, depth 6: columns of two whole 4-tap groups; the zero-padded last filter row is a table
+    assert conv_scratch_bytes_prepared(5, 1, 1, 6) == 4 * 2 * 8
+    assert conv_prepared_bytes(5, 1, 1, 6) == 16 + 16 * 5 + 8
+    # the 3x3 RGB first layer: 27 taps -> 7 groups, 27-byte patch; padded row in the tables
+    assert conv_scratch_bytes_prepared(16, 3, 3, 3) == 4 * 2 * 28 + 27
+    assert conv_prepared_bytes(16, 3, 3, 3) == 16 + 16 * 16 + 28
+    # without prepared tables the kernel builds them at the start of scratch
+    for dims in ((48, 1, 1, 8), (5, 1, 1, 6), (16, 3, 3, 3)):
+        assert conv_scratch_bytes(*dims) == conv_prepared_bytes(*dims) + conv_scratch_bytes_prepared(*dims)
 
 
 def test_fully_connected_call_has_double_scales():

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from harness import hostrt
 from harness.graph import Graph, Op, Quant, Tensor
-from harness.lowering import lower_op
+from harness.lowering import lower_op, receptive_window
 from harness.reference import reference_output
 from harness.testing import tflite_builder as tb
 from harness.testing.tflite_builder import Q
@@ -333,24 +333,207 @@ def test_one_slow_channel_sends_the_whole_layer_to_the_exact_path():
     both_kernel_sets_match_litert(data, 3, n_inputs=3)
 
 
-def test_scratch_sizes_agree_between_lowering_and_both_builds():
-    """The lowering's scratch_bytes is exactly what *_buffer_size() returns, in
+SIZE_CASES = [   # (kernel, out_c, kh, kw, in_c): taps multiple of 4 or not, 1x1 or not, C % 4
+    ("fb_conv_s8", 16, 3, 3, 3), ("fb_conv_s8", 144, 1, 1, 24), ("fb_conv_s8", 5, 1, 1, 6),
+    ("fb_conv_s8", 1280, 1, 1, 320), ("fb_conv_s8", 7, 2, 3, 5),
+    ("fb_dw_conv_s8", 12, 3, 3, 1), ("fb_dw_conv_s8", 336, 3, 3, 1), ("fb_dw_conv_s8", 6, 5, 5, 1),
+]
+
+
+@pytest.mark.parametrize("kernel, out_c, kh, kw, in_c", SIZE_CASES)
+def test_scratch_and_table_sizes_agree_between_lowering_and_both_builds(kernel, out_c, kh, kw, in_c):
+    """The lowering's sizes are exactly what the C size functions return, in
     both builds: the plan and the measured arena watermark count the same bytes."""
-    rng = np.random.default_rng(0)
-    cases = [
-        tb.conv2d_model([1, 9, 9, 3], rand_int8(rng, (16, 3, 3, 3)), [0.01] * 16, None, Q(0.02, 0), Q(0.1, 0),
-                        (2, 2)),
-        tb.conv2d_model([1, 4, 4, 24], rand_int8(rng, (144, 1, 1, 24)), [0.01], None, Q(0.02, 0), Q(0.1, 0)),
-        tb.depthwise_conv2d_model([1, 5, 5, 12], rand_int8(rng, (1, 3, 3, 12)), [0.01], None, Q(0.02, 0),
-                                  Q(0.1, 0)),
-    ]
-    for data in cases:
-        graph = load_model_bytes(data, "scratch")
+    from harness import lowering
+
+    dims = hostrt.FbFilterDims(out_c, kh, kw, in_c)
+    if kernel == "fb_conv_s8":
+        want = dict(_buffer_size_prepared=lowering.conv_scratch_bytes_prepared(out_c, kh, kw, in_c),
+                    _prepared_size=lowering.conv_prepared_bytes(out_c, kh, kw, in_c),
+                    _buffer_size=lowering.conv_scratch_bytes(out_c, kh, kw, in_c))
+    else:
+        want = dict(_buffer_size_prepared=lowering.dw_conv_scratch_bytes_prepared(out_c, kh, kw),
+                    _prepared_size=lowering.dw_conv_prepared_bytes(out_c, kh, kw),
+                    _buffer_size=lowering.dw_conv_scratch_bytes(out_c, kh, kw))
+    assert want["_buffer_size"] == want["_prepared_size"] + want["_buffer_size_prepared"]
+    for kernels in hostrt.KERNEL_SETS:
+        lib = hostrt.library(kernels)
+        assert lib.__getattr__(kernel + "_prepared_size")(ctypes.byref(dims)) == want["_prepared_size"]
+        for suffix in ("_buffer_size", "_buffer_size_prepared"):
+            assert getattr(lib, kernel + suffix)(ctypes.byref(dims), None, None) == want[suffix], (kernels, suffix)
+
+
+def test_prepared_tables_cut_the_scratch_of_mobilenet_sized_layers():
+    """The numbers behind the change: a 1x1 conv to 1280 channels (MobileNetV2's
+    last conv) and a 3x3 depthwise over 336 channels."""
+    from harness import lowering
+
+    taps = 320
+    assert lowering.conv_scratch_bytes(1280, 1, 1, 320) == 16 + 16 * 1280 + 32 * taps // 4     # 23056
+    assert lowering.conv_scratch_bytes_prepared(1280, 1, 1, 320) == 32 * taps // 4             # 2560
+    assert lowering.dw_conv_scratch_bytes(336, 3, 3) == 16 + (20 + 18) * 336                   # 12784
+    assert lowering.dw_conv_scratch_bytes_prepared(336, 3, 3) == 0
+
+
+def one_layer(kind: str, rng, h=6, w=7, in_c=8, out_c=12, k=3, stride=1, padding="SAME", zp=None,
+              scales=None, bias=True, activation="NONE", dilation=1):
+    """A single conv ("conv", always with a bias, as LiteRT requires) or
+    depthwise ("dw", out_c = in_c * multiplier) layer."""
+    if kind == "conv":
+        filters = rand_int8(rng, (out_c, k, k, in_c))
+        scales = scales or [float(s) for s in rng.uniform(0.002, 0.02, out_c)]
+        in_q, out_q = conv_quant(rng, scales, k * k * in_c, in_zp=zp)
+        b = rng.integers(-5000, 5000, out_c).astype(np.int32)      # LiteRT's int8 conv needs a bias
+        data = tb.conv2d_model([1, h, w, in_c], filters, scales, b, in_q, out_q, (stride, stride), padding,
+                               (dilation, dilation), activation)
+    else:
+        filters = rand_int8(rng, (1, k, k, out_c))
+        scales = scales or [float(s) for s in rng.uniform(0.002, 0.05, out_c)]
+        in_q, out_q = conv_quant(rng, scales, k * k, in_zp=zp)
+        b = rng.integers(-5000, 5000, out_c).astype(np.int32) if bias else None
+        data = tb.depthwise_conv2d_model([1, h, w, in_c], filters, scales, b, in_q, out_q, (stride, stride),
+                                         padding, (dilation, dilation), activation)
+    graph = load_model_bytes(data, kind)
+    return data, graph, lower_op(graph, graph.ops[0])
+
+
+def split_windows(size: int, rng) -> list[tuple[int, int]]:
+    cuts = sorted(set(int(c) for c in rng.integers(1, size, size=rng.integers(0, 3)))) if size > 1 else []
+    edges = [0] + cuts + [size]
+    return list(zip(edges, np.diff(edges).tolist()))
+
+
+@FAST
+@given(kind=st.sampled_from(["conv", "conv", "dw"]), h=st.integers(1, 9), w=st.integers(1, 9),
+       in_c=st.integers(1, 24), out_c=st.integers(1, 24), k=st.sampled_from([1, 1, 3, 5]),
+       stride=st.sampled_from([1, 2]), dilation=st.sampled_from([1, 1, 2]),
+       padding=st.sampled_from(["SAME", "VALID"]), zp=st.sampled_from([None, -128, 127]),
+       bias=st.booleans(), activation=st.sampled_from(["NONE", "RELU6"]),
+       fallback=st.sampled_from([None, None, None, "multiplier exactly 2^30", "left shift"]),
+       seed=st.integers(0, 2**32 - 1))
+@example(kind="dw", h=5, w=5, in_c=12, out_c=12, k=3, stride=1, dilation=1, padding="SAME", zp=None, bias=True,
+         activation="NONE", fallback=None, seed=1)
+@example(kind="conv", h=4, w=5, in_c=6, out_c=5, k=1, stride=1, dilation=1, padding="SAME", zp=None, bias=True,
+         activation="RELU6", fallback=None, seed=2)
+def test_prepared_and_unprepared_calls_agree_and_use_the_scratch_they_report(
+        kind, h, w, in_c, out_c, k, stride, dilation, padding, zp, bias, activation, fallback, seed):
+    """Random layers, whole maps and windows: with the lowering's prepared
+    tables and with NULL (tables built in scratch per call), both builds give
+    the same bytes as LiteRT. The tables are the same whichever build prepares
+    them and the same bytes the DSP kernel prepares in scratch itself. With
+    tables, the optimized kernel writes exactly the scratch lowering reserved
+    (fb_*_buffer_size_prepared()); without, exactly fb_*_buffer_size(); and
+    never beyond (run_op checks a guard after the scratch)."""
+    if padding == "VALID" and min(h, w) < (k - 1) * dilation + 1:
+        return
+    rng = np.random.default_rng(seed)
+    if kind == "dw":            # mostly what the optimized kernel takes: multiplier 1, channels 4k
+        if rng.random() < 0.75:
+            in_c = 4 * max(1, in_c // 4)
+        out_c = in_c * int(rng.choice([1, 1, 1, 1, 2]))
+    scales = None
+    if fallback is not None:
+        in_scale, filter_scale, out_scale = FALLBACK_SCALES[fallback]
+        scales = [filter_scale] * out_c
+    data, graph, call = one_layer(kind, rng, h, w, in_c, out_c, k, stride, padding, zp, scales, bias,
+                                  activation, dilation)
+    if fallback is not None:      # rebuild with the scales that defeat the fast requantization
+        q_in, q_out = Q(in_scale, 3), Q(out_scale, -7)
+        filters = call.arrays["filter"]
+        b = call.arrays.get("bias")
+        if kind == "conv":
+            data = tb.conv2d_model([1, h, w, in_c], filters, scales, b, q_in, q_out, (stride, stride), padding,
+                                   (dilation, dilation), activation)
+        else:
+            data = tb.depthwise_conv2d_model([1, h, w, in_c], filters, scales, b, q_in, q_out, (stride, stride),
+                                             padding, (dilation, dilation), activation)
+        graph = load_model_bytes(data, kind)
         call = lower_op(graph, graph.ops[0])
+
+    tables = call.arrays["prepared"]
+    assert tables.dtype == np.int32
+    header = tables[:4].tolist()
+    fast = header[1] == 1
+    assert header[0] == (0x56434246 if kind == "conv" else 0x57444246)
+    assert header[2:] == [call.params["out_c"], call.params["kh"] * call.params["kw"] * call.params["in_c"]]
+    if fast:
+        size_fn = getattr(hostrt.library(), call.kernel + "_prepared_size")
         dims = hostrt.FbFilterDims(*(call.params[f] for f in ("out_c", "kh", "kw", "in_c")))
-        for kernels in hostrt.KERNEL_SETS:
-            size_fn = getattr(hostrt.library(kernels), call.kernel + "_buffer_size")
-            assert size_fn(ctypes.byref(dims), None, None) == call.scratch_bytes
+        assert tables.nbytes == size_fn(ctypes.byref(dims))
+    else:
+        assert tables.nbytes == 16
+    for kernels in hostrt.KERNEL_SETS:
+        assert np.array_equal(hostrt.prepare_tables(call.kernel, call.params, call.arrays, kernels=kernels), tables)
+
+    x = rand_int8(rng, graph.input.shape)
+    ref = reference_output(data, x).reshape(call.output_shapes[0])
+    for kernels in hostrt.KERNEL_SETS:
+        for prepared in (True, False):
+            (ours,) = hostrt.run_op(call, [x], kernels=kernels, prepared=prepared)
+            assert np.array_equal(ours, ref), (kernels, prepared, call.params)
+            out = np.zeros_like(ref)
+            oh, ow = ref.shape[1], ref.shape[2]
+            for y0, th in split_windows(oh, rng):
+                for x0, tw in split_windows(ow, rng):
+                    win = (y0, x0, th, tw)
+                    hostrt.run_op(call, [x], output_window=win, input_windows=[receptive_window(call, win)],
+                                  row_padding=int(rng.integers(0, 4)), out=out, kernels=kernels,
+                                  prepared=prepared)
+            assert np.array_equal(out, ref), (kernels, prepared, "windows")
+
+    # scratch: what the optimized kernel writes is exactly what it reports
+    dims = hostrt.FbFilterDims(*(call.params[f] for f in ("out_c", "kh", "kw", "in_c")))
+    lib = hostrt.library("dsp")
+    full = getattr(lib, call.kernel + "_buffer_size")(ctypes.byref(dims), None, None)
+    top_prepared = hostrt.scratch_high_water(call, [x], kernels="dsp", prepared=True)
+    top_null = hostrt.scratch_high_water(call, [x], kernels="dsp", prepared=False)
+    if fast:
+        assert top_prepared == call.scratch_bytes
+        assert top_null == full
+        # the tables the kernel prepares in scratch are the lowering's, byte for byte
+        _, scratch = hostrt._run_op(call, [x], kernels="dsp", prepared=False)
+        assert scratch[:tables.nbytes].tobytes() == tables.tobytes()
+    else:
+        assert top_prepared <= call.scratch_bytes and top_null <= full
+    for kernels in hostrt.KERNEL_SETS:
+        assert hostrt.scratch_high_water(call, [x], kernels=kernels) <= call.scratch_bytes
+
+
+def test_the_lowering_prepares_tables_only_when_they_are_read(monkeypatch):
+    """Planners lower every op many times: lower_op must not compute tables."""
+    from harness import lowering
+
+    calls = []
+    real = hostrt.prepare_tables
+    monkeypatch.setattr(hostrt, "prepare_tables", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
+    rng = np.random.default_rng(5)
+    _, graph, call = one_layer("dw", rng, in_c=8, out_c=8, bias=False)
+    again = lowering.lower_graph(graph)
+    assert calls == [] and "prepared" in call.arrays and len(call.arrays) == 4
+    first = call.arrays["prepared"]
+    assert calls == ["fb_dw_conv_s8"]
+    assert call.arrays["prepared"] is first and call.arrays.get("prepared") is first
+    assert calls == ["fb_dw_conv_s8"]
+    assert sorted(call.arrays) == ["filter", "multiplier", "prepared", "shift"]
+    assert np.array_equal(again[0].arrays["prepared"], first)
+
+
+def test_kernels_reject_tables_made_for_another_layer():
+    import dataclasses
+
+    from harness.errors import FusebenchError
+
+    rng = np.random.default_rng(6)
+    _, graph, conv = one_layer("conv", rng, out_c=8)
+    _, _, dw = one_layer("dw", rng, in_c=8, out_c=8)
+    _, _, conv12 = one_layer("conv", rng, out_c=12)
+    x = rand_int8(rng, graph.input.shape)
+    for call, other in ((conv, dw), (dw, conv), (conv, conv12)):
+        wrong = dataclasses.replace(call, arrays=dict(call.arrays, prepared=other.arrays["prepared"]))
+        with pytest.raises(FusebenchError, match="FB_ERR_ARG"):
+            hostrt.run_op(wrong, [x], kernels="dsp")
+        (ours,) = hostrt.run_op(wrong, [x], kernels="portable")      # the portable kernels ignore them
+        assert np.array_equal(ours, hostrt.run_op(call, [x], kernels="dsp")[0])
 
 
 def test_both_host_builds_are_warning_free():

@@ -82,9 +82,10 @@ def split(size: int, rng: np.random.Generator, one_pixel: bool) -> list[tuple[in
 
 
 def tiled(call, inputs: list[np.ndarray], rng, one_pixel: bool, row_padding: int,
-          kernels: str = hostrt.DEFAULT_KERNELS) -> np.ndarray:
+          kernels: str = hostrt.DEFAULT_KERNELS, prepared: bool = True) -> np.ndarray:
     """The output computed tile by tile, each tile reading a copy of just its
-    receptive input window (rows row_padding bytes apart)."""
+    receptive input window (rows row_padding bytes apart); conv and depthwise
+    with their prepared tables, or (prepared=False) building them in scratch."""
     out = np.zeros(call.output_shapes[0], dtype=np.int8)
     h, w = call.output_shapes[0][1], call.output_shapes[0][2]
     for y0, th in split(h, rng, one_pixel):
@@ -92,23 +93,28 @@ def tiled(call, inputs: list[np.ndarray], rng, one_pixel: bool, row_padding: int
             window = (y0, x0, th, tw)
             in_window = receptive_window(call, window)
             hostrt.run_op(call, inputs, output_window=window, input_windows=[in_window] * len(inputs),
-                          row_padding=row_padding, out=out, kernels=kernels)
+                          row_padding=row_padding, out=out, kernels=kernels, prepared=prepared)
     return out
 
 
 def check_tiles(graph: Graph, seed: int) -> None:
-    """Tile by tile == whole map, for both kernel sets (and both give the same bytes)."""
+    """Tile by tile == whole map, for both kernel sets (and both give the same
+    bytes), with prepared tables (as the firmware) and without (NULL: the
+    kernel prepares them in scratch on every call)."""
     rng = np.random.default_rng(seed ^ 0x5EED)
     call = lower_op(graph, graph.ops[0])
     inputs = [rand_int8(rng, s) for s in call.input_shapes]
     (whole,) = hostrt.run_op(call, inputs)
     for kernels in KERNEL_SETS:
-        (whole_k,) = hostrt.run_op(call, inputs, kernels=kernels)
-        assert np.array_equal(whole_k, whole), f"{kernels} kernels != portable on the whole map"
-        for one_pixel in (False, True):
-            part = tiled(call, inputs, rng, one_pixel, row_padding=int(rng.integers(0, 5)), kernels=kernels)
-            assert np.array_equal(part, whole), \
-                f"{kernels} kernels: tiled ({'1-pixel' if one_pixel else 'uneven'}) != whole"
+        for prepared in (True, False):
+            (whole_k,) = hostrt.run_op(call, inputs, kernels=kernels, prepared=prepared)
+            assert np.array_equal(whole_k, whole), \
+                f"{kernels} kernels (prepared={prepared}) != portable on the whole map"
+            for one_pixel in (False, True):
+                part = tiled(call, inputs, rng, one_pixel, row_padding=int(rng.integers(0, 5)), kernels=kernels,
+                             prepared=prepared)
+                assert np.array_equal(part, whole), \
+                    f"{kernels} kernels (prepared={prepared}): tiled ({'1-pixel' if one_pixel else 'uneven'}) != whole"
 
 
 # -- convolutions ----------------------------------------------------------------------------

@@ -40,6 +40,89 @@
 #  error "FB_KERNELS_DSP=1 needs a core with the DSP extension (-mcpu=cortex-m4/m7/m33...)"
 #endif
 
+/* -- requantization records and prepared tables (every build) -----------------
+ *
+ * The optimized kernels' per-layer constants. They are computed by
+ * fb_conv_s8_prepare() / fb_dw_conv_s8_prepare() (fb_conv.c, fb_dw_conv.c),
+ * which every build compiles so that the host can prepare them for a
+ * target; only the optimized kernels read them. */
+
+/* Requantization.
+ *
+ * TFLite's double-rounding MultiplyByQuantizedMultiplier (fb_mbqm) plus the
+ * output offset in three instructions (SMMLAR, subtract the sign, shift; plus
+ * one to double x where the kernel does not accumulate 2x already), for
+ * |x| < 2^30, a multiplier m > 2^30 and a right shift e = -shift >= 1:
+ *
+ *   srdhm(x, m) = floor((x*m + 2^30) / 2^31)   (the reference's truncating
+ *               = floor((2x*m + 2^31) / 2^32)   division equals this floor for
+ *               = SMMLAR(2x, m, 0)              both signs; 2x fits in int32)
+ *   RoundingDivideByPOT(s, e) = floor((s + 2^(e-1) - [s < 0]) / 2^e)
+ *
+ * so with k = 2^(e-1) + offset * 2^e folded into SMMLAR's accumulator,
+ *
+ *   out = (SMMLAR(2x, m, k) - [x < 0]) >> e
+ *
+ * because [s < 0] = [x*m < -2^30] = [x < 0] when m > 2^30. Nothing overflows
+ * while |k| <= 2^30 (|s| <= 2^30 - 1). fb_requant_record() checks the conditions
+ * on (m, shift, offset), the kernels bound |x| from the bias and the filter
+ * size, and tests/firmware compare the result with TFLite's arithmetic over
+ * millions of values including every kind of rounding tie. */
+typedef struct {
+    int32_t bias2;        /* twice the op's bias (0 without one): kernels accumulate 2x */
+    int32_t multiplier;   /* TFLite multiplier, > 2^30 */
+    int32_t round_offset; /* 2^(e-1) + output_offset * 2^e */
+    int32_t right_shift;  /* e */
+} fb_requant_rec;
+
+/* Fill rec for one channel whose accumulators satisfy |acc| <= |bias| +
+ * max_abs_dot; 0 when the fast formula does not apply (the kernel then runs
+ * the portable code, which handles every case). */
+int fb_requant_record(int32_t multiplier, int32_t shift, int32_t output_offset, int32_t bias,
+                      int32_t max_abs_dot, fb_requant_rec *rec);
+/* Records for n channels (bias may be NULL); 0 if any channel is not fast. */
+int fb_requant_table(const fb_channel_quant *q, const int32_t *bias, int32_t n, int32_t output_offset,
+                     int32_t max_abs_dot, fb_requant_rec *table);
+
+/* Bound on |sum of taps filter * (x + input_offset)| for int8 x and filter. */
+static inline int32_t fb_max_abs_dot(int32_t taps, int32_t input_offset)
+{
+    const int64_t x = 128 + (int64_t)(input_offset < 0 ? -input_offset : input_offset);
+    const int64_t bound = (int64_t)taps * 128 * x;
+    return bound > 0x7FFFFFFF ? 0x7FFFFFFF : (int32_t)bound;
+}
+
+static inline int fb_act_range_ok(int32_t act_min, int32_t act_max)
+{
+    return -128 <= act_min && act_min <= act_max && act_max <= 127;
+}
+
+/* Prepared tables (fb_prepared_header, see fb_runtime.h), then
+ *   conv:      fb_requant_rec[out_c] | when taps % 4 != 0, the last filter row
+ *              zero-padded to 4 * ceil(taps / 4) bytes
+ *   depthwise: fb_requant_rec[C] | int32 bias_full[C] = 2 * (bias + input_offset
+ *              * sum of the channel's weights) | int16 weights [C/4][kh*kw][4]:
+ *              2 * (w[c0], w[c2], w[c1], w[c3]) of channels 4g.. at each tap
+ * Each part starts 4-byte aligned (the depthwise weights 8-byte aligned when
+ * the tables are). The optimized kernels read them from
+ * fb_channel_quant.prepared or, without it, prepare them at the start of scratch. */
+static inline const fb_requant_rec *fb_prepared_records(const void *tables)
+{
+    return (const fb_requant_rec *)(const void *)((const int8_t *)tables + FB_PREPARED_HEADER_BYTES);
+}
+
+/* The header if `tables` were prepared for this kernel (tag) and filter, else NULL. */
+static inline const fb_prepared_header *fb_prepared_check(const void *tables, int32_t tag,
+                                                          const fb_filter_dims *fd)
+{
+    const fb_prepared_header *h = (const fb_prepared_header *)tables;
+    if (tables == NULL || ((uintptr_t)tables & 3u) != 0 || h->tag != tag || h->out_c != fd->out_c ||
+        h->taps != fd->kh * fd->kw * fd->in_c) {
+        return NULL;
+    }
+    return h;
+}
+
 #if FB_KERNELS_DSP
 
 #if defined(FB_DSP_EMULATED)
@@ -141,34 +224,6 @@ static inline int32_t fb_smmlar(int32_t a, int32_t b, int32_t acc)
 }
 #endif
 
-/* -- requantization -------------------------------------------------------------
- *
- * TFLite's double-rounding MultiplyByQuantizedMultiplier (fb_mbqm) plus the
- * output offset in three instructions (SMMLAR, subtract the sign, shift; plus
- * one to double x where the kernel does not accumulate 2x already), for
- * |x| < 2^30, a multiplier m > 2^30 and a right shift e = -shift >= 1:
- *
- *   srdhm(x, m) = floor((x*m + 2^30) / 2^31)   (the reference's truncating
- *               = floor((2x*m + 2^31) / 2^32)   division equals this floor for
- *               = SMMLAR(2x, m, 0)              both signs; 2x fits in int32)
- *   RoundingDivideByPOT(s, e) = floor((s + 2^(e-1) - [s < 0]) / 2^e)
- *
- * so with k = 2^(e-1) + offset * 2^e folded into SMMLAR's accumulator,
- *
- *   out = (SMMLAR(2x, m, k) - [x < 0]) >> e
- *
- * because [s < 0] = [x*m < -2^30] = [x < 0] when m > 2^30. Nothing overflows
- * while |k| <= 2^30 (|s| <= 2^30 - 1). fb_requant_record() checks the conditions
- * on (m, shift, offset), the kernels bound |x| from the bias and the filter
- * size, and tests/firmware compare the result with TFLite's arithmetic over
- * millions of values including every kind of rounding tie. */
-typedef struct {
-    int32_t bias2;        /* twice the op's bias (0 without one): kernels accumulate 2x */
-    int32_t multiplier;   /* TFLite multiplier, > 2^30 */
-    int32_t round_offset; /* 2^(e-1) + output_offset * 2^e */
-    int32_t right_shift;  /* e */
-} fb_requant_rec;
-
 /* From twice the accumulator, 2x: the conv and depthwise kernels accumulate 2x
  * directly (doubled input columns or doubled widened weights), which saves the
  * shift. */
@@ -183,23 +238,6 @@ static inline int32_t fb_requant_apply(int32_t acc, int32_t multiplier, int32_t 
                                        int32_t right_shift)
 {
     return fb_requant_apply2((int32_t)((uint32_t)acc << 1), multiplier, round_offset, right_shift);
-}
-
-/* Fill rec for one channel whose accumulators satisfy |acc| <= |bias| +
- * max_abs_dot; 0 when the fast formula does not apply (the kernel then runs
- * the portable code, which handles every case). */
-int fb_requant_record(int32_t multiplier, int32_t shift, int32_t output_offset, int32_t bias,
-                      int32_t max_abs_dot, fb_requant_rec *rec);
-/* Records for n channels (bias may be NULL); 0 if any channel is not fast. */
-int fb_requant_table(const fb_channel_quant *q, const int32_t *bias, int32_t n, int32_t output_offset,
-                     int32_t max_abs_dot, fb_requant_rec *table);
-
-/* Bound on |sum of taps filter * (x + input_offset)| for int8 x and filter. */
-static inline int32_t fb_max_abs_dot(int32_t taps, int32_t input_offset)
-{
-    const int64_t x = 128 + (int64_t)(input_offset < 0 ? -input_offset : input_offset);
-    const int64_t bound = (int64_t)taps * 128 * x;
-    return bound > 0x7FFFFFFF ? 0x7FFFFFFF : (int32_t)bound;
 }
 
 /* Kernels' output stage from twice the accumulator: requantized, offset,
@@ -222,11 +260,6 @@ static inline __attribute__((always_inline)) int8_t fb_requant_out(int32_t acc2,
         v = __ssat(v, 8);
     }
     return (int8_t)v;
-}
-
-static inline int fb_act_range_ok(int32_t act_min, int32_t act_max)
-{
-    return -128 <= act_min && act_min <= act_max && act_max <= 127;
 }
 
 /* The optimized kernels (same contracts as the public ones). */

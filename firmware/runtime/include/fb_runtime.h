@@ -2,8 +2,10 @@
  *
  * Every kernel reproduces LiteRT's reference kernel (BUILTIN_REF) for the same
  * op bit for bit. The API follows CMSIS-NN's shape: scalar parameters in small
- * structs, per-channel requantization as two arrays, a *_buffer_size() function
- * for every kernel that may need scratch, and a status code from every call.
+ * structs, per-channel requantization as two arrays (plus, for conv and
+ * depthwise, optional tables prepared ahead of time, e.g. in flash), a
+ * *_buffer_size() function for every kernel that may need scratch, and a
+ * status code from every call.
  *
  * Feature maps are NHWC int8, batch 1. Kernels read and write *windows* (fb_view)
  * of a feature map so that a fused, tiled schedule can call the same kernels on
@@ -37,7 +39,16 @@ typedef struct {
 /* Requantization multiplier in TFLite's form: real = multiplier * 2^(shift - 31),
  * shift > 0 is a left shift. */
 typedef struct { int32_t multiplier; int32_t shift; } fb_quant;                        /* per tensor */
-typedef struct { const int32_t *multiplier; const int32_t *shift; } fb_channel_quant;  /* per out channel */
+/* Per output channel. `prepared` optionally points at the layer's prepared
+ * tables (fb_conv_s8_prepare() / fb_dw_conv_s8_prepare(): the optimized
+ * kernels' per-channel constants, computed once, e.g. at build time into flash);
+ * NULL makes the optimized kernels build them in scratch on every call. The
+ * portable kernels ignore it; multiplier and shift are always required. */
+typedef struct {
+    const int32_t *multiplier;
+    const int32_t *shift;
+    const void *prepared;   /* may be NULL; 4-byte aligned (8 is best) */
+} fb_channel_quant;
 
 /* input_offset = -input zero point, output_offset = output zero point.
  * pad_top/pad_left as TFLite computes them (SAME padding puts the odd pixel at
@@ -57,29 +68,81 @@ typedef struct { int32_t out_c, kh, kw, in_c; } fb_filter_dims;
  * fb_runtime_kernels() says which set this build dispatches to. */
 const char *fb_runtime_kernels(void);   /* "dsp" or "portable" */
 
+/* Prepared tables. A layer's optimized kernel needs per-channel constants that
+ * depend only on the layer (params, multipliers/shifts, filter, bias):
+ * requantization records and, for depthwise, offset-folded biases and the
+ * filter widened to int16. fb_*_prepare() computes them into `tables` (at
+ * least fb_*_prepared_size() bytes, 4-byte aligned); pass the result in
+ * fb_channel_quant.prepared and the kernel neither builds them nor needs
+ * scratch for them (use fb_*_buffer_size_prepared()). Every build compiles the
+ * prepare functions and they give the same bytes in every build, so a host can
+ * prepare a target's tables (harness/lowering.py does). The tables hold int32,
+ * int16 and int8 values in the byte order of the machine that prepared them
+ * (little-endian on the host and on Cortex-M) and start with this header: */
+typedef struct {
+    int32_t tag;     /* FB_PREPARED_CONV or FB_PREPARED_DW */
+    int32_t fast;    /* 1: the optimized kernel's tables follow the header;
+                      * 0: the optimized kernel cannot take this layer and runs
+                      * the portable code; nothing after the header is defined
+                      * (storing the header alone, FB_PREPARED_HEADER_BYTES, will do) */
+    int32_t out_c;   /* fd->out_c the tables were made for */
+    int32_t taps;    /* fd->kh * fd->kw * fd->in_c */
+} fb_prepared_header;
+#define FB_PREPARED_CONV 0x56434246          /* "FBCV" */
+#define FB_PREPARED_DW 0x57444246            /* "FBDW" */
+#define FB_PREPARED_HEADER_BYTES 16
+/* A kernel given tables whose header does not match the call returns
+ * FB_ERR_ARG. prepare returns FB_ERR_ARG for invalid arguments, else FB_OK
+ * (whether or not the fast path applies: see fast). */
+
 /* CONV_2D. filter is OHWI (out_c x kh x kw x in_c), bias has out_c entries or is
  * NULL. Computes the `output` window; the input window must hold every input
  * pixel inside the map that this output window reads. scratch: at least
- * fb_conv_s8_buffer_size() bytes, 4-byte aligned; its contents need not
- * survive between calls. The size is the same in every build: with
- * taps = kh*kw*in_c and g = ceil(taps/4), 16*out_c + 32*g, plus 4*g when taps
- * is not a multiple of 4, plus taps unless the kernel is 1x1. */
+ * fb_conv_s8_buffer_size() bytes (q->prepared == NULL) or
+ * fb_conv_s8_buffer_size_prepared() bytes (with prepared tables), 4-byte
+ * aligned; its contents need not survive between calls. The sizes are the same
+ * in every build; with taps = kh*kw*in_c and g = ceil(taps/4):
+ *   fb_conv_s8_prepared_size()        16 + 16*out_c, plus 4*g when taps is not
+ *                                     a multiple of 4 (header, requantization
+ *                                     records, the zero-padded last filter row)
+ *   fb_conv_s8_buffer_size_prepared() 32*g, plus taps unless the kernel is 1x1
+ *                                     (four int16 columns, a byte patch)
+ *   fb_conv_s8_buffer_size()          the sum of the two: without prepared
+ *                                     tables the kernel prepares them at the
+ *                                     start of scratch on every call. */
 fb_status fb_conv_s8(const fb_conv_params *p, const fb_channel_quant *q, const fb_view *input,
                      const fb_filter_dims *fd, const int8_t *filter /* OHWI */,
                      const int32_t *bias /* may be NULL */,
                      fb_view *output /* window of the output map to compute */, int8_t *scratch);
 int32_t fb_conv_s8_buffer_size(const fb_filter_dims *fd, const fb_view *input, const fb_view *output);
+int32_t fb_conv_s8_buffer_size_prepared(const fb_filter_dims *fd, const fb_view *input, const fb_view *output);
+int32_t fb_conv_s8_prepared_size(const fb_filter_dims *fd);
+fb_status fb_conv_s8_prepare(const fb_conv_params *p, const fb_channel_quant *q, const fb_filter_dims *fd,
+                             const int8_t *filter, const int32_t *bias /* may be NULL */, void *tables);
 fb_status fb_conv_s8_portable(const fb_conv_params *p, const fb_channel_quant *q, const fb_view *input,
                               const fb_filter_dims *fd, const int8_t *filter, const int32_t *bias,
                               fb_view *output, int8_t *scratch);
 
 /* DEPTHWISE_CONV_2D. filter is 1 x kh x kw x (C*M) with fd->out_c = C*M and
- * fd->in_c = 1; output channel m + ic*M reads input channel ic. scratch: at
- * least fb_dw_conv_s8_buffer_size() bytes ((20 + 2*kh*kw) * out_c), 4-byte aligned. */
+ * fd->in_c = 1; output channel m + ic*M reads input channel ic. scratch:
+ * at least fb_dw_conv_s8_buffer_size() bytes (q->prepared == NULL), 4-byte
+ * aligned; with prepared tables fb_dw_conv_s8_buffer_size_prepared() bytes,
+ * which is 0 (scratch may then be NULL; the portable kernel never needs any).
+ * In every build:
+ *   fb_dw_conv_s8_prepared_size()        16 + (20 + 2*kh*kw) * out_c (header,
+ *                                        requantization records, offset-folded
+ *                                        biases, the filter widened to int16)
+ *   fb_dw_conv_s8_buffer_size_prepared() 0
+ *   fb_dw_conv_s8_buffer_size()          the sum of the two. */
 fb_status fb_dw_conv_s8(const fb_dw_conv_params *p, const fb_channel_quant *q, const fb_view *input,
                         const fb_filter_dims *fd, const int8_t *filter /* 1HW(C*M) */,
                         const int32_t *bias /* may be NULL */, fb_view *output, int8_t *scratch);
 int32_t fb_dw_conv_s8_buffer_size(const fb_filter_dims *fd, const fb_view *input, const fb_view *output);
+int32_t fb_dw_conv_s8_buffer_size_prepared(const fb_filter_dims *fd, const fb_view *input,
+                                           const fb_view *output);
+int32_t fb_dw_conv_s8_prepared_size(const fb_filter_dims *fd);
+fb_status fb_dw_conv_s8_prepare(const fb_dw_conv_params *p, const fb_channel_quant *q, const fb_filter_dims *fd,
+                                const int8_t *filter, const int32_t *bias /* may be NULL */, void *tables);
 fb_status fb_dw_conv_s8_portable(const fb_dw_conv_params *p, const fb_channel_quant *q,
                                  const fb_view *input, const fb_filter_dims *fd, const int8_t *filter,
                                  const int32_t *bias, fb_view *output, int8_t *scratch);
@@ -102,6 +165,14 @@ fb_status fb_add_s8_portable(const fb_add_params *p, const fb_view *a, const fb_
 typedef struct { int32_t input_zero_point, output_zero_point, multiplier, shift; } fb_mean_params;
 fb_status fb_mean_s8(const fb_mean_params *p, const fb_view *input, int8_t *output);
 int32_t fb_mean_s8_buffer_size(const fb_view *input);
+/* The same MEAN computed tile by tile, so the map never exists whole: reset an
+ * int32 accumulator per channel, add every pixel exactly once (any tiling, any
+ * order), then finish with the map's pixel count (H*W). Bit-exact with fb_mean_s8. */
+int32_t fb_mean_acc_buffer_size(int32_t channels);      /* bytes of the accumulator */
+void fb_mean_acc_reset(int32_t *acc, int32_t channels);
+fb_status fb_mean_acc_s8(const fb_view *tile, int32_t *acc);
+fb_status fb_mean_finish_s8(const fb_mean_params *p, int32_t count, int32_t channels, const int32_t *acc,
+                            int8_t *output);
 
 /* AVERAGE_POOL_2D int8: averages the taps inside the map only (TFLite's SAME
  * padding rule), rounding half away from zero; in/out quantization are equal. */

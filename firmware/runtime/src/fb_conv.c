@@ -6,26 +6,87 @@
  * padding (a padded tap contributes nothing, exactly as the reference skips it);
  * every output channel is then one dot product of its OHWI filter row with that
  * column. The gather costs 1/out_c of the MACs and a later SIMD version can use
- * the same column (CMSIS-NN's layout). */
+ * the same column (CMSIS-NN's layout). Also here: the scratch sizes and the
+ * optimized kernel's prepared tables (fb_conv_dsp.c), prepared in every build. */
 #include "fb_arith.h"
 #include "fb_dsp.h"
 
-/* The optimized kernel's needs (fb_conv_dsp.c), which cover the portable
- * kernel's int16 column (2 * taps bytes): per-channel requantization records,
- * four int16 columns of whole 4-tap groups, the zero-padded last filter row
- * when taps is not a multiple of 4, and for kernels larger than 1x1 a byte
- * patch. The size does not depend on the build, so the lowering can compute it. */
-int32_t fb_conv_s8_buffer_size(const fb_filter_dims *fd, const fb_view *input, const fb_view *output)
+static int fb_conv_dims_ok(const fb_filter_dims *fd)
 {
-    (void)input;
-    (void)output;
-    if (fd == NULL || fd->out_c <= 0 || fd->kh <= 0 || fd->kw <= 0 || fd->in_c <= 0) {
+    return fd != NULL && fd->out_c > 0 && fd->kh > 0 && fd->kw > 0 && fd->in_c > 0;
+}
+
+/* The optimized kernel's tables (fb_conv_dsp.c, layout in fb_dsp.h): header,
+ * per-channel requantization records and, when taps is not a multiple of 4,
+ * the zero-padded last filter row. */
+int32_t fb_conv_s8_prepared_size(const fb_filter_dims *fd)
+{
+    if (!fb_conv_dims_ok(fd)) {
         return 0;
     }
     const int32_t taps = fd->kh * fd->kw * fd->in_c;
     const int32_t groups = (taps + 3) / 4;
-    return 16 * fd->out_c + 32 * groups + ((taps & 3) ? 4 * groups : 0) +
-           ((fd->kh == 1 && fd->kw == 1) ? 0 : taps);
+    return FB_PREPARED_HEADER_BYTES + 16 * fd->out_c + ((taps & 3) ? 4 * groups : 0);
+}
+
+/* Scratch beside prepared tables: the optimized kernel's four int16 columns of
+ * whole 4-tap groups and, for kernels larger than 1x1, a byte patch. It covers
+ * the portable kernel's int16 column (2 * taps bytes). Independent of the
+ * build, so the lowering can compute it. */
+int32_t fb_conv_s8_buffer_size_prepared(const fb_filter_dims *fd, const fb_view *input, const fb_view *output)
+{
+    (void)input;
+    (void)output;
+    if (!fb_conv_dims_ok(fd)) {
+        return 0;
+    }
+    const int32_t taps = fd->kh * fd->kw * fd->in_c;
+    const int32_t groups = (taps + 3) / 4;
+    return 32 * groups + ((fd->kh == 1 && fd->kw == 1) ? 0 : taps);
+}
+
+/* Without prepared tables the optimized kernel prepares them at the start of scratch. */
+int32_t fb_conv_s8_buffer_size(const fb_filter_dims *fd, const fb_view *input, const fb_view *output)
+{
+    return fb_conv_s8_prepared_size(fd) + fb_conv_s8_buffer_size_prepared(fd, input, output);
+}
+
+fb_status fb_conv_s8_prepare(const fb_conv_params *p, const fb_channel_quant *q, const fb_filter_dims *fd,
+                             const int8_t *filter, const int32_t *bias, void *tables)
+{
+    if (p == NULL || q == NULL || q->multiplier == NULL || q->shift == NULL || !fb_conv_dims_ok(fd) ||
+        filter == NULL || tables == NULL || !fb_aligned4(tables)) {
+        return FB_ERR_ARG;
+    }
+    const int32_t taps = fd->kh * fd->kw * fd->in_c;
+    fb_prepared_header *header = (fb_prepared_header *)tables;
+    header->tag = FB_PREPARED_CONV;
+    header->fast = 0;
+    header->out_c = fd->out_c;
+    header->taps = taps;
+    /* The optimized kernel gathers padding taps as the zero point byte, so it
+     * must be an int8; it clamps inside int8 only; a 1x1 kernel reads pixels
+     * in place, without padding. */
+    if ((fd->kh == 1 && fd->kw == 1 && (p->pad_top != 0 || p->pad_left != 0)) || p->input_offset < -127 ||
+        p->input_offset > 128 || !fb_act_range_ok(p->act_min, p->act_max)) {
+        return FB_OK;
+    }
+    fb_requant_rec *table = (fb_requant_rec *)(void *)((int8_t *)tables + FB_PREPARED_HEADER_BYTES);
+    if (!fb_requant_table(q, bias, fd->out_c, p->output_offset, fb_max_abs_dot(taps, p->input_offset), table)) {
+        return FB_OK;
+    }
+    if (taps & 3) {
+        /* rows do not start on word boundaries: a whole-word read of the last
+         * row would run past the filter, so the kernel reads this copy */
+        const int32_t padded = 4 * ((taps + 3) / 4);
+        int8_t *last_row = (int8_t *)(void *)(table + fd->out_c);
+        const int8_t *row = filter + (fd->out_c - 1) * taps;
+        for (int32_t i = 0; i < padded; ++i) {
+            last_row[i] = i < taps ? row[i] : 0;
+        }
+    }
+    header->fast = 1;
+    return FB_OK;
 }
 
 static int32_t dot_s8_s16(const int8_t *f, const int16_t *col, int32_t n)

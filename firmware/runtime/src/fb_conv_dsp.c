@@ -16,11 +16,15 @@
  * A 1x1 convolution's patch is the input pixel itself; larger kernels (the
  * first 3x3 layer) first gather the patch as bytes, padding taps set to the
  * input zero point so they expand to 0. Requantization is the single-rounding
- * SMMLAR form of fb_dsp.h, from per-channel records built in scratch per call.
+ * SMMLAR form of fb_dsp.h, from per-channel records in the layer's prepared
+ * tables (fb_conv_s8_prepare(), fb_conv.c): in flash when the caller passes
+ * them (fb_channel_quant.prepared), else prepared at the start of scratch on
+ * every call. The tables also hold the zero-padded last filter row, needed
+ * when taps % 4 != 0.
  *
- * Scratch: records (16 * out_c) | four columns (32 * ceil(taps / 4)) | when
- * taps % 4 != 0 the zero-padded last filter row (4 * ceil(taps / 4)) | for
- * kh*kw > 1 the byte patch (taps). Every byte of it is written by a call.
+ * Scratch: [the tables when not passed: fb_conv_s8_prepared_size()] | four
+ * columns (32 * ceil(taps / 4)) | for kh*kw > 1 the byte patch (taps). Every
+ * byte of it is written by a call that takes this code.
  */
 #include "fb_arith.h"
 #include "fb_dsp.h"
@@ -244,29 +248,32 @@ fb_status fb_conv_s8_dsp(const fb_conv_params *p, const fb_channel_quant *q, con
     if (scratch == NULL || !fb_aligned4(scratch)) {
         return FB_ERR_SCRATCH;
     }
+    const void *tables = q->prepared;
+    int8_t *work = scratch;
+    if (tables == NULL) {
+        /* prepare the tables at the start of scratch (whether or not the fast path applies) */
+        const fb_status prep = fb_conv_s8_prepare(p, q, fd, filter, bias, scratch);
+        if (prep != FB_OK) {
+            return prep;
+        }
+        tables = scratch;
+        work = scratch + fb_conv_s8_prepared_size(fd);
+    }
+    const fb_prepared_header *header = fb_prepared_check(tables, FB_PREPARED_CONV, fd);
+    if (header == NULL) {
+        return FB_ERR_ARG;
+    }
+    if (!header->fast) {
+        return fb_conv_s8_portable(p, q, input, fd, filter, bias, output, scratch);
+    }
     const int one_by_one = fd->kh == 1 && fd->kw == 1;
-    /* Padding taps are gathered as the zero point byte, so it must be an int8. */
-    if ((one_by_one && (p->pad_top != 0 || p->pad_left != 0)) || p->input_offset < -127 ||
-        p->input_offset > 128 || !fb_act_range_ok(p->act_min, p->act_max)) {
-        return fb_conv_s8_portable(p, q, input, fd, filter, bias, output, scratch);
-    }
-    fb_requant_rec *table = (fb_requant_rec *)(void *)scratch;
-    if (!fb_requant_table(q, bias, fd->out_c, p->output_offset,
-                          fb_max_abs_dot(fd->kh * fd->kw * fd->in_c, p->input_offset), table)) {
-        return fb_conv_s8_portable(p, q, input, fd, filter, bias, output, scratch);
-    }
+    const fb_requant_rec *table = fb_prepared_records(tables);
     const int32_t taps = fd->kh * fd->kw * fd->in_c;
     const int32_t groups = (taps + 3) / 4;
     const int padded = (taps & 3) != 0;
-    uint32_t *cols = (uint32_t *)(void *)(scratch + 16 * fd->out_c);
-    int8_t *last_row = (int8_t *)(void *)(cols + 2 * QUAD * groups);
-    int8_t *patch = last_row + (padded ? 4 * groups : 0);
-    if (padded) {
-        const int8_t *row = filter + (fd->out_c - 1) * taps;
-        for (int32_t i = 0; i < 4 * groups; ++i) {
-            last_row[i] = i < taps ? row[i] : 0;
-        }
-    }
+    const int8_t *last_row = (const int8_t *)(const void *)(table + fd->out_c);
+    uint32_t *cols = (uint32_t *)(void *)work;
+    int8_t *patch = (int8_t *)(void *)(cols + 2 * QUAD * groups);
     const conv_job job = { filter, last_row, table, taps, groups, fd->out_c, p->act_min, p->act_max };
     const int ssat_only = p->act_min <= -128 && p->act_max >= 127;
     const int row_pairs = (taps & 7) == 0;

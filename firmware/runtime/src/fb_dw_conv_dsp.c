@@ -1,21 +1,26 @@
 /* DEPTHWISE_CONV_2D int8 (depth multiplier 1) for cores with the DSP
  * extension: the same contract and bytes as fb_dw_conv_s8_portable.
  *
- * Channels go four at a time. Per call the filter is widened once into scratch,
- * doubled (the requantization takes twice the accumulator, fb_requant_apply2),
- * as int16 pairs in the order SXTB16 unpacks a word of input, (c0, c2) and
- * (c1, c3), grouped by channel quadruple and then by tap, so that one LDRD
- * with post-increment fetches a tap's four weights. Per tap the input word of
+ * Channels go four at a time. The filter is widened (in the layer's prepared
+ * tables, fb_dw_conv_s8_prepare() in fb_dw_conv.c), doubled (the
+ * requantization takes twice the accumulator, fb_requant_apply2), as int16
+ * pairs in the order SXTB16 unpacks a word of input, (c0, c2) and (c1, c3),
+ * grouped by channel quadruple and then by tap, so that one LDRD with
+ * post-increment fetches a tap's four weights. Per tap the input word of
  * four channels is unpacked by SXTB16 (bytes 0, 2) and SXTB16 ROR 8 (bytes 1,
  * 3) and SMLABB/SMLATT accumulate the four products: 8 instructions per 4 MACs.
  * Pixels whose taps all lie inside the map start from bias + input_offset *
  * (sum of the channel's weights), so their taps need no offset; pixels at the
  * border add the offset with SXTAB16 over their valid taps only.
  * Requantization is the single-rounding SMMLAR form of fb_dsp.h from
- * per-channel records built in scratch per call. Channel counts that are not a
- * multiple of 4 and depth multipliers other than 1 take the portable code.
+ * per-channel records. Records, offset-folded biases and widened weights are
+ * the prepared tables: in flash when the caller passes them
+ * (fb_channel_quant.prepared), else prepared in scratch on every call. Channel
+ * counts that are not a multiple of 4 and depth multipliers other than 1 take
+ * the portable code.
  *
- * Scratch: records (16 * C) | offset-folded biases (4 * C) | weights (2 * kh * kw * C).
+ * Scratch: none with prepared tables; else the tables,
+ * fb_dw_conv_s8_prepared_size() = 16 + (16 + 4 + 2 * kh * kw) * C bytes.
  */
 #include "fb_arith.h"
 #include "fb_dsp.h"
@@ -28,7 +33,7 @@
 #pragma GCC optimize("no-tree-slp-vectorize", "no-schedule-insns")
 
 typedef struct {
-    const uint32_t *weights;       /* [C/4][kh*kw][2] int16 pairs */
+    const uint32_t *weights;       /* [C/4][kh*kw][2] int16 pairs, 4-byte aligned (LDRD) */
     const fb_requant_rec *table;   /* C records */
     const int32_t *bias_full;      /* C: 2 * (bias + input_offset * sum of the channel's weights) */
     int32_t groups, taps, kw, channels, tap_step, row_step, offset2, act_min, act_max;
@@ -180,44 +185,32 @@ fb_status fb_dw_conv_s8_dsp(const fb_dw_conv_params *p, const fb_channel_quant *
     if (st != FB_OK) {
         return st;
     }
-    if (scratch == NULL || !fb_aligned4(scratch)) {
-        return FB_ERR_SCRATCH;
-    }
     const fb_conv_params *cp = &p->conv;
     const int32_t channels = fd->out_c;
-    const int32_t taps = fd->kh * fd->kw;
-    /* x + input_offset must stay an int16 lane; channel groups of four only */
-    if (p->depth_multiplier != 1 || (channels & 3) != 0 || cp->input_offset < -32000 ||
-        cp->input_offset > 32000 || !fb_act_range_ok(cp->act_min, cp->act_max)) {
+    const void *tables = q->prepared;
+    if (tables == NULL) {
+        /* prepare the tables in scratch (whether or not the fast path applies) */
+        if (scratch == NULL || !fb_aligned4(scratch)) {
+            return FB_ERR_SCRATCH;
+        }
+        const fb_status prep = fb_dw_conv_s8_prepare(p, q, fd, filter, bias, scratch);
+        if (prep != FB_OK) {
+            return prep;
+        }
+        tables = scratch;
+    }
+    const fb_prepared_header *header = fb_prepared_check(tables, FB_PREPARED_DW, fd);
+    if (header == NULL) {
+        return FB_ERR_ARG;
+    }
+    if (!header->fast) {
         return fb_dw_conv_s8_portable(p, q, input, fd, filter, bias, output, scratch);
     }
-    fb_requant_rec *table = (fb_requant_rec *)(void *)scratch;
-    if (!fb_requant_table(q, bias, channels, cp->output_offset, fb_max_abs_dot(taps, cp->input_offset), table)) {
-        return fb_dw_conv_s8_portable(p, q, input, fd, filter, bias, output, scratch);
-    }
-    int32_t *bias_full = (int32_t *)(void *)(scratch + 16 * channels);
-    int16_t *weights = (int16_t *)(void *)(bias_full + channels);
-    /* widen the filter: group g, tap t -> (c0, c2, c1, c3) of channels 4g.. */
-    for (int32_t g = 0; g < channels / 4; ++g) {
-        int32_t sum[4] = { 0, 0, 0, 0 };
-        for (int32_t t = 0; t < taps; ++t) {
-            const int8_t *f = filter + t * channels + 4 * g;
-            int16_t *dst = weights + 4 * (g * taps + t);
-            dst[0] = (int16_t)(2 * f[0]);     /* doubled: the accumulators come out 2x */
-            dst[1] = (int16_t)(2 * f[2]);
-            dst[2] = (int16_t)(2 * f[1]);
-            dst[3] = (int16_t)(2 * f[3]);
-            for (int32_t i = 0; i < 4; ++i) {
-                sum[i] += f[i];
-            }
-        }
-        for (int32_t i = 0; i < 4; ++i) {
-            /* |bias| + |offset * sum| < 2^30: fb_requant_table checked that bound */
-            bias_full[4 * g + i] = table[4 * g + i].bias2 + 2 * cp->input_offset * sum[i];
-        }
-    }
+    const fb_requant_rec *table = fb_prepared_records(tables);
+    const int32_t *bias_full = (const int32_t *)(const void *)(table + channels);
+    const uint32_t *weights = (const uint32_t *)(const void *)(bias_full + channels);
     const int32_t offset2 = (int32_t)(((uint32_t)cp->input_offset & 0xFFFFu) | ((uint32_t)cp->input_offset << 16));
-    const dw_job job = { (const uint32_t *)(const void *)weights, table, bias_full, channels / 4, taps, fd->kw,
+    const dw_job job = { weights, table, bias_full, channels / 4, fd->kh * fd->kw, fd->kw,
                          channels, cp->dilation_w * input->c, cp->dilation_h * input->row_stride, offset2,
                          cp->act_min, cp->act_max };
     if (cp->act_min <= -128 && cp->act_max >= 127) {

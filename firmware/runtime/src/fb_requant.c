@@ -1,9 +1,10 @@
 /* Per-channel records for the single-rounding requantization of the optimized
- * kernels (see fb_dsp.h for the derivation), and a batch hook for tests. */
+ * kernels (see fb_dsp.h for the derivation), and batch hooks for tests. The
+ * records are computed in every build (fb_*_prepare() prepares an optimized
+ * kernel's tables anywhere, e.g. on the host for a Cortex-M target); applying
+ * them takes the DSP extension. */
 #include "fb_arith.h"
 #include "fb_dsp.h"
-
-#if FB_KERNELS_DSP
 
 int fb_requant_record(int32_t multiplier, int32_t shift, int32_t output_offset, int32_t bias,
                       int32_t max_abs_dot, fb_requant_rec *rec)
@@ -38,6 +39,8 @@ int fb_requant_table(const fb_channel_quant *q, const int32_t *bias, int32_t n, 
     }
     return ok;
 }
+
+#if FB_KERNELS_DSP
 
 /* Test hook: out[i] = the fast formula's int32 result for acc[i] (offset added,
  * not clamped). Returns 0 when the fast formula does not apply to (m, shift,
