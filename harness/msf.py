@@ -43,6 +43,7 @@ from .plan import ARENA_ALIGNMENT, Plan, kernel_scratch, lifetimes, plan_schedul
 TILE_SIZES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)   # per axis, plus the whole extent
 MAX_STAGE_OPS = 40                                  # longest stage the search considers
 REALIZE_CANDIDATES = 4                              # front points tried when packing the arena
+ARENA_SLACK = 0.02                                  # packing slack traded for less executed work
 
 
 def _align(n):
@@ -59,6 +60,7 @@ class Edge:
     tile_w: int
     peak_bytes: int           # everything live while it runs (16-byte aligned buffers)
     macs: int                 # with recomputation
+    work: int = 0             # MACs the kernels execute (partial quads of the DSP conv included)
 
     def describe(self) -> str:
         if self.mode == "layer":
@@ -102,17 +104,21 @@ class _AxisBands:
 
     def summaries(self, lo: np.ndarray, hi: np.ndarray, size: int):
         """Per tile size: largest interval, sum of lengths, sum of new rows (line
-        buffers), and whether the intervals cover [0, size)."""
+        buffers), whether the intervals cover [0, size), and how many bands
+        compute something (all they need; only new rows)."""
         length = np.maximum(hi - lo, 0)
         biggest = np.maximum.reduceat(length, self.first)
         total = np.add.reduceat(length, self.first)
         prev_hi = np.concatenate(([-1], hi[:-1]))
-        new = np.add.reduceat(np.maximum(hi - self.starts(lo, hi), 0), self.first)
+        new_len = np.maximum(hi - self.starts(lo, hi), 0)
+        new = np.add.reduceat(new_len, self.first)
+        busy = np.add.reduceat((length > 0).astype(np.int64), self.first)
+        busy_new = np.add.reduceat((new_len > 0).astype(np.int64), self.first)
         gap = (lo > np.where(self.is_first, 0, prev_hi)) & (length > 0)
         ends = np.maximum.reduceat(hi, self.first)
         covered = (np.add.reduceat(gap.astype(np.int64), self.first) == 0) & (ends >= size) & \
             (np.minimum.reduceat(np.where(length > 0, lo, size), self.first) == 0)
-        return biggest, total, new, covered
+        return biggest, total, new, covered, busy, busy_new
 
 
 class FusionSpace:
@@ -163,7 +169,7 @@ class FusionSpace:
             k = op.index
             scratch = int(_align(kernel_scratch(self.graph, op)))
             peak = self._whole_bytes(k, k + 1, none) + scratch
-            self.edges[k].append(Edge(k, k + 1, "layer", 0, 0, peak, self.graph.macs(op)))
+            self.edges[k].append(Edge(k, k + 1, "layer", 0, 0, peak, self.graph.macs(op), self.graph.macs(op)))
 
     def _tileable(self, k: int) -> bool:
         op = self.graph.ops[k]
@@ -200,7 +206,7 @@ class FusionSpace:
                 shape = map_hwc(g.tensors[out].shape)
                 sums = [w.summaries(*need[out][n], shape[axis_of[n]]) for n, w in enumerate(walks)]
                 price.add_op(out, g.macs(op) // (shape[0] * shape[1]), shape[2], sums,
-                             int(call.scratch_bytes))
+                             int(call.scratch_bytes), op.kind == "CONV_2D")
                 for t in call.inputs:
                     in_shape = map_hwc(g.tensors[t].shape)
                     rngs = []
@@ -254,12 +260,12 @@ class FusionSpace:
             for x in range(nx):
                 if ok_re[y, x]:
                     candidates.append(("recompute", sizes_y[y], sizes_x[x], int(whole + buf_re[y, x]),
-                                       int(price.macs_re[y, x])))
+                                       int(price.macs_re[y, x]), int(price.work_re[y, x])))
                 if ok_lb[y, x] and y < ny - 1:    # line buffers need more than one row band
                     candidates.append(("linebuffer", sizes_y[y], sizes_x[x], int(whole + buf_lb[y, x]),
-                                       int(price.macs_lb[y, x])))
-        for mode, th, tw, peak, macs in _pareto(candidates):
-            self.edges[i].append(Edge(i, j, mode, th, tw, peak, macs))
+                                       int(price.macs_lb[y, x]), int(price.work_lb[y, x])))
+        for mode, th, tw, peak, macs, work in _pareto(candidates):
+            self.edges[i].append(Edge(i, j, mode, th, tw, peak, macs, work))
 
     def _inplace_savings(self, i: int, j: int, a: int, walks, need, inner_mask):
         """Bytes saved per tile height (recomputed, line-buffered) when the stage's
@@ -360,6 +366,34 @@ class FusionSpace:
         fits = [s for s in self.front() if s.peak_bytes <= budget_bytes]
         return sorted(fits, key=lambda s: (s.macs, s.peak_bytes))
 
+    def cheapest(self, max_peak: int, max_macs: float, prefer: str = "work") -> Optional[Schedule]:
+        """Among schedules whose every edge peaks within `max_peak` and whose MACs
+        stay within `max_macs`: the least executed work (prefer='work'; then MACs)
+        or the fewest MACs (prefer='macs'; then work). Stages that are not the
+        bottleneck thus get the tiling that runs fastest, not the smallest one."""
+        n = self.n
+        labels: list[list] = [[] for _ in range(n + 1)]
+        labels[0] = [(0, 0, None, None)]          # (macs, work, previous label, edge)
+        for i in range(n):
+            # every edge into i starts before i: its label set is complete, prune it
+            labels[i] = _pareto_sum(labels[i])
+            for e in self.edges[i]:
+                if e.peak_bytes <= max_peak:
+                    labels[e.end].extend((lab[0] + e.macs, lab[1] + (e.work or e.macs), lab, e)
+                                         for lab in labels[i])
+        labels[n] = _pareto_sum(labels[n])
+        final = [lab for lab in (labels[n] or []) if lab[0] <= max_macs]
+        if not final:
+            return None
+        key = (lambda lab: (lab[1], lab[0])) if prefer == "work" else (lambda lab: (lab[0], lab[1]))
+        best = min(final, key=key)
+        edges, lab = [], best
+        while lab[3] is not None:
+            edges.append(lab[3])
+            lab = lab[2]
+        edges.reverse()
+        return Schedule(edges=edges, peak_bytes=max(e.peak_bytes for e in edges), macs=best[0])
+
     # -- from a path to a plan ---------------------------------------------------------------
 
     def realize(self, schedule: Schedule, variant: str = "msf") -> Plan:
@@ -380,13 +414,23 @@ class _StagePrice:
     def __init__(self, ny: int, nx: int):
         self.macs_re = np.zeros((ny, nx), np.int64)   # recomputed tiles, every (tile_h, tile_w)
         self.macs_lb = np.zeros((ny, nx), np.int64)   # line buffers: only new rows
+        self.work_re = np.zeros((ny, nx), np.int64)   # MACs the kernels execute (see add_op)
+        self.work_lb = np.zeros((ny, nx), np.int64)
         self.tensors: dict[int, tuple] = {}
         self.scratch = 0
 
-    def add_op(self, out: int, pixel_macs: int, channels: int, sums, scratch: int) -> None:
-        (my, ty, _, cy), (mx, tx, _, cx), (myl, _, nyl, cyl) = sums
+    def add_op(self, out: int, pixel_macs: int, channels: int, sums, scratch: int, quads: bool) -> None:
+        (my, ty, _, cy, by, _), (mx, tx, _, cx, bx, _), (myl, _, nyl, cyl, _, bnyl) = sums
         self.macs_re += pixel_macs * np.outer(ty, tx)
         self.macs_lb += pixel_macs * np.outer(nyl, tx)
+        self.work_re += pixel_macs * np.outer(ty, tx)
+        self.work_lb += pixel_macs * np.outer(nyl, tx)
+        if quads:
+            # The DSP convolution computes output pixels four at a time: a tile
+            # whose pixel count is not a multiple of 4 pays for the rest of its
+            # last quad, on average 1.5 pixels.
+            self.work_re += (3 * pixel_macs * np.outer(by, bx)) // 2
+            self.work_lb += (3 * pixel_macs * np.outer(bnyl, bx)) // 2
         self.tensors[out] = (_align(channels * np.outer(my, mx)), _align(channels * np.outer(myl, mx)),
                              (cy, cx, cyl))
         self.scratch = max(self.scratch, scratch)
@@ -411,13 +455,25 @@ def _pareto_mask(peaks: np.ndarray, macs: np.ndarray) -> np.ndarray:
     return keep
 
 
+def _pareto_sum(labels: list[tuple]) -> list[tuple]:
+    """Labels no other label beats on both MACs and work (first two fields)."""
+    keep, best_work = [], None
+    for lab in sorted(labels, key=lambda lab: (lab[0], lab[1])):
+        if best_work is None or lab[1] < best_work:
+            keep.append(lab)
+            best_work = lab[1]
+    return keep
+
+
 def _pareto(candidates: list[tuple]) -> list[tuple]:
+    """Options of one edge no other option beats on peak, MACs and executed work."""
     if not candidates:
         return []
-    peaks = np.array([c[3] for c in candidates])
-    macs = np.array([c[4] for c in candidates])
-    keep = _pareto_mask(peaks, macs)
-    return [c for c, k in zip(candidates, keep) if k]
+    keep = []
+    for c in sorted(candidates, key=lambda c: (c[3], c[4], c[5])):
+        if not any(k[4] <= c[4] and k[5] <= c[5] for k in keep):
+            keep.append(c)
+    return keep
 
 
 # -- the `msf` variant ----------------------------------------------------------------------
@@ -456,24 +512,42 @@ def plan_msf(graph: Graph, max_overhead: Optional[float] = None, ram_budget: Opt
     budget = ram_budget
     if budget is None and max_overhead is None and board is not None:
         budget = board_arena_budget(board)
+    limit = float("inf") if max_overhead is None else space.base_macs * (1 + max_overhead) + 1e-6
     if budget is not None:
-        limit = None if max_overhead is None else space.base_macs * (1 + max_overhead)
-        candidates = [s for s in space.least_macs(budget) if limit is None or s.macs <= limit]
-        for s in candidates[:REALIZE_CANDIDATES * 2]:
+        # The fewest MACs within the budget; the packed arena may exceed the
+        # predicted peak by fragmentation: then ask again with less.
+        target = budget
+        for _ in range(2 * REALIZE_CANDIDATES):
+            s = space.cheapest(target, limit, prefer="macs")
+            if s is None:
+                break
             plan = space.realize(s)
             if plan.arena_bytes <= budget:
                 return plan
+            target = min(target - (plan.arena_bytes - budget), s.peak_bytes - ARENA_ALIGNMENT)
         where = f"the {board.name} arena budget" if ram_budget is None and board is not None else "the budget"
         within = "" if max_overhead is None else f" within {100 * max_overhead:g}% extra MACs"
         raise FusebenchError(f"{graph.name}: no msf schedule fits {where} of {_kib(budget)}{within}; "
                              f"the smallest possible peak is {_kib(smallest.peak_bytes)} "
                              f"(at {overhead(smallest)})")
     if max_overhead is None:
-        max_overhead = min(s.macs for s in front) / space.base_macs - 1
-    candidates = space.least_peak(max_overhead)
-    best = None
-    for s in candidates[:REALIZE_CANDIDATES]:
+        limit = min(s.macs for s in front) + 1e-6
+    # The least peak within the limit (the front point, packed). Schedules with
+    # the same peak differ in how fast their other stages run: the one with the
+    # least executed work is taken if it packs within ARENA_SLACK of that arena
+    # (packing is heuristic; a few bytes of fragmentation should not cost 20 %
+    # more instructions).
+    point = next(s for s in front if s.macs <= limit)
+    best = space.realize(point)
+    best_work = sum(e.work or e.macs for e in point.edges)
+    allowed = best.arena_bytes * (1 + ARENA_SLACK)
+    target = point.peak_bytes
+    for _ in range(REALIZE_CANDIDATES):
+        s = space.cheapest(target, limit, prefer="work")
+        if s is None or sum(e.work or e.macs for e in s.edges) >= best_work:
+            break
         plan = space.realize(s)
-        if best is None or (plan.arena_bytes, plan.macs) < (best.arena_bytes, best.macs):
-            best = plan
+        if plan.arena_bytes <= allowed:
+            return plan
+        target -= plan.arena_bytes - int(allowed)
     return best

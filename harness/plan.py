@@ -173,8 +173,8 @@ def greedy_offsets(allocs: list[Allocation], alignment: int = ARENA_ALIGNMENT,
                    groups: Optional[list[Group]] = None) -> int:
     """Each buffer goes to the lowest aligned offset where it does not overlap a
     placed buffer that is live at the same time. Largest first (TFLite Micro's
-    order), then in order of first use, then by bytes x steps: the orders pack
-    differently and the smallest arena wins. A group (an in-place chain) is
+    order), then in order of first use, by bytes x steps, by lifetime, by last
+    use: the orders pack differently and the smallest arena wins. A group (an in-place chain) is
     placed as one unit: its members keep their relative offsets and each only
     avoids what is live with it. Returns the arena size."""
     items: list[Group] = [[(a, 0)] for a in allocs] + list(groups or [])
@@ -186,7 +186,9 @@ def greedy_offsets(allocs: list[Allocation], alignment: int = ARENA_ALIGNMENT,
 
     reps = [rep(item) for item in items]
     orders = (lambda r: (-r.size, r.first_step, r.name), lambda r: (r.first_step, -r.size, r.name),
-              lambda r: (-r.size * (r.last_step - r.first_step + 1), r.first_step, r.name))
+              lambda r: (-r.size * (r.last_step - r.first_step + 1), r.first_step, r.name),
+              lambda r: (-(r.last_step - r.first_step), -r.size, r.name),
+              lambda r: (-r.last_step, -r.size, r.name))
     members = [m for item in items for m, _ in item]
     best = None
     for key in orders:
