@@ -108,6 +108,8 @@ def test_msf_schedules_are_bit_exact_on_the_host(tmp_path, case):
             np.testing.assert_array_equal(o, r.reshape(-1), err_msg=f"front point {k}: {front[k].edges}")
     # the least-peak point streams the input and pools tile by tile when the model has a head
     plan = space.realize(front[0])
+    if case == 0:
+        assert any(st.inplace for k in picks for st in space.realize(front[k]).stages)
     assert plan.input_streamed
     if CHAINS[case][4]:
         assert any(st.acc_bytes for st in plan.stages)
@@ -177,3 +179,15 @@ def test_unknown_option_is_a_clear_error(model_paths):
     graph = load_model(model_paths[0])
     with pytest.raises(FusebenchError, match="unknown schedule option"):
         make_plan(graph, "msf", tiles=3)
+
+
+def test_inplace_offset_keeps_rows_still_to_be_read():
+    from harness.fusion import inplace_footprint, inplace_offset
+    # same shape, each band reads only its own rows: the output may start on the input
+    bands = np.arange(1, 7)
+    assert inplace_offset(bands, bands - 1, 48, 48) == 0
+    # a 3x3 halo: the next band reads the row above, so the output must lead by a row
+    assert inplace_offset(bands, np.maximum(bands - 2, 0), 48, 48) == 48
+    # stride 2, output rows half the bytes and the rows: no lead at all
+    assert inplace_offset(np.arange(1, 4), np.array([0, 1, 3]), 48, 48) == 0
+    assert inplace_footprint(1000, 600, 64) == 1064 and inplace_footprint(100, 600, 64) == 600
