@@ -167,6 +167,7 @@ def lifetimes(graph: Graph) -> tuple[dict[int, tuple[int, int]], dict[int, int]]
 
 
 Group = list[tuple[Allocation, int]]       # buffers at fixed offsets from each other
+REPACK_ROUNDS = 16                         # local-search rounds after the greedy orders
 
 
 def greedy_offsets(allocs: list[Allocation], alignment: int = ARENA_ALIGNMENT,
@@ -195,7 +196,23 @@ def greedy_offsets(allocs: list[Allocation], alignment: int = ARENA_ALIGNMENT,
         order = [items[k] for k in sorted(range(len(items)), key=lambda k: key(reps[k]))]
         size = _place(order, alignment)
         if best is None or size < best[0]:
-            best = (size, [m.offset for m in members])
+            best = (size, [m.offset for m in members], order)
+    # Then a short local search: a buffer that ends high is moved to the front
+    # of the best order so far; kept when the arena shrinks.
+    tried: set[int] = set()
+    for _ in range(REPACK_ROUNDS):
+        for m, offset in zip(members, best[1]):
+            m.offset = offset
+        candidates = [item for item in best[2] if id(item) not in tried]
+        if not candidates:
+            break
+        top = max(candidates, key=lambda item: max(m.offset + m.size for m, _ in item))
+        tried.add(id(top))
+        order = [top] + [item for item in best[2] if item is not top]
+        size = _place(order, alignment)
+        if size < best[0]:
+            best = (size, [m.offset for m in members], order)
+            tried = {id(top)}
     for m, offset in zip(members, best[1]):
         m.offset = offset
     return best[0]
