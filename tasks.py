@@ -32,6 +32,8 @@ FUSED_HELP = {
     "ram_budget": "msf: RAM budget for the arena, e.g. 64K (fewest MACs within it; default: fits the board)",
     "stream_input": "msf: read the input tile by tile from the host instead of holding it (default on; "
                     "--no-stream-input turns it off)",
+    "patches": "patch: the patch grid, 2x2, 3x3 or 4x4 (default: the best of them)",
+    "patch_end": "patch: last op of the patch-based stage (default: the least peak)",
     "blocks": "fused: inverted residual blocks per stage, e.g. 0-3 or 0-1,2-4 (default: searched)",
     "tile": "fused: tile HxW in stage-output pixels, or H for row strips (default: searched)",
     "mode": "fused: recompute or linebuffer for the tile overlap (default: searched)",
@@ -50,11 +52,11 @@ FUSED_HELP = {
 @_cli
 def plan(c, model=None, variant="unfused", csv=None, plot=None, json=None, tflm=True,
          max_overhead=None, blocks=None, tile=None, mode=None, ram_budget=None, stream_input=True,
-         board="stm32h7"):
+         board="stm32h7", patches=None, patch_end=None):
     """Print the memory plan of a model: live tensors per layer and the predicted peak arena."""
     from harness.commands import fused_options, plan_command
     plan_command(model=model, variant=variant, csv=csv, plot=plot, json=json, tflm=tflm,
-                 options=fused_options(max_overhead, blocks, tile, mode, ram_budget, stream_input),
+                 options=fused_options(max_overhead, blocks, tile, mode, ram_budget, stream_input, patches, patch_end),
                  board=board)
 
 
@@ -84,13 +86,13 @@ def models(c, resolution=None, out=None):
 def bench(c, board="stm32h7", model=None, variant=None, inputs=None, runs=1, jobs=None,
           max_inputs=None, timeout=600, max_overhead=None, blocks=None, tile=None, mode=None,
           runner=None, port=None, renode=None, flash_tool=None, probe=None, no_flash=False,
-          ram_budget=None, stream_input=True):
+          ram_budget=None, stream_input=True, patches=None, patch_end=None):
     """Build, run and measure every variant of every model on a board; write results/<run-id>/."""
     from harness.commands import bench_command, fused_options
     bench_command(board=board, model=model, variant=variant, inputs=inputs, runs=int(runs),
                   jobs=int(jobs) if jobs else None,
                   max_inputs=int(max_inputs) if max_inputs else None, timeout=float(timeout),
-                  options=fused_options(max_overhead, blocks, tile, mode, ram_budget, stream_input),
+                  options=fused_options(max_overhead, blocks, tile, mode, ram_budget, stream_input, patches, patch_end),
                   runner=runner, port=port,
                   renode=renode, flash_tool=flash_tool, probe=probe, no_flash=bool(no_flash))
 
@@ -99,11 +101,11 @@ def bench(c, board="stm32h7", model=None, variant=None, inputs=None, runs=1, job
             "variant": "schedule: unfused, fused or msf", **FUSED_HELP})
 @_cli
 def build(c, board="stm32h7", model=None, variant="unfused", max_overhead=None, blocks=None,
-          tile=None, mode=None, ram_budget=None, stream_input=True):
+          tile=None, mode=None, ram_budget=None, stream_input=True, patches=None, patch_end=None):
     """Build one firmware into build/<board>/<model>/<variant>/ and print its size."""
     from harness.commands import build_command, fused_options
     build_command(board=board, model=model, variant=variant,
-                  options=fused_options(max_overhead, blocks, tile, mode, ram_budget, stream_input))
+                  options=fused_options(max_overhead, blocks, tile, mode, ram_budget, stream_input, patches, patch_end))
 
 
 @task(help={"board": "board name", "model": "a .tflite file or shipped model name",
@@ -125,7 +127,7 @@ def run(c, board="stm32h7", model=None, variant="unfused", inputs=None, max_inpu
 @_cli
 def resolution(c, board="stm32h7,stm32f4", width=0.35, variant="unfused,fused,msf", resolutions="64:320:16",
                max_inputs=3, run=True, max_overhead=None, blocks=None, tile=None, mode=None,
-               ram_budget=None, stream_input=True):
+               ram_budget=None, stream_input=True, patches=None, patch_end=None):
     """Largest input resolution each schedule fits on each board; plot RAM vs resolution."""
     from harness.commands import fused_options
     from harness.errors import FusebenchError
@@ -137,7 +139,7 @@ def resolution(c, board="stm32h7,stm32f4", width=0.35, variant="unfused,fused,ms
     run_dir = resolution_sweep([b for b in board.split(",") if b], float(width),
                                [v for v in variant.split(",") if v], tuple(range(first, last + 1, step)),
                                int(max_inputs),
-                               fused_options(max_overhead, blocks, tile, mode, ram_budget, stream_input), run)
+                               fused_options(max_overhead, blocks, tile, mode, ram_budget, stream_input, patches, patch_end), run)
     print(f"results: {run_dir}")
 
 

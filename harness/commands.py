@@ -19,22 +19,25 @@ def _out_path(option: PathOpt, default: Path) -> Optional[Path]:
     return path
 
 
-VARIANTS = ("unfused", "fused", "msf")
+VARIANTS = ("unfused", "fused", "msf", "patch")
 DEFAULT_VARIANTS = VARIANTS
 
 # Options each variant understands; the others are not passed to it.
 VARIANT_OPTIONS = {"unfused": (), "fused": ("max_overhead", "blocks", "tile", "mode", "first_conv"),
-                   "msf": ("max_overhead", "ram_budget", "stream_input")}
+                   "msf": ("max_overhead", "ram_budget", "stream_input"),
+                   "patch": ("patches", "patch_end")}
 
 
 def make_plan(graph, variant: str, board=None, **options):
     """The plan of one schedule variant.
+    patch: patches ('3x3'), patch_end (last op of the patch stage).
     fused: max_overhead (fraction, per stage), blocks ('0-2' or '0-1,2-4'),
       tile ('4x8' or '2'), mode, first_conv.
     msf: max_overhead (fraction of the network's MACs), ram_budget (bytes),
       stream_input; with neither limit the fewest MACs that fit `board`."""
     from .fusion import plan_fused
     from .msf import plan_msf
+    from .patch import plan_patch
     from .plan import plan_layer_by_layer
     if variant not in VARIANT_OPTIONS:
         raise FusebenchError(f"unknown variant '{variant}' (available: {', '.join(VARIANTS)})")
@@ -47,6 +50,8 @@ def make_plan(graph, variant: str, board=None, **options):
         return plan_layer_by_layer(graph)
     if variant == "fused":
         return plan_fused(graph, **mine)
+    if variant == "patch":
+        return plan_patch(graph, **mine)
     return plan_msf(graph, board=board, **mine)
 
 
@@ -70,7 +75,8 @@ def parse_bytes(text) -> int:
 
 def fused_options(max_overhead: Optional[str] = None, blocks: Optional[str] = None,
                   tile: Optional[str] = None, mode: Optional[str] = None,
-                  ram_budget: Optional[str] = None, stream_input: Optional[bool] = None) -> dict:
+                  ram_budget: Optional[str] = None, stream_input: Optional[bool] = None,
+                  patches: Optional[str] = None, patch_end: Optional[str] = None) -> dict:
     """CLI options of the fused schedules -> make_plan keyword arguments."""
     options = {}
     if max_overhead not in (None, ""):
@@ -89,6 +95,13 @@ def fused_options(max_overhead: Optional[str] = None, blocks: Optional[str] = No
         options["ram_budget"] = parse_bytes(ram_budget)
     if stream_input is not None:
         options["stream_input"] = bool(stream_input)
+    if patches:
+        options["patches"] = patches
+    if patch_end not in (None, ""):
+        try:
+            options["patch_end"] = int(patch_end)
+        except ValueError:
+            raise FusebenchError(f"--patch-end '{patch_end}': expected an op index") from None
     return options
 
 

@@ -525,6 +525,11 @@ def plan_msf(graph: Graph, max_overhead: Optional[float] = None, ram_budget: Opt
             if plan.arena_bytes <= budget:
                 return plan
             target = min(target - (plan.arena_bytes - budget), s.peak_bytes - ARENA_ALIGNMENT)
+        for s in front[:REALIZE_CANDIDATES]:          # last resort: the least peaks themselves
+            if s.macs <= limit and s.peak_bytes <= budget:
+                plan = space.realize(s)
+                if plan.arena_bytes <= budget:
+                    return plan
         where = f"the {board.name} arena budget" if ram_budget is None and board is not None else "the budget"
         within = "" if max_overhead is None else f" within {100 * max_overhead:g}% extra MACs"
         raise FusebenchError(f"{graph.name}: no msf schedule fits {where} of {_kib(budget)}{within}; "

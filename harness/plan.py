@@ -71,6 +71,7 @@ class Plan:
     stages: list = field(default_factory=list)
     macs: int = 0                # MACs as scheduled (with any recomputation)
     base_macs: int = 0           # MACs of the layer-by-layer schedule
+    note: str = ""               # what the planner wants the user to know about this plan
 
     @property
     def input_streamed(self) -> bool:

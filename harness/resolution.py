@@ -19,6 +19,7 @@ import pandas as pd
 
 from .catalog import BUILD_DIR, MODELS_DIR
 from .errors import FusebenchError
+from .msf import APP_STATIC_RESERVE
 
 RESOLUTION_MODELS_DIR = BUILD_DIR / "models" / "resolutions"
 
@@ -73,8 +74,8 @@ def predict(boards: Sequence[str], width: float, resolutions: Sequence[int], var
             row = dict(width=width, resolution=r, variant=v, model=graph.name,
                        arena_bytes_planned=plan.arena_bytes, macs=plan.macs)
             for b in board_objs:
-                # arena + the stack the linker reserves + ~1 KiB of other static data
-                row[f"ram_bytes_{b.name}"] = plan.arena_bytes + b.stack_bytes + 1024
+                # arena + the stack the linker reserves + the app's other static data
+                row[f"ram_bytes_{b.name}"] = plan.arena_bytes + b.stack_bytes + APP_STATIC_RESERVE
                 row[f"fits_{b.name}"] = row[f"ram_bytes_{b.name}"] <= b.ram.size
             rows.append(row)
             log(f"resolution {r:>3} {v:<8} arena {plan.arena_bytes:>8} B")
@@ -103,7 +104,7 @@ def plot_resolution(table: pd.DataFrame, boards: Sequence[str], path: Path, runs
                             fontsize=8, color=line.get_color())
     for b in boards:
         board = load_board(b)
-        usable = (board.ram.size - board.stack_bytes - 1024) / 1024
+        usable = (board.ram.size - board.stack_bytes - APP_STATIC_RESERVE) / 1024
         ax.axhline(usable, color="black", linestyle="--", linewidth=1)
         ax.text(table["resolution"].min(), usable, f" {b}: RAM left for the arena ({usable:.0f} KiB)",
                 va="bottom", fontsize=8)
@@ -127,6 +128,7 @@ def resolution_sweep(boards: Sequence[str], width: float = 0.35, variants: Seque
     run_dir = new_run_dir()
     table.to_csv(run_dir / "resolution.csv", index=False)
     runs: dict = {}
+    failed: dict = {}
     for b in boards:
         for v in variants:
             res = largest_fitting(table, b, v)
@@ -134,13 +136,18 @@ def resolution_sweep(boards: Sequence[str], width: float = 0.35, variants: Seque
             if res is None or not run:
                 continue
             log(f"resolution: running {v} at {res}x{res} on {b}")
-            run_sweep([b], [model_path(width, res)], [v], max_inputs=max_inputs, options=options,
-                      run_dir=run_dir, jobs=1)
+            try:
+                run_sweep([b], [model_path(width, res)], [v], max_inputs=max_inputs, options=options,
+                          run_dir=run_dir, jobs=1)
+            except FusebenchError as exc:          # keep going: the other runs still count
+                log(f"resolution: {v} at {res}x{res} on {b} failed: {exc}")
+                failed[(b, v)] = str(exc)
     if run and (run_dir / "bench.csv").exists():
         rows = pd.read_csv(run_dir / "bench.csv")
         for (b, v), (res, _) in runs.items():
             sel = rows[(rows["board"] == b) & (rows["variant"] == v)]
-            runs[(b, v)] = (res, bool(len(sel)) and bool((sel["status"] == "ok").all()))
+            runs[(b, v)] = (res, bool(len(sel)) and bool((sel["status"] == "ok").all())
+                            and (b, v) not in failed)
     plot_resolution(table, boards, run_dir / "resolution.png", runs)
     summary = pd.DataFrame([dict(board=b, variant=v, largest_resolution=res, ran_bit_exact=ok)
                             for (b, v), (res, ok) in runs.items()])
