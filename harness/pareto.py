@@ -114,14 +114,15 @@ def pareto_command(model: Optional[str] = None, stream_input: bool = True, out: 
             graph.name = f"{path.stem}-at-{resolution}"
         table, timing = front_table(graph, stream_input)
         timings.append(dict(model=graph.name, **timing))
-        unfused = make_plan(graph, "unfused")
-        fused = make_plan(graph, "fused")
-        points = {"unfused": (unfused.macs / unfused.base_macs, unfused.arena_bytes),
-                  "fused": (fused.macs / fused.base_macs, fused.arena_bytes)}
+        # the other schedules as single points on the same axes
+        from .commands import VARIANTS
+        others = {v: make_plan(graph, v) for v in VARIANTS if v != "msf"}
+        unfused = others["unfused"]
+        points = {v: (p.macs / p.base_macs, p.arena_bytes) for v, p in others.items()}
         extra = pd.DataFrame([dict(model=graph.name, point=-1, peak_bytes_predicted=p.lower_bound_bytes,
                                    macs=p.macs, mac_ratio=p.macs / p.base_macs, arena_bytes_planned=p.arena_bytes,
                                    fused_stages=len(p.stages), schedule=name)
-                              for name, p in (("unfused", unfused), ("fused", fused))])
+                              for name, p in others.items()])
         table = table.assign(kind="msf")
         extra = extra.assign(kind=extra["schedule"])
         published = MSF_CNN_W035_144 if _published_applies(graph) else None
@@ -144,7 +145,7 @@ def pareto_command(model: Optional[str] = None, stream_input: bool = True, out: 
         log(f"{graph.name}: {len(table)} front points, search {timing['price_s'] + timing['walk_s']:.2f} s "
             f"({timing['edges']} edges over {timing['ops']} ops); least peak "
             f"{int(table['arena_bytes_planned'].min())} B at {table['mac_ratio'].iloc[0]:.2f}x MACs; "
-            f"unfused {unfused.arena_bytes} B, fused {fused.arena_bytes} B")
+            + ", ".join(f"{v} {p.arena_bytes} B" for v, p in others.items()))
         log(f"wrote {csv}\nwrote {png}")
         tables.append(full)
     if not tables:
