@@ -34,6 +34,8 @@ FUSED_HELP = {
                     "--no-stream-input turns it off)",
     "patches": "patch: the patch grid, 2x2, 3x3 or 4x4 (default: the best of them)",
     "patch_end": "patch: last op of the patch-based stage (default: the least peak)",
+    "band_rows": "reordered: output rows per band of int32 accumulators (default: the fewest within "
+                 "--max-overhead, 15% of each block's MACs)",
     "blocks": "fused: inverted residual blocks per stage, e.g. 0-3 or 0-1,2-4 (default: searched)",
     "tile": "fused: tile HxW in stage-output pixels, or H for row strips (default: searched)",
     "mode": "fused: recompute or linebuffer for the tile overlap (default: searched)",
@@ -52,21 +54,42 @@ FUSED_HELP = {
 @_cli
 def plan(c, model=None, variant="unfused", csv=None, plot=None, json=None, tflm=True,
          max_overhead=None, blocks=None, tile=None, mode=None, ram_budget=None, stream_input=True,
-         board="stm32h7", patches=None, patch_end=None):
+         board="stm32h7", patches=None, patch_end=None, band_rows=None):
     """Print the memory plan of a model: live tensors per layer and the predicted peak arena."""
     from harness.commands import fused_options, plan_command
     plan_command(model=model, variant=variant, csv=csv, plot=plot, json=json, tflm=tflm,
-                 options=fused_options(max_overhead, blocks, tile, mode, ram_budget, stream_input, patches, patch_end),
+                 options=fused_options(max_overhead, blocks, tile, mode, ram_budget, stream_input, patches, patch_end,
+                                      band_rows),
                  board=board)
 
 
-@task(help={"resolution": "make every width at this input resolution (default: the shipped set)",
-            "out": "output folder (default: models/)"})
+@task(help={"resolution": "make every width at this input resolution, or comma-separated resolutions "
+                          "(default: the shipped set)",
+            "width": "MobileNetV2 width(s), comma-separated (default: 0.35,1.0)",
+            "expansion": "expansion ratio(s) t of the inverted residual blocks, comma-separated, e.g. 2,4,6,8 "
+                         "(default 6, Keras' own; other ratios get a _t<t> file suffix)",
+            "training": "full (the shipped models' schedule) or short (one epoch per model at its own "
+                        "resolution; default when any expansion other than 6 is asked for)",
+            "out": "output folder, gets the models, models.json and README.md (default: models/)"})
 @_cli
-def models(c, resolution=None, out=None):
+def models(c, resolution=None, out=None, width=None, expansion=None, training=None):
     """Regenerate the shipped int8 MobileNetV2 models (needs the `models` extra: TensorFlow)."""
-    from harness.commands import models_command
-    models_command(resolution=int(resolution) if resolution else None, out=out)
+    from pathlib import Path
+
+    from harness.errors import FusebenchError
+    from harness.modelgen import DEFAULT_EXPANSION, DEFAULT_WIDTHS, MODELS_DIR, make_models
+
+    def numbers(text, kind, option):
+        try:
+            return [kind(v) for v in str(text).split(",") if v.strip()]
+        except ValueError:
+            raise FusebenchError(f"--{option}: expected comma-separated numbers, got {text!r}") from None
+
+    make_models(Path(out) if out else MODELS_DIR,
+                resolutions=numbers(resolution, int, "resolution") if resolution else None,
+                widths=numbers(width, float, "width") if width else DEFAULT_WIDTHS,
+                expansions=numbers(expansion, int, "expansion") if expansion else (DEFAULT_EXPANSION,),
+                training=training)
 
 
 @task(help={"board": "board name(s), comma-separated (see boards/)",
@@ -86,13 +109,14 @@ def models(c, resolution=None, out=None):
 def bench(c, board="stm32h7", model=None, variant=None, inputs=None, runs=1, jobs=None,
           max_inputs=None, timeout=600, max_overhead=None, blocks=None, tile=None, mode=None,
           runner=None, port=None, renode=None, flash_tool=None, probe=None, no_flash=False,
-          ram_budget=None, stream_input=True, patches=None, patch_end=None):
+          ram_budget=None, stream_input=True, patches=None, patch_end=None, band_rows=None):
     """Build, run and measure every variant of every model on a board; write results/<run-id>/."""
     from harness.commands import bench_command, fused_options
     bench_command(board=board, model=model, variant=variant, inputs=inputs, runs=int(runs),
                   jobs=int(jobs) if jobs else None,
                   max_inputs=int(max_inputs) if max_inputs else None, timeout=float(timeout),
-                  options=fused_options(max_overhead, blocks, tile, mode, ram_budget, stream_input, patches, patch_end),
+                  options=fused_options(max_overhead, blocks, tile, mode, ram_budget, stream_input, patches, patch_end,
+                                      band_rows),
                   runner=runner, port=port,
                   renode=renode, flash_tool=flash_tool, probe=probe, no_flash=bool(no_flash))
 
@@ -101,11 +125,12 @@ def bench(c, board="stm32h7", model=None, variant=None, inputs=None, runs=1, job
             "variant": "schedule: unfused, fused or msf", **FUSED_HELP})
 @_cli
 def build(c, board="stm32h7", model=None, variant="unfused", max_overhead=None, blocks=None,
-          tile=None, mode=None, ram_budget=None, stream_input=True, patches=None, patch_end=None):
+          tile=None, mode=None, ram_budget=None, stream_input=True, patches=None, patch_end=None, band_rows=None):
     """Build one firmware into build/<board>/<model>/<variant>/ and print its size."""
     from harness.commands import build_command, fused_options
     build_command(board=board, model=model, variant=variant,
-                  options=fused_options(max_overhead, blocks, tile, mode, ram_budget, stream_input, patches, patch_end))
+                  options=fused_options(max_overhead, blocks, tile, mode, ram_budget, stream_input, patches, patch_end,
+                                      band_rows))
 
 
 @task(help={"board": "board name", "model": "a .tflite file or shipped model name",
@@ -127,7 +152,7 @@ def run(c, board="stm32h7", model=None, variant="unfused", inputs=None, max_inpu
 @_cli
 def resolution(c, board="stm32h7,stm32f4", width=0.35, variant="unfused,fused,msf", resolutions="64:320:16",
                max_inputs=3, run=True, max_overhead=None, blocks=None, tile=None, mode=None,
-               ram_budget=None, stream_input=True, patches=None, patch_end=None):
+               ram_budget=None, stream_input=True, patches=None, patch_end=None, band_rows=None):
     """Largest input resolution each schedule fits on each board; plot RAM vs resolution."""
     from harness.commands import fused_options
     from harness.errors import FusebenchError
@@ -139,7 +164,8 @@ def resolution(c, board="stm32h7,stm32f4", width=0.35, variant="unfused,fused,ms
     run_dir = resolution_sweep([b for b in board.split(",") if b], float(width),
                                [v for v in variant.split(",") if v], tuple(range(first, last + 1, step)),
                                int(max_inputs),
-                               fused_options(max_overhead, blocks, tile, mode, ram_budget, stream_input, patches, patch_end), run)
+                               fused_options(max_overhead, blocks, tile, mode, ram_budget, stream_input, patches, patch_end,
+                                      band_rows), run)
     print(f"results: {run_dir}")
 
 

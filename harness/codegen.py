@@ -175,6 +175,52 @@ class _Emitter:
         return out
 
 
+def _reordered_code(em: "_Emitter", graph: Graph, plan: Plan, k: int, lower) -> list[str]:
+    """A block run one expansion channel at a time (fb_bottleneck_s8)."""
+    from .lowering import ADD_PARAM_FIELDS, CONV_PARAM_FIELDS, bottleneck_parts
+    st = plan.stages[k]
+    calls = [lower(graph, graph.ops[i]) for i in st.ops]
+    expand, dw, project, add = bottleneck_parts(calls)
+
+    def conv(call) -> str:
+        return "{ " + ", ".join(f".{f} = {int(call.params[f])}" for f in CONV_PARAM_FIELDS) + " }"
+
+    def consts(call) -> tuple[str, str, str]:
+        a = call.arrays
+        bias = em.const(a["bias"]) if a.get("bias") is not None else "(const int32_t *)0"
+        return (f"{{ {em.const(a['multiplier'])}, {em.const(a['shift'])}, 0 }}", em.const(a["filter"]), bias)
+
+    fields = [f".has_expand = {int(expand is not None)}"]
+    if expand is not None:
+        q, f, b = consts(expand)
+        fields += [f".expand = {conv(expand)}", f".expand_q = {q}", f".expand_filter = {f}", f".expand_bias = {b}"]
+    q, f, b = consts(dw)
+    fields += [f".dw = {{ .conv = {conv(dw)}, .depth_multiplier = {int(dw.params['depth_multiplier'])} }}",
+               f".dw_q = {q}", f".dw_filter = {f}", f".dw_bias = {b}"]
+    q, f, b = consts(project)
+    fields += [f".project = {conv(project)}", f".project_q = {q}", f".project_filter = {f}",
+               f".project_bias = {b}"]
+    fields.append(f".has_residual = {int(add is not None)}")
+    if add is not None:
+        a = dict(add.params)
+        if add.inputs[0] != (expand or dw).inputs[0]:        # ADD(projection, block input)
+            for name in ("offset", "multiplier", "shift"):
+                a["input1_" + name], a["input2_" + name] = a["input2_" + name], a["input1_" + name]
+        fields.append(".add = { " + ", ".join(f".{n} = {int(a[n])}" for n in ADD_PARAM_FIELDS) + " }")
+    in_c = _view_dims(graph.tensors[st.inputs[0]].shape)[2]
+    fields += [f".in_c = {in_c}", f".mid_c = {int(dw.params['out_c'])}", f".out_c = {int(project.params['out_c'])}",
+               f".kh = {int(dw.params['kh'])}", f".kw = {int(dw.params['kw'])}", f".band_rows = {st.tile_h}"]
+    scratch = f"(fb_arena + {plan.stage_buffer(k, None).offset})" if st.scratch_bytes else "(int8_t *)0"
+    return [f"/* reordered block s{k}: {st.describe(graph)} */",
+            "const fb_bottleneck_params prm = {",
+            *(f"    {x}," for x in fields),
+            "};",
+            em.view("in", st.inputs[0]),
+            em.view("out", st.output),
+            f"st = fb_bottleneck_s8(&prm, &in, &out, {scratch});",
+            "if (st != FB_OK) return (int)st;"]
+
+
 def _stage_code(em: "_Emitter", graph: Graph, plan: Plan, k: int, lower) -> list[str]:
     """A fused stage: a loop over its tile table; each op runs the same kernel as
     layer by layer, on windows of tile buffers (inner tensors) or of whole maps
@@ -285,7 +331,8 @@ def generate_sources(graph: Graph, plan: Plan, board=None, out_dir: Optional[Pat
         if stage is not None:
             if op.index != stage.ops[0]:
                 continue
-            stmts = _stage_code(em, graph, plan, plan.stages.index(stage), lower)
+            code = _reordered_code if stage.mode == "reordered" else _stage_code
+            stmts = code(em, graph, plan, plan.stages.index(stage), lower)
             done = [plan.steps[i].index for i in stage.ops]   # the whole stage is timed on its first step
         else:
             stmts = em.step(step.index, op, lower(graph, op))

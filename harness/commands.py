@@ -19,13 +19,14 @@ def _out_path(option: PathOpt, default: Path) -> Optional[Path]:
     return path
 
 
-VARIANTS = ("unfused", "fused", "msf", "patch")
+VARIANTS = ("unfused", "fused", "msf", "patch", "reordered")
 DEFAULT_VARIANTS = VARIANTS
 
 # Options each variant understands; the others are not passed to it.
 VARIANT_OPTIONS = {"unfused": (), "fused": ("max_overhead", "blocks", "tile", "mode", "first_conv"),
                    "msf": ("max_overhead", "ram_budget", "stream_input"),
-                   "patch": ("patches", "patch_end")}
+                   "patch": ("patches", "patch_end"),
+                   "reordered": ("max_overhead", "band_rows")}
 
 
 def make_plan(graph, variant: str, board=None, **options):
@@ -38,6 +39,7 @@ def make_plan(graph, variant: str, board=None, **options):
     from .fusion import plan_fused
     from .msf import plan_msf
     from .patch import plan_patch
+    from .reorder import plan_reordered
     from .plan import plan_layer_by_layer
     if variant not in VARIANT_OPTIONS:
         raise FusebenchError(f"unknown variant '{variant}' (available: {', '.join(VARIANTS)})")
@@ -52,6 +54,8 @@ def make_plan(graph, variant: str, board=None, **options):
         return plan_fused(graph, **mine)
     if variant == "patch":
         return plan_patch(graph, **mine)
+    if variant == "reordered":
+        return plan_reordered(graph, **mine)
     return plan_msf(graph, board=board, **mine)
 
 
@@ -76,7 +80,8 @@ def parse_bytes(text) -> int:
 def fused_options(max_overhead: Optional[str] = None, blocks: Optional[str] = None,
                   tile: Optional[str] = None, mode: Optional[str] = None,
                   ram_budget: Optional[str] = None, stream_input: Optional[bool] = None,
-                  patches: Optional[str] = None, patch_end: Optional[str] = None) -> dict:
+                  patches: Optional[str] = None, patch_end: Optional[str] = None,
+                  band_rows: Optional[str] = None) -> dict:
     """CLI options of the fused schedules -> make_plan keyword arguments."""
     options = {}
     if max_overhead not in (None, ""):
@@ -102,6 +107,11 @@ def fused_options(max_overhead: Optional[str] = None, blocks: Optional[str] = No
             options["patch_end"] = int(patch_end)
         except ValueError:
             raise FusebenchError(f"--patch-end '{patch_end}': expected an op index") from None
+    if band_rows not in (None, ""):
+        try:
+            options["band_rows"] = int(band_rows)
+        except ValueError:
+            raise FusebenchError(f"--band-rows '{band_rows}': expected a number of rows") from None
     return options
 
 

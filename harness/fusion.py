@@ -30,7 +30,7 @@ from .graph import Graph, Op
 from .lowering import KernelCall, lower_op, map_hwc
 
 WINDOW_KINDS = ("CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "PAD", "AVERAGE_POOL_2D")
-MODES = ("recompute", "linebuffer")
+MODES = ("recompute", "linebuffer")      # tiled stages; "reordered" stages are harness.reorder's
 
 Region = tuple[int, int, int, int]          # y0, y1, x0, x1 (half-open)
 
@@ -90,6 +90,10 @@ class FusedStage:
 
     def describe(self, graph: Graph) -> str:
         first, last = graph.ops[self.ops[0]], graph.ops[self.ops[-1]]
+        if self.mode == "reordered":
+            return (f"ops {first.index}-{last.index} ({len(self.ops)} layers), one expansion channel at a "
+                    f"time, {self.tile_h}-row output bands, scratch {self.scratch_bytes} B, extra MACs "
+                    f"{self.extra_macs} ({100.0 * self.extra_macs / max(self.base_macs, 1):.1f}%)")
         oh, ow, _ = map_hwc(graph.tensors[self.output].shape)
         tile = f"{self.tile_h}x{'full' if self.tile_w >= ow else self.tile_w}"
         extras = (" input streamed," if self.streamed >= 0 else "") + (" mean accumulated," if self.acc_bytes else "")

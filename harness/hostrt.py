@@ -12,6 +12,10 @@ model can be checked against LiteRT in seconds before any emulator:
                                     a conv/depthwise layer's prepared tables, computed by
                                     the runtime's own fb_*_prepare() (harness.lowering
                                     stores them in flash next to the weights)
+    run_bottleneck(calls, x, band_rows)
+                                    a whole inverted residual block ([expand,] depthwise,
+                                    project[, add] calls) in one fb_bottleneck_s8 call:
+                                    one expansion channel at a time, bands of output rows
 
 Two builds of the same sources exist (`kernels=`): "portable", the reference
 C99 kernels, and "dsp", the optimized Cortex-M4/M7 kernels (fb_*_dsp.c)
@@ -39,7 +43,7 @@ from .errors import FusebenchError
 from .graph import Graph
 from .lowering import (ADD_PARAM_FIELDS, CONV_PARAM_FIELDS, FC_PARAM_FIELDS, FILTER_DIM_FIELDS,
                        MEAN_PARAM_FIELDS, PAD_PARAM_FIELDS, POOL_PARAM_FIELDS, REQUANTIZE_PARAM_FIELDS,
-                       SOFTMAX_PARAM_FIELDS, VIEW_KERNELS, KernelCall, lower_op, map_hwc)
+                       SOFTMAX_PARAM_FIELDS, VIEW_KERNELS, KernelCall, bottleneck_parts, lower_op, map_hwc)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RUNTIME_DIR = REPO_ROOT / "firmware" / "runtime"
@@ -87,6 +91,20 @@ FbSoftmaxParams = _int32_struct("FbSoftmaxParams", SOFTMAX_PARAM_FIELDS)
 FbPadParams = _int32_struct("FbPadParams", PAD_PARAM_FIELDS)
 FbRequantizeParams = _int32_struct("FbRequantizeParams", REQUANTIZE_PARAM_FIELDS)
 
+
+
+class FbBottleneckParams(Structure):
+    _fields_ = [("has_expand", c_int32),
+                ("expand", FbConvParams), ("expand_q", FbChannelQuant),
+                ("expand_filter", POINTER(c_int8)), ("expand_bias", POINTER(c_int32)),
+                ("dw", FbDwConvParams), ("dw_q", FbChannelQuant),
+                ("dw_filter", POINTER(c_int8)), ("dw_bias", POINTER(c_int32)),
+                ("project", FbConvParams), ("project_q", FbChannelQuant),
+                ("project_filter", POINTER(c_int8)), ("project_bias", POINTER(c_int32)),
+                ("has_residual", c_int32), ("add", FbAddParams)] + [
+                (f, c_int32) for f in ("in_c", "mid_c", "out_c", "kh", "kw", "band_rows")]
+
+
 # The kernels' parameter structs are plain int32 fields, so their layout (and
 # that of the prepared tables: int32/int16/int8 values) is the same on the host
 # and on Cortex-M; both are little-endian.
@@ -112,6 +130,8 @@ _SIGNATURES = {
     "fb_dw_conv_s8_prepare": [_P(FbDwConvParams), _P(FbChannelQuant), _P(FbFilterDims), _P(c_int8),
                               _P(c_int32), c_void_p],
     "fb_add_s8": [_P(FbAddParams), _P(FbView), _P(FbView), _P(FbView)],
+    "fb_bottleneck_s8": [_P(FbBottleneckParams), _P(FbView), _P(FbView), _P(c_int8)],
+    "fb_bottleneck_s8_buffer_size": [_P(FbBottleneckParams), _P(FbView), _P(FbView)],
     "fb_mean_s8": [_P(FbMeanParams), _P(FbView), _P(c_int8)],
     "fb_avgpool_s8": [_P(FbPoolParams), _P(FbView), _P(FbView)],
     "fb_fully_connected_s8": [_P(FbFcParams), _P(c_double), _P(c_int8), _P(c_int8), _P(c_int32),
@@ -481,6 +501,124 @@ def _run_flat_kernel(lib, call: KernelCall, arrays: list[np.ndarray], output: np
     else:
         raise FusebenchError(f"unknown kernel {call.kernel}")
     _check(call.kernel, status)
+
+
+# -- inverted residual blocks (fb_bottleneck_s8) -------------------------------------------
+
+def bottleneck_struct(calls: Sequence[KernelCall], band_rows: int) -> tuple[FbBottleneckParams, list]:
+    """The fb_bottleneck_params of a block from its lowered calls ([expand,]
+    depthwise, project[, add]; harness.lowering.bottleneck_parts), and the
+    arrays its pointers point into (keep them alive while the struct is used).
+    An ADD that adds (projection, block input) gets its input fields swapped:
+    the kernel's input 1 is the block input."""
+    expand, dw, project, add = bottleneck_parts(calls)
+    keep: list = []
+
+    def stage(call: Optional[KernelCall]):
+        if call is None:
+            return FbChannelQuant(None, None, None), None, None
+        mult, shift, filt, bias = _conv_constants(call.arrays)
+        keep.extend([mult, shift, filt, bias])
+        return (FbChannelQuant(_ptr(mult, c_int32), _ptr(shift, c_int32), None), _ptr(filt),
+                None if bias is None else _ptr(bias, c_int32))
+
+    params = FbBottleneckParams()
+    params.has_expand = int(expand is not None)
+    if expand is not None:
+        params.expand = FbConvParams(*(expand.params[f] for f in CONV_PARAM_FIELDS))
+    params.expand_q, params.expand_filter, params.expand_bias = stage(expand)
+    params.dw, _ = _conv_structs("fb_dw_conv_s8", dw.params)
+    params.dw_q, params.dw_filter, params.dw_bias = stage(dw)
+    params.project = FbConvParams(*(project.params[f] for f in CONV_PARAM_FIELDS))
+    params.project_q, params.project_filter, params.project_bias = stage(project)
+    params.has_residual = int(add is not None)
+    if add is not None:
+        a = dict(add.params)
+        if add.inputs[0] != (expand or dw).inputs[0]:          # ADD(projection, block input)
+            for f in ("offset", "multiplier", "shift"):
+                a["input1_" + f], a["input2_" + f] = a["input2_" + f], a["input1_" + f]
+        params.add = FbAddParams(*(a[f] for f in ADD_PARAM_FIELDS))
+    params.in_c = map_hwc((expand or dw).input_shapes[0])[2]
+    params.mid_c = dw.params["out_c"]
+    params.out_c = project.params["out_c"]
+    params.kh, params.kw = dw.params["kh"], dw.params["kw"]
+    params.band_rows = band_rows
+    return params, keep
+
+
+def _bottleneck_maps(calls: Sequence[KernelCall]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The block's input and output tensor shapes."""
+    expand, dw, project, add = bottleneck_parts(calls)
+    return (expand or dw).input_shapes[0], (add or project).output_shapes[0]
+
+
+def bottleneck_buffer_size(calls: Sequence[KernelCall], band_rows: int, kernels: str = DEFAULT_KERNELS) -> int:
+    """fb_bottleneck_s8_buffer_size() for the block (0 for unusable arguments)."""
+    params, _ = bottleneck_struct(calls, band_rows)
+    in_shape, out_shape = _bottleneck_maps(calls)
+    in_map = np.zeros(map_hwc(in_shape), np.int8)
+    out_map = np.zeros(map_hwc(out_shape), np.int8)
+    return int(library(kernels).fb_bottleneck_s8_buffer_size(
+        ctypes.byref(params), ctypes.byref(_map_view(in_map)), ctypes.byref(_map_view(out_map))))
+
+
+def run_bottleneck(calls: Sequence[KernelCall], block_input: np.ndarray, band_rows: int, *,
+                   row_padding: int = 0, kernels: str = DEFAULT_KERNELS) -> np.ndarray:
+    """Run a whole inverted residual block with fb_bottleneck_s8 (one expansion
+    channel at a time, output in bands of band_rows rows) on the block input
+    and return its output (the shape of the last call's output). `calls` are
+    the block's lowered ops ([expand,] depthwise, project[, add]). The kernel
+    gets exactly fb_bottleneck_s8_buffer_size() bytes of scratch; writing past
+    them is an error. row_padding > 0 hands input and output over in buffers
+    whose rows are that many bytes longer (sentinel-filled; a write there is
+    an error)."""
+    return _run_bottleneck(calls, block_input, band_rows, row_padding=row_padding, kernels=kernels)[0]
+
+
+def bottleneck_scratch_high_water(calls: Sequence[KernelCall], block_input: np.ndarray, band_rows: int, *,
+                                  kernels: str = DEFAULT_KERNELS) -> int:
+    """How many leading bytes of its scratch fb_bottleneck_s8 writes (see
+    scratch_high_water)."""
+    top = 0
+    for fill in (_SCRATCH_FILL, 0xC3):
+        _, scratch = _run_bottleneck(calls, block_input, band_rows, kernels=kernels, scratch_fill=fill)
+        written = np.flatnonzero(scratch != fill)
+        top = max(top, int(written[-1]) + 1 if written.size else 0)
+    return top
+
+
+def _run_bottleneck(calls: Sequence[KernelCall], block_input: np.ndarray, band_rows: int, *,
+                    row_padding: int = 0, kernels: str = DEFAULT_KERNELS,
+                    scratch_fill: int = _SCRATCH_FILL) -> tuple[np.ndarray, np.ndarray]:
+    lib = library(kernels)
+    params, keep = bottleneck_struct(calls, band_rows)
+    in_shape, out_shape = _bottleneck_maps(calls)
+    x = np.ascontiguousarray(block_input)
+    if x.dtype != np.int8 or x.size != int(np.prod(in_shape, dtype=np.int64)):
+        raise FusebenchError(f"fb_bottleneck_s8: input must be int8 of shape {list(in_shape)}, "
+                             f"got {x.dtype} {list(x.shape)}")
+    in_map = x.reshape(map_hwc(in_shape))
+    out_map = np.zeros(map_hwc(out_shape), np.int8)
+    oh, ow, oc = out_map.shape
+    in_buf, in_view = _staged(in_map, (0, 0, in_map.shape[0], in_map.shape[1]), row_padding)
+    out_buf, out_view = _staged(out_map, (0, 0, oh, ow), row_padding)
+    out_buf[:, :ow * oc] = _SENTINEL
+    size = lib.fb_bottleneck_s8_buffer_size(ctypes.byref(params), ctypes.byref(in_view), ctypes.byref(out_view))
+    if size <= 0:
+        raise FusebenchError(f"fb_bottleneck_s8_buffer_size() is {size}: the kernel refuses these arguments "
+                             f"(band_rows {band_rows})")
+    scratch = _scratch(size, scratch_fill)
+    status = lib.fb_bottleneck_s8(ctypes.byref(params), ctypes.byref(in_view), ctypes.byref(out_view),
+                                  _ptr(scratch))
+    _check("fb_bottleneck_s8", status)
+    if np.any(scratch[size:] != scratch_fill):
+        raise FusebenchError(f"fb_bottleneck_s8 wrote past its {size} bytes of scratch")
+    if row_padding and np.any(out_buf[:, ow * oc:] != _SENTINEL):
+        raise FusebenchError("fb_bottleneck_s8 wrote outside its output rows")
+    if not np.array_equal(in_buf[:, :in_map.shape[1] * in_map.shape[2]].reshape(in_map.shape), in_map):
+        raise FusebenchError("fb_bottleneck_s8 modified its input")
+    del keep
+    return out_buf[:, :ow * oc].reshape(out_shape).copy(), scratch[:size]
 
 
 # -- whole graphs ---------------------------------------------------------------------------

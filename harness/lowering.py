@@ -39,6 +39,12 @@ KernelCall conventions (per kernel; `params` keys are the C struct field names):
                     do not move, so a planner may give the output the input's buffer and
                     skip the call (fb_copy_s8 accepts in == out).
 
+fb_bottleneck_s8 (a whole inverted residual block in one call, one expansion channel at a
+time; fb_runtime.h) has no lowering of its own: it takes the lowered calls of the block's
+ops (bottleneck_parts / bottleneck_dims); bottleneck_scratch_bytes() is its
+fb_bottleneck_s8_buffer_size() and bottleneck_macs() the MACs it executes with halo rows
+recomputed per band (harness.hostrt.run_bottleneck runs it on the host).
+
 `inputs`/`outputs` are the activation tensor indices (constants travel in
 `arrays`), in the kernel's argument order; `input_shapes`/`output_shapes` are
 their shapes. View-based kernels (conv, dw_conv, add, avgpool, pad, mean input)
@@ -216,6 +222,142 @@ def dw_conv_scratch_bytes_prepared(out_c: int, kh: int, kw: int) -> int:
 def dw_conv_scratch_bytes(out_c: int, kh: int, kw: int) -> int:
     """fb_dw_conv_s8_buffer_size(), without prepared tables (they go in scratch)."""
     return dw_conv_prepared_bytes(out_c, kh, kw) + dw_conv_scratch_bytes_prepared(out_c, kh, kw)
+
+
+# -- inverted residual blocks run by fb_bottleneck_s8 ---------------------------------------
+
+@dataclass(frozen=True)
+class BottleneckDims:
+    """The shapes of an inverted residual block as fb_bottleneck_s8 runs it:
+    H x W x in_c input, mid_c expansion channels, kh x kw depthwise (stride,
+    dilation, TFLite padding), out_h x out_w x out_c output."""
+    in_h: int
+    in_w: int
+    in_c: int
+    mid_c: int
+    out_c: int
+    out_h: int
+    out_w: int
+    kh: int
+    kw: int
+    stride_h: int
+    stride_w: int
+    dilation_h: int
+    dilation_w: int
+    pad_top: int
+    pad_left: int
+    has_expand: bool
+    has_residual: bool
+
+
+def bottleneck_parts(calls) -> tuple[Optional[KernelCall], KernelCall, KernelCall, Optional[KernelCall]]:
+    """(expand or None, depthwise, project, add or None) from the lowered calls
+    of one inverted residual block, in graph order: [expand,] depthwise,
+    project[, add]. Checks that they chain and have the shapes fb_bottleneck_s8
+    takes (1x1 stride-1 unpadded expansion and projection, depth multiplier 1,
+    the ADD of the block input and the projection)."""
+    calls = list(calls)
+    kinds = [c.kernel for c in calls]
+    expand = calls.pop(0) if kinds[:2] == ["fb_conv_s8", "fb_dw_conv_s8"] else None
+    if len(calls) not in (2, 3) or calls[0].kernel != "fb_dw_conv_s8" or calls[1].kernel != "fb_conv_s8" or \
+            (len(calls) == 3 and calls[2].kernel != "fb_add_s8"):
+        raise FusebenchError(f"kernels {kinds} are not an inverted residual block "
+                             "([conv 1x1,] depthwise, conv 1x1[, add])")
+    dw, project = calls[0], calls[1]
+    add = calls[2] if len(calls) == 3 else None
+
+    def pointwise(call: KernelCall, role: str) -> None:
+        p = call.params
+        if (p["kh"], p["kw"], p["stride_h"], p["stride_w"], p["pad_top"], p["pad_left"]) != (1, 1, 1, 1, 0, 0):
+            raise FusebenchError(f"op {call.op_index}: the {role} of a bottleneck must be a 1x1 stride-1 "
+                                 "convolution without padding")
+
+    if expand is not None:
+        pointwise(expand, "expansion")
+        if expand.outputs[0] != dw.inputs[0]:
+            raise FusebenchError(f"op {dw.op_index}: the depthwise does not read the expansion's output")
+    if dw.params["depth_multiplier"] != 1:
+        raise FusebenchError(f"op {dw.op_index}: a bottleneck depthwise needs depth multiplier 1")
+    pointwise(project, "projection")
+    if dw.outputs[0] != project.inputs[0]:
+        raise FusebenchError(f"op {project.op_index}: the projection does not read the depthwise's output")
+    if add is not None:
+        block_in = (expand or dw).inputs[0]
+        if sorted(add.inputs) != sorted([block_in, project.outputs[0]]) or block_in == project.outputs[0]:
+            raise FusebenchError(f"op {add.op_index}: the residual ADD must add the block input and the "
+                                 "projection's output")
+    return expand, dw, project, add
+
+
+def bottleneck_dims(calls) -> BottleneckDims:
+    """The BottleneckDims of a block's lowered calls (see bottleneck_parts)."""
+    expand, dw, project, add = bottleneck_parts(calls)
+    in_h, in_w, in_c = map_hwc((expand or dw).input_shapes[0])
+    out_h, out_w, out_c = map_hwc(project.output_shapes[0])
+    p = dw.params
+    return BottleneckDims(in_h, in_w, in_c, p["out_c"], out_c, out_h, out_w, p["kh"], p["kw"], p["stride_h"],
+                          p["stride_w"], p["dilation_h"], p["dilation_w"], p["pad_top"], p["pad_left"],
+                          expand is not None, add is not None)
+
+
+def _read_range(out_lo: int, out_n: int, stride: int, pad: int, k: int, d: int, size: int) -> int:
+    """How many input coordinates inside [0, size) outputs out_lo .. out_lo + out_n - 1
+    read (fb_bottleneck.c: read_range)."""
+    lo = max(out_lo * stride - pad, 0)
+    hi = min((out_lo + out_n - 1) * stride - pad + (k - 1) * d, size - 1)
+    return max(hi - lo + 1, 0)
+
+
+def bottleneck_bands(out_h: int, band_rows: int) -> list[tuple[int, int]]:
+    """The (first row, rows) bands fb_bottleneck_s8 computes the output in."""
+    if not 1 <= band_rows <= out_h:
+        raise FusebenchError(f"band_rows {band_rows} is not in 1..{out_h} (the block's output rows)")
+    return [(b0, min(band_rows, out_h - b0)) for b0 in range(0, out_h, band_rows)]
+
+
+def _block(block) -> BottleneckDims:
+    return block if isinstance(block, BottleneckDims) else bottleneck_dims(block)
+
+
+def _band_input_rows(d: BottleneckDims, band_rows: int) -> list[int]:
+    return [_read_range(b0, nb, d.stride_h, d.pad_top, d.kh, d.dilation_h, d.in_h)
+            for b0, nb in bottleneck_bands(d.out_h, band_rows)]
+
+
+def _input_cols(d: BottleneckDims) -> int:
+    return _read_range(0, d.out_w, d.stride_w, d.pad_left, d.kw, d.dilation_w, d.in_w)
+
+
+def bottleneck_scratch_bytes(block, band_rows: int) -> int:
+    """fb_bottleneck_s8_buffer_size() for a block (BottleneckDims or its lowered
+    calls): int32 accumulators 4 * band_rows * W' * out_c, the depthwise band
+    of one channel band_rows * W', and with an expansion the expansion rows of
+    one channel: the most input rows a band reads times the input columns the
+    depthwise reads. 4-byte aligned (the accumulators come first)."""
+    d = _block(block)
+    acc = 4 * band_rows * d.out_w * d.out_c
+    dw = band_rows * d.out_w
+    expanded = max(_band_input_rows(d, band_rows)) * _input_cols(d) if d.has_expand else 0
+    return acc + dw + expanded
+
+
+def bottleneck_macs(block, band_rows: int) -> int:
+    """MACs fb_bottleneck_s8 executes for a block (BottleneckDims or its
+    lowered calls) in bands of band_rows: the expansion of every input pixel a
+    band reads, per band (halo rows are recomputed by each band that reads
+    them), plus the depthwise and projection counted as Graph.macs counts them
+    (every tap). With one band (band_rows = H') and TFLite SAME padding this
+    is bottleneck_base_macs()."""
+    d = _block(block)
+    expand = sum(_band_input_rows(d, band_rows)) * _input_cols(d) * d.in_c * d.mid_c if d.has_expand else 0
+    return expand + d.out_h * d.out_w * d.mid_c * (d.kh * d.kw + d.out_c)
+
+
+def bottleneck_base_macs(block) -> int:
+    """MACs of the same block run layer by layer (Graph.macs of its ops)."""
+    d = _block(block)
+    expand = d.in_h * d.in_w * d.in_c * d.mid_c if d.has_expand else 0
+    return expand + d.out_h * d.out_w * d.mid_c * (d.kh * d.kw + d.out_c)
 
 
 def _with_prepared(kernel: str, params: dict[str, int], arrays: dict[str, np.ndarray]) -> _Arrays:

@@ -158,6 +158,65 @@ typedef struct {
 fb_status fb_add_s8(const fb_add_params *p, const fb_view *a, const fb_view *b, fb_view *out);
 fb_status fb_add_s8_portable(const fb_add_params *p, const fb_view *a, const fb_view *b, fb_view *out);
 
+/* A whole MobileNetV2 inverted residual block in one call, one expansion channel
+ * at a time (bottleneck reordering): optional 1x1 expansion CONV_2D (in_c ->
+ * mid_c), DEPTHWISE_CONV_2D kh x kw (mid_c channels, depth multiplier 1), 1x1
+ * projection CONV_2D (mid_c -> out_c), optional residual ADD of the block input.
+ * The mid_c-channel expanded and depthwise maps never exist: the output is made
+ * in bands of band_rows output rows; per band and expansion channel i the kernel
+ * computes the expansion rows the band's depthwise rows read (halo rows are
+ * recomputed by the next band), the band's depthwise channel i, and adds
+ * (dw_i + project.input_offset) * project_filter[o][i] into int32 accumulators
+ * (band_rows x W' x out_c). After the last channel each band is requantized as
+ * the projection CONV_2D would, then (has_residual) put through ADD's arithmetic
+ * with the block input. The bytes equal those of the four kernels run one
+ * after another (integer sums do not depend on order; every requantization is
+ * the same arithmetic). Each stage's fields mean what they mean in its own
+ * kernel's call; the `prepared` tables of the fb_channel_quant are ignored.
+ *   expand:  1x1, stride 1, no padding; filter [mid_c][in_c]; ignored when has_expand == 0
+ *            (expansion ratio 1: the depthwise reads the block input, mid_c == in_c)
+ *   dw:      stride, dilation, padding as TFLite; filter [1][kh][kw][mid_c]
+ *   project: 1x1, stride 1, no padding; filter [out_c][mid_c]
+ *   add:     input 1 (a) is the block input, input 2 (b) the projection output
+ *            (swap the input1_* and input2_* fields for a model that adds them the
+ *            other way round); needs in_c == out_c and an output the size of the input
+ * Biases may be NULL. input and output are whole maps (y0 = x0 = 0, h = full_h,
+ * w = full_w; rows may be padded) that must not overlap; output is H' x W' x
+ * out_c. band_rows: 1..H' (H' = one band: accumulators for the whole output).
+ * scratch: fb_bottleneck_s8_buffer_size() bytes, 4-byte aligned, laid out as
+ *   int32 accumulators   4 * band_rows * W' * out_c
+ *   depthwise band       band_rows * W'                   (one channel, int8)
+ *   expansion rows       R * C (has_expand only; one channel, int8), where
+ *                        C = the input columns the depthwise reads (all W unless
+ *                        VALID-style padding leaves some unread) and R = the
+ *                        most input rows any band's depthwise reads, i.e. the
+ *                        largest count of rows in [b*sh - pad_top,
+ *                        (b + n - 1)*sh - pad_top + (kh - 1)*dh] inside [0, H)
+ *                        over the bands (b, n) (at most (band_rows-1)*sh + (kh-1)*dh + 1).
+ * The buffer size is 0 for unusable arguments (which the kernel refuses with
+ * FB_ERR_ARG). */
+typedef struct {
+    int32_t has_expand;     /* 0: no expansion op (expansion ratio 1) */
+    fb_conv_params expand;
+    fb_channel_quant expand_q;
+    const int8_t *expand_filter;   /* [mid_c][in_c] */
+    const int32_t *expand_bias;    /* [mid_c] or NULL */
+    fb_dw_conv_params dw;
+    fb_channel_quant dw_q;
+    const int8_t *dw_filter;       /* [1][kh][kw][mid_c] */
+    const int32_t *dw_bias;        /* [mid_c] or NULL */
+    fb_conv_params project;
+    fb_channel_quant project_q;
+    const int8_t *project_filter;  /* [out_c][mid_c] */
+    const int32_t *project_bias;   /* [out_c] or NULL */
+    int32_t has_residual;          /* 1: ADD(block input, projection output) */
+    fb_add_params add;
+    int32_t in_c, mid_c, out_c, kh, kw;   /* channels; the depthwise kernel size */
+    int32_t band_rows;                    /* output rows per band, 1..H' */
+} fb_bottleneck_params;
+int32_t fb_bottleneck_s8_buffer_size(const fb_bottleneck_params *p, const fb_view *input, const fb_view *output);
+fb_status fb_bottleneck_s8(const fb_bottleneck_params *p, const fb_view *input, fb_view *output, int8_t *scratch);
+
 /* MEAN over H and W (TFLite MEAN int8 with axes [1,2], keep_dims either way).
  * multiplier/shift quantize input_scale / output_scale (the kernel folds in
  * 1/(H*W) exactly as LiteRT does). input must be the whole map; output gets c
