@@ -494,10 +494,11 @@ def plan_msf(graph: Graph, max_overhead: Optional[float] = None, ram_budget: Opt
              board=None, stream_input: bool = True, space: Optional[FusionSpace] = None) -> Plan:
     """The `msf` schedule.
 
-    ram_budget (bytes): the fewest MACs whose arena fits it.
+    ram_budget (bytes): the fewest MACs whose arena fits it (then the least
+    executed work).
     max_overhead (fraction of the network's MACs): the least arena within it.
-    Neither: the fewest MACs whose arena fits `board` (least arena among equals);
-    without a board, the least arena at the fewest MACs."""
+    Neither: the least arena at the fewest MACs that fit `board` (without a
+    board: at the fewest MACs of all)."""
     if max_overhead is not None and max_overhead < 0:
         raise FusebenchError("--max-overhead must not be negative")
     if ram_budget is not None and ram_budget <= 0:
@@ -510,9 +511,16 @@ def plan_msf(graph: Graph, max_overhead: Optional[float] = None, ram_budget: Opt
         return f"{100.0 * (s.macs / space.base_macs - 1):.1f}% extra MACs"
 
     budget = ram_budget
-    if budget is None and max_overhead is None and board is not None:
-        budget = board_arena_budget(board)
     limit = float("inf") if max_overhead is None else space.base_macs * (1 + max_overhead) + 1e-6
+    if budget is None and max_overhead is None and board is not None:
+        # The least RAM at the least overhead that fits the board: the front's
+        # point with the fewest MACs among those that fit, then as below.
+        fits = [s for s in front if s.peak_bytes <= board_arena_budget(board)]
+        if fits:
+            max_overhead = min(s.macs for s in fits) / space.base_macs - 1
+            limit = min(s.macs for s in fits) + 1e-6
+        else:
+            budget = board_arena_budget(board)      # nothing fits: say so below
     if budget is not None:
         # The fewest MACs within the budget; the packed arena may exceed the
         # predicted peak by fragmentation: then ask again with less.
