@@ -130,7 +130,7 @@ def axis_receptive(call: KernelCall, axis: int, lo, hi, size: int):
     return np.maximum(a, 0), np.minimum(b, size)
 
 
-def _hull(a, b):
+def interval_hull(a, b):
     """Interval hull of two interval arrays, ignoring empty ones (lo >= hi)."""
     (alo, ahi), (blo, bhi) = a, b
     a_empty, b_empty = alo >= ahi, blo >= bhi
@@ -241,7 +241,7 @@ class StageGeometry:
                 out_lo = new_rows(out_lo, out_hi)
             for t in call.inputs:
                 rng = axis_receptive(call, axis, out_lo, out_hi, self.shape[t][axis])
-                need[t] = _hull(need[t], rng) if t in need else rng
+                need[t] = interval_hull(need[t], rng) if t in need else rng
         return need
 
     def needs(self, out_region: Region) -> dict[int, Region]:

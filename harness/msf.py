@@ -34,8 +34,8 @@ from typing import Optional
 import numpy as np
 
 from .errors import FusebenchError
-from .fusion import (MODES, StageGeometry, WINDOW_KINDS, axis_receptive, inplace_footprint, inplace_offset,
-                     is_global_mean)
+from .fusion import (WINDOW_KINDS, StageGeometry, axis_receptive, inplace_footprint, inplace_offset,
+                     interval_hull, is_global_mean)
 from .graph import Graph
 from .lowering import lower_op, map_hwc
 from .plan import ARENA_ALIGNMENT, Plan, kernel_scratch, lifetimes, plan_schedule
@@ -215,7 +215,7 @@ class FusionSpace:
                         if n == 2:
                             lo = w.starts(lo, hi)
                         rng = axis_receptive(call, axis_of[n], lo, hi, in_shape[axis_of[n]])
-                        rngs.append(_hull_np(need[t][n], rng) if t in need else rng)
+                        rngs.append(interval_hull(need[t][n], rng) if t in need else rng)
                     need[t] = rngs
                 for j in (a + 1, a + 2) if reduce else (a + 1,):
                     if j - k < 2 and j == a + 1 and not (k == 0 and self.stream_input):
@@ -434,14 +434,6 @@ class _StagePrice:
         self.tensors[out] = (_align(channels * np.outer(my, mx)), _align(channels * np.outer(myl, mx)),
                              (cy, cx, cyl))
         self.scratch = max(self.scratch, scratch)
-
-
-def _hull_np(a, b):
-    (alo, ahi), (blo, bhi) = a, b
-    a_empty, b_empty = alo >= ahi, blo >= bhi
-    lo = np.where(a_empty, blo, np.where(b_empty, alo, np.minimum(alo, blo)))
-    hi = np.where(a_empty, bhi, np.where(b_empty, ahi, np.maximum(ahi, bhi)))
-    return lo, hi
 
 
 def _pareto_mask(peaks: np.ndarray, macs: np.ndarray) -> np.ndarray:

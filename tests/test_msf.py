@@ -4,7 +4,6 @@ chooses (generated C on the host against LiteRT), with streamed input and a
 tile-wise global average pool."""
 from __future__ import annotations
 
-import itertools
 
 import numpy as np
 import pytest
@@ -15,7 +14,7 @@ from harness.errors import FusebenchError
 from harness.fusion import StageGeometry
 from harness.hostmodel import build_host_model, run_host_model
 from harness.msf import FusionSpace, plan_msf
-from harness.plan import check_plan, plan_layer_by_layer
+from harness.plan import check_plan, plan_layer_by_layer, plan_schedule
 from harness.reference import reference_outputs
 from harness.testing.tflite_builder import inverted_residual_chain_model
 from harness.tflite_import import load_model, load_model_bytes
@@ -48,7 +47,7 @@ def test_cost_model_matches_the_built_tile_tables(case, stream):
         st = StageGeometry(graph, list(range(e.start, e.end)), stream_input=stream).schedule(
             e.tile_h, e.tile_w, e.mode)
         assert st.macs == e.macs, e
-        plan = __import__("harness.plan", fromlist=["plan_schedule"]).plan_schedule(graph, [st])
+        plan = plan_schedule(graph, [st])
         stage_steps = plan.steps[e.start:e.end]
         assert max(s.live_bytes for s in stage_steps) <= e.peak_bytes, e
         assert max(s.live_bytes for s in stage_steps) >= e.peak_bytes - 16 * 40, e   # alignment slack
@@ -124,7 +123,6 @@ def test_stage_with_mean_and_streamed_input_is_bit_exact(tmp_path):
     mean = next(op.index for op in graph.ops if op.kind == "MEAN")
     for tile, mode in (((2, 3), "recompute"), ((1, 2), "linebuffer")):
         st = StageGeometry(graph, list(range(0, mean + 1)), stream_input=True).schedule(*tile, mode)
-        from harness.plan import plan_schedule
         plan = plan_schedule(graph, [st], variant="msf")
         assert plan.input_streamed and st.acc_bytes
         spatial = [a for a in plan.allocations if a.tensor is not None and len(graph.tensors[a.tensor].shape) == 4]

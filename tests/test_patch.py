@@ -5,13 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.codegen import generate_sources
 from harness.commands import make_plan
 from harness.errors import FusebenchError
-from harness.hostmodel import build_host_model, run_host_model
 from harness.patch import parse_grid, plan_patch
 from harness.plan import check_plan, plan_layer_by_layer
-from harness.reference import reference_outputs
+from harness.testing.hostcheck import assert_plan_bit_exact
 from harness.testing.tflite_builder import inverted_residual_chain_model
 from harness.tflite_import import load_model
 
@@ -31,12 +29,7 @@ def test_patch_stage_is_bit_exact(tmp_path, grid):
     assert 1 < len(st.row_table) <= n and 1 < len(st.col_table) <= n
     assert plan.macs >= plan.base_macs           # the halo is recomputed
     assert graph.inputs[0] in [a.tensor for a in plan.allocations]    # the input is in the arena
-    gen = tmp_path / "gen"
-    generate_sources(graph, plan, None, gen)
-    rng = np.random.default_rng(2)
-    xs = [rng.integers(-128, 128, graph.input.shape, dtype=np.int8) for _ in range(3)]
-    for ours, ref in zip(run_host_model(build_host_model(gen), xs, graph.output.nbytes), reference_outputs(path, xs)):
-        np.testing.assert_array_equal(ours, ref.reshape(-1))
+    assert_plan_bit_exact(graph, plan, path, tmp_path / "gen")
 
 
 def test_patch_on_the_shipped_models_and_the_user_choices(model_paths):

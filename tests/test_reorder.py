@@ -5,13 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.codegen import generate_sources
 from harness.commands import make_plan
 from harness.errors import FusebenchError
-from harness.hostmodel import build_host_model, run_host_model
 from harness.plan import check_plan, plan_layer_by_layer
-from harness.reference import reference_outputs
 from harness.reorder import plan_reordered
+from harness.testing.hostcheck import assert_plan_bit_exact
 from harness.testing.tflite_builder import inverted_residual_chain_model
 from harness.tflite_import import load_model
 
@@ -28,12 +26,7 @@ def test_reordered_chain_is_bit_exact(tmp_path, band_rows):
     assert all(st.mode == "reordered" for st in plan.stages)
     if band_rows:
         assert all(st.tile_h == min(band_rows, graph.tensors[st.output].shape[1]) for st in plan.stages)
-    gen = tmp_path / "gen"
-    generate_sources(graph, plan, None, gen)
-    rng = np.random.default_rng(5)
-    xs = [rng.integers(-128, 128, graph.input.shape, dtype=np.int8) for _ in range(3)]
-    for ours, ref in zip(run_host_model(build_host_model(gen), xs, graph.output.nbytes), reference_outputs(path, xs)):
-        np.testing.assert_array_equal(ours, ref.reshape(-1))
+    assert_plan_bit_exact(graph, plan, path, tmp_path / "gen")
 
 
 def test_reordered_plan_on_a_shipped_model_lowers_each_chosen_block(model_paths):

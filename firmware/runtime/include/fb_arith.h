@@ -226,4 +226,17 @@ static inline int8_t fb_fc_output(const fb_fc_params *p, const double *effective
     return (int8_t)fb_clamp(out, p->act_min, p->act_max);
 }
 
+/* ADD int8 for one element (LiteRT's AddFunc): shared by fb_add_s8 and the
+ * residual of fb_bottleneck_s8 so both give the same bytes. */
+static inline int8_t fb_add_one(const fb_add_params *p, int32_t x, int32_t y)
+{
+    const int32_t a = fb_shift_left_wrap(p->input1_offset + x, p->left_shift);
+    const int32_t b = fb_shift_left_wrap(p->input2_offset + y, p->left_shift);
+    const int32_t sum = fb_mbqm_smaller_than_one(a, p->input1_multiplier, p->input1_shift) +
+                        fb_mbqm_smaller_than_one(b, p->input2_multiplier, p->input2_shift);
+    const int32_t out =
+        fb_mbqm_smaller_than_one(sum, p->output_multiplier, p->output_shift) + p->output_offset;
+    return (int8_t)fb_clamp(out, p->act_min, p->act_max);
+}
+
 #endif /* FB_ARITH_H */

@@ -4,16 +4,6 @@
 #include "fb_arith.h"
 #include "fb_dsp.h"
 
-static inline int8_t add_one(const fb_add_params *p, int32_t x, int32_t y)
-{
-    const int32_t a = fb_shift_left_wrap(p->input1_offset + x, p->left_shift);
-    const int32_t b = fb_shift_left_wrap(p->input2_offset + y, p->left_shift);
-    const int32_t sum = fb_mbqm_smaller_than_one(a, p->input1_multiplier, p->input1_shift) +
-                        fb_mbqm_smaller_than_one(b, p->input2_multiplier, p->input2_shift);
-    const int32_t out =
-        fb_mbqm_smaller_than_one(sum, p->output_multiplier, p->output_shift) + p->output_offset;
-    return (int8_t)fb_clamp(out, p->act_min, p->act_max);
-}
 
 fb_status fb_add_s8_portable(const fb_add_params *p, const fb_view *a, const fb_view *b, fb_view *out)
 {
@@ -27,7 +17,7 @@ fb_status fb_add_s8_portable(const fb_add_params *p, const fb_view *a, const fb_
         const int8_t *pb = b->data + y * b->row_stride;
         int8_t *po = out->data + y * out->row_stride;
         for (int32_t i = 0; i < row; ++i) {
-            po[i] = add_one(p, pa[i], pb[i]);
+            po[i] = fb_add_one(p, pa[i], pb[i]);
         }
     }
     return FB_OK;

@@ -151,17 +151,6 @@ int32_t fb_bottleneck_s8_buffer_size(const fb_bottleneck_params *p, const fb_vie
     return acc_bytes + dw_bytes + exp_bytes;
 }
 
-/* fb_add_s8's arithmetic for one element (fb_add.c: add_one). */
-static inline int8_t add_one(const fb_add_params *p, int32_t x, int32_t y)
-{
-    const int32_t a = fb_shift_left_wrap(p->input1_offset + x, p->left_shift);
-    const int32_t b = fb_shift_left_wrap(p->input2_offset + y, p->left_shift);
-    const int32_t sum = fb_mbqm_smaller_than_one(a, p->input1_multiplier, p->input1_shift) +
-                        fb_mbqm_smaller_than_one(b, p->input2_multiplier, p->input2_shift);
-    const int32_t out =
-        fb_mbqm_smaller_than_one(sum, p->output_multiplier, p->output_shift) + p->output_offset;
-    return (int8_t)fb_clamp(out, p->act_min, p->act_max);
-}
 
 static inline int8_t requant(const fb_conv_params *c, const fb_channel_quant *q, int32_t ch, int32_t acc)
 {
@@ -273,7 +262,7 @@ static void write_band(const fb_bottleneck_params *p, const fb_view *input, fb_v
             const int8_t *x = input->data + (b0 + r) * input->row_stride;
             for (int32_t e = 0, o = 0; e < row; ++e) {
                 const int8_t y = requant(&p->project, &p->project_q, o, a[e]);
-                out[e] = add_one(&p->add, x[e], y);
+                out[e] = fb_add_one(&p->add, x[e], y);
                 o = o + 1 == p->out_c ? 0 : o + 1;
             }
         } else {
