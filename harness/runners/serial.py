@@ -116,8 +116,16 @@ class SerialLink:
                 raise LinkTimeout(f"no line for {timeout_s:g} s")
             try:
                 waiting = self.port.in_waiting
+            except (serial.SerialException, OSError):
+                waiting = 0             # the other end went away: still read what it left
+            try:
                 chunk = self.port.read(max(1, min(waiting, 65536)))
             except (serial.SerialException, OSError) as exc:
+                if self._pending and _TRAILER.search(bytes(self._pending)):
+                    # the last frame (e.g. FAULT) arrived whole but the end closed before its newline
+                    self._lines.append(bytes(self._pending))
+                    self._pending.clear()
+                    break
                 raise LinkClosed(f"serial port closed: {exc}") from None
             if chunk:
                 last_byte = time.monotonic()
