@@ -42,6 +42,14 @@ static uint32_t semihost_call(uint32_t operation, volatile uint32_t *block)
 
 void cortexm_semihost_exit(int code)
 {
+    if (code != 0) {
+        /* After a fault the FAULT frame is the last thing the host reads. QEMU
+         * hands UART bytes to a pseudo-terminal, and when QEMU quits the kernel
+         * drops what the host has not read yet; a busy host is slow to read. So
+         * give it time (about 0.1-0.5 s of host time; only on this path). */
+        for (volatile uint32_t spin = 0; spin < 30000000u; ++spin) {
+        }
+    }
     volatile uint32_t block[2] = {ADP_STOPPED_APPLICATION_EXIT, (uint32_t)code};
     semihost_call(SYS_EXIT_EXTENDED, block);
     for (;;) {
