@@ -387,3 +387,21 @@ def test_fault_over_the_line_is_a_crash_with_registers(tmp_path):
     assert result.status == "crash"
     assert result.detail["pc"] == fault_pc and result.detail["exception"] == 3
     assert any(line.startswith("@FAULT") for line in result.detail["last_output"])
+
+
+@pytest.mark.qemu
+def test_streamed_input_msf_firmware_over_the_line_is_bit_exact(model_paths):
+    """A real msf schedule reads its input while it runs: over a serial line it
+    asks for each piece (NEED/DATA); outputs and counts match the file path."""
+    from harness.bench import build_planned, load_inputs, plan_variant, reference_outputs_isolated
+    path = next(p for p in model_paths if p.stem == "mobilenetv2_w035_64")
+    board, graph, plan = plan_variant("stm32h7", str(path), "msf")
+    assert plan.input_streamed
+    build = build_planned(board, graph, plan)
+    samples = load_inputs(graph, None)[:1]
+    ref = reference_outputs_isolated(str(path), [x for _, x, _ in samples])[0]
+    with QemuPtyBoard(board, build.elf) as device:
+        [result] = SerialRunner(board, device.port, firmware_runner="qemu").run(build.elf, [samples[0][1]])
+    assert result.status == "ok", result.detail
+    np.testing.assert_array_equal(np.asarray(result.output, np.int8).reshape(-1), ref)
+    assert result.arena_bytes_peak == plan.arena_bytes and result.io_ticks > 0
