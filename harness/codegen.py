@@ -74,9 +74,10 @@ def _view_dims(shape: tuple[int, ...]) -> tuple[int, int, int]:
 
 
 class _Emitter:
-    def __init__(self, graph: Graph, plan: Plan):
+    def __init__(self, graph: Graph, plan: Plan, tables: bool = True):
         self.graph = graph
         self.plan = plan
+        self.tables = tables          # emit the optimized kernels' prepared tables
         self.blob = WeightBlob()
         self.lines: list[str] = []
 
@@ -126,7 +127,8 @@ class _Emitter:
                            f".depth_multiplier = {int(p['depth_multiplier'])} }};")
             out.append(self.struct("fb_filter_dims", "fd", {f: p[f] for f in ("out_c", "kh", "kw", "in_c")}))
             # the optimized kernels' tables, prepared at build time, in flash (8-byte aligned)
-            prepared = self.const(a["prepared"]) if a.get("prepared") is not None else "(const void *)0"
+            prepared = (self.const(a["prepared"]) if self.tables and a.get("prepared") is not None
+                        else "(const void *)0")
             out.append(f"const fb_channel_quant q = {{ {self.const(a['multiplier'])}, {self.const(a['shift'])}, "
                        f"{prepared} }};")
             out.append(view("in", ins[0], "in"))
@@ -323,7 +325,13 @@ def generate_sources(graph: Graph, plan: Plan, board=None, out_dir: Optional[Pat
     lower = lower or lower_op
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    em = _Emitter(graph, plan)
+    # The prepared tables serve only the optimized kernels: a build with the
+    # portable ones (no DSP core, or FB_KERNELS=portable) leaves them out of flash.
+    tables = True
+    if board is not None:
+        from .build import kernel_defines
+        tables = "-DFB_KERNELS_DSP=1" in kernel_defines(board)
+    em = _Emitter(graph, plan, tables)
     body: list[str] = []
     for step in plan.steps:
         op = graph.ops[step.op]
