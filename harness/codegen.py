@@ -21,6 +21,7 @@ import numpy as np
 from .errors import FusebenchError
 from .graph import Graph, Op
 from .plan import Plan
+from .protocol import INPUT_READ_FAILED
 
 
 class WeightBlob:
@@ -368,7 +369,7 @@ def generate_sources(graph: Graph, plan: Plan, board=None, out_dir: Optional[Pat
 /* 1: the input never sits whole in the arena; the model reads it tile by tile
  * through fb_model_read_input() and fb_model_input() is a null pointer. */
 #define FB_INPUT_STREAMED {int(plan.input_streamed)}
-#define FB_MODEL_ERR_INPUT (-100)   /* fb_model_read_input() failed */
+#define FB_MODEL_ERR_INPUT ({INPUT_READ_FAILED})   /* fb_model_read_input() failed */
 
 extern int8_t fb_arena[];
 extern const char fb_model_name[];

@@ -35,6 +35,9 @@ from typing import Mapping, Protocol
 from harness.errors import FusebenchError
 
 PROTOCOL_VERSION = 1
+# fb_model_run()'s status when a streamed model could not read its input
+# (FB_MODEL_ERR_INPUT in the generated fb_model.h): the line, not the model.
+INPUT_READ_FAILED = -100
 FRAME_START = "@"
 MAX_CHUNK_BYTES = 256
 MAX_PATH_BYTES = 255          # device buffer for RUN file= (256 with the NUL)

@@ -17,7 +17,7 @@ import numpy as np
 
 from harness.boards import Board, RunnerTarget
 from harness.errors import FusebenchError
-from harness.protocol import PassResult, Session
+from harness.protocol import INPUT_READ_FAILED, PassResult, Session
 
 Status = Literal["ok", "crash", "timeout"]
 
@@ -104,7 +104,9 @@ def merge_passes(passes: list[PassResult], ratio: Fraction, count_source: str,
     status: Status = "ok"
     if first.status != 0:
         status = "crash"
-        detail["reason"] = f"fb_model_run returned {first.status}"
+        detail["reason"] = (f"fb_model_run returned {first.status}" if first.status != INPUT_READ_FAILED else
+                            f"fb_model_run returned {first.status}: the model could not read its input "
+                            "(the host never delivered a piece intact)")
     elif any(p.stack_overflow for p in passes):
         status = "crash"
         detail["reason"] = "stack overflow: the whole stack region was used"

@@ -35,8 +35,8 @@ import numpy as np
 
 from harness.boards import DEFAULT_BAUD, Board
 from harness.errors import FusebenchError
-from harness.protocol import (CorruptFrame, DeviceFault, DeviceInfo, LinkClosed, LinkTimeout,
-                              PassResult, ProtocolError, Session, encode_frame)
+from harness.protocol import (INPUT_READ_FAILED, CorruptFrame, DeviceFault, DeviceInfo, LinkClosed,
+                              LinkTimeout, PassResult, ProtocolError, Session, encode_frame)
 from harness.runners.base import PAINTS, RunResult, Runner, input_bytes, merge_passes
 
 # What the time counter of an image counts, by the runner table it was built for.
@@ -256,7 +256,13 @@ class SerialRunner(Runner):
     def _one_pass(self, session: Session, data: bytes, paint: int, timeout_s: float) -> PassResult:
         for attempt in range(self.pass_retries + 1):
             try:
-                return session.run_pass(data, paint, timeout_s)
+                result = session.run_pass(data, paint, timeout_s)
+                if result.status == INPUT_READ_FAILED and attempt < self.pass_retries:
+                    # a streamed model gave up on a piece of its input the line kept
+                    # damaging: like a damaged RESULT, run the pass again
+                    self.pass_repeats += 1
+                    continue
+                return result
             except (LinkTimeout, LinkClosed, DeviceFault):
                 raise                         # silence, a dead link, a fault: not a glitch
             except ProtocolError:

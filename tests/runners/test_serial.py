@@ -405,3 +405,26 @@ def test_streamed_input_msf_firmware_over_the_line_is_bit_exact(model_paths):
     assert result.status == "ok", result.detail
     np.testing.assert_array_equal(np.asarray(result.output, np.int8).reshape(-1), ref)
     assert result.arena_bytes_peak == plan.arena_bytes and result.io_ticks > 0
+
+
+def test_a_streamed_pass_whose_input_read_failed_is_run_again():
+    """fb_model_run's FB_MODEL_ERR_INPUT is the line's fault, not the model's: the pass repeats."""
+    from harness.protocol import INPUT_READ_FAILED, PassResult
+
+    def result(status):
+        return PassResult(paint=0xA5, status=status, ticks=10, arena_bytes_peak=1, stack_bytes_peak=1,
+                          stack_bytes_model=1, stack_overflow=False, layer_calls=1, layer_ticks=(10,),
+                          output=b"\0")
+
+    class Stub:
+        def __init__(self, statuses):
+            self.statuses = list(statuses)
+
+        def run_pass(self, data, paint, timeout_s):
+            return result(self.statuses.pop(0))
+
+    runner = SerialRunner(load_board("stm32h7"), "/dev/null-port", pass_retries=2)
+    assert runner._one_pass(Stub([INPUT_READ_FAILED, 0]), b"", 0xA5, 1.0).status == 0
+    assert runner.pass_repeats == 1
+    # out of retries: the failure is reported as it is
+    assert runner._one_pass(Stub([INPUT_READ_FAILED] * 3), b"", 0xA5, 1.0).status == INPUT_READ_FAILED
