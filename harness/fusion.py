@@ -311,7 +311,7 @@ class StageGeometry:
             lead = inplace_offset(ys[self.anchor][1], ys[t][0], self._row_bytes(self.anchor), self._row_bytes(t))
             in_bytes, out_bytes = self.graph.tensors[t].nbytes, self.graph.tensors[self.anchor].nbytes
             if inplace_footprint(in_bytes, out_bytes, lead) < in_bytes + out_bytes and \
-                    self._anchor_may_overlay(t, lead):
+                    anchor_may_overlay(self.graph, self.graph.ops[self.tile_ops[-1]], t, lead):
                 inplace = [t, lead]
         return FusedStage(ops=self.ops, inputs=self.inputs, output=self.anchor, inner=self.inner,
                           mode=mode, tile_h=tile_h, tile_w=tile_w, buffers=buffers,
@@ -319,14 +319,6 @@ class StageGeometry:
                           macs=macs, base_macs=self.base_macs, scratch_bytes=self.scratch_bytes,
                           outputs=self.outputs, streamed=self.streamed, acc_bytes=self.acc_bytes,
                           inplace=inplace)
-
-    def _anchor_may_overlay(self, t: int, d: int) -> bool:
-        """The last op writes while it reads: it may read the overlaid input only
-        element by element at the very same bytes (an ADD, no offset)."""
-        last = self.graph.ops[self.tile_ops[-1]]
-        if t not in last.inputs:
-            return True
-        return last.kind == "ADD" and d == 0 and self.shape[t] == self.shape[self.anchor]
 
     def _row_bytes(self, t: int) -> int:
         return self.shape[t][1] * self.shape[t][2]
@@ -355,6 +347,16 @@ def inplace_offset(out_hi: np.ndarray, in_lo: np.ndarray, out_row_bytes: int, in
     need = out_hi[:-1] * out_row_bytes - later_lo[1:] * in_row_bytes
     lead = max(0, int(need.max()))
     return (lead + 15) // 16 * 16
+
+
+def anchor_may_overlay(graph: Graph, last: Op, t: int, lead: int) -> bool:
+    """May a stage's last op write over input `t` (lead bytes early)? It writes
+    while it reads, so it may read the overlaid input only element by element
+    at the very same bytes: an ADD of equal shapes, no lead."""
+    if t not in last.inputs:
+        return True
+    same = map_hwc(graph.tensors[t].shape) == map_hwc(graph.tensors[last.outputs[0]].shape)
+    return last.kind == "ADD" and lead == 0 and same
 
 
 def inplace_footprint(in_bytes: int, out_bytes: int, lead: int) -> int:

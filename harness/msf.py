@@ -34,8 +34,8 @@ from typing import Optional
 import numpy as np
 
 from .errors import FusebenchError
-from .fusion import (WINDOW_KINDS, StageGeometry, axis_receptive, inplace_footprint, inplace_offset,
-                     interval_hull, is_global_mean)
+from .fusion import (WINDOW_KINDS, StageGeometry, anchor_may_overlay, axis_receptive, inplace_footprint,
+                     inplace_offset, interval_hull, is_global_mean)
 from .graph import Graph
 from .lowering import lower_op, map_hwc
 from .plan import ARENA_ALIGNMENT, Plan, kernel_scratch, lifetimes, plan_schedule
@@ -285,9 +285,6 @@ class FusionSpace:
             return zero
         t = self.tensors[max(rows, key=lambda r: (self.size[r], -r))]
         last = g.ops[a]
-        if t in last.inputs and not (last.kind == "ADD" and
-                                     map_hwc(g.tensors[t].shape) == map_hwc(g.tensors[anchor].shape)):
-            return zero
         ah, aw, ac = map_hwc(g.tensors[anchor].shape)
         th, tw, tc = map_hwc(g.tensors[t].shape)
         in_bytes, out_bytes = g.tensors[t].nbytes, g.tensors[anchor].nbytes
@@ -299,7 +296,7 @@ class FusionSpace:
             for k in range(ny):
                 lo, hi = bounds[k], bounds[k + 1]
                 lead = inplace_offset(need[anchor][walk][1][lo:hi], need[t][walk][0][lo:hi], aw * ac, tw * tc)
-                if t in last.inputs and lead:
+                if not anchor_may_overlay(g, last, t, lead):
                     continue
                 footprint = inplace_footprint(in_bytes, out_bytes, lead)
                 if footprint < in_bytes + out_bytes:
@@ -355,16 +352,6 @@ class FusionSpace:
             schedules.append(Schedule(edges=path[::-1], peak_bytes=int(labels[n][0][k]),
                                       macs=int(labels[n][1][k])))
         return schedules
-
-    def least_peak(self, max_overhead: float) -> list[Schedule]:
-        """Schedules within `max_overhead` extra MACs, least peak first."""
-        limit = self.base_macs * (1.0 + max_overhead)
-        return [s for s in self.front() if s.macs <= limit + 1e-9]
-
-    def least_macs(self, budget_bytes: int) -> list[Schedule]:
-        """Schedules whose peak fits `budget_bytes`, fewest MACs first."""
-        fits = [s for s in self.front() if s.peak_bytes <= budget_bytes]
-        return sorted(fits, key=lambda s: (s.macs, s.peak_bytes))
 
     def cheapest(self, max_peak: int, max_macs: float, prefer: str = "work") -> Optional[Schedule]:
         """Among schedules whose every edge peaks within `max_peak` and whose MACs

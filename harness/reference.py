@@ -47,6 +47,16 @@ def reference_output(model: str | Path | bytes, x: np.ndarray) -> np.ndarray:
     return interp.get_tensor(interp.get_output_details()[0]["index"]).reshape(-1).copy()
 
 
+def reference_output_of_inputs(model: str | Path | bytes, inputs: list[np.ndarray]) -> np.ndarray:
+    """The output (in its own shape) of a model with several inputs, given in
+    the model's input order (e.g. the two operands of an ADD)."""
+    interp = _interpreter(model)
+    for detail, x in zip(interp.get_input_details(), inputs):
+        interp.set_tensor(detail["index"], np.asarray(x).reshape(detail["shape"]))
+    interp.invoke()
+    return interp.get_tensor(interp.get_output_details()[0]["index"]).copy()
+
+
 def reference_outputs(model: str | Path | bytes, xs: list[np.ndarray]) -> list[np.ndarray]:
     """Outputs for several inputs with one interpreter."""
     interp = _interpreter(model)

@@ -43,11 +43,6 @@ def reordered_stage(graph: Graph, ops: list[int], band_rows: int, calls=None) ->
         scratch_bytes=bottleneck_scratch_bytes(d, band_rows), outputs=[block_out])
 
 
-def accumulator_bytes(graph: Graph, ops: list[int], band_rows: int) -> int:
-    d = bottleneck_dims([lower_op(graph, graph.ops[i]) for i in ops])
-    return 4 * min(band_rows, d.out_h) * d.out_w * d.out_c
-
-
 def _block_peak(plan: Plan, ops: list[int]) -> int:
     return max(s.live_bytes for s in plan.steps if s.op in ops)
 

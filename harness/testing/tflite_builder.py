@@ -204,93 +204,58 @@ class ModelBuilder:
 
 # -- options ----------------------------------------------------------------------------------
 
-def conv_options(stride: tuple[int, int], padding: str, dilation: tuple[int, int], activation: str) -> OptionsFn:
+def _options(table: str, **fields) -> OptionsFn:
+    """A builtin-options table, e.g. _options("Softmax", Beta=1.0): calls
+    tflite.<table>OptionsStart, <table>OptionsAdd<Field> per field, End."""
     def fn(b):
-        tflite.Conv2DOptionsStart(b)
-        tflite.Conv2DOptionsAddPadding(b, _PADDING[padding])
-        tflite.Conv2DOptionsAddStrideH(b, stride[0])
-        tflite.Conv2DOptionsAddStrideW(b, stride[1])
-        tflite.Conv2DOptionsAddDilationHFactor(b, dilation[0])
-        tflite.Conv2DOptionsAddDilationWFactor(b, dilation[1])
-        tflite.Conv2DOptionsAddFusedActivationFunction(b, _ACTIVATION[activation])
-        return tflite.Conv2DOptionsEnd(b)
+        getattr(tflite, f"{table}OptionsStart")(b)
+        for field, value in fields.items():
+            getattr(tflite, f"{table}OptionsAdd{field}")(b, value)
+        return getattr(tflite, f"{table}OptionsEnd")(b)
     return fn
+
+
+def conv_options(stride: tuple[int, int], padding: str, dilation: tuple[int, int], activation: str) -> OptionsFn:
+    return _options("Conv2D", Padding=_PADDING[padding], StrideH=stride[0], StrideW=stride[1],
+                    DilationHFactor=dilation[0], DilationWFactor=dilation[1],
+                    FusedActivationFunction=_ACTIVATION[activation])
 
 
 def depthwise_options(stride: tuple[int, int], padding: str, dilation: tuple[int, int],
                       depth_multiplier: int, activation: str) -> OptionsFn:
-    def fn(b):
-        tflite.DepthwiseConv2DOptionsStart(b)
-        tflite.DepthwiseConv2DOptionsAddPadding(b, _PADDING[padding])
-        tflite.DepthwiseConv2DOptionsAddStrideH(b, stride[0])
-        tflite.DepthwiseConv2DOptionsAddStrideW(b, stride[1])
-        tflite.DepthwiseConv2DOptionsAddDilationHFactor(b, dilation[0])
-        tflite.DepthwiseConv2DOptionsAddDilationWFactor(b, dilation[1])
-        tflite.DepthwiseConv2DOptionsAddDepthMultiplier(b, depth_multiplier)
-        tflite.DepthwiseConv2DOptionsAddFusedActivationFunction(b, _ACTIVATION[activation])
-        return tflite.DepthwiseConv2DOptionsEnd(b)
-    return fn
+    return _options("DepthwiseConv2D", Padding=_PADDING[padding], StrideH=stride[0], StrideW=stride[1],
+                    DilationHFactor=dilation[0], DilationWFactor=dilation[1], DepthMultiplier=depth_multiplier,
+                    FusedActivationFunction=_ACTIVATION[activation])
 
 
 def pool_options(filter_hw: tuple[int, int], stride: tuple[int, int], padding: str, activation: str) -> OptionsFn:
-    def fn(b):
-        tflite.Pool2DOptionsStart(b)
-        tflite.Pool2DOptionsAddPadding(b, _PADDING[padding])
-        tflite.Pool2DOptionsAddStrideH(b, stride[0])
-        tflite.Pool2DOptionsAddStrideW(b, stride[1])
-        tflite.Pool2DOptionsAddFilterHeight(b, filter_hw[0])
-        tflite.Pool2DOptionsAddFilterWidth(b, filter_hw[1])
-        tflite.Pool2DOptionsAddFusedActivationFunction(b, _ACTIVATION[activation])
-        return tflite.Pool2DOptionsEnd(b)
-    return fn
+    return _options("Pool2D", Padding=_PADDING[padding], StrideH=stride[0], StrideW=stride[1],
+                    FilterHeight=filter_hw[0], FilterWidth=filter_hw[1],
+                    FusedActivationFunction=_ACTIVATION[activation])
 
 
 def add_options(activation: str) -> OptionsFn:
-    def fn(b):
-        tflite.AddOptionsStart(b)
-        tflite.AddOptionsAddFusedActivationFunction(b, _ACTIVATION[activation])
-        return tflite.AddOptionsEnd(b)
-    return fn
+    return _options("Add", FusedActivationFunction=_ACTIVATION[activation])
 
 
 def fc_options(activation: str, keep_num_dims: bool) -> OptionsFn:
-    def fn(b):
-        tflite.FullyConnectedOptionsStart(b)
-        tflite.FullyConnectedOptionsAddFusedActivationFunction(b, _ACTIVATION[activation])
-        tflite.FullyConnectedOptionsAddKeepNumDims(b, keep_num_dims)
-        return tflite.FullyConnectedOptionsEnd(b)
-    return fn
+    return _options("FullyConnected", FusedActivationFunction=_ACTIVATION[activation], KeepNumDims=keep_num_dims)
 
 
 def softmax_options(beta: float) -> OptionsFn:
-    def fn(b):
-        tflite.SoftmaxOptionsStart(b)
-        tflite.SoftmaxOptionsAddBeta(b, beta)
-        return tflite.SoftmaxOptionsEnd(b)
-    return fn
+    return _options("Softmax", Beta=beta)
 
 
 def reducer_options(keep_dims: bool) -> OptionsFn:
-    def fn(b):
-        tflite.ReducerOptionsStart(b)
-        tflite.ReducerOptionsAddKeepDims(b, keep_dims)
-        return tflite.ReducerOptionsEnd(b)
-    return fn
+    return _options("Reducer", KeepDims=keep_dims)
 
 
 def reshape_options(new_shape: Sequence[int]) -> OptionsFn:
     def fn(b):
-        vec = b.CreateNumpyVector(np.asarray(new_shape, dtype=np.int32))
+        vec = b.CreateNumpyVector(np.asarray(new_shape, dtype=np.int32))   # before the table starts
         tflite.ReshapeOptionsStart(b)
         tflite.ReshapeOptionsAddNewShape(b, vec)
         return tflite.ReshapeOptionsEnd(b)
-    return fn
-
-
-def _empty_options(start: Callable, end: Callable) -> OptionsFn:
-    def fn(b):
-        start(b)
-        return end(b)
     return fn
 
 
@@ -414,7 +379,7 @@ def pad_model(input_shape: Sequence[int], paddings: Sequence[tuple[int, int]], q
     x = m.tensor(input_shape, q=q, name="input")
     p = m.tensor([len(paddings), 2], "int32", data=np.asarray(paddings, dtype=np.int32), name="paddings")
     y = m.tensor(out_shape, q=q, name="output")
-    m.op(_OP.PAD, [x, p], [y], _OPT.PadOptions, _empty_options(tflite.PadOptionsStart, tflite.PadOptionsEnd))
+    m.op(_OP.PAD, [x, p], [y], _OPT.PadOptions, _options("Pad"))
     return m.build([x], [y])
 
 
@@ -424,7 +389,7 @@ def quantize_model(shape: Sequence[int], in_q: Q, out_q: Q, input_dtype: str = "
     x = m.tensor(shape, input_dtype, q=in_q if input_dtype == "int8" else None, name="input")
     y = m.tensor(shape, q=out_q, name="output")
     m.op(_OP.QUANTIZE, [x], [y], _OPT.QuantizeOptions,
-         _empty_options(tflite.QuantizeOptionsStart, tflite.QuantizeOptionsEnd))
+         _options("Quantize"))
     return m.build([x], [y])
 
 
@@ -433,7 +398,7 @@ def dequantize_model(shape: Sequence[int], in_q: Q) -> bytes:
     x = m.tensor(shape, q=in_q, name="input")
     y = m.tensor(shape, "float32", name="output")
     m.op(_OP.DEQUANTIZE, [x], [y], _OPT.DequantizeOptions,
-         _empty_options(tflite.DequantizeOptionsStart, tflite.DequantizeOptionsEnd))
+         _options("Dequantize"))
     return m.build([x], [y])
 
 

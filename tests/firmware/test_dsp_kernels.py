@@ -22,10 +22,10 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from harness import hostrt
-from harness.graph import Graph, Op, Quant, Tensor
 from harness.lowering import lower_op, receptive_window
-from harness.reference import reference_output
+from harness.reference import reference_output, reference_output_of_inputs
 from harness.testing import tflite_builder as tb
+from harness.testing.kernel_cases import add_graph, rand_int8
 from harness.testing.tflite_builder import Q
 from harness.tflite_import import load_model_bytes
 
@@ -133,8 +133,6 @@ def test_fast_requantization_declines_what_it_cannot_do_exactly():
 
 # -- kernels: shapes that hit every unrolled path and its leftovers ----------------------------
 
-def rand_int8(rng, shape) -> np.ndarray:
-    return rng.integers(-128, 128, size=shape, dtype=np.int8)
 
 
 def both_kernel_sets_match_litert(data: bytes, seed: int, n_inputs: int = 2):
@@ -229,24 +227,8 @@ def test_depthwise_conv_borders_strides_and_channel_groups(h, w, groups, extra, 
     both_kernel_sets_match_litert(data, seed)
 
 
-def add_graph(shape, qa: Q, qb: Q, qo: Q, activation: str) -> Graph:
-    """ADD of two model inputs (the importer takes single-input models only)."""
-    def t(i, name, q):
-        return Tensor(i, name, tuple(shape), "int8",
-                      Quant(np.array([q.scale], np.float32), np.array([q.zero_point], np.int64)))
-    return Graph("add", [t(0, "a", qa), t(1, "b", qb), t(2, "out", qo)],
-                 [Op(0, "ADD", [0, 1], [2], {"activation": activation})], [0, 1], [2])
 
 
-def litert_two_inputs(data: bytes, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-    interp = Interpreter(model_content=data, experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
-    interp.allocate_tensors()
-    details = interp.get_input_details()
-    interp.set_tensor(details[0]["index"], a)
-    interp.set_tensor(details[1]["index"], b)
-    interp.invoke()
-    return interp.get_tensor(interp.get_output_details()[0]["index"])
 
 
 @FAST
@@ -277,7 +259,7 @@ def test_add_every_scale_relationship(scales, activation, hw, channels, seed):
     call = lower_op(graph, graph.ops[0])
     for _ in range(2):
         a, b = rand_int8(rng, shape), rand_int8(rng, shape)
-        ref = litert_two_inputs(data, a, b)
+        ref = reference_output_of_inputs(data, [a, b])
         for kernels in hostrt.KERNEL_SETS:
             (ours,) = hostrt.run_op(call, [a, b], kernels=kernels)
             assert np.array_equal(ours, ref), f"{kernels} kernels, {call.params}"

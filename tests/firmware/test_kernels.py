@@ -21,11 +21,12 @@ from hypothesis import strategies as st
 from harness import hostrt
 from harness.catalog import MODELS_DIR
 from harness.errors import FusebenchError
-from harness.graph import Graph, Op, Quant, Tensor
+from harness.graph import Graph
 from harness.lowering import lower_op, receptive_window
 from harness.datasets import load_default_inputs
-from harness.reference import first_mismatch, reference_output, reference_outputs
+from harness.reference import first_mismatch, reference_output, reference_output_of_inputs, reference_outputs
 from harness.testing import tflite_builder as tb
+from harness.testing.kernel_cases import add_graph, rand_int8
 from harness.testing.tflite_builder import Q
 from harness.tflite_import import load_model, load_model_bytes
 
@@ -41,8 +42,6 @@ def rand_q(rng: np.random.Generator, lo: float = 0.005, hi: float = 0.1) -> Q:
     return Q(float(np.float32(rng.uniform(lo, hi))), int(rng.integers(-128, 128)))
 
 
-def rand_int8(rng: np.random.Generator, shape) -> np.ndarray:
-    return rng.integers(-128, 128, size=shape, dtype=np.int8)
 
 
 def output_q_for(rng, in_q: Q, filter_scale: float, taps: int) -> Q:
@@ -179,24 +178,8 @@ def test_pointwise_fast_path_matches_litert_on_a_mobilenet_sized_layer():
 
 # -- elementwise and pooling ---------------------------------------------------------------
 
-def add_graph(shape, qa: Q, qb: Q, qo: Q, activation: str) -> Graph:
-    """ADD of two model inputs (the importer takes single-input models only)."""
-    def t(i, name, q):
-        return Tensor(i, name, tuple(shape), "int8",
-                      Quant(np.array([q.scale], np.float32), np.array([q.zero_point], np.int64)))
-    tensors = [t(0, "a", qa), t(1, "b", qb), t(2, "out", qo)]
-    return Graph("add", tensors, [Op(0, "ADD", [0, 1], [2], {"activation": activation})], [0, 1], [2])
 
 
-def litert_two_inputs(data: bytes, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-    interp = Interpreter(model_content=data, experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
-    interp.allocate_tensors()
-    details = interp.get_input_details()
-    interp.set_tensor(details[0]["index"], a)
-    interp.set_tensor(details[1]["index"], b)
-    interp.invoke()
-    return interp.get_tensor(interp.get_output_details()[0]["index"])
 
 
 @PROPERTY
@@ -212,7 +195,7 @@ def test_add_matches_litert(shape, activation, same_scales, seed):
     call = lower_op(graph, graph.ops[0])
     for _ in range(2):
         a, b = rand_int8(rng, shape), rand_int8(rng, shape)
-        ref = litert_two_inputs(data, a, b)
+        ref = reference_output_of_inputs(data, [a, b])
         for kernels in KERNEL_SETS:
             (ours,) = hostrt.run_op(call, [a, b], kernels=kernels)
             assert np.array_equal(ours, ref), f"{kernels} kernels"

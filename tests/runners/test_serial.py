@@ -217,6 +217,18 @@ def byte_noise(seed, flip, drop, counts):
 
 
 @pytest.mark.qemu
+def run_over_flaky_line(board, elf, xs, to_device, to_host) -> list:
+    """Run `xs` through the serial runner over QEMU's pty with `FlakyLine` damaging bytes."""
+    with QemuPtyBoard(board, elf) as device:
+        line = FlakyLine(device.port, to_device, to_host)
+        try:
+            runner = SerialRunner(board, line.path, firmware_runner="qemu", ack_timeout_s=0.5,
+                                  retries=12, pass_retries=12, boot_timeout_s=10)
+            return list(runner.run(elf, xs, timeout_s=3))
+        finally:
+            line.close()
+
+
 def test_flipped_and_dropped_bytes_are_detected_and_repaired(copy_elves):
     board, elf = load_board("stm32f4"), copy_elves["stm32f4"]
     xs = inputs(4, seed=11)
@@ -224,14 +236,7 @@ def test_flipped_and_dropped_bytes_are_detected_and_repaired(copy_elves):
     # About one line in three is damaged either way: far worse than any real cable.
     to_device = byte_noise(1, flip=0.002, drop=0.001, counts=counts)
     to_host = byte_noise(2, flip=0.001, drop=0.0005, counts=counts)
-    with QemuPtyBoard(board, elf) as device:
-        line = FlakyLine(device.port, to_device, to_host)
-        try:
-            runner = SerialRunner(board, line.path, firmware_runner="qemu", ack_timeout_s=0.5,
-                                  retries=12, pass_retries=12, boot_timeout_s=10)
-            results = list(runner.run(elf, xs, timeout_s=3))
-        finally:
-            line.close()
+    results = run_over_flaky_line(board, elf, xs, to_device, to_host)
     assert counts["flip"] > 0 and counts["drop"] > 0        # damage was done ...
     for x, r in zip(xs, results):                            # ... and none of it got through
         assert r.status == "ok", r.detail
@@ -263,14 +268,7 @@ def test_streamed_input_over_a_flaky_line(tmp_path):
     # DATA lines are ~560 bytes: about one in four is damaged on the way.
     to_device = byte_noise(3, flip=0.0004, drop=0.0001, counts=counts)
     to_host = byte_noise(4, flip=0.001, drop=0.0005, counts=counts)
-    with QemuPtyBoard(board, elf) as device:
-        line = FlakyLine(device.port, to_device, to_host)
-        try:
-            runner = SerialRunner(board, line.path, firmware_runner="qemu", ack_timeout_s=0.5,
-                                  retries=12, pass_retries=12, boot_timeout_s=10)
-            results = list(runner.run(elf, xs, timeout_s=3))
-        finally:
-            line.close()
+    results = run_over_flaky_line(board, elf, xs, to_device, to_host)
     assert counts["flip"] > 0 and counts["drop"] > 0
     for x, r in zip(xs, results):
         assert r.status == "ok", r.detail

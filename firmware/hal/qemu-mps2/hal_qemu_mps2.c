@@ -3,8 +3,9 @@
  *
  * Console: CMSDK APB UART0 (FB_UART_BASE, from the board file). QEMU only
  * passes received bytes on while RX is enabled and the one-byte buffer is
- * empty, so nothing is lost as long as we keep reading. Time: SysTick on the
- * 25 MHz system clock. Exit and host file reads: semihosting.
+ * empty, so nothing is lost as long as we keep reading. Exit: semihosting.
+ * The time counter (SysTick on the 25 MHz system clock) and host files are in
+ * cortexm/hosting.c.
  */
 #include <stdint.h>
 
@@ -50,36 +51,6 @@ uint8_t hal_recv(void)
     while (!(UART_STATE & UART_STATE_RXFULL)) {
     }
     return (uint8_t)UART_DATA;
-}
-
-int hal_host_read(const char *path, void *buf, size_t len)
-{
-    return cortexm_semihost_read_file(path, buf, len);
-}
-
-int hal_host_open(const char *path, size_t expected_len)
-{
-    return cortexm_semihost_open(path, expected_len);
-}
-
-int hal_host_read_at(int handle, uint32_t offset, void *buf, size_t len)
-{
-    return cortexm_semihost_read_at(handle, offset, buf, len);
-}
-
-void hal_host_close(int handle)
-{
-    cortexm_semihost_close(handle);
-}
-
-uint64_t hal_time(void)
-{
-    return cortexm_systick_ticks();
-}
-
-const char *hal_time_source(void)
-{
-    return "systick";
 }
 
 void hal_exit(int code)

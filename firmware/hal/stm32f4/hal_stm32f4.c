@@ -23,6 +23,7 @@
 
 #include "../cortexm/cortexm.h"
 #include "../hal.h"
+#include "usart.h"
 
 #if !defined(FB_UART_BASE) || !defined(FB_CPU_HZ) || !defined(FB_CONSOLE_BAUD) ||               \
     !defined(FB_CONSOLE_TX_PORT) || !defined(FB_CONSOLE_RX_PORT) || !defined(FB_CONSOLE_AF)
@@ -70,20 +71,6 @@
 #define GPIO_OSPEEDR(port) REG(GPIO_BASE(port) + 0x08u)
 #define GPIO_PUPDR(port) REG(GPIO_BASE(port) + 0x0Cu)
 #define GPIO_AFR(port, pin) REG(GPIO_BASE(port) + 0x20u + 4u * ((pin) >> 3))
-
-/* USART (RM0090 section 30.6) */
-#define USART_SR REG(FB_UART_BASE + 0x00u)
-#define USART_DR REG(FB_UART_BASE + 0x04u)
-#define USART_BRR REG(FB_UART_BASE + 0x08u)
-#define USART_CR1 REG(FB_UART_BASE + 0x0Cu)
-#define USART_CR2 REG(FB_UART_BASE + 0x10u)
-#define USART_CR3 REG(FB_UART_BASE + 0x14u)
-#define USART_SR_RXNE (1u << 5)
-#define USART_SR_TC (1u << 6)
-#define USART_SR_TXE (1u << 7)
-#define USART_CR1_RE (1u << 2)
-#define USART_CR1_TE (1u << 3)
-#define USART_CR1_UE (1u << 13)
 
 #define SCB_AIRCR CM_REG(0xE000ED0Cu)
 #define SCB_AIRCR_RESET (0x05FAu << 16 | 1u << 2)
@@ -183,11 +170,7 @@ static void console_up(void)
     console_clock_on();
     pin_to_af(FB_CONSOLE_TX_PORT, FB_CONSOLE_TX_PIN, 0);
     pin_to_af(FB_CONSOLE_RX_PORT, FB_CONSOLE_RX_PIN, 1);
-    USART_CR1 = 0;
-    USART_CR2 = 0;
-    USART_CR3 = 0;
-    USART_BRR = (apb_hz_of_console() + FB_CONSOLE_BAUD / 2u) / FB_CONSOLE_BAUD; /* oversampling 16 */
-    USART_CR1 = USART_CR1_UE | USART_CR1_TE | USART_CR1_RE;
+    usart_start(apb_hz_of_console(), FB_CONSOLE_BAUD);
 }
 
 static void time_up(void)
@@ -204,68 +187,18 @@ void hal_setup(void)
 
 void hal_send(const void *data, size_t len)
 {
-    const uint8_t *bytes = data;
-    for (size_t i = 0; i < len; i++) {
-        while (!(USART_SR & USART_SR_TXE)) {
-        }
-        USART_DR = bytes[i];
-    }
+    usart_send(data, len);
 }
 
 uint8_t hal_recv(void)
 {
-    /* Reading SR then DR also clears an overrun: the lost byte shows as a
-     * frame that fails its CRC, and the host resends. */
-    while (!(USART_SR & USART_SR_RXNE)) {
-    }
-    return (uint8_t)USART_DR;
-}
-
-int hal_host_read(const char *path, void *buf, size_t len)
-{
-    (void)path;
-    (void)buf;
-    (void)len;
-    return -1;
-}
-
-/* No host files here either: a streamed model asks for its input over the UART. */
-int hal_host_open(const char *path, size_t expected_len)
-{
-    (void)path;
-    (void)expected_len;
-    return -1;
-}
-
-int hal_host_read_at(int handle, uint32_t offset, void *buf, size_t len)
-{
-    (void)handle;
-    (void)offset;
-    (void)buf;
-    (void)len;
-    return -1;
-}
-
-void hal_host_close(int handle)
-{
-    (void)handle;
-}
-
-uint64_t hal_time(void)
-{
-    return cortexm_cycles();
-}
-
-const char *hal_time_source(void)
-{
-    return cortexm_cycles_source();
+    return usart_recv();
 }
 
 void hal_exit(int code)
 {
     (void)code;
-    while (!(USART_SR & USART_SR_TC)) {
-    }
+    usart_drain();
     __asm volatile("dsb" ::: "memory");
     SCB_AIRCR = SCB_AIRCR_RESET;
     __asm volatile("dsb" ::: "memory");

@@ -284,46 +284,6 @@ uint8_t hal_recv(void)
     return (uint8_t)USART_RDR;
 }
 
-int hal_host_read(const char *path, void *buf, size_t len)
-{
-    (void)path;
-    (void)buf;
-    (void)len;
-    return -1; /* no host file system on silicon: the input comes over the UART */
-}
-
-/* No host files here either: a streamed model asks for its input over the UART. */
-int hal_host_open(const char *path, size_t expected_len)
-{
-    (void)path;
-    (void)expected_len;
-    return -1;
-}
-
-int hal_host_read_at(int handle, uint32_t offset, void *buf, size_t len)
-{
-    (void)handle;
-    (void)offset;
-    (void)buf;
-    (void)len;
-    return -1;
-}
-
-void hal_host_close(int handle)
-{
-    (void)handle;
-}
-
-uint64_t hal_time(void)
-{
-    return cortexm_cycles();
-}
-
-const char *hal_time_source(void)
-{
-    return cortexm_cycles_source();
-}
-
 void hal_exit(int code)
 {
     (void)code;
