@@ -254,9 +254,9 @@ def _stage_code(em: "_Emitter", graph: Graph, plan: Plan, k: int, lower) -> list
     lines.append("const int16_t *cx = cols_tab[band_x];")
     lines.append(f"for (int band_y = 0; band_y < {len(st.row_table)}; band_y++) {{")
     lines.append("    const int16_t *ry = rows_tab[band_y];")
-    if st.mode == "linebuffer":
-        for t in st.inner:
-            c = ry_in[t]
+    for t in st.inner:
+        c = ry_in[t]
+        if any(row[c + 3] for row in st.row_table):          # a line buffer: it keeps rows
             stride = geometry[t][1]
             lines.append(f"    if (ry[{c + 3}]) memmove(buf{t}, buf{t} + ry[{c + 2}] * {stride}, "
                          f"(size_t)ry[{c + 3}] * {stride});  /* keep rows the next band shares */")

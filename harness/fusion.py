@@ -102,10 +102,11 @@ class FusedStage:
                 f"extra MACs {self.extra_macs} ({100.0 * self.extra_macs / max(self.base_macs, 1):.1f}%)")
 
 
-def axis_receptive(call: KernelCall, axis: int, lo, hi, size: int):
+def axis_receptive(call: KernelCall, axis: int, lo, hi, size: int, clip: bool = True):
     """Rows (axis 0) or columns (axis 1) of the (first) input map of `call` that
-    computing output rows/cols [lo, hi) reads, clipped to [0, size). Works on
-    numpy arrays (many intervals at once); empty intervals come out lo >= hi.
+    computing output rows/cols [lo, hi) reads, clipped to [0, size) (unless
+    `clip` is false: line walks carry rows outside the map). Works on numpy
+    arrays (many intervals at once); empty intervals come out lo >= hi.
 
     Tiling is separable: a tile's region of every tensor is the product of its
     row interval and its column interval, so both the tile tables and the
@@ -127,6 +128,8 @@ def axis_receptive(call: KernelCall, axis: int, lo, hi, size: int):
         a, b = lo, hi
     else:
         raise FusebenchError(f"{call.kernel} cannot run on tiles")
+    if not clip:
+        return a, b
     return np.maximum(a, 0), np.minimum(b, size)
 
 
@@ -144,13 +147,61 @@ def bands(extent: int, size: int) -> tuple[np.ndarray, np.ndarray]:
     return starts, np.minimum(starts + size, extent)
 
 
-def new_rows(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """Line buffers: where each strip's computation starts (rows the previous
-    strip already has are kept, not recomputed)."""
-    prev_hi = np.concatenate(([-1], hi[:-1]))
-    prev_lo = np.concatenate(([0], lo[:-1]))
-    keep = (prev_hi > lo) & (prev_hi > prev_lo)
-    return np.where(keep, prev_hi, lo)
+def line_bands(extent: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Anchor row bands of a line-buffered stage: `size` rows each, led in by
+    bands over rows before the map (as many as the map has), see LineWalk."""
+    lead = -(-extent // size) * size
+    starts = np.arange(-lead, extent, size, dtype=np.int64)
+    return starts, np.minimum(starts + size, extent)
+
+
+class LineWalk:
+    """Rows of a line-buffered stage, walked back from the anchor one op at a
+    time, for many bands at once (numpy arrays, one entry per band).
+
+    In every band each tensor is brought up to row U, the highest row its
+    consumers read in that band, computing only its new rows (from the
+    previous band's U on); L is the lowest row its consumers read, so rows
+    below it can go.
+
+    Rows are carried unclipped, so bands over anchor rows before the map (the
+    lead-in of line_bands) ask each tensor for what its consumers will need
+    first, at the anchor's pace: the pipeline fills gradually instead of the
+    first band computing the whole receptive field of the first anchor row
+    (which would set every buffer's size). `first` marks the first band of
+    each band sequence (several tile sizes may be walked at once)."""
+
+    def __init__(self, anchor: int, lo: np.ndarray, hi: np.ndarray, first: np.ndarray, height: int):
+        self.first = first
+        self.L = {anchor: lo}
+        self.U = {anchor: hi}
+        self.height = {anchor: height}
+
+    def __contains__(self, t: int) -> bool:
+        return t in self.U
+
+    def _computed(self, t: int):
+        L, U = self.L[t], self.U[t]
+        prev_u = np.where(self.first, L, np.concatenate(([0], U[:-1])))
+        return np.maximum(L, prev_u), U
+
+    def rows(self, t: int):
+        """Clipped, per band: buffer origin, buffer rows, first computed row, rows computed."""
+        n = self.height[t]
+        c0, c1 = (np.clip(x, 0, n) for x in self._computed(t))
+        o0, o1 = np.clip(self.L[t], 0, n), np.clip(self.U[t], 0, n)
+        return o0, np.maximum(o1 - o0, 0), c0, np.maximum(c1 - c0, 0)
+
+    def add_op(self, call: KernelCall, out: int, heights: dict[int, int]) -> None:
+        """Walk back through the op producing `out`: what it reads of its inputs."""
+        c0, c1 = self._computed(out)
+        for t in call.inputs:
+            a, _ = axis_receptive(call, 0, c0, c0 + 1, 0, clip=False)
+            _, b = axis_receptive(call, 0, c1 - 1, c1, 0, clip=False)
+            if t in self.U:
+                a, b = np.minimum(self.L[t], a), np.maximum(self.U[t], b)
+            self.L[t], self.U[t] = a, b
+            self.height[t] = heights[t]
 
 
 def is_global_mean(graph: Graph, op: Op) -> bool:
@@ -224,12 +275,23 @@ class StageGeometry:
         if len(self.tile_ops) == 1 and self.streamed < 0 and not self.reduce:
             raise FusebenchError(f"op {self.ops[0]} alone gains nothing from tiles")
 
-    def axis_needs(self, axis: int, lo: np.ndarray, hi: np.ndarray,
-                   line: bool = False) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    def line_walk(self, tile_h: int) -> LineWalk:
+        """The rows every stage tensor needs, band by band, with line buffers."""
+        oh = self.shape[self.anchor][0]
+        lo, hi = line_bands(oh, tile_h)
+        first = np.zeros(len(lo), bool)
+        first[0] = True
+        walk = LineWalk(self.anchor, lo, hi, first, oh)
+        heights = {t: shape[0] for t, shape in self.shape.items()}
+        for i in reversed(self.tile_ops):
+            out = self.graph.ops[i].outputs[0]
+            if out in walk:
+                walk.add_op(self.calls[i], out, heights)
+        return walk
+
+    def axis_needs(self, axis: int, lo: np.ndarray, hi: np.ndarray) -> dict[int, tuple[np.ndarray, np.ndarray]]:
         """Interval of every stage tensor along `axis` that anchor intervals [lo, hi)
-        (consecutive bands) need. With `line` (line buffers along this axis) a
-        layer only computes its new rows, so its input must hold just the rows
-        those read: earlier rows live on in the layer's own buffer."""
+        (tiles computed afresh) need."""
         need = {self.anchor: (lo, hi)}
         for i in reversed(self.tile_ops):
             call = self.calls[i]
@@ -237,8 +299,6 @@ class StageGeometry:
             if out not in need:
                 continue
             out_lo, out_hi = need[out]
-            if line:
-                out_lo = new_rows(out_lo, out_hi)
             for t in call.inputs:
                 rng = axis_receptive(call, axis, out_lo, out_hi, self.shape[t][axis])
                 need[t] = interval_hull(need[t], rng) if t in need else rng
@@ -258,22 +318,30 @@ class StageGeometry:
 
     def schedule(self, tile_h: int, tile_w: int, mode: str = "recompute") -> FusedStage:
         if mode not in MODES:
-            raise FusebenchError(f"unknown overlap mode '{mode}' (recompute or linebuffer)")
+            raise FusebenchError(f"unknown overlap mode '{mode}' ({', '.join(MODES)})")
         oh, ow, _ = self.shape[self.anchor]
         tile_h, tile_w = max(1, min(tile_h, oh)), max(1, min(tile_w, ow))
-        ys = self.axis_needs(0, *bands(oh, tile_h), line=mode == "linebuffer")
         xs = self.axis_needs(1, *bands(ow, tile_w))
+        # Per row band and tensor: buffer origin and rows, first row computed and how many.
+        if mode == "recompute":
+            ys = self.axis_needs(0, *bands(oh, tile_h))
+            band_rows = {t: (lo, np.maximum(hi - lo, 0), lo, np.maximum(hi - lo, 0)) for t, (lo, hi) in ys.items()}
+        else:
+            walk = self.line_walk(tile_h)
+            band_rows = {t: walk.rows(t) for t in walk.U}
+            busy = np.any([r[3] > 0 for r in band_rows.values()], axis=0)
+            begin = int(np.argmax(busy))    # lead-in bands in which nothing happens yet are left out
+            band_rows = {t: tuple(x[begin:] for x in r) for t, r in band_rows.items()}
         produced = [self.graph.ops[i].outputs[0] for i in self.tile_ops]
         for t in self.outputs:
             if t in produced and t != self.anchor:
-                for axis, need in ((0, ys), (1, xs)):
-                    lo, hi = need.get(t, (np.zeros(1, np.int64), np.zeros(1, np.int64)))
-                    if not _covers(lo, hi, self.shape[t][axis]):
-                        raise FusebenchError(f"ops {self.ops[0]}-{self.ops[-1]}: tiles do not cover "
-                                             f"tensor {t}, which is used after the stage")
-        # Rows each tile computes (or reads): all it needs, or with line buffers only the new ones.
-        start_y = {t: (new_rows(*ys[t]) if mode == "linebuffer" else ys[t][0]) for t in ys}
-        n_y, n_x = len(ys[self.anchor][0]), len(xs[self.anchor][0])
+                r = band_rows.get(t)
+                covered = r is not None and t in xs and _covers(r[2], r[2] + r[3], self.shape[t][0]) \
+                    and _covers(*xs[t], self.shape[t][1])
+                if not covered:
+                    raise FusebenchError(f"ops {self.ops[0]}-{self.ops[-1]}: tiles do not cover "
+                                         f"tensor {t}, which is used after the stage")
+        n_y, n_x = len(band_rows[self.anchor][0]), len(xs[self.anchor][0])
         # The tile table is separable too: one row per row band, one per column band.
         targets = [self.anchor if i not in self.pixel_macs else self.graph.ops[i].outputs[0] for i in self.ops]
         if self.streamed >= 0:
@@ -282,14 +350,15 @@ class StageGeometry:
         for a in range(n_y):
             row: list[int] = []
             for t in self.inner:
-                y0, y1 = int(ys[t][0][a]), int(ys[t][1][a])
+                origin, count = int(band_rows[t][0][a]), int(band_rows[t][1][a])
                 keep_from = keep = 0
-                if mode == "linebuffer" and a > 0 and start_y[t][a] > y0:
-                    keep_from, keep = y0 - int(ys[t][0][a - 1]), int(start_y[t][a]) - y0
-                row += [y0, max(0, y1 - y0), keep_from, keep]
+                if a > 0 and mode == "linebuffer":
+                    prev_origin = int(band_rows[t][0][a - 1])
+                    keep = max(0, prev_origin + int(band_rows[t][1][a - 1]) - origin)
+                    keep_from = origin - prev_origin if keep else 0
+                row += [origin, count, keep_from, keep]
             for t in targets:
-                y0 = int(start_y[t][a])
-                row += [y0, max(0, int(ys[t][1][a]) - y0)]
+                row += [int(band_rows[t][2][a]), int(band_rows[t][3][a])]
             row_table.append(row)
         col_table: list[list[int]] = []
         for b in range(n_x):
@@ -304,11 +373,12 @@ class StageGeometry:
             rows = sum(r[4 * n_in + 2 * k + 1] for r in row_table)
             cols = sum(c[2 * n_in + 2 * k + 1] for c in col_table)
             macs += rows * cols * self.pixel_macs.get(i, 0)
-        buffers = [[t, int(np.max(np.maximum(ys[t][1] - ys[t][0], 0))),
+        buffers = [[t, int(np.max(band_rows[t][1])),
                     int(np.max(np.maximum(xs[t][1] - xs[t][0], 0))), self.shape[t][2]] for t in self.inner]
         inplace = []
         if n_x == 1 and (t := self.inplace_candidate()) is not None:
-            lead = inplace_offset(ys[self.anchor][1], ys[t][0], self._row_bytes(self.anchor), self._row_bytes(t))
+            out_hi = band_rows[self.anchor][2] + band_rows[self.anchor][3]
+            lead = inplace_offset(out_hi, band_rows[t][0], self._row_bytes(self.anchor), self._row_bytes(t))
             in_bytes, out_bytes = self.graph.tensors[t].nbytes, self.graph.tensors[self.anchor].nbytes
             if inplace_footprint(in_bytes, out_bytes, lead) < in_bytes + out_bytes and \
                     anchor_may_overlay(self.graph, self.graph.ops[self.tile_ops[-1]], t, lead):

@@ -34,8 +34,8 @@ from typing import Optional
 import numpy as np
 
 from .errors import FusebenchError
-from .fusion import (WINDOW_KINDS, StageGeometry, anchor_may_overlay, axis_receptive, inplace_footprint,
-                     inplace_offset, interval_hull, is_global_mean)
+from .fusion import (MODES, WINDOW_KINDS, LineWalk, StageGeometry, anchor_may_overlay, axis_receptive, bands,
+                     inplace_footprint, inplace_offset, interval_hull, is_global_mean, line_bands)
 from .graph import Graph
 from .lowering import lower_op, map_hwc
 from .plan import ARENA_ALIGNMENT, Plan, kernel_scratch, lifetimes, plan_schedule
@@ -43,7 +43,6 @@ from .plan import ARENA_ALIGNMENT, Plan, kernel_scratch, lifetimes, plan_schedul
 TILE_SIZES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)   # per axis, plus the whole extent
 MAX_STAGE_OPS = 40                                  # longest stage the search considers
 REALIZE_CANDIDATES = 4                              # front points tried when packing the arena
-ARENA_SLACK = 0.02                                  # packing slack traded for less executed work
 
 
 def _align(n):
@@ -78,16 +77,17 @@ class Schedule:
 
 class _AxisBands:
     """Anchor bands for every tile size along one axis, concatenated so that one
-    numpy walk serves them all; segment k holds the bands of sizes[k]."""
+    numpy walk serves them all; segment k holds the bands of sizes[k]. With
+    `lead_in` they are line bands (fusion.line_bands)."""
 
-    def __init__(self, extent: int, sizes: tuple[int, ...]):
+    def __init__(self, extent: int, sizes: tuple[int, ...], lead_in: bool = False):
         self.extent = extent
         self.sizes = sorted({min(s, extent) for s in sizes} | {extent})
         starts, ends, seg = [], [], []
         for k, s in enumerate(self.sizes):
-            b0 = np.arange(0, extent, s, dtype=np.int64)
+            b0, b1 = line_bands(extent, s) if lead_in else bands(extent, s)
             starts.append(b0)
-            ends.append(np.minimum(b0 + s, extent))
+            ends.append(b1)
             seg.append(np.full(len(b0), k))
         self.lo, self.hi = np.concatenate(starts), np.concatenate(ends)
         self.seg = np.concatenate(seg)
@@ -95,30 +95,33 @@ class _AxisBands:
         self.is_first = np.zeros(len(self.lo), bool)
         self.is_first[self.first] = True
 
-    def starts(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-        """Line buffers: the first row each band computes (fusion.new_rows, per tile size)."""
-        prev_hi = np.concatenate(([-1], hi[:-1]))
-        prev_lo = np.concatenate(([0], lo[:-1]))
-        keep = (prev_hi > lo) & (prev_hi > prev_lo) & ~self.is_first
-        return np.where(keep, prev_hi, lo)
-
     def summaries(self, lo: np.ndarray, hi: np.ndarray, size: int):
-        """Per tile size: largest interval, sum of lengths, sum of new rows (line
-        buffers), whether the intervals cover [0, size), and how many bands
-        compute something (all they need; only new rows)."""
+        """Tiles computed afresh, per tile size: largest interval, sum of lengths,
+        whether the intervals cover [0, size), how many bands compute something."""
         length = np.maximum(hi - lo, 0)
-        biggest = np.maximum.reduceat(length, self.first)
-        total = np.add.reduceat(length, self.first)
         prev_hi = np.concatenate(([-1], hi[:-1]))
-        new_len = np.maximum(hi - self.starts(lo, hi), 0)
-        new = np.add.reduceat(new_len, self.first)
-        busy = np.add.reduceat((length > 0).astype(np.int64), self.first)
-        busy_new = np.add.reduceat((new_len > 0).astype(np.int64), self.first)
         gap = (lo > np.where(self.is_first, 0, prev_hi)) & (length > 0)
         ends = np.maximum.reduceat(hi, self.first)
         covered = (np.add.reduceat(gap.astype(np.int64), self.first) == 0) & (ends >= size) & \
             (np.minimum.reduceat(np.where(length > 0, lo, size), self.first) == 0)
-        return biggest, total, new, covered, busy, busy_new
+        return self._sums(length, length, covered)
+
+    def line_summaries(self, rows, size: int):
+        """Line buffers (LineWalk.rows), per tile size: the same four figures."""
+        _, buffer_rows, _, count = rows
+        return self._sums(buffer_rows, count, np.add.reduceat(count, self.first) == size)
+
+    def _sums(self, buffer_len, count, covered):
+        # bands that compute something, by their length modulo 4 (see _QUAD_WASTE)
+        residues = np.stack([(count > 0) & (count % 4 == r) for r in range(4)], axis=1).astype(np.int64)
+        return (np.maximum.reduceat(buffer_len, self.first), np.add.reduceat(count, self.first), covered,
+                np.add.reduceat(residues, self.first, axis=0))
+
+
+# The DSP convolution computes output pixels four at a time: a tile of n pixels
+# pays for (4 - n % 4) % 4 more. A tile's n is its rows times its columns, so the
+# waste of every tile pair follows from the two lengths modulo 4.
+_QUAD_WASTE = np.array([[(4 - (i * j) % 4) % 4 for j in range(4)] for i in range(4)], np.int64)
 
 
 class FusionSpace:
@@ -177,10 +180,9 @@ class FusionSpace:
 
     def _stage_edges(self) -> None:
         """Every fused stage, priced. Per anchor (a stage's last map) one walk back
-        over the ops with three interval sets for all tile sizes at once: rows
-        as recomputed tiles need them, columns, and rows as line buffers need
-        them (only the rows a layer's new rows read). Stopping the walk at op
-        i prices the stages [i, anchor]."""
+        over the ops, for all tile sizes at once: rows as recomputed tiles need
+        them, columns, and rows as line buffers need them (fusion.LineWalk).
+        Stopping the walk at op i prices the stages [i, anchor]."""
         g = self.graph
         for a in range(self.n):
             if not self._tileable(a):
@@ -188,13 +190,14 @@ class FusionSpace:
             anchor = g.ops[a].outputs[0]
             ah, aw, _ = map_hwc(g.tensors[anchor].shape)
             ybands, xbands = _AxisBands(ah, self.tile_sizes), _AxisBands(aw, self.tile_sizes)
-            walks = (ybands, xbands, ybands)              # y recompute, x, y line buffers
-            axis_of = (0, 1, 0)
-            ny, nx = len(ybands.sizes), len(xbands.sizes)
-            need = {anchor: [(w.lo, w.hi) for w in walks]}
-            price = _StagePrice(ny, nx)
+            ylines = _AxisBands(ah, self.tile_sizes, lead_in=True)
+            need = {anchor: ((ybands.lo, ybands.hi), (xbands.lo, xbands.hi))}
+            lines = LineWalk(anchor, ylines.lo, ylines.hi, ylines.is_first, ah)
+            price = _StagePrice(len(ybands.sizes), len(xbands.sizes))
             reduce = a + 1 < self.n and is_global_mean(g, g.ops[a + 1]) and \
                 [op.index for op in g.consumers(anchor)] == [a + 1]
+            heights = {}
+
             for k in range(a, max(-1, a - self.max_stage_ops), -1):
                 if not self._tileable(k):
                     break
@@ -204,105 +207,104 @@ class FusionSpace:
                 if out not in need:
                     break                      # nothing in the stage reads it: not a stage
                 shape = map_hwc(g.tensors[out].shape)
-                sums = [w.summaries(*need[out][n], shape[axis_of[n]]) for n, w in enumerate(walks)]
-                price.add_op(out, g.macs(op) // (shape[0] * shape[1]), shape[2], sums,
-                             int(call.scratch_bytes), op.kind == "CONV_2D")
+                ysums = {"recompute": ybands.summaries(*need[out][0], shape[0]),
+                         "linebuffer": ylines.line_summaries(lines.rows(out), shape[0])}
+                price.add_op(out, g.macs(op) // (shape[0] * shape[1]), shape[2], ysums,
+                             xbands.summaries(*need[out][1], shape[1]), int(call.scratch_bytes),
+                             op.kind == "CONV_2D")
                 for t in call.inputs:
-                    in_shape = map_hwc(g.tensors[t].shape)
+                    heights[t] = map_hwc(g.tensors[t].shape)[0]
+                for t in call.inputs:
                     rngs = []
-                    for n, w in enumerate(walks):
-                        lo, hi = need[out][n]
-                        if n == 2:
-                            lo = w.starts(lo, hi)
-                        rng = axis_receptive(call, axis_of[n], lo, hi, in_shape[axis_of[n]])
-                        rngs.append(interval_hull(need[t][n], rng) if t in need else rng)
+                    for axis in (0, 1):
+                        rng = axis_receptive(call, axis, *need[out][axis], map_hwc(g.tensors[t].shape)[axis])
+                        rngs.append(interval_hull(need[t][axis], rng) if t in need else rng)
                     need[t] = rngs
+                lines.add_op(call, out, heights)
                 for j in (a + 1, a + 2) if reduce else (a + 1,):
                     if j - k < 2 and j == a + 1 and not (k == 0 and self.stream_input):
                         continue               # one op alone: layer by layer is the same
-                    self._add_stage(k, j, a, walks, need, price)
+                    self._add_stage(k, j, a, (ybands, xbands, ylines), need, lines, price)
 
-    def _add_stage(self, i: int, j: int, a: int, walks, need, price: "_StagePrice") -> None:
+    def _add_stage(self, i: int, j: int, a: int, axes, need, lines, price: "_StagePrice") -> None:
         g = self.graph
+        ybands, xbands, ylines = axes
         anchor = g.ops[a].outputs[0]
         inner_mask = self._inner_mask(i, j)
-        ny, nx = price.macs_re.shape
-        buf_re = np.zeros((ny, nx), np.int64)
-        buf_lb = np.zeros((ny, nx), np.int64)
-        ok_re = np.ones((ny, nx), bool)
-        ok_lb = np.ones((ny, nx), bool)
-        for out, (b_re, b_lb, cover) in price.tensors.items():
+        ny, nx = len(ybands.sizes), len(xbands.sizes)
+        buf = {m: np.zeros((ny, nx), np.int64) for m in MODES}
+        ok = {m: np.ones((ny, nx), bool) for m in MODES}
+        for out, (buffers, covers) in price.tensors.items():
             if inner_mask[self.tensors.index(self.aliases.get(out, out))]:
-                buf_re += b_re
-                buf_lb += b_lb
+                for m in MODES:
+                    buf[m] += buffers[m]
             elif out != anchor:               # written whole: the tiles must cover it
-                cy, cx, cyl = cover
-                ok_re &= np.outer(cy, cx)
-                ok_lb &= np.outer(cyl, cx)
+                for m in MODES:
+                    ok[m] &= covers[m]
         if i == 0 and self.stream_input and self.input_last_reader < j:
             inner_mask = inner_mask.copy()
             inner_mask[self.input_row] = True
-            shape = map_hwc(g.tensors[self.input].shape)
-            sums = [w.summaries(*need[self.input][n], shape[(0, 1, 0)[n]]) for n, w in enumerate(walks)]
-            buf_re += _align(shape[2] * np.outer(sums[0][0], sums[1][0]))
-            buf_lb += _align(shape[2] * np.outer(sums[2][0], sums[1][0]))
+            h, w, c = map_hwc(g.tensors[self.input].shape)
+            cols = xbands.summaries(*need[self.input][1], w)[0]
+            buf["recompute"] += _align(c * np.outer(ybands.summaries(*need[self.input][0], h)[0], cols))
+            rows = ylines.line_summaries(lines.rows(self.input), h)[0]
+            buf["linebuffer"] += _align(c * np.outer(rows, cols))
         extra = int(_align(price.scratch))
         if j == a + 2:                        # ends in the global MEAN: its accumulators
             extra = max(extra, int(_align(kernel_scratch(g, g.ops[a + 1]))))
             extra += int(_align(4 * map_hwc(g.tensors[anchor].shape)[2]))
         whole = self._whole_bytes(i, j, inner_mask) + extra
-        saved_re, saved_lb = self._inplace_savings(i, j, a, walks, need, inner_mask)
-        buf_re[:, -1] -= saved_re             # in place: full-width strips only
-        buf_lb[:, -1] -= saved_lb
-        sizes_y, sizes_x = walks[0].sizes, walks[1].sizes
+        saved = self._inplace_savings(i, j, a, axes, need, lines, inner_mask)
+        for m in MODES:
+            buf[m][:, -1] -= saved[m]          # in place: full-width strips only
+        sizes_y, sizes_x = ybands.sizes, xbands.sizes
         candidates = []
         for y in range(ny):
             for x in range(nx):
-                if ok_re[y, x]:
-                    candidates.append(("recompute", sizes_y[y], sizes_x[x], int(whole + buf_re[y, x]),
-                                       int(price.macs_re[y, x]), int(price.work_re[y, x])))
-                if ok_lb[y, x] and y < ny - 1:    # line buffers need more than one row band
-                    candidates.append(("linebuffer", sizes_y[y], sizes_x[x], int(whole + buf_lb[y, x]),
-                                       int(price.macs_lb[y, x]), int(price.work_lb[y, x])))
+                for m in MODES:
+                    if ok[m][y, x] and (m == "recompute" or y < ny - 1):   # lines need several bands
+                        candidates.append((m, sizes_y[y], sizes_x[x], int(whole + buf[m][y, x]),
+                                           int(price.macs[m][y, x]), int(price.work[m][y, x])))
         for mode, th, tw, peak, macs, work in _pareto(candidates):
             self.edges[i].append(Edge(i, j, mode, th, tw, peak, macs, work))
 
-    def _inplace_savings(self, i: int, j: int, a: int, walks, need, inner_mask):
-        """Bytes saved per tile height (recomputed, line-buffered) when the stage's
-        output overlays its largest input that dies in it (fusion.inplace_offset;
-        full-width strips run top to bottom)."""
+    def _inplace_savings(self, i: int, j: int, a: int, axes, need, lines, inner_mask) -> dict:
+        """Bytes saved per tile height and mode when the stage's output overlays
+        its largest input that dies in it (fusion.inplace_offset; full-width
+        strips run top to bottom)."""
         g = self.graph
-        ny = len(walks[0].sizes)
-        zero = np.zeros(ny, np.int64), np.zeros(ny, np.int64)
+        ybands, _, ylines = axes
+        ny = len(ybands.sizes)
+        saved = {m: np.zeros(ny, np.int64) for m in MODES}
         if j != a + 1:
-            return zero
+            return saved
         anchor = g.ops[a].outputs[0]
         dying = (self.first < max(i, 1)) | (self.is_input & ~inner_mask)
         dying &= (self.last >= i) & (self.last <= j - 1) & ~self.is_output & ~inner_mask
         rows = [r for r in np.nonzero(dying)[0] if len(g.tensors[self.tensors[r]].shape) == 4
                 and self.tensors[r] in need]
         if not rows:
-            return zero
+            return saved
         t = self.tensors[max(rows, key=lambda r: (self.size[r], -r))]
         last = g.ops[a]
-        ah, aw, ac = map_hwc(g.tensors[anchor].shape)
-        th, tw, tc = map_hwc(g.tensors[t].shape)
+        _, aw, ac = map_hwc(g.tensors[anchor].shape)
+        _, tw, tc = map_hwc(g.tensors[t].shape)
         in_bytes, out_bytes = g.tensors[t].nbytes, g.tensors[anchor].nbytes
         whole_pair = int(_align(in_bytes) + _align(out_bytes))
-        saved = []
-        for walk in (0, 2):
-            per_size = np.zeros(ny, np.int64)
-            bounds = list(walks[0].first) + [len(walks[0].lo)]
+        _, _, c0, count = lines.rows(anchor)
+        per_mode = {"recompute": (ybands, need[anchor][0][1], need[t][0][0]),
+                    "linebuffer": (ylines, c0 + count, lines.rows(t)[0])}
+        for m, (axis_bands, out_hi, in_lo) in per_mode.items():
+            bounds = list(axis_bands.first) + [len(axis_bands.lo)]
             for k in range(ny):
                 lo, hi = bounds[k], bounds[k + 1]
-                lead = inplace_offset(need[anchor][walk][1][lo:hi], need[t][walk][0][lo:hi], aw * ac, tw * tc)
+                lead = inplace_offset(out_hi[lo:hi], in_lo[lo:hi], aw * ac, tw * tc)
                 if not anchor_may_overlay(g, last, t, lead):
                     continue
                 footprint = inplace_footprint(in_bytes, out_bytes, lead)
                 if footprint < in_bytes + out_bytes:
-                    per_size[k] = max(0, whole_pair - int(_align(footprint)))
-            saved.append(per_size)
-        return saved[0], saved[1]
+                    saved[m][k] = max(0, whole_pair - int(_align(footprint)))
+        return saved
 
     # -- the walk over the DAG ---------------------------------------------------------------
 
@@ -383,6 +385,31 @@ class FusionSpace:
 
     # -- from a path to a plan ---------------------------------------------------------------
 
+    def lighten(self, schedule: Schedule, plan: Plan, max_arena: float, max_macs: float,
+                min_saving: float = 0.01) -> Plan:
+        """`plan` (realized `schedule`) with single stages swapped for same-span
+        options that execute less work, as long as the packed arena stays within
+        `max_arena` and the MACs within `max_macs`. For when the least-work
+        schedule as a whole packs worse: most stages are not the bottleneck, and
+        one of them (typically the tail, tiled finely) may cost far more work
+        than it needs to. Only swaps saving `min_saving` of the work are tried."""
+        edges = list(schedule.edges)
+        total_work = sum(e.work or e.macs for e in edges)
+        macs = schedule.macs
+        for k in sorted(range(len(edges)), key=lambda k: -(edges[k].work or edges[k].macs)):
+            e = edges[k]
+            options = sorted((o for o in self.edges[e.start] if o.end == e.end and o.peak_bytes <= schedule.peak_bytes
+                              and (o.work or o.macs) < (e.work or e.macs) - min_saving * total_work
+                              and macs - e.macs + o.macs <= max_macs),
+                             key=lambda o: (o.work or o.macs, o.peak_bytes))
+            for o in options[:3]:
+                trial = edges[:k] + [o] + edges[k + 1:]
+                trial_plan = self.realize(Schedule(trial, schedule.peak_bytes, macs - e.macs + o.macs))
+                if trial_plan.arena_bytes <= max_arena:
+                    edges, plan, macs = trial, trial_plan, macs - e.macs + o.macs
+                    break
+        return plan
+
     def realize(self, schedule: Schedule, variant: str = "msf") -> Plan:
         stages = []
         for e in schedule.edges:
@@ -395,31 +422,29 @@ class FusionSpace:
 
 
 class _StagePrice:
-    """Running totals of a stage as its walk adds ops: MACs per tile setting, and
-    per produced tensor its tile-buffer bytes and whether the tiles cover it."""
+    """Running totals of a stage as its walk adds ops, per overlap mode: MACs
+    and executed work per tile setting, and per produced tensor its tile-buffer
+    bytes and whether the tiles cover it."""
 
     def __init__(self, ny: int, nx: int):
-        self.macs_re = np.zeros((ny, nx), np.int64)   # recomputed tiles, every (tile_h, tile_w)
-        self.macs_lb = np.zeros((ny, nx), np.int64)   # line buffers: only new rows
-        self.work_re = np.zeros((ny, nx), np.int64)   # MACs the kernels execute (see add_op)
-        self.work_lb = np.zeros((ny, nx), np.int64)
-        self.tensors: dict[int, tuple] = {}
+        modes = MODES
+        self.macs = {m: np.zeros((ny, nx), np.int64) for m in modes}   # with recomputation
+        self.work = {m: np.zeros((ny, nx), np.int64) for m in modes}   # what the kernels execute
+        self.tensors: dict[int, tuple[dict, dict]] = {}
         self.scratch = 0
 
-    def add_op(self, out: int, pixel_macs: int, channels: int, sums, scratch: int, quads: bool) -> None:
-        (my, ty, _, cy, by, _), (mx, tx, _, cx, bx, _), (myl, _, nyl, cyl, _, bnyl) = sums
-        self.macs_re += pixel_macs * np.outer(ty, tx)
-        self.macs_lb += pixel_macs * np.outer(nyl, tx)
-        self.work_re += pixel_macs * np.outer(ty, tx)
-        self.work_lb += pixel_macs * np.outer(nyl, tx)
-        if quads:
-            # The DSP convolution computes output pixels four at a time: a tile
-            # whose pixel count is not a multiple of 4 pays for the rest of its
-            # last quad, on average 1.5 pixels.
-            self.work_re += (3 * pixel_macs * np.outer(by, bx)) // 2
-            self.work_lb += (3 * pixel_macs * np.outer(bnyl, bx)) // 2
-        self.tensors[out] = (_align(channels * np.outer(my, mx)), _align(channels * np.outer(myl, mx)),
-                             (cy, cx, cyl))
+    def add_op(self, out: int, pixel_macs: int, channels: int, ysums: dict, xsums, scratch: int,
+               quads: bool) -> None:
+        mx, tx, cx, bx = xsums
+        buffers, covers = {}, {}
+        for m, (my, ty, cy, by) in ysums.items():
+            self.macs[m] += pixel_macs * np.outer(ty, tx)
+            self.work[m] += pixel_macs * np.outer(ty, tx)
+            if quads:                           # the rest of each tile's last quad of pixels
+                self.work[m] += pixel_macs * (by @ _QUAD_WASTE @ bx.T)
+            buffers[m] = _align(channels * np.outer(my, mx))
+            covers[m] = np.outer(cy, cx)
+        self.tensors[out] = (buffers, covers)
         self.scratch = max(self.scratch, scratch)
 
 
@@ -526,13 +551,12 @@ def plan_msf(graph: Graph, max_overhead: Optional[float] = None, ram_budget: Opt
         limit = min(s.macs for s in front) + 1e-6
     # The least peak within the limit (the front point, packed). Schedules with
     # the same peak differ in how fast their other stages run: the one with the
-    # least executed work is taken if it packs within ARENA_SLACK of that arena
-    # (packing is heuristic; a few bytes of fragmentation should not cost 20 %
-    # more instructions).
+    # least executed work is taken if it packs into the same arena; failing
+    # that, the front point's slowest stages are swapped one by one.
     point = next(s for s in front if s.macs <= limit)
     best = space.realize(point)
     best_work = sum(e.work or e.macs for e in point.edges)
-    allowed = best.arena_bytes * (1 + ARENA_SLACK)
+    allowed = best.arena_bytes
     target = point.peak_bytes
     for _ in range(REALIZE_CANDIDATES):
         s = space.cheapest(target, limit, prefer="work")
@@ -542,4 +566,4 @@ def plan_msf(graph: Graph, max_overhead: Optional[float] = None, ram_budget: Opt
         if plan.arena_bytes <= allowed:
             return plan
         target -= plan.arena_bytes - int(allowed)
-    return best
+    return space.lighten(point, best, allowed, limit)

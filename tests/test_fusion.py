@@ -24,6 +24,9 @@ CASES = [
     ((17, 15), 5, None, [(3, 7, 2), (6, 7, 1)], (4, 3), "recompute"),
     ((20, 20), 3, 6, [(1, 5, 1), (6, 6, 2), (5, 6, 1), (2, 6, 1)], (3, 99), "linebuffer"),
     ((9, 9), 6, None, [(2, 6, 1), (3, 9, 2), (4, 9, 1)], (2, 2), "recompute"),
+    # deep line-buffered stages: the lead-in fills the pipeline row by row
+    ((19, 17), 3, 8, [(1, 8, 1), (6, 8, 2), (6, 8, 1), (4, 12, 2)], (1, 3), "linebuffer"),
+    ((21, 21), 3, 8, [(6, 8, 2), (6, 8, 1), (6, 8, 1)], (2, 99), "linebuffer"),
 ]
 
 
@@ -108,6 +111,20 @@ def test_linebuffer_needs_no_recomputation_and_recompute_costs_macs():
     expand_macs = graph.macs(graph.ops[0])
     assert re1.macs - re1.base_macs == 2 * expand_macs - 2 * expand_macs // 32
     assert line.buffer_bytes == re1.buffer_bytes       # both hold 3 rows of the expansion
+
+
+def test_line_buffers_hold_what_one_band_reads_however_deep_the_stage():
+    """Four stride-1 blocks in 1-row line-buffered strips: every buffer holds at
+    most the 3 rows a 3x3 depthwise reads, at any depth, and nothing is
+    computed twice. (Without the lead-in, the first strip would compute the
+    whole receptive field of the first output row: 9 rows deep in the stage.)
+    A block output holds 2 rows: the add reads row r while the next expansion
+    is already at row r + 1."""
+    data = inverted_residual_chain_model(np.random.default_rng(4), (16, 16), 4, [(6, 4, 1)] * 4, None)
+    graph = load_model_bytes(data, "deep.tflite")
+    stage = StageGeometry(graph, list(range(len(graph.ops)))).schedule(1, 99, "linebuffer")
+    assert stage.macs == stage.base_macs
+    assert max(rows for _, rows, _, _ in stage.buffers) == 3
 
 
 def test_stage_outputs_are_the_tensors_used_after_it():

@@ -13,6 +13,7 @@ from harness.commands import make_plan, parse_bytes
 from harness.errors import FusebenchError
 from harness.fusion import StageGeometry
 from harness.hostmodel import build_host_model, run_host_model
+from harness.lowering import map_hwc
 from harness.msf import FusionSpace, plan_msf
 from harness.plan import check_plan, plan_layer_by_layer, plan_schedule
 from harness.reference import reference_outputs
@@ -47,10 +48,28 @@ def test_cost_model_matches_the_built_tile_tables(case, stream):
         st = StageGeometry(graph, list(range(e.start, e.end)), stream_input=stream).schedule(
             e.tile_h, e.tile_w, e.mode)
         assert st.macs == e.macs, e
+        assert _work_of_tables(graph, st) == e.work, e
         plan = plan_schedule(graph, [st])
         stage_steps = plan.steps[e.start:e.end]
         assert max(s.live_bytes for s in stage_steps) <= e.peak_bytes, e
         assert max(s.live_bytes for s in stage_steps) >= e.peak_bytes - 16 * 40, e   # alignment slack
+
+
+def _work_of_tables(graph, st) -> int:
+    """MACs the kernels execute for a built stage, tile by tile: the DSP
+    convolution computes pixels four at a time, so a tile of n pixels pays
+    for the rest of its last group of four."""
+    n_inner, work = len(st.inner), 0
+    for k, i in enumerate(st.ops):
+        op = graph.ops[i]
+        oh, ow, _ = map_hwc(graph.tensors[op.outputs[0]].shape)
+        pixel_macs = graph.macs(op) // (oh * ow)
+        for r in (row[4 * n_inner + 2 * k + 1] for row in st.row_table):
+            for c in (col[2 * n_inner + 2 * k + 1] for col in st.col_table):
+                n = r * c
+                if n:
+                    work += pixel_macs * (n + ((4 - n % 4) % 4 if op.kind == "CONV_2D" else 0))
+    return work
 
 
 def test_front_is_exact_against_brute_force_over_all_paths():
