@@ -208,3 +208,19 @@ def test_inplace_offset_keeps_rows_still_to_be_read():
     # stride 2, output rows half the bytes and the rows: no lead at all
     assert inplace_offset(np.arange(1, 4), np.array([0, 1, 3]), 48, 48) == 0
     assert inplace_footprint(1000, 600, 64) == 1064 and inplace_footprint(100, 600, 64) == 600
+
+
+def test_w035_144_plans_are_no_worse_than_msf_cnn_at_its_limits(model_paths):
+    """The planned msf arena at each of msf-CNN's overhead limits, as a fraction
+    of the unfused arena, is no worse than the fraction it publishes (the
+    measured watermarks are compared by `invoke pareto --measure`)."""
+    from harness.pareto import MSF_CNN_W035_144, PUBLISHED_AT_LIMIT
+    path = next(p for p in model_paths if p.stem == "mobilenetv2_w035_144")
+    graph = load_model(path)
+    unfused = make_plan(graph, "unfused").arena_bytes
+    space = FusionSpace(graph)
+    for limit, (kb, _) in PUBLISHED_AT_LIMIT.items():
+        plan = plan_msf(graph, max_overhead=limit, space=space)
+        assert check_plan(plan) == []
+        assert plan.macs <= space.base_macs * (1 + limit)
+        assert plan.arena_bytes / unfused <= kb / MSF_CNN_W035_144["layer_by_layer_kb"], (limit, plan.arena_bytes)
