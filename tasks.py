@@ -9,7 +9,24 @@ from __future__ import annotations
 import functools
 import sys
 
-from invoke import Exit, task
+import invoke
+from invoke import Exit
+
+
+class _Task(invoke.Task):
+    """invoke picks each option's short flag from the characters of its name,
+    dashes included (`--patch-end` got `-`, shown as `--=STRING`): drop such a
+    flag, so that option keeps only its long one (the others are unchanged)."""
+
+    def arg_opts(self, name, default, taken_names):
+        opts = super().arg_opts(name, default, taken_names)
+        if "-" in opts["names"]:
+            opts["names"].remove("-")
+            taken_names.add("-")         # as if given: later options pick as they always did
+        return opts
+
+
+task = functools.partial(invoke.task, klass=_Task)
 
 
 def _cli(fn):
