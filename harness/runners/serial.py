@@ -39,6 +39,12 @@ from harness.protocol import (INPUT_READ_FAILED, CorruptFrame, DeviceFault, Devi
                               LinkTimeout, PassResult, ProtocolError, Session, encode_frame)
 from harness.runners.base import PAINTS, RunResult, Runner, input_bytes, merge_passes
 
+try:                         # pyserial's POSIX ports raise termios.error from tcdrain & co.
+    import termios
+    _TTY_ERRORS: tuple = (OSError, termios.error)
+except ImportError:          # no termios (Windows)
+    _TTY_ERRORS = (OSError,)
+
 # What the time counter of an image counts, by the runner table it was built for.
 COUNT_SOURCES = {"serial": "dwt", "renode": "renode-virtual", "qemu": "qemu-icount"}
 # A silicon image whose DWT did not count falls back to SysTick on the core clock.
@@ -97,7 +103,7 @@ class SerialLink:
         try:
             self.port.write(data)
             self.port.flush()
-        except (serial.SerialException, OSError) as exc:
+        except (serial.SerialException, *_TTY_ERRORS) as exc:
             raise LinkClosed(f"serial port closed while writing: {exc}") from None
 
     def read_line(self, timeout_s: float) -> str:
@@ -116,11 +122,11 @@ class SerialLink:
                 raise LinkTimeout(f"no line for {timeout_s:g} s")
             try:
                 waiting = self.port.in_waiting
-            except (serial.SerialException, OSError):
+            except (serial.SerialException, *_TTY_ERRORS):
                 waiting = 0             # the other end went away: still read what it left
             try:
                 chunk = self.port.read(max(1, min(waiting, 65536)))
-            except (serial.SerialException, OSError) as exc:
+            except (serial.SerialException, *_TTY_ERRORS) as exc:
                 if self._pending and _TRAILER.search(bytes(self._pending)):
                     # the last frame (e.g. FAULT) arrived whole but the end closed before its newline
                     self._lines.append(bytes(self._pending))

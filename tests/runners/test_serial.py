@@ -100,6 +100,19 @@ def test_unplugged_port_is_link_closed():
         link.read_line(1.0)
 
 
+def test_a_port_that_hangs_up_while_writing_is_link_closed():
+    """pyserial's POSIX flush (tcdrain) raises termios.error, not OSError, when
+    the other end of a pty is gone: still LinkClosed, not a traceback."""
+    termios = pytest.importorskip("termios")
+
+    class HungUp(FakePort):
+        def flush(self):
+            raise termios.error(5, "Input/output error")
+
+    with pytest.raises(LinkClosed, match="Input/output error"):
+        SerialLink(HungUp([])).write(encode_frame("EXIT"))
+
+
 def test_opening_a_missing_port_is_one_line():
     with pytest.raises(FusebenchError, match="cannot open serial port /dev/nonexistent-fb"):
         SerialLink.open("/dev/nonexistent-fb")
