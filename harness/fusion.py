@@ -196,8 +196,9 @@ class LineWalk:
         """Walk back through the op producing `out`: what it reads of its inputs."""
         c0, c1 = self._computed(out)
         for t in call.inputs:
-            a, _ = axis_receptive(call, 0, c0, c0 + 1, 0, clip=False)
-            _, b = axis_receptive(call, 0, c1 - 1, c1, 0, clip=False)
+            # unclipped, a depends on c0 alone and b on c1 alone: right even for
+            # bands that compute nothing (c1 <= c0)
+            a, b = axis_receptive(call, 0, c0, c1, 0, clip=False)
             if t in self.U:
                 a, b = np.minimum(self.L[t], a), np.maximum(self.U[t], b)
             self.L[t], self.U[t] = a, b

@@ -213,11 +213,11 @@ class FusionSpace:
                              xbands.summaries(*need[out][1], shape[1]), int(call.scratch_bytes),
                              op.kind == "CONV_2D")
                 for t in call.inputs:
-                    heights[t] = map_hwc(g.tensors[t].shape)[0]
-                for t in call.inputs:
+                    in_shape = map_hwc(g.tensors[t].shape)
+                    heights[t] = in_shape[0]
                     rngs = []
                     for axis in (0, 1):
-                        rng = axis_receptive(call, axis, *need[out][axis], map_hwc(g.tensors[t].shape)[axis])
+                        rng = axis_receptive(call, axis, *need[out][axis], in_shape[axis])
                         rngs.append(interval_hull(need[t][axis], rng) if t in need else rng)
                     need[t] = rngs
                 lines.add_op(call, out, heights)
@@ -427,9 +427,8 @@ class _StagePrice:
     bytes and whether the tiles cover it."""
 
     def __init__(self, ny: int, nx: int):
-        modes = MODES
-        self.macs = {m: np.zeros((ny, nx), np.int64) for m in modes}   # with recomputation
-        self.work = {m: np.zeros((ny, nx), np.int64) for m in modes}   # what the kernels execute
+        self.macs = {m: np.zeros((ny, nx), np.int64) for m in MODES}   # with recomputation
+        self.work = {m: np.zeros((ny, nx), np.int64) for m in MODES}   # what the kernels execute
         self.tensors: dict[int, tuple[dict, dict]] = {}
         self.scratch = 0
 

@@ -7,6 +7,9 @@ into a `RunResult` is the same everywhere.
 """
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -125,3 +128,14 @@ def merge_passes(passes: list[PassResult], ratio: Fraction, count_source: str,
         model_status=first.status,
         io_ticks=first.io_ticks,
     )
+
+
+def kill_process_group(process: subprocess.Popen) -> None:
+    """SIGKILL an emulator started with start_new_session=True (its own process
+    group: children such as Renode's mono die too) and reap it."""
+    if process.poll() is None:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    process.wait()

@@ -37,7 +37,7 @@ import numpy as np
 from harness.boards import Board
 from harness.errors import FusebenchError
 from harness.protocol import DeviceFault, DeviceInfo, LinkClosed, LinkTimeout, ProtocolError, Session
-from harness.runners.base import RunResult, Runner, input_bytes, measure_input
+from harness.runners.base import RunResult, Runner, input_bytes, kill_process_group, measure_input
 
 QEMU = "qemu-system-arm"
 QEMU_PACKAGE = "qemu-system-arm"
@@ -134,12 +134,7 @@ class QemuProcess:
             return None
 
     def close(self) -> None:
-        if self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGKILL)   # the group we created
-            except ProcessLookupError:
-                pass
-        self.process.wait()
+        kill_process_group(self.process)
         for stream in (self.process.stdin, self.process.stdout):
             try:
                 stream.close()

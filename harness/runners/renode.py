@@ -42,7 +42,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -56,7 +55,7 @@ import numpy as np
 from harness.boards import Board
 from harness.errors import FusebenchError
 from harness.protocol import ProtocolError
-from harness.runners.base import RunResult, Runner, input_bytes
+from harness.runners.base import RunResult, Runner, input_bytes, kill_process_group
 from harness.runners.serial import SerialLink, SerialRunner
 
 RENODE_ENV = "RENODE"
@@ -279,12 +278,7 @@ class RenodeProcess:
                     self.process.wait(timeout=self.quit_timeout_s)
                 except subprocess.TimeoutExpired:
                     pass
-            if self.process.poll() is None:
-                try:
-                    os.killpg(self.process.pid, signal.SIGKILL)   # the group we created
-                except ProcessLookupError:
-                    pass
-            self.process.wait()
+            kill_process_group(self.process)
             self.process = None
         if self._emulation is not None:
             try:

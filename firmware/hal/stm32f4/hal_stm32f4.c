@@ -23,6 +23,7 @@
 
 #include "../cortexm/cortexm.h"
 #include "../hal.h"
+#include "../stm32/gpio.h"
 #include "usart.h"
 
 #if !defined(FB_UART_BASE) || !defined(FB_CPU_HZ) || !defined(FB_CONSOLE_BAUD) ||               \
@@ -67,10 +68,6 @@
 
 /* GPIO ports A..K at 0x40020000 + 0x400 * port */
 #define GPIO_BASE(port) (0x40020000u + 0x400u * (uint32_t)(port))
-#define GPIO_MODER(port) REG(GPIO_BASE(port) + 0x00u)
-#define GPIO_OSPEEDR(port) REG(GPIO_BASE(port) + 0x08u)
-#define GPIO_PUPDR(port) REG(GPIO_BASE(port) + 0x0Cu)
-#define GPIO_AFR(port, pin) REG(GPIO_BASE(port) + 0x20u + 4u * ((pin) >> 3))
 
 #define SCB_AIRCR CM_REG(0xE000ED0Cu)
 #define SCB_AIRCR_RESET (0x05FAu << 16 | 1u << 2)
@@ -158,11 +155,7 @@ static void console_clock_on(void)
 
 static void pin_to_af(uint32_t port, uint32_t pin, int pull_up)
 {
-    GPIO_AFR(port, pin) = (GPIO_AFR(port, pin) & ~(0xFu << (4u * (pin & 7u)))) |
-                          ((uint32_t)FB_CONSOLE_AF << (4u * (pin & 7u)));
-    GPIO_OSPEEDR(port) |= 2u << (2u * pin);
-    GPIO_PUPDR(port) = (GPIO_PUPDR(port) & ~(3u << (2u * pin))) | ((pull_up ? 1u : 0u) << (2u * pin));
-    GPIO_MODER(port) = (GPIO_MODER(port) & ~(3u << (2u * pin))) | (2u << (2u * pin));
+    stm32_gpio_to_af(GPIO_BASE(port), pin, FB_CONSOLE_AF, pull_up);
 }
 
 static void console_up(void)

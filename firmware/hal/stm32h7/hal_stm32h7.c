@@ -31,6 +31,7 @@
 
 #include "../cortexm/cortexm.h"
 #include "../hal.h"
+#include "../stm32/gpio.h"
 
 #if !defined(FB_UART_BASE) || !defined(FB_CPU_HZ) || !defined(FB_CONSOLE_BAUD) ||               \
     !defined(FB_CONSOLE_TX_PORT) || !defined(FB_CONSOLE_RX_PORT) || !defined(FB_CONSOLE_AF)
@@ -88,10 +89,6 @@
 
 /* GPIO ports A..K at 0x58020000 + 0x400 * port */
 #define GPIO_BASE(port) (0x58020000u + 0x400u * (uint32_t)(port))
-#define GPIO_MODER(port) REG(GPIO_BASE(port) + 0x00u)
-#define GPIO_OSPEEDR(port) REG(GPIO_BASE(port) + 0x08u)
-#define GPIO_PUPDR(port) REG(GPIO_BASE(port) + 0x0Cu)
-#define GPIO_AFR(port, pin) REG(GPIO_BASE(port) + 0x20u + 4u * ((pin) >> 3))
 
 /* USART (USARTv2 register layout, RM0433 section 48.7) */
 #define USART_CR1 REG(FB_UART_BASE + 0x00u)
@@ -229,11 +226,7 @@ static void console_clock_on(void)
 
 static void pin_to_af(uint32_t port, uint32_t pin, int pull_up)
 {
-    GPIO_AFR(port, pin) = (GPIO_AFR(port, pin) & ~(0xFu << (4u * (pin & 7u)))) |
-                          ((uint32_t)FB_CONSOLE_AF << (4u * (pin & 7u)));
-    GPIO_OSPEEDR(port) |= 2u << (2u * pin);                       /* high speed */
-    GPIO_PUPDR(port) = (GPIO_PUPDR(port) & ~(3u << (2u * pin))) | ((pull_up ? 1u : 0u) << (2u * pin));
-    GPIO_MODER(port) = (GPIO_MODER(port) & ~(3u << (2u * pin))) | (2u << (2u * pin)); /* AF */
+    stm32_gpio_to_af(GPIO_BASE(port), pin, FB_CONSOLE_AF, pull_up);
 }
 
 static void console_up(void)
