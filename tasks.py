@@ -7,7 +7,6 @@ non-zero exit.
 from __future__ import annotations
 
 import functools
-import sys
 
 import invoke
 from invoke import Exit
@@ -94,7 +93,7 @@ def models(c, resolution=None, out=None, width=None, expansion=None, training=No
     from pathlib import Path
 
     from harness.errors import FusebenchError
-    from harness.modelgen import DEFAULT_EXPANSION, DEFAULT_WIDTHS, MODELS_DIR, make_models
+    from tools.modelgen import DEFAULT_EXPANSION, DEFAULT_WIDTHS, MODELS_DIR, make_models
 
     def numbers(text, kind, option):
         try:
@@ -173,7 +172,7 @@ def resolution(c, board="stm32h7,stm32f4", width=0.35, variant="unfused,fused,ms
     """Largest input resolution each schedule fits on each board; plot RAM vs resolution."""
     from harness.commands import fused_options
     from harness.errors import FusebenchError
-    from harness.resolution import resolution_sweep
+    from harness.report.resolution import resolution_sweep
     try:
         first, last, step = (int(v) for v in resolutions.split(":"))
     except ValueError:
@@ -196,14 +195,12 @@ def resolution(c, board="stm32h7,stm32f4", width=0.35, variant="unfused,fused,ms
 def pareto(c, model=None, stream_input=True, out=None, resolution=None, measure=None, board="stm32h7",
            max_inputs=None):
     """The msf front of peak RAM against MACs per model, with unfused, fused and msf-CNN's points."""
-    from harness.pareto import pareto_command
+    from harness.report.pareto import pareto_command
     run_dir = pareto_command(model=model, stream_input=bool(stream_input), out=out,
                              resolution=int(resolution) if resolution else None, measure=measure,
                              board=board, max_inputs=int(max_inputs) if max_inputs else None)
     print(f"results: {run_dir}")
 
-
-# -- kernel profile (issue 7): where a bench run's instructions went ------------------------
 
 @task(help={"run": "results folder of `invoke bench` (default: results/latest)",
             "board": "only this board", "model": "only this model (name without .tflite)",
@@ -212,39 +209,8 @@ def pareto(c, model=None, stream_input=True, out=None, resolution=None, measure=
 def profile(c, run="results/latest", board=None, model=None, variant="unfused", layers=False):
     """Instruction profile of a bench run per kernel kind (and per layer): MACs per instruction
     against the DSP extension's limit of 2 (one SMLAD = 2 MACs)."""
-    from pathlib import Path
-
-    import pandas as pd
-
-    from harness.errors import FusebenchError
-    path = Path(run) / "layers.csv"
-    if not path.is_file():
-        raise FusebenchError(f"no {path}: run `invoke bench` first or pass --run <results folder>")
-    rows = pd.read_csv(path)
-    rows = rows[rows["variant"] == variant]
-    if board:
-        rows = rows[rows["board"] == board]
-    if model:
-        rows = rows[rows["model"] == model]
-    if rows.empty:
-        raise FusebenchError(f"{path} has no layers for variant={variant} board={board or 'any'} "
-                             f"model={model or 'any'}")
-    pd.set_option("display.width", 160)
-    for (b, m), group in rows.groupby(["board", "model"]):
-        group = group[group["input"] == group["input"].iloc[0]]        # one input is enough
-        kinds = group.groupby("kind").agg(layers=("step", "count"), macs=("macs", "sum"),
-                                          instructions=("instructions", "sum"))
-        total = int(kinds["instructions"].sum())
-        kinds["share"] = (kinds["instructions"] / total).map("{:.1%}".format)
-        kinds["macs_per_instruction"] = (kinds["macs"] / kinds["instructions"]).round(3)
-        kinds["of_limit_2"] = (kinds["macs_per_instruction"] / 2).map("{:.0%}".format)
-        kinds = kinds.sort_values("instructions", ascending=False)
-        print(f"\n{b} {m} ({variant}): {total:,} instructions, "
-              f"{group['macs'].sum() / total:.3f} MACs/instruction")
-        print(kinds.to_string())
-        if layers:
-            print(group[["step", "op", "kind", "macs", "instructions", "macs_per_instruction"]]
-                  .to_string(index=False))
+    from harness.report.profile import profile_command
+    profile_command(run=run, board=board, model=model, variant=variant, layers=bool(layers))
 
 
 @task(help={"board": "a board with a [runners.serial] table (nucleo-h743zi, nucleo-f446re, openmv-h7, ...)",
@@ -256,7 +222,7 @@ def profile(c, run="results/latest", board=None, model=None, variant="unfused", 
 @_cli
 def flash(c, board, model=None, variant="unfused", tool=None, probe=None, elf=None):
     """Build the silicon firmware for a real board and flash it (pyocd, openocd, st-flash, dfu-util)."""
-    from harness.flash import flash_command
+    from harness.targets.flash import flash_command
     flash_command(board=board, model=model, variant=variant, tool=tool, probe=probe, elf=elf)
 
 
@@ -264,5 +230,5 @@ def flash(c, board, model=None, variant="unfused", tool=None, probe=None, elf=No
 @_cli
 def boards(c):
     """List the board files and the serial ports of boards plugged in (ST-LINK, OpenMV by USB id)."""
-    from harness.flash import boards_report
+    from harness.targets.flash import boards_report
     print(boards_report())

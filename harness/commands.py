@@ -4,8 +4,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Union
 
-from .catalog import MODELS_DIR, RESULTS_DIR, resolve_models
-from .errors import FusebenchError
+from harness.paths import MODELS_DIR, RESULTS_DIR
+
+from harness.frontend.catalog import resolve_models
+from harness.errors import FusebenchError
 
 PathOpt = Union[str, bool, None]
 
@@ -36,11 +38,11 @@ def make_plan(graph, variant: str, board=None, **options):
       tile ('4x8' or '2'), mode, first_conv.
     msf: max_overhead (fraction of the network's MACs), ram_budget (bytes),
       stream_input; with neither limit the fewest MACs that fit `board`."""
-    from .fusion import plan_fused
-    from .msf import plan_msf
-    from .patch import plan_patch
-    from .reorder import plan_reordered
-    from .plan import plan_layer_by_layer
+    from harness.schedules.fusion import plan_fused
+    from harness.schedules.msf import plan_msf
+    from harness.schedules.patch import plan_patch
+    from harness.schedules.reordered import plan_reordered
+    from harness.schedules.plan import plan_layer_by_layer
     if variant not in VARIANT_OPTIONS:
         raise FusebenchError(f"unknown variant '{variant}' (available: {', '.join(VARIANTS)})")
     given = {k: v for k, v in options.items() if v is not None}
@@ -118,11 +120,11 @@ def fused_options(max_overhead: Optional[str] = None, blocks: Optional[str] = No
 def plan_command(model: Optional[str], variant: str = "unfused", csv: PathOpt = None,
                  plot: PathOpt = None, json: PathOpt = None, tflm: bool = True,
                  options: Optional[dict] = None, board: Optional[str] = "stm32h7") -> None:
-    from .boards import load_board
-    from .plots import plot_memory_profile
-    from .tables import format_plan, plan_table
-    from .tflite_import import load_model
-    from .tflm import TflmUnavailable, tflm_arena_bytes
+    from harness.targets.boards import load_board
+    from harness.report.plots import plot_memory_profile
+    from harness.report.tables import format_plan, plan_table
+    from harness.frontend.tflite_import import load_model
+    from harness.frontend.tflm import TflmUnavailable, tflm_arena_bytes
 
     for path in resolve_models(model):
         graph = load_model(path)
@@ -149,7 +151,7 @@ def plan_command(model: Optional[str], variant: str = "unfused", csv: PathOpt = 
 
 
 def models_command(resolution: Optional[int] = None, out: Optional[str] = None) -> None:
-    from .modelgen import make_models
+    from tools.modelgen import make_models
     make_models(Path(out) if out else MODELS_DIR,
                 resolutions=[resolution] if resolution else None)
 
@@ -165,11 +167,11 @@ def bench_command(board: str = "stm32h7", model: Optional[str] = None, variant: 
     is a mismatch, crash or timeout (after everything is written)."""
     import pandas as pd
 
-    from .bench import BAD_STATUSES, run_sweep
-    from .boards import load_board
-    from .plots import plot_bench_bars, plot_memory_profile
-    from .tables import summarize_bench
-    from .tflite_import import load_model
+    from harness.report.bench import BAD_STATUSES, run_sweep
+    from harness.targets.boards import load_board
+    from harness.report.plots import plot_bench_bars, plot_memory_profile
+    from harness.report.tables import summarize_bench
+    from harness.frontend.tflite_import import load_model
 
     boards = [b.strip() for b in board.split(",") if b.strip()]
     variants = [v.strip() for v in (variant or ",".join(VARIANTS)).split(",") if v.strip()]
@@ -178,7 +180,7 @@ def bench_command(board: str = "stm32h7", model: Optional[str] = None, variant: 
         raise FusebenchError("--runs must be at least 1")
     print(f"bench: boards {', '.join(boards)}; variants {', '.join(variants)}; "
           f"models {', '.join(p.name for p in model_paths)}")
-    from .runners import choose_runner
+    from harness.targets.runners import choose_runner
     runner_kind = choose_runner([load_board(b) for b in boards], runner, port)
     runner_options = dict(port=port, renode=renode, flash_tool=flash_tool, probe=probe,
                           flash=not no_flash)
@@ -223,7 +225,7 @@ def bench_command(board: str = "stm32h7", model: Optional[str] = None, variant: 
 
 def build_command(board: str, model: Optional[str], variant: str = "unfused",
                   options: Optional[dict] = None) -> None:
-    from .bench import build_variant
+    from harness.report.bench import build_variant
     for path in resolve_models(model):
         b, graph, p, result = build_variant(board, str(path), variant, options)
         print(f"{b.name}/{graph.name}/{variant}: {result.elf}")
@@ -237,10 +239,10 @@ def run_command(board: str, model: Optional[str], variant: str = "unfused", inpu
     """Run already-built firmware on the inputs and print one line per input."""
     import numpy as np
 
-    from .bench import firmware_dir, load_inputs, reference_outputs_isolated
-    from .boards import load_board
-    from .runners.qemu import QemuRunner
-    from .tflite_import import load_model
+    from harness.report.bench import firmware_dir, load_inputs, reference_outputs_isolated
+    from harness.targets.boards import load_board
+    from harness.targets.runners.qemu import QemuRunner
+    from harness.frontend.tflite_import import load_model
 
     b = load_board(board)
     for path in resolve_models(model):

@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from harness.catalog import MODELS_DIR
+from harness.paths import MODELS_DIR
 
 
 def shipped_models():

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.catalog import ROOT
+from harness.paths import ROOT
 
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 
@@ -29,7 +29,7 @@ def test_nightly_workflow_exists_and_runs_bench_on_both_boards():
     text = (ROOT / ".github" / "workflows" / "nightly.yml").read_text()
     assert "schedule:" in text and "invoke bench" in text
     assert "stm32h7" in text and "stm32f4" in text
-    assert "upload-artifact" in text and "harness.check_results" in text
+    assert "upload-artifact" in text and "harness.report.check_results" in text
 
 
 def test_workflows_pass_actionlint():
@@ -47,7 +47,7 @@ def test_check_results_fails_on_bad_rows(tmp_path):
     good.write_text("board,model,variant,input,status,detail\nb,m,unfused,i0,ok,\nb,m,unfused,i1,does-not-fit,x\n")
     bad = tmp_path / "bad.csv"
     bad.write_text("board,model,variant,input,status,detail\nb,m,unfused,i0,ok,\nb,m,unfused,i1,crash,pc\n")
-    run = lambda p: subprocess.run([sys.executable, "-m", "harness.check_results", str(p)],  # noqa: E731
+    run = lambda p: subprocess.run([sys.executable, "-m", "harness.report.check_results", str(p)],  # noqa: E731
                                    capture_output=True, text=True, cwd=ROOT)
     assert run(good).returncode == 0
     r = run(bad)

@@ -6,7 +6,7 @@ Each test builds a one-block int8 .tflite model ([1x1 expansion,] depthwise,
 new kernel for several band heights and compares with LiteRT BUILTIN_REF on the
 same input. The kernel gets exactly fb_bottleneck_s8_buffer_size() bytes of
 scratch (hostrt fails on a write past them) and must write all of them (the
-size is tight); harness.lowering.bottleneck_scratch_bytes must agree with the C
+size is tight); harness.backend.lowering.bottleneck_scratch_bytes must agree with the C
 function.
 """
 from __future__ import annotations
@@ -18,14 +18,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness import hostrt, quant
+from harness.backend import hostrt
+from harness.frontend import quant
 from harness.errors import FusebenchError
-from harness.lowering import (BottleneckDims, bottleneck_base_macs, bottleneck_dims, bottleneck_macs,
+from harness.backend.lowering import (BottleneckDims, bottleneck_base_macs, bottleneck_dims, bottleneck_macs,
                               bottleneck_scratch_bytes, lower_graph)
-from harness.reference import reference_outputs
-from harness.testing import tflite_builder as tb
-from harness.testing.tflite_builder import Q
-from harness.tflite_import import load_model_bytes
+from harness.frontend.reference import reference_outputs
+from tests.helpers import tflite_builder as tb
+from harness.frontend.tflite_writer import Q
+from harness.frontend.tflite_import import load_model_bytes
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SEEDS = st.integers(0, 2**32 - 1)

@@ -21,13 +21,13 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from harness import hostrt
-from harness.lowering import lower_op, receptive_window
-from harness.reference import reference_output, reference_output_of_inputs
-from harness.testing import tflite_builder as tb
-from harness.testing.kernel_cases import add_graph, rand_int8
-from harness.testing.tflite_builder import Q
-from harness.tflite_import import load_model_bytes
+from harness.backend import hostrt
+from harness.backend.lowering import lower_op, receptive_window
+from harness.frontend.reference import reference_output, reference_output_of_inputs
+from tests.helpers import tflite_builder as tb
+from tests.helpers.kernel_cases import add_graph, rand_int8
+from harness.frontend.tflite_writer import Q
+from harness.frontend.tflite_import import load_model_bytes
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 INT32_MIN, INT32_MAX = -2**31, 2**31 - 1
@@ -326,7 +326,7 @@ SIZE_CASES = [   # (kernel, out_c, kh, kw, in_c): taps multiple of 4 or not, 1x1
 def test_scratch_and_table_sizes_agree_between_lowering_and_both_builds(kernel, out_c, kh, kw, in_c):
     """The lowering's sizes are exactly what the C size functions return, in
     both builds: the plan and the measured arena watermark count the same bytes."""
-    from harness import lowering
+    from harness.backend import lowering
 
     dims = hostrt.FbFilterDims(out_c, kh, kw, in_c)
     if kernel == "fb_conv_s8":
@@ -348,7 +348,7 @@ def test_scratch_and_table_sizes_agree_between_lowering_and_both_builds(kernel, 
 def test_prepared_tables_cut_the_scratch_of_mobilenet_sized_layers():
     """The numbers behind the change: a 1x1 conv to 1280 channels (MobileNetV2's
     last conv) and a 3x3 depthwise over 336 channels."""
-    from harness import lowering
+    from harness.backend import lowering
 
     taps = 320
     assert lowering.conv_scratch_bytes(1280, 1, 1, 320) == 16 + 16 * 1280 + 32 * taps // 4     # 23056
@@ -483,7 +483,7 @@ def test_prepared_and_unprepared_calls_agree_and_use_the_scratch_they_report(
 
 def test_the_lowering_prepares_tables_only_when_they_are_read(monkeypatch):
     """Planners lower every op many times: lower_op must not compute tables."""
-    from harness import lowering
+    from harness.backend import lowering
 
     calls = []
     real = hostrt.prepare_tables
@@ -536,8 +536,8 @@ def test_both_host_builds_are_warning_free():
 def test_build_selects_the_kernels_from_the_core(monkeypatch):
     import dataclasses
 
-    from harness.boards import load_board
-    from harness.build import KERNELS_ENV, kernel_defines
+    from harness.targets.boards import load_board
+    from harness.backend.build import KERNELS_ENV, kernel_defines
     from harness.errors import FusebenchError
 
     monkeypatch.delenv(KERNELS_ENV, raising=False)
@@ -565,7 +565,7 @@ def test_dsp_kernels_on_both_cores_match_litert(tmp_path):
     and the arena watermark equals the plan (the kernels' scratch is counted)."""
     import pandas as pd
 
-    from harness.bench import firmware_dir, plan_variant, run_sweep
+    from harness.report.bench import firmware_dir, plan_variant, run_sweep
 
     rng = np.random.default_rng(11)
     # filter depths 8 and 16 (unrolled loops), 24/48 (two groups per turn), 12/36/100

@@ -1,8 +1,8 @@
 """The C runtime's kernels against LiteRT's reference kernels, byte for byte.
 
-Each property test builds a single-op int8 .tflite model (harness.testing.
-tflite_builder), imports it (harness.tflite_import), lowers it
-(harness.lowering), runs the C kernel on the host (harness.hostrt) and compares
+Each property test builds a single-op int8 .tflite model (tests.helpers.
+tflite_builder), imports it (harness.frontend.tflite_import), lowers it
+(harness.backend.lowering), runs the C kernel on the host (harness.backend.hostrt) and compares
 with LiteRT BUILTIN_REF on the same bytes. Window tests check that computing an
 output map tile by tile, each tile reading only its receptive window from a
 separate buffer, gives the same bytes as computing it whole.
@@ -18,17 +18,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness import hostrt
-from harness.catalog import MODELS_DIR
+from harness.backend import hostrt
+from harness.paths import MODELS_DIR
 from harness.errors import FusebenchError
-from harness.graph import Graph
-from harness.lowering import lower_op, receptive_window
-from harness.datasets import load_default_inputs
-from harness.reference import first_mismatch, reference_output, reference_output_of_inputs, reference_outputs
-from harness.testing import tflite_builder as tb
-from harness.testing.kernel_cases import add_graph, rand_int8
-from harness.testing.tflite_builder import Q
-from harness.tflite_import import load_model, load_model_bytes
+from harness.frontend.graph import Graph
+from harness.backend.lowering import lower_op, receptive_window
+from harness.frontend.inputs import load_default_inputs
+from harness.frontend.reference import first_mismatch, reference_output, reference_output_of_inputs, reference_outputs
+from tests.helpers import tflite_builder as tb
+from tests.helpers.kernel_cases import add_graph, rand_int8
+from harness.frontend.tflite_writer import Q
+from harness.frontend.tflite_import import load_model, load_model_bytes
 
 PROPERTY = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 ACTIVATIONS = st.sampled_from(["NONE", "RELU", "RELU6", "RELU_N1_TO_1"])

@@ -1,0 +1,98 @@
+"""The host reference: LiteRT's reference kernels (BUILTIN_REF).
+
+Every firmware output is compared byte for byte with what this returns. The
+default LiteRT path (optimized kernels, XNNPACK) may round differently, so it
+is never used here.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from harness.errors import FusebenchError
+
+
+def _interpreter(model: str | Path | bytes, preserve_all_tensors: bool = False):
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    kwargs = dict(experimental_op_resolver_type=OpResolverType.BUILTIN_REF,
+                  experimental_preserve_all_tensors=preserve_all_tensors, num_threads=1)
+    try:
+        if isinstance(model, (bytes, bytearray)):
+            interp = Interpreter(model_content=bytes(model), **kwargs)
+        else:
+            interp = Interpreter(model_path=str(model), **kwargs)
+        interp.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        raise FusebenchError(f"LiteRT cannot load {model if not isinstance(model, bytes) else 'model'}: "
+                             f"{str(exc).splitlines()[0]}") from None
+    return interp
+
+
+def _set_input(interp, x: np.ndarray) -> None:
+    detail = interp.get_input_details()[0]
+    x = np.asarray(x)
+    if x.dtype != detail["dtype"]:
+        raise FusebenchError(f"input has dtype {x.dtype}, the model expects {np.dtype(detail['dtype'])}")
+    if x.size != int(np.prod(detail["shape"])):
+        raise FusebenchError(f"input has shape {list(x.shape)}, the model expects {list(detail['shape'])}")
+    interp.set_tensor(detail["index"], x.reshape(detail["shape"]))
+
+
+def reference_output(model: str | Path | bytes, x: np.ndarray) -> np.ndarray:
+    """The model's exact int8 output for input `x` (flattened)."""
+    interp = _interpreter(model)
+    _set_input(interp, x)
+    interp.invoke()
+    return interp.get_tensor(interp.get_output_details()[0]["index"]).reshape(-1).copy()
+
+
+def reference_output_of_inputs(model: str | Path | bytes, inputs: list[np.ndarray]) -> np.ndarray:
+    """The output (in its own shape) of a model with several inputs, given in
+    the model's input order (e.g. the two operands of an ADD)."""
+    interp = _interpreter(model)
+    for detail, x in zip(interp.get_input_details(), inputs):
+        interp.set_tensor(detail["index"], np.asarray(x).reshape(detail["shape"]))
+    interp.invoke()
+    return interp.get_tensor(interp.get_output_details()[0]["index"]).copy()
+
+
+def reference_outputs(model: str | Path | bytes, xs: list[np.ndarray]) -> list[np.ndarray]:
+    """Outputs for several inputs with one interpreter."""
+    interp = _interpreter(model)
+    out_index = interp.get_output_details()[0]["index"]
+    results = []
+    for x in xs:
+        _set_input(interp, x)
+        interp.invoke()
+        results.append(interp.get_tensor(out_index).reshape(-1).copy())
+    return results
+
+
+def reference_intermediates(model: str | Path | bytes, x: np.ndarray) -> dict[int, np.ndarray]:
+    """Every tensor after one inference, by tensor index (the same indices as the
+    graph IR), so a mismatch can be traced to the first layer where it appears."""
+    interp = _interpreter(model, preserve_all_tensors=True)
+    _set_input(interp, x)
+    interp.invoke()
+    tensors = {}
+    for detail in interp.get_tensor_details():
+        try:
+            tensors[detail["index"]] = interp.get_tensor(detail["index"]).copy()
+        except ValueError:      # tensors without data (e.g. optional inputs)
+            continue
+    return tensors
+
+
+def first_mismatch(graph, model: str | Path | bytes, x: np.ndarray,
+                   ours: dict[int, np.ndarray]) -> str | None:
+    """Name the first op (in execution order) whose output differs from the
+    reference, given our own intermediate tensors by index; None if all agree."""
+    ref = reference_intermediates(model, x)
+    for op in graph.ops:
+        t = op.outputs[0]
+        if t in ours and t in ref and not np.array_equal(ours[t].reshape(-1), ref[t].reshape(-1)):
+            diff = np.abs(ours[t].reshape(-1).astype(int) - ref[t].reshape(-1).astype(int))
+            return (f"op {op.index} {op.kind} (tensor '{graph.tensors[t].name}'): "
+                    f"{int((diff > 0).sum())} of {diff.size} values differ, max by {int(diff.max())}")
+    return None

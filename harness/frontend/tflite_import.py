@@ -1,0 +1,281 @@
+"""`.tflite` flatbuffer -> graph IR (harness.frontend.graph).
+
+Reads the file with the flatc-generated `tflite` package and checks, with a
+clear error for each, everything later stages rely on: one subgraph, static
+shapes, int8 activations, and only the ops the runtime implements.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import tflite
+
+from harness.errors import FusebenchError
+from harness.frontend.graph import Block, Graph, Op, Quant, Tensor
+
+# Ops the runtime implements (MobileNetV2 as TFLite's and other converters emit it).
+SUPPORTED_OPS = {
+    "CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "MEAN", "FULLY_CONNECTED", "SOFTMAX",
+    "AVERAGE_POOL_2D", "RESHAPE", "PAD", "QUANTIZE", "DEQUANTIZE",
+}
+
+_DTYPES = {
+    tflite.TensorType.FLOAT32: "float32", tflite.TensorType.INT32: "int32",
+    tflite.TensorType.UINT8: "uint8", tflite.TensorType.INT64: "int64",
+    tflite.TensorType.INT16: "int16", tflite.TensorType.INT8: "int8",
+    tflite.TensorType.BOOL: "bool", tflite.TensorType.FLOAT16: "float16",
+}
+_PADDING = {tflite.Padding.SAME: "SAME", tflite.Padding.VALID: "VALID"}
+_ACTIVATION = {
+    tflite.ActivationFunctionType.NONE: "NONE", tflite.ActivationFunctionType.RELU: "RELU",
+    tflite.ActivationFunctionType.RELU_N1_TO_1: "RELU_N1_TO_1",
+    tflite.ActivationFunctionType.RELU6: "RELU6", tflite.ActivationFunctionType.TANH: "TANH",
+    tflite.ActivationFunctionType.SIGN_BIT: "SIGN_BIT",
+}
+_OPCODE_NAMES = tflite.BUILTIN_OPCODE2NAME
+
+
+def load_model(path: str | Path) -> Graph:
+    """Import a `.tflite` file; any problem is a FusebenchError naming the file."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise FusebenchError(f"{path}: cannot read model file ({exc.strerror})") from None
+    return load_model_bytes(data, str(path))
+
+
+def load_model_bytes(data: bytes, name: str = "<model>") -> Graph:
+    if len(data) < 8 or data[4:8] != b"TFL3":
+        raise FusebenchError(f"{name}: not a TFLite model (no 'TFL3' flatbuffer identifier)")
+    try:
+        return _Importer(data, name).run()
+    except FusebenchError:
+        raise
+    except Exception as exc:  # flatbuffer offsets pointing outside a truncated/corrupted file
+        raise FusebenchError(
+            f"{name}: truncated or corrupted TFLite file ({type(exc).__name__}: {exc})") from None
+
+
+class _Importer:
+    def __init__(self, data: bytes, name: str):
+        self.data = data
+        self.name = name
+        self.model = tflite.Model.GetRootAsModel(data, 0)
+
+    def fail(self, msg: str) -> FusebenchError:
+        return FusebenchError(f"{self.name}: {msg}")
+
+    def run(self) -> Graph:
+        n_sub = self.model.SubgraphsLength()
+        if n_sub != 1:
+            raise self.fail(f"has {n_sub} subgraphs; fusebench supports models with exactly one")
+        sg = self.model.Subgraphs(0)
+        tensors = [self.tensor(sg.Tensors(i), i) for i in range(sg.TensorsLength())]
+        ops = [self.op(sg.Operators(i), i, tensors) for i in range(sg.OperatorsLength())]
+        inputs = [int(i) for i in sg.InputsAsNumpy()]
+        outputs = [int(i) for i in sg.OutputsAsNumpy()]
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise self.fail(f"has {len(inputs)} inputs and {len(outputs)} outputs; "
+                            "fusebench supports one of each")
+        graph = Graph(name=Path(self.name).stem, tensors=tensors, ops=ops,
+                      inputs=inputs, outputs=outputs)
+        self.check_int8(graph)
+        graph.blocks = find_inverted_residual_blocks(graph)
+        return graph
+
+    # -- tensors ---------------------------------------------------------------
+    def tensor(self, t: "tflite.Tensor", index: int) -> Tensor:
+        name = (t.Name() or b"").decode("utf-8", "replace")
+        shape = tuple(int(d) for d in t.ShapeAsNumpy()) if not t.ShapeIsNone() else ()
+        if not t.ShapeSignatureIsNone():
+            signature = [int(d) for d in t.ShapeSignatureAsNumpy()]
+            # A dynamic batch (-1 in dim 0) is what Keras exports; it runs as batch 1.
+            if any(d < 0 for d in signature[1:]):
+                raise self.fail(f"tensor {index} '{name}' has a dynamic shape {signature}; "
+                                "fusebench needs static shapes")
+        if any(d < 0 for d in shape):
+            raise self.fail(f"tensor {index} '{name}' has a dynamic shape {list(shape)}")
+        ttype = t.Type()
+        if ttype not in _DTYPES:
+            raise self.fail(f"tensor {index} '{name}' has unsupported type {ttype}")
+        dtype = _DTYPES[ttype]
+        quant = None
+        q = t.Quantization()
+        if q is not None and not q.ScaleIsNone() and q.ScaleLength() > 0:
+            zp = q.ZeroPointAsNumpy() if not q.ZeroPointIsNone() else np.zeros(q.ScaleLength())
+            quant = Quant(scale=np.asarray(q.ScaleAsNumpy(), dtype=np.float32),
+                          zero_point=np.asarray(zp, dtype=np.int64),
+                          axis=int(q.QuantizedDimension()))
+        data = self.buffer(t.Buffer(), dtype, shape, index, name)
+        return Tensor(index=index, name=name, shape=shape, dtype=dtype, quant=quant, data=data)
+
+    def buffer(self, buffer_index: int, dtype: str, shape: tuple, index: int,
+               name: str) -> Optional[np.ndarray]:
+        if buffer_index >= self.model.BuffersLength():
+            raise self.fail(f"tensor {index} '{name}' refers to missing buffer {buffer_index}")
+        buf = self.model.Buffers(buffer_index)
+        if buf is None:
+            return None
+        if buf.Offset() > 1:   # large models keep buffers after the flatbuffer
+            start, size = buf.Offset(), buf.Size()
+            if start + size > len(self.data):
+                raise self.fail(f"buffer {buffer_index} lies beyond the end of the file (truncated)")
+            raw = np.frombuffer(self.data, dtype=np.uint8, count=size, offset=start)
+        elif buf.DataLength() > 0:
+            raw = buf.DataAsNumpy()
+        else:
+            return None
+        expected = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+        if raw.size != expected:
+            raise self.fail(f"tensor {index} '{name}': buffer holds {raw.size} bytes, "
+                            f"shape {list(shape)} of {dtype} needs {expected}")
+        return np.frombuffer(raw.tobytes(), dtype=dtype).reshape(shape).copy()
+
+    # -- operators -------------------------------------------------------------
+    def op(self, o: "tflite.Operator", index: int, tensors: list[Tensor]) -> Op:
+        opcode = self.model.OperatorCodes(o.OpcodeIndex())
+        code = max(int(opcode.BuiltinCode()), int(opcode.DeprecatedBuiltinCode()))
+        kind = _OPCODE_NAMES.get(code, f"builtin code {code}")
+        if code == tflite.BuiltinOperator.CUSTOM:
+            kind = f"CUSTOM ({(opcode.CustomCode() or b'?').decode()})"
+        if kind not in SUPPORTED_OPS:
+            raise self.fail(f"op {index} is {kind}, which fusebench does not support "
+                            f"(supported: {', '.join(sorted(SUPPORTED_OPS))})")
+        inputs = [int(i) for i in o.InputsAsNumpy()] if not o.InputsIsNone() else []
+        outputs = [int(i) for i in o.OutputsAsNumpy()]
+        for t in inputs + outputs:
+            if t >= len(tensors):
+                raise self.fail(f"op {index} ({kind}) refers to missing tensor {t}")
+        return Op(index=index, kind=kind, inputs=inputs, outputs=outputs,
+                  options=self.options(o, kind, index, inputs, tensors))
+
+    def options(self, o, kind: str, index: int, inputs: list[int],
+                tensors: list[Tensor]) -> dict:
+        table = o.BuiltinOptions()
+
+        def parse(cls):
+            opts = cls()
+            if table is not None:
+                opts.Init(table.Bytes, table.Pos)
+                return opts
+            return None
+
+        def act(code: int) -> str:
+            a = _ACTIVATION.get(code, str(code))
+            if a not in ("NONE", "RELU", "RELU6", "RELU_N1_TO_1"):
+                raise self.fail(f"op {index} ({kind}) has unsupported fused activation {a}")
+            return a
+
+        if kind == "CONV_2D":
+            p = parse(tflite.Conv2DOptions)
+            return dict(padding=_PADDING[p.Padding()], stride_h=p.StrideH(), stride_w=p.StrideW(),
+                        dilation_h=p.DilationHFactor(), dilation_w=p.DilationWFactor(),
+                        activation=act(p.FusedActivationFunction()))
+        if kind == "DEPTHWISE_CONV_2D":
+            p = parse(tflite.DepthwiseConv2DOptions)
+            return dict(padding=_PADDING[p.Padding()], stride_h=p.StrideH(), stride_w=p.StrideW(),
+                        dilation_h=p.DilationHFactor(), dilation_w=p.DilationWFactor(),
+                        depth_multiplier=p.DepthMultiplier(),
+                        activation=act(p.FusedActivationFunction()))
+        if kind == "AVERAGE_POOL_2D":
+            p = parse(tflite.Pool2DOptions)
+            return dict(padding=_PADDING[p.Padding()], stride_h=p.StrideH(), stride_w=p.StrideW(),
+                        filter_h=p.FilterHeight(), filter_w=p.FilterWidth(),
+                        activation=act(p.FusedActivationFunction()))
+        if kind == "ADD":
+            p = parse(tflite.AddOptions)
+            return dict(activation=act(p.FusedActivationFunction()) if p else "NONE")
+        if kind == "FULLY_CONNECTED":
+            p = parse(tflite.FullyConnectedOptions)
+            return dict(activation=act(p.FusedActivationFunction()) if p else "NONE",
+                        keep_num_dims=bool(p.KeepNumDims()) if p else False)
+        if kind == "SOFTMAX":
+            p = parse(tflite.SoftmaxOptions)
+            return dict(beta=float(p.Beta()) if p else 1.0)
+        if kind == "MEAN":
+            p = parse(tflite.ReducerOptions)
+            axes_t = tensors[inputs[1]]
+            if axes_t.data is None:
+                raise self.fail(f"op {index} (MEAN) has non-constant axes")
+            rank = len(tensors[inputs[0]].shape)
+            axes = sorted(int(a) % rank for a in axes_t.data.reshape(-1))
+            return dict(axes=axes, keep_dims=bool(p.KeepDims()) if p else False)
+        if kind == "PAD":
+            pads_t = tensors[inputs[1]]
+            if pads_t.data is None:
+                raise self.fail(f"op {index} (PAD) has non-constant paddings")
+            return dict(paddings=[tuple(int(v) for v in row) for row in pads_t.data.reshape(-1, 2)])
+        if kind == "RESHAPE":
+            return dict(new_shape=list(tensors[o.OutputsAsNumpy()[0]].shape))
+        return {}
+
+    # -- checks ----------------------------------------------------------------
+    def check_int8(self, graph: Graph) -> None:
+        """Every activation the runtime touches must be int8 with a per-tensor
+        quantization; float only at QUANTIZE/DEQUANTIZE edges."""
+        for op in graph.ops:
+            if op.kind in ("QUANTIZE", "DEQUANTIZE"):
+                continue
+            for t_index in [op.inputs[0]] + op.outputs:
+                t = graph.tensors[t_index]
+                if t.dtype != "int8":
+                    what = "a float model" if t.dtype.startswith("float") else f"{t.dtype} activations"
+                    raise self.fail(
+                        f"is {what} (op {op.index} {op.kind}, tensor '{t.name}' is {t.dtype}); "
+                        "fusebench needs a full-integer int8 model (TFLite converter with "
+                        "representative_dataset and TFLITE_BUILTINS_INT8)")
+                if t.quant is None or t.quant.per_channel:
+                    raise self.fail(f"tensor '{t.name}' of op {op.index} {op.kind} lacks a "
+                                    "per-tensor int8 quantization")
+            if op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
+                w = graph.tensors[op.inputs[1]]
+                if w.dtype != "int8" or w.data is None or w.quant is None:
+                    raise self.fail(f"op {op.index} {op.kind}: weights must be constant int8 "
+                                    f"with quantization (got {w.dtype})")
+                if len(op.inputs) > 2 and op.inputs[2] >= 0:
+                    b = graph.tensors[op.inputs[2]]
+                    if b.dtype != "int32" or b.data is None:
+                        raise self.fail(f"op {op.index} {op.kind}: bias must be constant int32 "
+                                        f"(got {b.dtype})")
+
+
+def find_inverted_residual_blocks(graph: Graph) -> list[Block]:
+    """Group [1x1 expand ->] [PAD ->] depthwise -> 1x1 project [-> ADD] chains."""
+
+    def only_consumer(tensor: int) -> Optional[Op]:
+        users = graph.consumers(tensor)
+        return users[0] if len(users) == 1 else None
+
+    def is_pointwise(op: Optional[Op]) -> bool:
+        if op is None or op.kind != "CONV_2D":
+            return False
+        w = graph.tensors[op.inputs[1]].shape
+        return w[1] == 1 and w[2] == 1 and op.options["stride_h"] == 1 and op.options["stride_w"] == 1
+
+    blocks = []
+    for dw in graph.ops:
+        if dw.kind != "DEPTHWISE_CONV_2D":
+            continue
+        pad = expand = None
+        src = graph.producer(dw.inputs[0])
+        if src is not None and src.kind == "PAD" and only_consumer(src.outputs[0]) is dw:
+            pad = src
+            src = graph.producer(src.inputs[0])
+        if is_pointwise(src) and only_consumer(src.outputs[0]) in (dw, pad):
+            expand = src
+        project = only_consumer(dw.outputs[0])
+        if not is_pointwise(project):
+            continue
+        block_input = (expand or pad or dw).inputs[0]
+        add = None
+        project_user = only_consumer(project.outputs[0])
+        if (project_user is not None and project_user.kind == "ADD"
+                and block_input in project_user.inputs):
+            add = project_user
+        blocks.append(Block(expand=expand.index if expand else None, depthwise=dw.index,
+                            project=project.index, add=add.index if add else None,
+                            pad=pad.index if pad else None))
+    return blocks

@@ -1,0 +1,324 @@
+"""`invoke bench`: build every (board, model, variant) firmware, run it on each
+input, compare with the host reference, and collect the rows into the run folder.
+
+Jobs (one per firmware) run in a process pool so a sweep takes about the time
+of its longest jobs; each row is appended to `bench.csv` as soon as it is
+known, so an interrupted sweep keeps what it measured.
+"""
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import multiprocessing as mp
+import os
+import queue as _queue
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from harness.paths import BUILD_DIR, RESULTS_DIR
+from harness.errors import FusebenchError
+
+# Columns of bench.csv, in order. `instructions` is what QEMU counts (-icount),
+# `cycles` what real silicon counts (DWT); `count_source` says which.
+BENCH_COLUMNS = [
+    "board", "runner", "model", "variant", "input", "run", "status", "instructions", "cycles",
+    "count_source", "arena_bytes_planned", "arena_bytes_peak", "stack_bytes_peak",
+    "static_data_bytes", "ram_bytes_total", "ram_bytes_needed", "ram_bytes_available", "flash_bytes",
+    "flash_bytes_available", "external_flash_bytes", "top1", "reference_top1", "outputs_match", "label", "macs",
+    "input_streamed", "input_io_ticks", "detail",
+]
+BAD_STATUSES = ("mismatch", "crash", "timeout")
+
+
+@dataclass
+class Job:
+    board: str
+    model_path: str
+    variant: str
+    inputs: list[tuple[str, np.ndarray, Optional[int]]]   # (name, int8 data, label)
+    references: list[np.ndarray]
+    runs: int = 1
+    timeout_s: float = 300.0
+    options: dict = field(default_factory=dict)
+    runner: str = "qemu"                                    # harness.targets.runners.RUNNER_KINDS
+    runner_options: dict = field(default_factory=dict)      # make_runner's options (port, renode, ...)
+
+
+def new_run_dir(root: Path = RESULTS_DIR) -> Path:
+    """results/<timestamp> plus the `results/latest` link to it."""
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_dir = root / stamp
+    n = 1
+    while run_dir.exists():
+        n += 1
+        run_dir = root / f"{stamp}-{n}"
+    run_dir.mkdir(parents=True)
+    latest = root / "latest"
+    tmp = root / f".latest-{os.getpid()}"
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    tmp.symlink_to(run_dir.name)
+    os.replace(tmp, latest)      # atomic: `latest` always points at a whole folder
+    return run_dir
+
+
+class RowWriter:
+    """Appends rows to a CSV, flushing each one (an interrupted sweep keeps them)."""
+
+    def __init__(self, path: Path, columns: list[str] = BENCH_COLUMNS):
+        self.path = path
+        self.columns = columns
+        new = not path.exists()
+        self._file = open(path, "a", newline="")
+        self._writer = csv.DictWriter(self._file, fieldnames=columns, extrasaction="ignore")
+        if new:
+            self._writer.writeheader()
+            self._file.flush()
+
+    def write(self, row: dict) -> None:
+        self._writer.writerow({c: row.get(c, "") for c in self.columns})
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def firmware_dir(board: str, model_name: str, variant: str) -> Path:
+    return BUILD_DIR / board / model_name / variant
+
+
+def plan_variant(board_name: str, model_path: str, variant: str, options: Optional[dict] = None):
+    """Import and plan one (board, model, variant). Returns (board, graph, plan)."""
+    from harness.targets.boards import load_board
+    from harness.commands import make_plan
+    from harness.frontend.tflite_import import load_model
+
+    board = load_board(board_name)
+    graph = load_model(model_path)
+    return board, graph, make_plan(graph, variant, board=board, **(options or {}))
+
+
+def build_planned(board, graph, plan):
+    """Generate the C for a plan and build it into build/<board>/<model>/<variant>/."""
+    from harness.backend.build import build_firmware
+    from harness.backend.codegen import generate_sources
+
+    out_dir = firmware_dir(board.name, graph.name, plan.variant)
+    generate_sources(graph, plan, board, out_dir / "gen")
+    plan.save(out_dir / "plan.json")
+    return build_firmware(board, out_dir / "gen", out_dir)
+
+
+def build_variant(board_name: str, model_path: str, variant: str, options: Optional[dict] = None):
+    """Import, plan, generate and build one firmware. Returns (board, graph, plan, build result)."""
+    board, graph, plan = plan_variant(board_name, model_path, variant, options)
+    return board, graph, plan, build_planned(board, graph, plan)
+
+
+def _base_row(job: Job, board, graph, plan) -> dict:
+    return dict(board=job.board, model=graph.name if graph else Path(job.model_path).stem,
+                variant=job.variant, arena_bytes_planned=plan.arena_bytes if plan else "",
+                macs=plan.macs if plan else "",
+                input_streamed=bool(plan.input_streamed) if plan else "",
+                ram_bytes_available=board.ram.size if board else "",
+                flash_bytes_available=board.flash.size if board else "")
+
+
+def run_job(job: Job, events) -> None:
+    """Worker: build then run one firmware on all inputs; rows go to `events`."""
+    from harness.backend.build import DoesNotFit, build_firmware
+    from harness.backend.codegen import generate_sources
+    from harness.targets.runners import make_runner
+    from harness.targets.runners.serial import CYCLE_SOURCES
+
+    label = f"{job.board}/{Path(job.model_path).stem}/{job.variant}"
+    events.put(("status", f"building {label}"))
+    board, graph, plan = plan_variant(job.board, job.model_path, job.variant, job.options)
+    try:
+        if job.runner == "qemu":
+            build = build_planned(board, graph, plan)
+        else:
+            # The silicon image (Renode, real boards): its own folder and HAL.
+            out_dir = firmware_dir(board.name, graph.name, plan.variant) / job.runner
+            generate_sources(graph, plan, board, out_dir / "gen")
+            plan.save(out_dir / "plan.json")
+            build = build_firmware(board, out_dir / "gen", out_dir, runner=job.runner)
+    except DoesNotFit as exc:
+        base = _base_row(job, board, graph, plan)
+        for name, _, lbl in job.inputs:
+            events.put(("row", dict(base, runner=job.runner, input=name, run=0, status="does-not-fit",
+                                    label=lbl, detail=str(exc),
+                                    ram_bytes_needed=(board.ram.size + exc.overflows["RAM"]
+                                                      if "RAM" in exc.overflows else ""))))
+        return
+    base = _base_row(job, board, graph, plan)
+    base.update(runner=job.runner, flash_bytes=build.flash_bytes,
+                external_flash_bytes=build.external_flash_bytes,
+                static_data_bytes=build.ram_static_bytes - plan.arena_bytes)
+    runner = make_runner(job.runner, board, **job.runner_options)
+    events.put(("status", f"running {label} on {job.runner} "
+                          f"({board.runner(job.runner).machine or getattr(runner, 'port', '')})"))
+    flat_inputs = [(name, data, lbl, ref, run) for run in range(job.runs)
+                   for (name, data, lbl), ref in zip(job.inputs, job.references)]
+    results = runner.run(build.elf, [x[1] for x in flat_inputs], timeout_s=job.timeout_s)
+    for (name, _, lbl, ref, run), res in zip(flat_inputs, results):
+        row = dict(base, input=name, run=run, label=lbl, status=res.status,
+                   count_source=res.count_source,
+                   detail=_detail_text(res.detail) if res.status != "ok" else "",
+                   reference_top1=int(np.argmax(ref)))
+        if res.status == "ok" and run == 0 and name == job.inputs[0][0] and res.per_layer_instructions:
+            events.put(("layers", _layer_rows(base, name, plan, graph, res)))
+        if res.status == "ok":
+            out = np.asarray(res.output, dtype=np.int8).reshape(-1)
+            match = out.shape == ref.shape and np.array_equal(out, ref)
+            cycles = res.count_source in CYCLE_SOURCES     # real silicon counts cycles
+            row.update(instructions="" if cycles else res.instructions,
+                       cycles=res.instructions if cycles else "",
+                       arena_bytes_peak=res.arena_bytes_peak, stack_bytes_peak=res.stack_bytes_peak,
+                       ram_bytes_total=res.arena_bytes_peak + res.stack_bytes_peak
+                       + base["static_data_bytes"],
+                       top1=int(np.argmax(out)), outputs_match=bool(match),
+                       input_io_ticks=getattr(res, "io_ticks", 0),
+                       status="ok" if match else "mismatch")
+            if not match:
+                row["detail"] = f"{int(np.sum(out != ref))} of {ref.size} outputs differ"
+        events.put(("row", row))
+
+
+def _detail_text(detail) -> str:
+    if not detail:
+        return ""
+    if isinstance(detail, dict):
+        return "; ".join(f"{k}={v}" for k, v in detail.items())
+    return str(detail)
+
+
+LAYER_COLUMNS = ["board", "model", "variant", "input", "step", "op", "kind", "macs",
+                 "instructions", "cycles", "count_source", "macs_per_instruction", "live_bytes"]
+
+
+def _layer_rows(base: dict, input_name: str, plan, graph, res) -> list[dict]:
+    """Per-layer instruction profile of one inference, beside the memory profile."""
+    rows = []
+    for step, count in zip(plan.steps, res.per_layer_instructions):
+        rows.append(dict(board=base["board"], model=base["model"], variant=base["variant"],
+                         input=input_name, step=step.index, op=step.op, kind=step.kind, macs=step.macs,
+                         # silicon counts cycles (DWT), the emulators instructions
+                         **({"cycles": count} if res.count_source == "dwt" else {"instructions": count}),
+                         count_source=res.count_source,
+                         macs_per_instruction=round(step.macs / count, 4) if count else "",
+                         live_bytes=step.live_bytes))
+    return rows
+
+
+def reference_outputs_isolated(model_path: str, xs: list[np.ndarray]) -> list[np.ndarray]:
+    """Host reference in a child process: LiteRT aborts the whole process on
+    some degenerate models (e.g. collapsed softmax scales)."""
+    from harness.frontend.reference import reference_outputs
+    ctx = mp.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+        try:
+            return pool.submit(reference_outputs, model_path, xs).result()
+        except BrokenProcessPool:
+            raise FusebenchError(f"{model_path}: LiteRT's reference kernels aborted on this model "
+                                 "(degenerate quantization parameters?)") from None
+
+
+def load_inputs(graph, inputs_dir: Optional[str]) -> list[tuple[str, np.ndarray, Optional[int]]]:
+    from harness.frontend.inputs import load_default_inputs, load_input_folder
+    _, h, w, _ = graph.input.shape
+    scale, zp = graph.input.scale, graph.input.zero_point
+    if inputs_dir:
+        samples = load_input_folder(Path(inputs_dir), h, w, scale, zp)
+    else:
+        samples = load_default_inputs(h, w, scale, zp)
+    if not samples:
+        raise FusebenchError(f"no inputs found in {inputs_dir or 'the default inputs'}")
+    return [(s.name, np.ascontiguousarray(s.data, dtype=np.int8), s.label) for s in samples]
+
+
+def run_sweep(boards: list[str], model_paths: list[Path], variants: list[str],
+              inputs_dir: Optional[str] = None, runs: int = 1, jobs: Optional[int] = None,
+              max_inputs: Optional[int] = None, timeout_s: float = 600.0,
+              options: Optional[dict] = None, run_dir: Optional[Path] = None,
+              runner: str = "qemu", runner_options: Optional[dict] = None) -> Path:
+    """Run the whole sweep; returns the run folder (bench.csv, summary.csv, plots).
+    `runner` is qemu, renode or serial; `runner_options` go to make_runner."""
+    from tqdm import tqdm
+
+    from harness.targets.boards import load_board
+    from harness.commands import VARIANTS
+    from harness.frontend.tflite_import import load_model
+
+    from harness.targets.runners import make_runner
+    from harness.targets.runners.renode import find_renode
+
+    for b in boards:
+        load_board(b)                   # unknown boards fail before any work starts
+    for b in boards:
+        if runner != "qemu":            # a missing table, Renode, port or flash tool: say so now
+            make_runner(runner, load_board(b), **(runner_options or {}))
+            if runner == "renode":
+                find_renode((runner_options or {}).get("renode"))
+    for v in variants:
+        if v not in VARIANTS:
+            raise FusebenchError(f"unknown variant '{v}' (available: {', '.join(VARIANTS)})")
+    job_list = []
+    for path in model_paths:
+        graph = load_model(path)        # unsupported models fail here, with their reason
+        inputs = load_inputs(graph, inputs_dir)[:max_inputs]
+        refs = reference_outputs_isolated(str(path), [x for _, x, _ in inputs])
+        for b in boards:
+            for v in variants:
+                job_list.append(Job(board=b, model_path=str(path), variant=v, inputs=inputs,
+                                    references=refs, runs=runs, timeout_s=timeout_s,
+                                    options=options or {}, runner=runner,
+                                    runner_options=runner_options or {}))
+    run_dir = run_dir or new_run_dir()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    writer = RowWriter(run_dir / "bench.csv")
+    layer_writer = RowWriter(run_dir / "layers.csv", LAYER_COLUMNS)
+    total_rows = sum(len(j.inputs) * j.runs for j in job_list)
+    workers = max(1, min(jobs or os.cpu_count() or 1, len(job_list)))
+    if runner == "serial":
+        workers = 1                     # one board on one port: one firmware at a time
+    manager = mp.get_context("spawn").Manager()
+    events = manager.Queue()
+    # A live bar on a terminal; plain progress lines otherwise (disable=None).
+    bar = tqdm(total=total_rows, unit="row", dynamic_ncols=True, mininterval=0.5, disable=None)
+    try:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+            futures = [pool.submit(run_job, j, events) for j in job_list]
+            while True:
+                try:
+                    kind, payload = events.get(timeout=0.5)
+                except _queue.Empty:
+                    if all(f.done() for f in futures) and events.empty():
+                        break
+                    continue
+                if kind == "layers":
+                    for r in payload:
+                        layer_writer.write(r)
+                elif kind == "row":
+                    writer.write(payload)
+                    bar.update(1)
+                    bar.set_postfix_str(f"{payload['board']}/{payload['model']}/"
+                                        f"{payload['variant']}: {payload['status']}")
+                else:
+                    bar.set_description_str(payload)
+                    if bar.disable:         # no terminal (CI, a log file): one line per stage
+                        print(f"bench: {payload}", flush=True)
+            for f in futures:
+                f.result()              # re-raise a worker's FusebenchError
+    finally:
+        bar.close()
+        writer.close()
+        layer_writer.close()
+        manager.shutdown()
+    return run_dir

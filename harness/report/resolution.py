@@ -1,0 +1,158 @@
+"""`invoke resolution`: the largest square input each schedule fits on each board.
+
+The network is fully convolutional up to the global pool, so the same trained
+int8 weights run at any resolution: harness.frontend.resize re-emits the shipped model
+at each resolution (same weights and quantization, no TensorFlow). RAM and
+bit-exactness depend only on the shapes; for accuracy at another resolution,
+`invoke models --resolution N` fine-tunes and re-calibrates with TensorFlow.
+For every resolution the plan predicts the RAM (arena + reserved stack +
+static data); the largest resolution that fits is then linked (the linker
+script holds the board's real RAM, so the link is the proof) and run on the
+emulator against the host reference.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Sequence
+
+import pandas as pd
+
+from harness.paths import BUILD_DIR, MODELS_DIR
+from harness.errors import FusebenchError
+from harness.schedules.msf import APP_STATIC_RESERVE
+
+RESOLUTION_MODELS_DIR = BUILD_DIR / "models" / "resolutions"
+
+
+BASE_MODELS = {0.35: "mobilenetv2_w035_144.tflite", 1.0: "mobilenetv2_w100_128.tflite"}
+
+
+def model_path(width: float, resolution: int) -> Path:
+    base = Path(BASE_MODELS[width]).stem
+    return RESOLUTION_MODELS_DIR / f"{base}-at-{resolution}.tflite"
+
+
+def ensure_models(width: float, resolutions: Sequence[int], log=print) -> dict[int, Path]:
+    """The shipped model of this width re-emitted at each resolution."""
+    from harness.frontend.resize import resize_model
+    from harness.frontend.tflite_import import load_model
+    if width not in BASE_MODELS:
+        raise FusebenchError(f"--width {width}: shipped widths are {', '.join(map(str, BASE_MODELS))}")
+    base = load_model(MODELS_DIR / BASE_MODELS[width])
+    RESOLUTION_MODELS_DIR.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for r in resolutions:
+        if r < 32 or r % 2:
+            raise FusebenchError(f"resolution {r}: use even sizes of at least 32")
+        path = model_path(width, r)
+        data = resize_model(base, r)
+        if not path.exists() or path.read_bytes() != data:
+            path.write_bytes(data)
+        paths[r] = path
+    return paths
+
+
+def predict(boards: Sequence[str], width: float, resolutions: Sequence[int], variants: Sequence[str],
+            options: Optional[dict] = None, log=print) -> pd.DataFrame:
+    """One row per (resolution, variant): planned arena and predicted RAM per board."""
+    from harness.targets.boards import load_board
+    from harness.commands import make_plan
+    from harness.frontend.tflite_import import load_model
+
+    paths = ensure_models(width, resolutions, log)
+    board_objs = [load_board(b) for b in boards]
+    rows = []
+    for r in resolutions:
+        graph = load_model(paths[r])
+        for v in variants:
+            opts = dict(options or {})
+            if v == "msf" and "ram_budget" not in opts:
+                # whether some msf schedule fits: the least peak at any overhead (the
+                # run then takes the fewest MACs that fit the board)
+                opts.setdefault("max_overhead", 100.0)
+            plan = make_plan(graph, v, **opts)
+            row = dict(width=width, resolution=r, variant=v, model=graph.name,
+                       arena_bytes_planned=plan.arena_bytes, macs=plan.macs)
+            for b in board_objs:
+                # arena + the stack the linker reserves + the app's other static data
+                row[f"ram_bytes_{b.name}"] = plan.arena_bytes + b.stack_bytes + APP_STATIC_RESERVE
+                row[f"fits_{b.name}"] = row[f"ram_bytes_{b.name}"] <= b.ram.size
+            rows.append(row)
+            log(f"resolution {r:>3} {v:<8} arena {plan.arena_bytes:>8} B")
+    return pd.DataFrame(rows)
+
+
+def largest_fitting(table: pd.DataFrame, board: str, variant: str) -> Optional[int]:
+    sel = table[(table["variant"] == variant) & table[f"fits_{board}"]]
+    return int(sel["resolution"].max()) if len(sel) else None
+
+
+def plot_resolution(table: pd.DataFrame, boards: Sequence[str], path: Path, runs: dict) -> Path:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from harness.targets.boards import load_board
+    fig, ax = plt.subplots(figsize=(9, 5))
+    for v, g in table.groupby("variant", sort=False):
+        line, = ax.plot(g["resolution"], g["arena_bytes_planned"] / 1024, marker="o", label=f"{v}: planned arena")
+        for (board, variant), (res, ok) in runs.items():
+            if variant == v and res is not None:
+                y = float(g[g["resolution"] == res]["arena_bytes_planned"].iloc[0]) / 1024
+                ax.annotate(f"{res}x{res} on {board}: {'bit-exact' if ok else 'FAILED'}", (res, y),
+                            textcoords="offset points", xytext=(5, 5 if board.endswith("h7") else -12),
+                            fontsize=8, color=line.get_color())
+    for b in boards:
+        board = load_board(b)
+        usable = (board.ram.size - board.stack_bytes - APP_STATIC_RESERVE) / 1024
+        ax.axhline(usable, color="black", linestyle="--", linewidth=1)
+        ax.text(table["resolution"].min(), usable, f" {b}: RAM left for the arena ({usable:.0f} KiB)",
+                va="bottom", fontsize=8)
+    ax.set_xlabel("input resolution (square, pixels)")
+    ax.set_ylabel("arena (KiB)")
+    ax.set_title(f"Peak RAM vs input resolution (MobileNetV2 w{table['width'].iloc[0]})")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def resolution_sweep(boards: Sequence[str], width: float = 0.35, variants: Sequence[str] = ("unfused", "fused"),
+                     resolutions: Sequence[int] = tuple(range(64, 321, 16)), max_inputs: int = 3,
+                     options: Optional[dict] = None, run: bool = True, log=print) -> Path:
+    from harness.report.bench import new_run_dir, run_sweep
+
+    table = predict(boards, width, resolutions, variants, options, log)
+    run_dir = new_run_dir()
+    table.to_csv(run_dir / "resolution.csv", index=False)
+    runs: dict = {}
+    failed: dict = {}
+    for b in boards:
+        for v in variants:
+            res = largest_fitting(table, b, v)
+            runs[(b, v)] = (res, None)
+            if res is None or not run:
+                continue
+            log(f"resolution: running {v} at {res}x{res} on {b}")
+            try:
+                run_sweep([b], [model_path(width, res)], [v], max_inputs=max_inputs, options=options,
+                          run_dir=run_dir, jobs=1)
+            except FusebenchError as exc:          # keep going: the other runs still count
+                log(f"resolution: {v} at {res}x{res} on {b} failed: {exc}")
+                failed[(b, v)] = str(exc)
+    if run and (run_dir / "bench.csv").exists():
+        rows = pd.read_csv(run_dir / "bench.csv")
+        for (b, v), (res, _) in runs.items():
+            sel = rows[(rows["board"] == b) & (rows["variant"] == v)]
+            runs[(b, v)] = (res, bool(len(sel)) and bool((sel["status"] == "ok").all())
+                            and (b, v) not in failed)
+    plot_resolution(table, boards, run_dir / "resolution.png", runs)
+    summary = pd.DataFrame([dict(board=b, variant=v, largest_resolution=res, ran_bit_exact=ok)
+                            for (b, v), (res, ok) in runs.items()])
+    summary.to_csv(run_dir / "resolution-summary.csv", index=False)
+    log(summary.to_string(index=False))
+    if run and any(ok is False for _, ok in runs.values()):
+        raise FusebenchError(f"a largest-resolution run failed; see {run_dir / 'bench.csv'}")
+    return run_dir

@@ -1,0 +1,102 @@
+"""pandas tables: the per-layer plan profile, bench rows and their summary."""
+from __future__ import annotations
+
+from typing import Optional
+
+import pandas as pd
+
+from harness.frontend.graph import Graph
+from harness.schedules.plan import Plan
+
+
+def plan_table(graph: Graph, plan: Plan, tflm_arena_bytes: Optional[int] = None) -> pd.DataFrame:
+    """One row per step: the op, its shapes, every live buffer with its bytes,
+    the live total, and the plan-wide figures beside it."""
+    sizes = {a.name: a.size for a in plan.allocations}
+    rows = []
+    for s in plan.steps:
+        rows.append(dict(
+            model=plan.model, variant=plan.variant, step=s.index, op=s.op, kind=s.kind,
+            input_shapes=" ".join("x".join(map(str, shp)) for shp in s.input_shapes),
+            output_shape="x".join(map(str, s.output_shape)),
+            macs=s.macs,
+            live_tensors=" ".join(f"{n}:{sizes[n]}" for n in s.live),
+            live_bytes=s.live_bytes, scratch_bytes=s.scratch_bytes,
+            arena_bytes_planned=plan.arena_bytes, lower_bound_bytes=plan.lower_bound_bytes,
+            tflm_arena_bytes=tflm_arena_bytes))
+    return pd.DataFrame(rows)
+
+
+def format_plan(graph: Graph, plan: Plan, tflm_arena_bytes: Optional[int],
+                tflm_note: str = "", baseline: Optional[Plan] = None) -> str:
+    """The plan as `invoke plan` prints it (beside the unfused `baseline`, if given)."""
+    sizes = {a.name: a.size for a in plan.allocations}
+    lines = [f"model {plan.model}  variant {plan.variant}  ({len(plan.steps)} steps)"]
+    for k, st in enumerate(plan.stages):
+        lines.append(f"  stage s{k}: {st.describe(graph)}")
+        lines.append("    tile buffers: " + ", ".join(
+            f"s{k}.t{t} {r}x{c}x{ch} = {r * c * ch} B" for t, r, c, ch in st.buffers)
+            + (f", scratch {st.scratch_bytes} B" if st.scratch_bytes else ""))
+    base_col = f" {'unfused':>8}" if baseline else ""
+    lines.append(f"{'step':>4} {'op':<22} {'in -> out':<28} {'live KiB':>9}{base_col}  live buffers (bytes)")
+    for s in plan.steps:
+        shapes = ",".join("x".join(map(str, shp[1:] if len(shp) == 4 else shp)) for shp in s.input_shapes)
+        out = "x".join(map(str, s.output_shape[1:] if len(s.output_shape) == 4 else s.output_shape))
+        live = " ".join(f"{n}:{sizes[n]}" for n in s.live)
+        base = f" {baseline.steps[s.index].live_bytes / 1024:>8.1f}" if baseline else ""
+        lines.append(f"{s.index:>4} {s.kind:<22} {shapes + ' -> ' + out:<28} "
+                     f"{s.live_bytes / 1024:>9.1f}{base}  {live}")
+    peak_step = max(plan.steps, key=lambda s: s.live_bytes)
+    lines.append("")
+    lines.append(f"predicted peak arena ({plan.variant}): {plan.arena_bytes} bytes "
+                 f"({plan.arena_bytes / 1024:.1f} KiB)")
+    lines.append(f"lower bound (max live bytes, at step {peak_step.index} {peak_step.kind}): "
+                 f"{plan.lower_bound_bytes} bytes ({plan.lower_bound_bytes / 1024:.1f} KiB)")
+    if baseline is not None:
+        lines.append(f"unfused arena: {baseline.arena_bytes} bytes; {plan.variant} uses "
+                     f"{100.0 * plan.arena_bytes / baseline.arena_bytes:.1f}% of it at "
+                     f"{plan.macs / max(plan.base_macs, 1):.3f}x the MACs "
+                     f"({plan.macs - plan.base_macs} recomputed)")
+    if getattr(plan, "note", ""):
+        lines.append(plan.note)
+    if tflm_arena_bytes is not None:
+        lines.append(f"TFLite Micro arena (RecordingMicroAllocator, includes its own "
+                     f"bookkeeping): {tflm_arena_bytes} bytes ({tflm_arena_bytes / 1024:.1f} KiB)")
+    else:
+        lines.append(f"TFLite Micro arena: not available ({tflm_note})")
+    return "\n".join(lines)
+
+
+def summarize_bench(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per (board, model, variant): status counts and the measured figures."""
+    out = []
+    for (board, model, variant), g in rows.groupby(["board", "model", "variant"], sort=False):
+        ok = g[g["status"] == "ok"]
+        count_col = "cycles" if g["count_source"].eq("dwt").any() else "instructions"
+        labelled = ok[pd.to_numeric(ok["label"], errors="coerce").notna()] if "label" in ok else ok.iloc[0:0]
+
+        def peak(col):
+            vals = pd.to_numeric(ok[col], errors="coerce").dropna()
+            return int(vals.max()) if len(vals) else None
+
+        out.append(dict(
+            board=board, model=model, variant=variant, runner=g["runner"].iloc[0],
+            rows=len(g), **{s.replace("-", "_"): int((g["status"] == s).sum())
+                            for s in ("ok", "mismatch", "crash", "timeout", "does-not-fit")},
+            count_source=(ok["count_source"].iloc[0] if len(ok) else ""),
+            **{f"{count_col}_median": (int(pd.to_numeric(ok[count_col]).median()) if len(ok) else None)},
+            macs=(int(g["macs"].iloc[0]) if pd.notna(g["macs"].iloc[0]) and g["macs"].iloc[0] != "" else None),
+            arena_bytes_planned=g["arena_bytes_planned"].iloc[0],
+            arena_bytes_peak=peak("arena_bytes_peak"), stack_bytes_peak=peak("stack_bytes_peak"),
+            ram_bytes_total=peak("ram_bytes_total"),
+            ram_bytes_needed=(int(pd.to_numeric(g["ram_bytes_needed"], errors="coerce").max())
+                              if "ram_bytes_needed" in g and pd.to_numeric(g["ram_bytes_needed"],
+                                                                         errors="coerce").notna().any()
+                              else None),
+            ram_bytes_available=g["ram_bytes_available"].iloc[0],
+            flash_bytes=peak("flash_bytes"),
+            top1_accuracy=(float((pd.to_numeric(labelled["top1"]) == pd.to_numeric(labelled["label"])).mean())
+                           if len(labelled) else None),
+            all_outputs_match=bool(len(ok) == len(g)),
+        ))
+    return pd.DataFrame(out).convert_dtypes()

@@ -1,0 +1,84 @@
+"""The `patch` variant: a patch-based first stage (MCUNetV2).
+
+The first, memory-hungry part of the network (ops 0..end) runs patch by patch:
+the stage output is cut into an n x n grid, and for each output patch the
+whole stage runs on the input patch its receptive field covers (the halo is
+recomputed, costing MACs), writing the patch into the stage's output tensor;
+the rest runs layer by layer. This is a fused stage in `recompute` mode with
+tiles of ceil(H/n) x ceil(W/n) (harness.schedules.fusion), so it calls the same kernels.
+
+The input image is held whole and counted in the peak (MCUNetV2's published
+figures leave it out). The stage end is chosen for the least peak, or given;
+when no patch schedule beats layer by layer the plan says so (`Plan.note`).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+from harness.errors import FusebenchError
+from harness.schedules.fusion import StageGeometry
+from harness.frontend.graph import Graph
+from harness.backend.lowering import lower_op, map_hwc
+from harness.schedules.plan import Plan, plan_layer_by_layer, plan_schedule
+
+GRIDS = (2, 3, 4)
+
+
+def parse_grid(spec) -> int:
+    """'3x3' or '3' -> 3 (square grids only)."""
+    text = str(spec).lower().strip()
+    parts = text.split("x")
+    try:
+        values = [int(v) for v in parts]
+    except ValueError:
+        raise FusebenchError(f"--patches '{spec}': expected a grid such as 2x2, 3x3 or 4x4") from None
+    if len(values) not in (1, 2) or len(set(values)) != 1 or values[0] < 2:
+        raise FusebenchError(f"--patches '{spec}': expected a square grid of at least 2x2, e.g. 3x3")
+    return values[0]
+
+
+def patch_stage(graph: Graph, end: int, grid: int, calls=None):
+    """The fused stage ops 0..end computed on a grid x grid patch grid (or None
+    when ops 0..end cannot form one stage)."""
+    try:
+        geo = StageGeometry(graph, list(range(0, end + 1)), calls)
+    except FusebenchError:
+        return None
+    h, w, _ = map_hwc(graph.tensors[geo.anchor].shape)
+    if h < grid or w < grid:
+        return None
+    return geo.schedule(-(-h // grid), -(-w // grid), "recompute")
+
+
+def plan_patch(graph: Graph, patches=None, patch_end: Optional[int] = None) -> Plan:
+    """The patch schedule with the least arena (ties: fewer MACs) over the grids
+    and stage ends allowed; the rest of the network layer by layer."""
+    grids = [parse_grid(patches)] if patches else list(GRIDS)
+    if patch_end is not None and not 0 <= int(patch_end) < len(graph.ops):
+        raise FusebenchError(f"--patch-end {patch_end}: the model has ops 0-{len(graph.ops) - 1}")
+    calls = {op.index: lower_op(graph, op) for op in graph.ops if op.kind != "RESHAPE"}
+    ends = [int(patch_end)] if patch_end is not None else list(range(1, len(graph.ops)))
+    best = None
+    for end in ends:
+        for grid in grids:
+            stage = patch_stage(graph, end, grid, calls)
+            if stage is None:
+                continue
+            plan = plan_schedule(graph, [stage], variant="patch")
+            key = (plan.arena_bytes, plan.macs)
+            if best is None or key < best[0]:
+                best = (key, plan, grid)
+    if best is None:
+        raise FusebenchError(f"{graph.name}: ops 0-{patch_end} cannot run patch by patch"
+                             if patch_end is not None else f"{graph.name}: no patch-based first stage is possible")
+    plan, grid = best[1], best[2]
+    st = plan.stages[0]
+    unfused = plan_layer_by_layer(graph)
+    extra = 100.0 * (plan.macs / plan.base_macs - 1)
+    plan.note = (f"patch-based: ops 0-{st.ops[-1]} in {len(st.row_table)}x{len(st.col_table)} patches "
+                 f"(--patches {grid}x{grid}), {extra:.1f}% extra MACs (halo "
+                 f"recomputed); the input ({graph.input.nbytes} B) is counted")
+    if plan.arena_bytes >= unfused.arena_bytes:
+        plan.note += (f". NOTE: its peak {plan.arena_bytes} B is not below layer by layer "
+                      f"({unfused.arena_bytes} B): patch-based does not help this model")
+    return plan

@@ -1,0 +1,365 @@
+"""Memory plans: which bytes of one static arena each tensor occupies, step by step.
+
+A `Plan` is plain data (steps, allocations) serialisable to JSON: the code
+generator consumes it, `invoke plan` prints and plots it, and the measured
+arena watermark is checked against `arena_bytes`.
+
+This module holds the layer-by-layer (`unfused`) planner: tensor lifetimes
+from the op order, offsets by a greedy first fit, largest tensor first, as
+TFLite Micro's greedy planner does.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+from harness.frontend.graph import Graph, Op
+
+# Offsets are multiples of this: 4 is what the C kernels need for word loads;
+# 16 keeps every tensor on its own cache-line-friendly boundary.
+ARENA_ALIGNMENT = 16
+
+
+def align(n: int, a: int = ARENA_ALIGNMENT) -> int:
+    return (n + a - 1) // a * a
+
+
+@dataclass
+class Allocation:
+    """One buffer in the arena: a tensor, or the scratch of one step."""
+    name: str
+    size: int                     # bytes actually used
+    first_step: int
+    last_step: int
+    tensor: Optional[int] = None  # tensor index; None for scratch buffers
+    offset: int = -1
+
+    def overlaps_in_time(self, other: "Allocation") -> bool:
+        return self.first_step <= other.last_step and other.first_step <= self.last_step
+
+    def overlaps_in_space(self, other: "Allocation") -> bool:
+        return self.offset < other.offset + other.size and other.offset < self.offset + self.size
+
+
+@dataclass
+class Step:
+    index: int
+    op: int                      # op index in the graph
+    kind: str
+    input_shapes: list[list[int]]
+    output_shape: list[int]
+    live: list[str]              # allocation names live during this step
+    live_bytes: int              # sum of their sizes
+    scratch_bytes: int = 0
+    macs: int = 0
+
+
+@dataclass
+class Plan:
+    model: str
+    variant: str
+    alignment: int
+    arena_bytes: int             # planned arena size (highest offset + size)
+    lower_bound_bytes: int       # max over steps of the live bytes
+    steps: list[Step]
+    allocations: list[Allocation]
+    # RESHAPE outputs share their input's bytes: output tensor -> input tensor.
+    aliases: dict[int, int] = field(default_factory=dict)
+    # Fused stages (harness.schedules.fusion.FusedStage), empty for layer by layer.
+    stages: list = field(default_factory=list)
+    macs: int = 0                # MACs as scheduled (with any recomputation)
+    base_macs: int = 0           # MACs of the layer-by-layer schedule
+    note: str = ""               # what the planner wants the user to know about this plan
+
+    @property
+    def input_streamed(self) -> bool:
+        """The graph input is read tile by tile from the host, never whole in the arena."""
+        return any(st.streamed >= 0 for st in self.stages)
+
+    def allocation_of(self, tensor: int) -> Allocation:
+        tensor = self.aliases.get(tensor, tensor)
+        for a in self.allocations:
+            if a.tensor == tensor:
+                return a
+        raise KeyError(f"tensor {tensor} has no allocation")
+
+    def scratch_of(self, step: int) -> Optional[Allocation]:
+        for a in self.allocations:
+            if a.tensor is None and a.first_step == step:
+                return a
+        return None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Plan":
+        d = json.loads(text)
+        d["steps"] = [Step(**s) for s in d["steps"]]
+        d["allocations"] = [Allocation(**a) for a in d["allocations"]]
+        d["aliases"] = {int(k): v for k, v in d.get("aliases", {}).items()}
+        from harness.schedules.fusion import FusedStage
+        d["stages"] = [FusedStage(**st) for st in d.get("stages", [])]
+        return cls(**d)
+
+    def stage_at(self, op_index: int):
+        """The fused stage that contains op `op_index`, or None."""
+        for st in self.stages:
+            if op_index in st.ops:
+                return st
+        return None
+
+    def stage_buffer(self, stage_index: int, tensor: Optional[int]) -> "Allocation":
+        """A stage's tile buffer of `tensor` (None: the stage's scratch, 'acc': its
+        MEAN accumulators)."""
+        kind = "scratch" if tensor is None else "acc" if tensor == "acc" else f"t{tensor}"
+        name = f"s{stage_index}.{kind}"
+        for a in self.allocations:
+            if a.name == name:
+                return a
+        raise KeyError(name)
+
+    def save(self, path: Path) -> None:
+        Path(path).write_text(self.to_json())
+
+
+ScratchFn = Callable[[Graph, Op], int]
+
+
+def no_scratch(graph: Graph, op: Op) -> int:
+    return 0
+
+
+def kernel_scratch(graph: Graph, op: Op) -> int:
+    """Scratch bytes the runtime kernel of `op` asks for (its *_buffer_size())."""
+    from harness.backend.lowering import lower_op
+    if op.kind == "RESHAPE":
+        return 0
+    return int(lower_op(graph, op).scratch_bytes)
+
+
+def lifetimes(graph: Graph) -> tuple[dict[int, tuple[int, int]], dict[int, int]]:
+    """First and last step of every arena tensor, and the RESHAPE aliases."""
+    aliases: dict[int, int] = {}
+    for op in graph.ops:
+        if op.kind == "RESHAPE":
+            src = op.inputs[0]
+            aliases[op.outputs[0]] = aliases.get(src, src)
+    life: dict[int, tuple[int, int]] = {}
+
+    def touch(t: int, step: int) -> None:
+        t = aliases.get(t, t)
+        if t < 0 or graph.tensors[t].is_const:
+            return
+        first, last = life.get(t, (step, step))
+        life[t] = (min(first, step), max(last, step))
+
+    last_step = len(graph.ops) - 1
+    for t in graph.inputs:
+        touch(t, 0)
+    for step, op in enumerate(graph.ops):
+        for t in op.inputs + op.outputs:
+            touch(t, step)
+    for t in graph.outputs:
+        touch(t, last_step)
+    return life, aliases
+
+
+Group = list[tuple[Allocation, int]]       # buffers at fixed offsets from each other
+REPACK_ROUNDS = 16                         # local-search rounds after the greedy orders
+
+
+def greedy_offsets(allocs: list[Allocation], alignment: int = ARENA_ALIGNMENT,
+                   groups: Optional[list[Group]] = None) -> int:
+    """Each buffer goes to the lowest aligned offset where it does not overlap a
+    placed buffer that is live at the same time. Largest first (TFLite Micro's
+    order), then in order of first use, by bytes x steps, by lifetime, by last
+    use: the orders pack differently and the smallest arena wins. A group (an in-place chain) is
+    placed as one unit: its members keep their relative offsets and each only
+    avoids what is live with it. Returns the arena size."""
+    items: list[Group] = [[(a, 0)] for a in allocs] + list(groups or [])
+
+    def rep(item: Group) -> Allocation:           # what the orders sort a group by
+        return Allocation(name=item[0][0].name, size=max(m.size for m, _ in item),
+                          first_step=min(m.first_step for m, _ in item),
+                          last_step=max(m.last_step for m, _ in item))
+
+    reps = [rep(item) for item in items]
+    orders = (lambda r: (-r.size, r.first_step, r.name), lambda r: (r.first_step, -r.size, r.name),
+              lambda r: (-r.size * (r.last_step - r.first_step + 1), r.first_step, r.name),
+              lambda r: (-(r.last_step - r.first_step), -r.size, r.name),
+              lambda r: (-r.last_step, -r.size, r.name))
+    members = [m for item in items for m, _ in item]
+    best = None
+    for key in orders:
+        order = [items[k] for k in sorted(range(len(items)), key=lambda k: key(reps[k]))]
+        size = _place(order, alignment)
+        if best is None or size < best[0]:
+            best = (size, [m.offset for m in members], order)
+    # Then a short local search: a buffer that ends high is moved to the front
+    # of the best order so far; kept when the arena shrinks.
+    tried: set[int] = set()
+    for _ in range(REPACK_ROUNDS):
+        for m, offset in zip(members, best[1]):
+            m.offset = offset
+        candidates = [item for item in best[2] if id(item) not in tried]
+        if not candidates:
+            break
+        top = max(candidates, key=lambda item: max(m.offset + m.size for m, _ in item))
+        tried.add(id(top))
+        order = [top] + [item for item in best[2] if item is not top]
+        size = _place(order, alignment)
+        if size < best[0]:
+            best = (size, [m.offset for m in members], order)
+            tried = {id(top)}
+    for m, offset in zip(members, best[1]):
+        m.offset = offset
+    return best[0]
+
+
+def _place(order: list[Group], alignment: int) -> int:
+    placed: list[Allocation] = []
+    for item in order:
+        low = -min(rel for _, rel in item)
+        starts = {low}
+        for m, rel in item:
+            for p in placed:
+                if p.overlaps_in_time(m):
+                    starts.add(align(p.offset + p.size, alignment) - rel)
+        for x in sorted(v for v in starts if v >= low):
+            clash = False
+            for m, rel in item:
+                m.offset = x + rel
+                if any(p.overlaps_in_time(m) and p.overlaps_in_space(m) and p.size and m.size for p in placed):
+                    clash = True
+                    break
+            if not clash:
+                break
+        placed.extend(m for m, _ in item)
+    return max((m.offset + m.size for item in order for m, _ in item), default=0)
+
+
+def plan_layer_by_layer(graph: Graph, scratch: ScratchFn = kernel_scratch,
+                        variant: str = "unfused") -> Plan:
+    return plan_schedule(graph, [], scratch=scratch, variant=variant)
+
+
+def plan_schedule(graph: Graph, stages: list, scratch: ScratchFn = kernel_scratch,
+                  variant: str = "unfused") -> Plan:
+    """Arena plan for ops run layer by layer except the fused `stages`.
+
+    A fused stage occupies its steps as one unit: its whole inputs and output
+    live through all of them, its inner tensors exist only as tile buffers, and
+    its kernels share one scratch buffer."""
+    life, aliases = lifetimes(graph)
+    for st in stages:                     # a streamed input never sits in the arena
+        if st.streamed >= 0:
+            life.pop(aliases.get(st.streamed, st.streamed), None)
+    stage_of = {i: k for k, st in enumerate(stages) for i in st.ops}
+    inner = {t for st in stages for t in st.inner}
+    for st in stages:
+        lo, hi = st.ops[0], st.ops[-1]
+        for t in st.inputs + st.outputs:
+            t = aliases.get(t, t)
+            first, last = life[t]
+            life[t] = (min(first, lo), max(last, hi))
+    step_of_op = {op.index: step for step, op in enumerate(graph.ops)}
+    allocs = [Allocation(name=f"t{t}", tensor=t, size=graph.tensors[t].nbytes,
+                         first_step=first, last_step=last)
+              for t, (first, last) in sorted(life.items()) if t not in inner]
+    for k, st in enumerate(stages):
+        lo, hi = step_of_op[st.ops[0]], step_of_op[st.ops[-1]]
+        for t, rows, cols, ch in st.buffers:
+            allocs.append(Allocation(name=f"s{k}.t{t}", size=rows * cols * ch, first_step=lo, last_step=hi))
+        if st.acc_bytes:
+            allocs.append(Allocation(name=f"s{k}.acc", size=st.acc_bytes, first_step=lo, last_step=hi))
+        if st.scratch_bytes:
+            allocs.append(Allocation(name=f"s{k}.scratch", size=st.scratch_bytes, first_step=lo, last_step=hi))
+    scratch_sizes = {}
+    for step, op in enumerate(graph.ops):
+        if op.index in stage_of:
+            continue
+        size = scratch(graph, op)
+        if size > 0:
+            scratch_sizes[step] = size
+            allocs.append(Allocation(name=f"scratch{step}", size=size, first_step=step, last_step=step))
+    # In-place stages: the output overlays an input that dies in the stage,
+    # starting `lead` bytes before it. Chains (an overlaid output overlaid in
+    # turn) share one region: it is placed once, spanning their bytes and steps,
+    # and every member pinned inside it.
+    by_tensor = {a.tensor: a for a in allocs if a.tensor is not None}
+    host_of = {}
+    for st in stages:
+        if st.inplace:
+            t_in, lead = st.inplace
+            host_of[by_tensor[aliases.get(st.output, st.output)].name] = (
+                by_tensor[aliases.get(t_in, t_in)], lead)
+    chains: dict[str, list] = {}              # root name -> [(member, offset relative to root)]
+    for a in allocs:
+        rel, root = 0, a
+        while root.name in host_of:
+            host, lead = host_of[root.name]
+            rel -= lead
+            root = host
+        if root is not a or a.name in {h.name for h, _ in host_of.values()}:
+            chains.setdefault(root.name, []).append((a, rel))
+    members = {m.name for chain in chains.values() for m, _ in chain}
+    arena = greedy_offsets([a for a in allocs if a.name not in members], groups=list(chains.values()))
+    stage_macs = {i: 0 for i in stage_of}
+    for st in stages:
+        stage_macs[st.ops[0]] = st.macs      # a stage's MACs are booked on its first step
+    steps = []
+    for step, op in enumerate(graph.ops):
+        live = [a for a in allocs if a.first_step <= step <= a.last_step]
+        overlaid = _shared_bytes([a for a in live if a.name in members])
+        k = stage_of.get(op.index)
+        steps.append(Step(
+            index=step, op=op.index, kind=op.kind if k is None else f"{op.kind}@s{k}",
+            input_shapes=[list(graph.tensors[t].shape) for t in op.inputs
+                          if t >= 0 and not graph.tensors[t].is_const],
+            output_shape=list(graph.tensors[op.outputs[0]].shape),
+            live=[a.name for a in live], live_bytes=sum(a.size for a in live) - overlaid,
+            scratch_bytes=(scratch_sizes.get(step, 0) if k is None else stages[k].scratch_bytes),
+            macs=graph.macs(op) if k is None else stage_macs[op.index]))
+    base = sum(graph.macs(op) for op in graph.ops)
+    return Plan(model=graph.name, variant=variant, alignment=ARENA_ALIGNMENT,
+                arena_bytes=arena, lower_bound_bytes=max((s.live_bytes for s in steps), default=0),
+                steps=steps, allocations=allocs, aliases=aliases, stages=list(stages),
+                macs=sum(s.macs for s in steps), base_macs=base)
+
+
+def _shared_bytes(allocs: list[Allocation]) -> int:
+    """Bytes counted more than once when these buffers are summed (they overlap)."""
+    total = sum(a.size for a in allocs)
+    spans = sorted((a.offset, a.offset + a.size) for a in allocs)
+    covered, reach = 0, None
+    for lo, hi in spans:
+        if reach is None or lo >= reach:
+            covered += hi - lo
+            reach = hi
+        elif hi > reach:
+            covered += hi - reach
+            reach = hi
+    return total - covered
+
+
+def check_plan(plan: Plan) -> list[str]:
+    """Invariant violations (empty when the plan is sound)."""
+    problems = []
+    allocs = plan.allocations
+    for a in allocs:
+        if a.offset % plan.alignment:
+            problems.append(f"{a.name} offset {a.offset} is not {plan.alignment}-byte aligned")
+        if a.offset < 0 or a.offset + a.size > plan.arena_bytes:
+            problems.append(f"{a.name} [{a.offset}, {a.offset + a.size}) outside the arena")
+    pairs = {frozenset((f"t{plan.aliases.get(st.inplace[0], st.inplace[0])}",
+                        f"t{plan.aliases.get(st.output, st.output)}")) for st in plan.stages if st.inplace}
+    for i, a in enumerate(allocs):
+        for b in allocs[i + 1:]:
+            if frozenset((a.name, b.name)) in pairs:
+                continue            # an in-place stage's output over its dying input, by design
+            if a.overlaps_in_time(b) and a.overlaps_in_space(b) and a.size and b.size:
+                problems.append(f"{a.name} and {b.name} are live together and overlap")
+    return problems

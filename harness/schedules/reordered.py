@@ -1,0 +1,88 @@
+"""The `reordered` variant: bottleneck reordering (Lee et al., Section 3.3).
+
+An inverted residual block runs one expansion channel at a time: the 1x1
+expansion of channel i, its depthwise, then its contribution through the
+projection weights of channel i into int32 accumulators of the block output
+(fb_bottleneck_s8). Only one channel of the expanded and depthwise maps ever
+exists, so the block's memory no longer grows with the expansion ratio.
+
+What it really takes: an int8 output cannot hold partial sums, so the output
+needs 32-bit accumulators until the last channel. For the whole output that is
+4x the output's own bytes (the paper's Eq. 3 counts the output at its int8
+size); computed in bands of output rows, only a band of accumulators is live,
+at the price of recomputing the expansion rows neighbouring bands share. The
+plan shows both figures and takes the banded one: the smallest band whose
+extra MACs stay within the limit (default 15 % of the block's MACs).
+
+A block is reordered only where that lowers the block's own peak.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+from harness.errors import FusebenchError
+from harness.schedules.fusion import DEFAULT_MAX_OVERHEAD, FusedStage, block_op_ranges
+from harness.frontend.graph import Graph
+from harness.backend.lowering import (bottleneck_base_macs, bottleneck_dims, bottleneck_macs, bottleneck_scratch_bytes,
+                       lower_op)
+from harness.schedules.plan import Plan, plan_layer_by_layer, plan_schedule
+
+
+def reordered_stage(graph: Graph, ops: list[int], band_rows: int, calls=None) -> FusedStage:
+    """One block run by fb_bottleneck_s8 with bands of `band_rows` output rows."""
+    block_calls = [(calls or {}).get(i) or lower_op(graph, graph.ops[i]) for i in ops]
+    d = bottleneck_dims(block_calls)
+    band_rows = max(1, min(int(band_rows), d.out_h))
+    block_in = block_calls[0].inputs[0]
+    block_out = graph.ops[ops[-1]].outputs[0]
+    return FusedStage(
+        ops=list(ops), inputs=[block_in], output=block_out,
+        inner=[graph.ops[i].outputs[0] for i in ops[:-1]], mode="reordered",
+        tile_h=band_rows, tile_w=d.out_w, buffers=[], row_table=[], col_table=[],
+        macs=bottleneck_macs(d, band_rows), base_macs=bottleneck_base_macs(d),
+        scratch_bytes=bottleneck_scratch_bytes(d, band_rows), outputs=[block_out])
+
+
+def _block_peak(plan: Plan, ops: list[int]) -> int:
+    return max(s.live_bytes for s in plan.steps if s.op in ops)
+
+
+def plan_reordered(graph: Graph, max_overhead: Optional[float] = None, band_rows: Optional[int] = None) -> Plan:
+    """Every inverted residual block whose peak drops when it runs one expansion
+    channel at a time does so; the rest runs layer by layer."""
+    limit = DEFAULT_MAX_OVERHEAD if max_overhead is None else float(max_overhead)
+    if limit < 0:
+        raise FusebenchError("--max-overhead must not be negative")
+    if band_rows is not None and int(band_rows) < 1:
+        raise FusebenchError("--band-rows must be at least 1")
+    calls = {op.index: lower_op(graph, op) for op in graph.ops if op.kind != "RESHAPE"}
+    base = plan_layer_by_layer(graph)
+    stages: list[FusedStage] = []
+    notes = []
+    for ops in block_op_ranges(graph):
+        try:
+            d = bottleneck_dims([calls[i] for i in ops])
+        except FusebenchError:
+            continue                    # not a shape the kernel runs (e.g. an explicit PAD)
+        if band_rows is not None:
+            band = min(int(band_rows), d.out_h)
+        else:
+            base_macs = bottleneck_base_macs(d)
+            band = next((b for b in range(1, d.out_h + 1)
+                         if bottleneck_macs(d, b) <= base_macs * (1 + limit)), d.out_h)
+        stage = reordered_stage(graph, ops, band, calls)
+        trial = plan_schedule(graph, stages + [stage], variant="reordered")
+        before, after = _block_peak(base, ops), _block_peak(trial, ops)
+        whole_acc, band_acc = 4 * d.out_h * d.out_w * d.out_c, 4 * band * d.out_w * d.out_c
+        if after < before:
+            stages.append(stage)
+            notes.append(f"ops {ops[0]}-{ops[-1]} (x{d.mid_c // d.in_c if d.in_c else 0} expansion): "
+                         f"{before} -> {after} B, {band}-row bands, accumulators {band_acc} B "
+                         f"(whole output: {whole_acc} B), extra MACs "
+                         f"{100.0 * (stage.macs / stage.base_macs - 1):.1f}%")
+    plan = plan_schedule(graph, stages, variant="reordered")
+    if not stages:
+        plan.note = "reordered: no inverted residual block has a lower peak one channel at a time"
+    else:
+        plan.note = "reordered blocks (block peak before -> after):\n  " + "\n  ".join(notes)
+    return plan

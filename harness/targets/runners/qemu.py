@@ -1,0 +1,274 @@
+"""Run firmware in QEMU (`qemu-system-arm`) and count instructions.
+
+One emulator per firmware serves all inputs: the firmware's console UART is
+QEMU's stdio, the host speaks harness.targets.protocol over the pipes. `-icount
+shift=0` makes QEMU's virtual clock advance exactly 1 ns per executed
+instruction, and SysTick follows that clock, so SysTick ticks times the board
+file's `instructions_per_tick` is the instruction count (QEMU does not model
+caches or pipelines: this is an instruction count, not a cycle count).
+
+Inputs reach the firmware through a host file it reads with semihosting
+(`input_via="file"`, the default: fast), or over the UART in acknowledged
+chunks (`input_via="uart"`: what a real board on a serial line gets; QEMU
+moves about 13 KB/s through its one-byte UART buffer).
+
+A fault ends the emulator (the firmware reports it and exits through
+semihosting), a hang is cut off after `timeout_s`; either way the next input
+gets a fresh emulator. The process is always killed on the way out, also when
+the caller stops iterating or presses Ctrl-C.
+"""
+from __future__ import annotations
+
+import os
+import queue
+import shutil
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from collections import deque
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from harness.targets.boards import Board
+from harness.errors import FusebenchError
+from harness.targets.protocol import DeviceFault, DeviceInfo, LinkClosed, LinkTimeout, ProtocolError, Session
+from harness.targets.runners.base import RunResult, Runner, input_bytes, kill_process_group, measure_input
+
+QEMU = "qemu-system-arm"
+QEMU_PACKAGE = "qemu-system-arm"
+# QEMU messages that say nothing about the firmware.
+_STDERR_NOISE = ("has no peer",)
+# What a RUN file= value may hold (frame values: printable, no space, @, #, =).
+_FRAMEABLE_PATH = re.compile(r"(?:(?![@#=])[!-~]){1,255}")
+
+
+class PipeLink:
+    """The emulator's stdio as a line link. A thread reads stdout so that
+    reads can time out; lines are kept for the report of a hang."""
+
+    def __init__(self, process: subprocess.Popen):
+        self._process = process
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self.recent: deque[str] = deque(maxlen=20)
+        self._closed = False
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        fd = self._process.stdout.fileno()
+        pending = b""
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                break
+            pending += chunk
+            *complete, pending = pending.split(b"\n")
+            for raw in complete:
+                self._lines.put(raw.decode("latin-1").rstrip("\r"))
+        if pending:
+            self._lines.put(pending.decode("latin-1"))
+        self._lines.put(None)
+
+    def write(self, data: bytes) -> None:
+        try:
+            self._process.stdin.write(data)
+            self._process.stdin.flush()
+        except (BrokenPipeError, ValueError, OSError):
+            raise LinkClosed("the emulator closed its input") from None
+
+    def read_line(self, timeout_s: float) -> str:
+        if self._closed:
+            raise LinkClosed("the emulator has exited")
+        try:
+            line = self._lines.get(timeout=max(timeout_s, 0.0))
+        except queue.Empty:
+            raise LinkTimeout(f"no output for {timeout_s:g} s") from None
+        if line is None:
+            self._closed = True
+            raise LinkClosed("the emulator has exited")
+        self.recent.append(line)
+        return line
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to SIGKILL it when the harness dies,
+    so an emulator never outlives a harness that was killed outright."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)      # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass                               # not Linux: the normal clean-up still applies
+
+
+class QemuProcess:
+    """One qemu-system-arm process; a context manager that always kills it."""
+
+    def __init__(self, command: list[str]):
+        self.command = command
+        self._stderr = tempfile.TemporaryFile()
+        # Own session: a Ctrl-C in the terminal reaches only us; we end QEMU.
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=self._stderr, start_new_session=True,
+                                        preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+        self.link = PipeLink(self.process)
+
+    def stderr_tail(self, lines: int = 5) -> str:
+        self._stderr.seek(0)
+        text = self._stderr.read().decode("utf-8", "replace")
+        kept = [l for l in text.splitlines() if l.strip() and not any(n in l for n in _STDERR_NOISE)]
+        return " | ".join(kept[-lines:])
+
+    def wait(self, timeout_s: float) -> int | None:
+        try:
+            return self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def close(self) -> None:
+        kill_process_group(self.process)
+        for stream in (self.process.stdin, self.process.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+        self._stderr.close()
+
+    def __enter__(self) -> "QemuProcess":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class QemuRunner(Runner):
+    kind = "qemu"
+    count_source = "qemu-icount"
+
+    def __init__(self, board: Board, qemu: str = QEMU, boot_timeout_s: float = 30.0,
+                 ack_timeout_s: float = 10.0, input_via: str = "file"):
+        super().__init__(board)
+        if input_via not in ("file", "uart"):
+            raise FusebenchError(f"input_via must be 'file' or 'uart', not {input_via!r}")
+        self.qemu = qemu
+        self.boot_timeout_s = boot_timeout_s
+        self.ack_timeout_s = ack_timeout_s
+        self.input_via = input_via
+        self.last_exit_code: int | None = None   # QEMU's status after a clean EXIT
+
+    def command(self, elf: Path) -> list[str]:
+        target = self.target
+        # The console UART is the serial_index-th -serial; the ones before it go nowhere.
+        serials = ["-serial", "null"] * target.serial_index + ["-serial", "stdio"]
+        return [self.qemu, "-M", str(target.machine), "-nodefaults", "-display", "none",
+                "-monitor", "none", *serials,
+                "-icount", "shift=0",
+                "-semihosting-config", "enable=on,target=native",
+                *target.extra_args, "-kernel", str(elf)]
+
+    def run(self, binary: Path, inputs: Iterable[np.ndarray],
+            timeout_s: float = 60.0) -> Iterator[RunResult]:
+        """Run every input on the firmware `binary`; yields one RunResult each."""
+        binary = Path(binary)
+        if not binary.is_file():
+            raise FusebenchError(f"firmware {binary} does not exist")
+        if shutil.which(self.qemu) is None:
+            raise FusebenchError(f"{self.qemu} not found: install the Debian package {QEMU_PACKAGE}")
+        ratio = self.ticks_to_count
+        emulator: QemuProcess | None = None
+        scratch = tempfile.TemporaryDirectory(prefix="fusebench-qemu-")
+        host_file = None
+        if self.input_via == "file":
+            host_file = str(Path(scratch.name) / "input.bin")
+            if not _FRAMEABLE_PATH.fullmatch(host_file):
+                host_file = None      # e.g. a TMPDIR with spaces: fall back to the UART
+        try:
+            for index, array in enumerate(inputs):
+                if emulator is None:
+                    emulator, session = self._boot(binary)
+                data = input_bytes(array, session.info.input_bytes, index)
+                if host_file is not None:
+                    Path(host_file).write_bytes(data)
+                try:
+                    result = measure_input(session, data, timeout_s, ratio, self.count_source,
+                                           index, host_file=host_file)
+                except DeviceFault as fault:
+                    result = self._crash(index, emulator, session, fault=fault)
+                except LinkClosed:
+                    result = self._crash(index, emulator, session)
+                except LinkTimeout as exc:
+                    result = RunResult(status="timeout", instructions=None,
+                                       count_source=self.count_source, arena_bytes_peak=None,
+                                       stack_bytes_peak=None, output=None, input_index=index,
+                                       detail={"reason": str(exc), "timeout_s": timeout_s,
+                                               "last_output": list(emulator.link.recent)})
+                if result.status != "ok":
+                    # After a fault or a hang the firmware state is gone: start afresh.
+                    emulator.close()
+                    emulator = None
+                yield result
+            if emulator is not None:
+                self._shut_down(emulator, session)
+        finally:
+            if emulator is not None:
+                emulator.close()
+            scratch.cleanup()
+
+    def _boot(self, binary: Path) -> tuple[QemuProcess, Session]:
+        emulator = QemuProcess(self.command(binary))
+        session = Session(emulator.link, ack_timeout_s=self.ack_timeout_s)
+        try:
+            info = session.wait_ready(self.boot_timeout_s)
+            self._check_board(info, binary)
+        except DeviceFault as fault:
+            emulator.close()
+            raise FusebenchError(f"firmware {binary} faulted while booting: {fault}") from None
+        except (LinkTimeout, LinkClosed) as exc:
+            code = emulator.process.poll()
+            stderr = emulator.stderr_tail()
+            emulator.close()
+            if code is not None:
+                raise FusebenchError(f"QEMU exited with status {code} before the firmware was "
+                                     f"ready: {stderr or 'no message'}") from None
+            raise FusebenchError(f"firmware {binary} did not say READY within "
+                                 f"{self.boot_timeout_s:g} s ({exc})") from None
+        except BaseException:
+            emulator.close()
+            raise
+        return emulator, session
+
+    def _check_board(self, info: DeviceInfo, binary: Path) -> None:
+        if info.board != self.board.name:
+            raise FusebenchError(f"firmware {binary} was built for board {info.board!r}, "
+                                 f"not {self.board.name!r}")
+
+    def _crash(self, index: int, emulator: QemuProcess, session: Session,
+               fault: DeviceFault | None = None) -> RunResult:
+        code = emulator.wait(2.0)
+        detail: dict = {"exit_code": code, "last_output": list(emulator.link.recent)}
+        if fault is not None:
+            detail.update(reason=str(fault), exception=fault.exception, **fault.registers)
+        else:
+            detail["reason"] = "the emulator exited during the run"
+            stderr = emulator.stderr_tail()
+            if stderr:
+                detail["stderr"] = stderr
+        return RunResult(status="crash", instructions=None, count_source=self.count_source,
+                         arena_bytes_peak=None, stack_bytes_peak=None, output=None,
+                         input_index=index, detail=detail)
+
+    def _shut_down(self, emulator: QemuProcess, session: Session) -> None:
+        """EXIT: the firmware answers BYE and ends QEMU through semihosting."""
+        try:
+            session.exit()
+        except ProtocolError:
+            return          # close() kills it
+        self.last_exit_code = emulator.wait(5.0)

@@ -1,0 +1,151 @@
+import dataclasses
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import harness.backend.build as build
+from tests.helpers import FIXTURES
+from harness.targets.boards import MemoryRegion, load_board
+from harness.backend.build import DoesNotFit, build_firmware, linker_script
+from harness.errors import FusebenchError
+
+needs_toolchain = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None,
+                                     reason="arm-none-eabi-gcc not installed")
+
+
+def test_linker_script_has_the_real_sizes_at_the_emulator_addresses():
+    board = load_board("stm32h7")
+    script = linker_script(board, board.runner("qemu"))
+    assert "FLASH (rx)  : ORIGIN = 0x00000000, LENGTH = 0x200000" in script
+    assert "RAM   (rwx) : ORIGIN = 0x20000000, LENGTH = 0x80000" in script
+    assert "__stack_size = 0x4000;" in script
+    # The stack is the first thing in RAM, .data and .bss come after it.
+    assert script.index(".stack (NOLOAD)") < script.index(".data :") < script.index(".bss (NOLOAD)")
+
+    f4 = load_board("stm32f4")
+    script = linker_script(f4, f4.runner("qemu"))
+    assert "FLASH (rx)  : ORIGIN = 0x08000000, LENGTH = 0x100000" in script
+    assert "RAM   (rwx) : ORIGIN = 0x20000000, LENGTH = 0x20000" in script
+
+
+def test_vector_table_needs_an_aligned_flash_origin():
+    board = load_board("stm32f4")
+    target = dataclasses.replace(board.runner("qemu"), flash=MemoryRegion(0x08000100, 0x100000))
+    with pytest.raises(FusebenchError, match="not 1024-byte aligned"):
+        linker_script(board, target)
+
+
+def copy_fixture(tmp_path, name="copy", arena=None):
+    gen = tmp_path / f"gen-{name}"
+    shutil.copytree(FIXTURES / name, gen)
+    if arena is not None:
+        header = gen / "fb_model.h"
+        text = header.read_text()
+        assert "#define FB_ARENA_BYTES 4096" in text
+        header.write_text(text.replace("#define FB_ARENA_BYTES 4096", f"#define FB_ARENA_BYTES {arena}"))
+    return gen
+
+
+def symbols(elf: Path) -> dict[str, int]:
+    out = subprocess.run(["arm-none-eabi-nm", str(elf)], capture_output=True, text=True, check=True).stdout
+    return {parts[2]: int(parts[0], 16) for parts in (l.split() for l in out.splitlines()) if len(parts) == 3}
+
+
+@needs_toolchain
+def test_build_sizes_layout_and_cache(tmp_path):
+    board = load_board("stm32h7")
+    gen = copy_fixture(tmp_path)
+    out = tmp_path / "out"
+    first = build_firmware(board, gen, out)
+    assert not first.cached and first.elf.is_file() and first.map_file.is_file()
+    assert first.stack_bytes == board.stack_bytes
+    assert first.bss_bytes >= 4096                     # the arena is in .bss
+    assert first.ram_static_bytes == first.data_bytes + first.bss_bytes
+    assert first.flash_bytes == first.text_bytes + first.data_bytes
+    assert 1024 < first.text_bytes < 64 * 1024
+    sym = symbols(first.elf)
+    ram = board.runner("qemu").ram
+    assert sym["__stack_bottom"] == ram.origin
+    assert sym["__stack_top"] == ram.origin + board.stack_bytes
+    assert sym["cortexm_vectors"] == board.runner("qemu").flash.origin
+    assert sym["fb_arena"] % 16 == 0 and ram.origin < sym["fb_arena"] < ram.end
+
+    again = build_firmware(board, gen, out)
+    assert again.cached and dataclasses.replace(again, cached=False) == first
+
+    (gen / "fb_model.c").write_text((gen / "fb_model.c").read_text() + "\n/* changed */\n")
+    assert not build_firmware(board, gen, out).cached
+    assert not build_firmware(board, gen, out, opt="-Os").cached
+
+
+@needs_toolchain
+def test_too_big_arena_fails_at_link_time_with_the_numbers(tmp_path):
+    board = load_board("stm32h7")
+    fits = build_firmware(board, copy_fixture(tmp_path, arena=4096), tmp_path / "fits")
+    used = fits.ram_bytes                                      # stack + .data + .bss
+    extra = (board.ram.size - used) + 4096                     # 4 KB too much; a multiple of 16
+    with pytest.raises(DoesNotFit) as info:
+        build_firmware(board, copy_fixture(tmp_path / "big", arena=4096 + extra), tmp_path / "big-out")
+    error = info.value
+    assert error.region == "RAM"
+    assert error.available == board.ram.size == 512 * 1024
+    assert error.needed == used + extra
+    assert error.needed - error.available == 4096
+    assert "stm32h7" in str(error) and "RAM needs" in str(error)
+    assert isinstance(error, FusebenchError)
+
+
+@needs_toolchain
+def test_too_much_flash_fails_at_link_time(tmp_path):
+    board = load_board("stm32f4")
+    gen = copy_fixture(tmp_path)
+    weights = 1024 * 1024 + 10_000
+    (gen / "weights.c").write_text(
+        "#include <stdint.h>\n"
+        f"const int8_t fixture_weights[{weights}] = {{1}};\n"
+        "int8_t fixture_weight(int i) { return fixture_weights[i]; }\n")
+    model = gen / "fb_model.c"
+    model.write_text(model.read_text().replace(
+        "    fb_layer_done(3);",
+        "    extern int8_t fixture_weight(int);\n    output[0] += fixture_weight(input[0]);\n    fb_layer_done(3);"))
+    with pytest.raises(DoesNotFit) as info:
+        build_firmware(board, gen, tmp_path / "out")
+    assert info.value.region == "FLASH"
+    assert info.value.available == 1024 * 1024
+    assert info.value.needed > 1024 * 1024 + 10_000
+
+
+@needs_toolchain
+def test_compile_error_is_one_line(tmp_path):
+    gen = copy_fixture(tmp_path)
+    (gen / "fb_model.c").write_text("this is not C\n")
+    with pytest.raises(FusebenchError, match=r"firmware build failed: .*fb_model.c.*error") as info:
+        build_firmware(load_board("stm32f4"), gen, tmp_path / "out")
+    assert "\n" not in str(info.value)
+    assert (tmp_path / "out" / "build.log").is_file()
+
+
+def test_missing_generated_model(tmp_path):
+    if shutil.which("arm-none-eabi-gcc") is None:
+        pytest.skip("arm-none-eabi-gcc not installed (scripts/setup.sh installs it)")
+    with pytest.raises(FusebenchError, match="no fb_model.h"):
+        build_firmware(load_board("stm32f4"), tmp_path, tmp_path / "out")
+
+
+def test_bad_optimisation_flag(tmp_path):
+    if shutil.which("arm-none-eabi-gcc") is None:
+        pytest.skip("arm-none-eabi-gcc not installed (scripts/setup.sh installs it)")
+    with pytest.raises(FusebenchError, match="bad optimisation flag"):
+        build_firmware(load_board("stm32f4"), FIXTURES / "copy", tmp_path, opt="-O2; rm -rf /")
+
+
+def test_missing_toolchain_names_the_packages(tmp_path, monkeypatch):
+    monkeypatch.setattr(build, "GCC", "arm-none-eabi-gcc-not-installed")
+    build._toolchain_version.cache_clear()
+    try:
+        with pytest.raises(FusebenchError, match="gcc-arm-none-eabi libnewlib-arm-none-eabi"):
+            build_firmware(load_board("stm32f4"), FIXTURES / "copy", tmp_path)
+    finally:
+        build._toolchain_version.cache_clear()

@@ -1,0 +1,156 @@
+"""harness.backend.lowering: IR op -> kernel call conventions and the clear refusals."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from harness.errors import FusebenchError
+from harness.backend.lowering import (CONV_PARAM_FIELDS, FC_PARAM_FIELDS, FILTER_DIM_FIELDS, lower_graph,
+                              lower_op, receptive_window)
+from tests.helpers import tflite_builder as tb
+from harness.frontend.tflite_writer import Q
+from harness.frontend.tflite_import import load_model_bytes
+
+RNG = np.random.default_rng(0)
+
+
+def only_call(data: bytes):
+    graph = load_model_bytes(data, "test")
+    return graph, lower_op(graph, graph.ops[0])
+
+
+def test_conv_call_carries_struct_fields_weights_and_scratch():
+    filters = RNG.integers(-127, 128, (6, 3, 3, 4), dtype=np.int8)
+    graph, call = only_call(tb.conv2d_model([1, 7, 7, 4], filters, [0.01] * 6, np.arange(6, dtype=np.int32),
+                                            Q(0.05, -4), Q(0.1, 2), stride=(2, 2), activation="RELU"))
+    assert call.kernel == "fb_conv_s8"
+    assert tuple(call.params) == CONV_PARAM_FIELDS + FILTER_DIM_FIELDS
+    assert call.params["input_offset"] == 4 and call.params["output_offset"] == 2
+    assert (call.params["pad_top"], call.params["pad_left"]) == (1, 1)
+    assert (call.params["act_min"], call.params["act_max"]) == (2, 127)
+    assert call.arrays["filter"].dtype == np.int8 and call.arrays["filter"].shape == (6, 3, 3, 4)
+    assert call.arrays["bias"].dtype == np.int32
+    assert call.arrays["multiplier"].dtype == np.int32 and call.arrays["shift"].shape == (6,)
+    # with the prepared tables in flash: four int16 columns of 36 taps, a 36-byte patch
+    assert call.scratch_bytes == 4 * 2 * 36 + 36
+    # the tables: header (tag "FBCV", fast, out_c, taps) + a requantization record per channel
+    tables = call.arrays["prepared"]
+    assert tables.dtype == np.int32 and tables.nbytes == 16 + 16 * 6
+    assert tables[:4].tolist() == [0x56434246, 1, 6, 36]
+    records = tables[4:].reshape(6, 4)          # bias2, multiplier, round_offset, right_shift
+    assert records[:, 0].tolist() == [2 * b for b in range(6)]
+    assert records[:, 1].tolist() == call.arrays["multiplier"].tolist()
+    assert records[:, 3].tolist() == (-call.arrays["shift"]).tolist()
+    assert call.inputs == [graph.inputs[0]] and call.outputs == graph.outputs
+    assert call.input_shapes == [(1, 7, 7, 4)] and call.output_shapes == [(1, 4, 4, 6)]
+
+
+def test_depthwise_multiplier_comes_from_the_shapes():
+    filters = RNG.integers(-127, 128, (1, 3, 3, 6), dtype=np.int8)
+    _, call = only_call(tb.depthwise_conv2d_model([1, 5, 5, 3], filters, [0.02], None, Q(0.05, 0), Q(0.1, 0)))
+    assert call.kernel == "fb_dw_conv_s8"
+    assert call.params["depth_multiplier"] == 2 and call.params["in_c"] == 1 and call.params["out_c"] == 6
+    assert "bias" not in call.arrays
+    # records, offset-folded biases and the int16-widened filter are prepared tables;
+    # with them neither kernel needs scratch
+    assert call.scratch_bytes == 0
+    # depth multiplier 2: the optimized kernel takes the portable code, the tables are a header
+    assert call.arrays["prepared"].tolist() == [0x57444246, 0, 6, 9]
+
+
+def test_conv_scratch_covers_the_optimized_kernels_layouts():
+    from harness.backend.lowering import conv_prepared_bytes, conv_scratch_bytes, conv_scratch_bytes_prepared
+    # 1x1, depth a multiple of 4: four int16 columns; the tables hold header + records
+    assert conv_scratch_bytes_prepared(48, 1, 1, 8) == 4 * 2 * 8
+    assert conv_prepared_bytes(48, 1, 1, 8) == 16 + 16 * 48
+    # 1x1, depth 6: columns of two whole 4-tap groups; the zero-padded last filter row is a table
+    assert conv_scratch_bytes_prepared(5, 1, 1, 6) == 4 * 2 * 8
+    assert conv_prepared_bytes(5, 1, 1, 6) == 16 + 16 * 5 + 8
+    # the 3x3 RGB first layer: 27 taps -> 7 groups, 27-byte patch; padded row in the tables
+    assert conv_scratch_bytes_prepared(16, 3, 3, 3) == 4 * 2 * 28 + 27
+    assert conv_prepared_bytes(16, 3, 3, 3) == 16 + 16 * 16 + 28
+    # without prepared tables the kernel builds them at the start of scratch
+    for dims in ((48, 1, 1, 8), (5, 1, 1, 6), (16, 3, 3, 3)):
+        assert conv_scratch_bytes(*dims) == conv_prepared_bytes(*dims) + conv_scratch_bytes_prepared(*dims)
+
+
+def test_fully_connected_call_has_double_scales():
+    w = RNG.integers(-127, 128, (4, 10), dtype=np.int8)
+    _, call = only_call(tb.fully_connected_model([1, 10], w, [0.01, 0.02, 0.03, 0.04], None, Q(0.5, 1), Q(0.25, 0)))
+    assert tuple(call.params) == FC_PARAM_FIELDS and call.params["per_channel"] == 1
+    scale = call.arrays["effective_scale"]
+    assert scale.dtype == np.float64 and scale.shape == (4,)
+    assert scale[0] == float(np.float32(0.5)) * float(np.float32(0.01)) / float(np.float32(0.25))
+    assert "bias" not in call.arrays
+
+
+def test_reshape_is_an_aliasable_copy():
+    _, call = only_call(tb.reshape_model([1, 1, 1, 12], [1, 12], Q(0.1, 0)))
+    assert call.kernel == "fb_copy_s8" and call.alias and call.params == {"size": 12}
+
+
+def test_float_edges_are_refused_with_a_clear_message():
+    graph = load_model_bytes(tb.quantize_model([1, 4], None, Q(0.1, 0), input_dtype="float32"), "fq")
+    with pytest.raises(FusebenchError, match="int8 input and output"):
+        lower_op(graph, graph.ops[0])
+    graph = load_model_bytes(tb.dequantize_model([1, 4], Q(0.1, 0)), "dq")
+    with pytest.raises(FusebenchError, match="int8 input and output"):
+        lower_graph(graph)
+
+
+def test_mean_over_other_axes_is_refused():
+    graph = load_model_bytes(tb.mean_model([1, 4, 4, 3], Q(0.1, 0), Q(0.1, 0), False, axes=(3,)), "m")
+    with pytest.raises(FusebenchError, match="axes"):
+        lower_op(graph, graph.ops[0])
+
+
+def test_channel_padding_is_refused():
+    graph = load_model_bytes(tb.pad_model([1, 4, 4, 3], [(0, 0), (1, 1), (1, 1), (0, 2)], Q(0.1, 0)), "p")
+    with pytest.raises(FusebenchError, match="H and W"):
+        lower_op(graph, graph.ops[0])
+
+
+def test_grouped_convolution_is_refused():
+    filters = RNG.integers(-127, 128, (4, 1, 1, 2), dtype=np.int8)
+    m = tb.ModelBuilder()
+    x = m.tensor([1, 3, 3, 4], q=Q(0.1, 0))
+    f = m.tensor([4, 1, 1, 2], scales=[0.01], data=filters)
+    b = m.tensor([4], "int32", data=np.zeros(4, np.int32))
+    y = m.tensor([1, 3, 3, 4], q=Q(0.1, 0))
+    m.op(tb._OP.CONV_2D, [x, f, b], [y], tb._OPT.Conv2DOptions, tb.conv_options((1, 1), "SAME", (1, 1), "NONE"))
+    graph = load_model_bytes(m.build([x], [y]), "grouped")
+    with pytest.raises(FusebenchError, match="grouped"):
+        lower_op(graph, graph.ops[0])
+
+
+def test_add_of_a_constant_is_refused():
+    m = tb.ModelBuilder()
+    x = m.tensor([1, 2, 2, 3], q=Q(0.1, 0))
+    c = m.tensor([1, 2, 2, 3], q=Q(0.1, 0), data=np.ones(12, np.int8))
+    y = m.tensor([1, 2, 2, 3], q=Q(0.1, 0))
+    m.op(tb._OP.ADD, [x, c], [y], tb._OPT.AddOptions, tb.add_options("NONE"))
+    graph = load_model_bytes(m.build([x], [y]), "addc")
+    with pytest.raises(FusebenchError, match="constant"):
+        lower_op(graph, graph.ops[0])
+
+
+def test_softmax_output_quantization_is_checked():
+    m = tb.ModelBuilder()
+    x = m.tensor([1, 5], q=Q(0.1, 0))
+    y = m.tensor([1, 5], q=Q(0.1, 0))
+    m.op(tb._OP.SOFTMAX, [x], [y], tb._OPT.SoftmaxOptions, tb.softmax_options(1.0))
+    graph = load_model_bytes(m.build([x], [y]), "sm")
+    with pytest.raises(FusebenchError, match="-128"):
+        lower_op(graph, graph.ops[0])
+
+
+def test_receptive_windows():
+    filters = RNG.integers(-127, 128, (2, 3, 3, 2), dtype=np.int8)
+    _, conv = only_call(tb.conv2d_model([1, 9, 9, 2], filters, [0.01], np.zeros(2, np.int32),
+                                        Q(0.1, 0), Q(0.1, 0), stride=(2, 2)))     # SAME: pad 1
+    assert receptive_window(conv, (0, 0, 1, 1)) == (0, 0, 2, 2)       # top-left tap is padding
+    assert receptive_window(conv, (2, 1, 2, 3)) == (3, 1, 5, 7)
+    assert receptive_window(conv, (4, 4, 1, 1)) == (7, 7, 2, 2)       # bottom-right clipped
+    graph, pad = only_call(tb.pad_model([1, 4, 4, 1], [(0, 0), (2, 0), (1, 1), (0, 0)], Q(0.1, 0)))
+    assert receptive_window(pad, (0, 0, 2, 6)) == (0, 0, 1, 1)        # only padding: any pixel
+    assert receptive_window(pad, (1, 0, 3, 6)) == (0, 0, 2, 4)

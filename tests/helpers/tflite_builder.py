@@ -1,0 +1,245 @@
+"""Single-op (and small chain) int8 models for the kernel and schedule tests,
+written with harness.frontend.tflite_writer: each returns the model bytes."""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import numpy as np
+import tflite
+
+from harness.frontend import quant
+from harness.frontend.tflite_writer import (Q, ModelBuilder, add_options, conv_options, depthwise_options, table_options,
+                                            fc_options, pool_options, reducer_options, reshape_options,
+                                            softmax_options)
+
+# -- single-op models -----------------------------------------------------------------------
+
+_OP = tflite.BuiltinOperator
+_OPT = tflite.BuiltinOptions
+
+
+def conv2d_model(input_shape: Sequence[int], filters: np.ndarray, filter_scales: Sequence[float],
+                 bias: Optional[np.ndarray], in_q: Q, out_q: Q, stride=(1, 1), padding="SAME",
+                 dilation=(1, 1), activation="NONE") -> bytes:
+    """CONV_2D with OHWI int8 filters (per-channel when len(filter_scales) > 1)."""
+    n, h, w, _ = input_shape
+    out_c, kh, kw, _ = filters.shape
+    oh = quant.output_size(padding, h, kh, stride[0], dilation[0])
+    ow = quant.output_size(padding, w, kw, stride[1], dilation[1])
+    m = ModelBuilder()
+    x = m.tensor(input_shape, q=in_q, name="input")
+    f = m.tensor(filters.shape, scales=filter_scales, zero_points=[0] * len(filter_scales),
+                 data=filters, name="filter")
+    inputs = [x, f]
+    if bias is not None:
+        inputs.append(m.tensor([out_c], "int32", scales=[in_q.scale * s for s in filter_scales],
+                               zero_points=[0] * len(filter_scales), data=bias, name="bias"))
+    y = m.tensor([n, oh, ow, out_c], q=out_q, name="output")
+    m.op(_OP.CONV_2D, inputs, [y], _OPT.Conv2DOptions, conv_options(stride, padding, dilation, activation))
+    return m.build([x], [y])
+
+
+def depthwise_conv2d_model(input_shape: Sequence[int], filters: np.ndarray, filter_scales: Sequence[float],
+                           bias: Optional[np.ndarray], in_q: Q, out_q: Q, stride=(1, 1), padding="SAME",
+                           dilation=(1, 1), activation="NONE") -> bytes:
+    """DEPTHWISE_CONV_2D with 1 x kh x kw x C*M filters (per-channel along axis 3)."""
+    n, h, w, c = input_shape
+    _, kh, kw, out_c = filters.shape
+    oh = quant.output_size(padding, h, kh, stride[0], dilation[0])
+    ow = quant.output_size(padding, w, kw, stride[1], dilation[1])
+    m = ModelBuilder()
+    x = m.tensor(input_shape, q=in_q, name="input")
+    f = m.tensor(filters.shape, scales=filter_scales, zero_points=[0] * len(filter_scales), axis=3,
+                 data=filters, name="filter")
+    inputs = [x, f]
+    if bias is not None:
+        inputs.append(m.tensor([out_c], "int32", scales=[in_q.scale * s for s in filter_scales],
+                               zero_points=[0] * len(filter_scales), data=bias, name="bias"))
+    y = m.tensor([n, oh, ow, out_c], q=out_q, name="output")
+    m.op(_OP.DEPTHWISE_CONV_2D, inputs, [y], _OPT.DepthwiseConv2DOptions,
+         depthwise_options(stride, padding, dilation, out_c // c, activation))
+    return m.build([x], [y])
+
+
+def add_model(shape: Sequence[int], in1_q: Q, in2_q: Q, out_q: Q, activation="NONE") -> bytes:
+    """ADD of two activations of the same shape (inputs 0 and 1)."""
+    m = ModelBuilder()
+    a = m.tensor(shape, q=in1_q, name="a")
+    b = m.tensor(shape, q=in2_q, name="b")
+    y = m.tensor(shape, q=out_q, name="output")
+    m.op(_OP.ADD, [a, b], [y], _OPT.AddOptions, add_options(activation))
+    return m.build([a, b], [y])
+
+
+def mean_model(input_shape: Sequence[int], in_q: Q, out_q: Q, keep_dims: bool, axes=(1, 2)) -> bytes:
+    n, h, w, c = input_shape
+    out_shape = [n, 1, 1, c] if keep_dims else [n, c]
+    m = ModelBuilder()
+    x = m.tensor(input_shape, q=in_q, name="input")
+    ax = m.tensor([len(axes)], "int32", data=np.asarray(axes, dtype=np.int32), name="axes")
+    y = m.tensor(out_shape, q=out_q, name="output")
+    m.op(_OP.MEAN, [x, ax], [y], _OPT.ReducerOptions, reducer_options(keep_dims))
+    return m.build([x], [y])
+
+
+def average_pool_model(input_shape: Sequence[int], q: Q, filter_hw=(2, 2), stride=(2, 2),
+                       padding="VALID", activation="NONE", out_q: Optional[Q] = None) -> bytes:
+    n, h, w, c = input_shape
+    oh = quant.output_size(padding, h, filter_hw[0], stride[0])
+    ow = quant.output_size(padding, w, filter_hw[1], stride[1])
+    m = ModelBuilder()
+    x = m.tensor(input_shape, q=q, name="input")
+    y = m.tensor([n, oh, ow, c], q=out_q or q, name="output")
+    m.op(_OP.AVERAGE_POOL_2D, [x], [y], _OPT.Pool2DOptions, pool_options(filter_hw, stride, padding, activation))
+    return m.build([x], [y])
+
+
+def fully_connected_model(input_shape: Sequence[int], weights: np.ndarray, weight_scales: Sequence[float],
+                          bias: Optional[np.ndarray], in_q: Q, out_q: Q, activation="NONE",
+                          weight_zero_point: int = 0) -> bytes:
+    """FULLY_CONNECTED with [units, depth] int8 weights; per-channel when
+    len(weight_scales) > 1. The input is flattened to batches x depth."""
+    units, depth = weights.shape
+    batches = int(np.prod(input_shape)) // depth
+    m = ModelBuilder()
+    x = m.tensor(input_shape, q=in_q, name="input")
+    wz = [weight_zero_point] * len(weight_scales)
+    f = m.tensor(weights.shape, scales=weight_scales, zero_points=wz, data=weights, name="weights")
+    inputs = [x, f]
+    if bias is not None:
+        inputs.append(m.tensor([units], "int32", scales=[in_q.scale * s for s in weight_scales],
+                               zero_points=[0] * len(weight_scales), data=bias, name="bias"))
+    else:
+        inputs.append(-1)
+    y = m.tensor([batches, units], q=out_q, name="output")
+    m.op(_OP.FULLY_CONNECTED, inputs, [y], _OPT.FullyConnectedOptions, fc_options(activation, False))
+    return m.build([x], [y])
+
+
+def softmax_model(shape: Sequence[int], in_q: Q, beta: float = 1.0) -> bytes:
+    """SOFTMAX int8 -> int8 with the output quantization LiteRT requires."""
+    m = ModelBuilder()
+    x = m.tensor(shape, q=in_q, name="input")
+    y = m.tensor(shape, q=Q(1.0 / 256, -128), name="output")
+    m.op(_OP.SOFTMAX, [x], [y], _OPT.SoftmaxOptions, softmax_options(beta))
+    return m.build([x], [y])
+
+
+def pad_model(input_shape: Sequence[int], paddings: Sequence[tuple[int, int]], q: Q) -> bytes:
+    """PAD with a [4, 2] int32 paddings constant; output quantized like the input."""
+    out_shape = [d + lo + hi for d, (lo, hi) in zip(input_shape, paddings)]
+    m = ModelBuilder()
+    x = m.tensor(input_shape, q=q, name="input")
+    p = m.tensor([len(paddings), 2], "int32", data=np.asarray(paddings, dtype=np.int32), name="paddings")
+    y = m.tensor(out_shape, q=q, name="output")
+    m.op(_OP.PAD, [x, p], [y], _OPT.PadOptions, table_options("Pad"))
+    return m.build([x], [y])
+
+
+def quantize_model(shape: Sequence[int], in_q: Q, out_q: Q, input_dtype: str = "int8") -> bytes:
+    """QUANTIZE int8 -> int8 (requantize), or float32 -> int8 with input_dtype='float32'."""
+    m = ModelBuilder()
+    x = m.tensor(shape, input_dtype, q=in_q if input_dtype == "int8" else None, name="input")
+    y = m.tensor(shape, q=out_q, name="output")
+    m.op(_OP.QUANTIZE, [x], [y], _OPT.QuantizeOptions,
+         table_options("Quantize"))
+    return m.build([x], [y])
+
+
+def dequantize_model(shape: Sequence[int], in_q: Q) -> bytes:
+    m = ModelBuilder()
+    x = m.tensor(shape, q=in_q, name="input")
+    y = m.tensor(shape, "float32", name="output")
+    m.op(_OP.DEQUANTIZE, [x], [y], _OPT.DequantizeOptions,
+         table_options("Dequantize"))
+    return m.build([x], [y])
+
+
+def reshape_model(input_shape: Sequence[int], output_shape: Sequence[int], q: Q) -> bytes:
+    m = ModelBuilder()
+    x = m.tensor(input_shape, q=q, name="input")
+    s = m.tensor([len(output_shape)], "int32", data=np.asarray(output_shape, dtype=np.int32), name="shape")
+    y = m.tensor(output_shape, q=q, name="output")
+    m.op(_OP.RESHAPE, [x, s], [y], _OPT.ReshapeOptions, reshape_options(output_shape))
+    return m.build([x], [y])
+
+
+def inverted_residual_chain_model(rng: np.random.Generator, input_hw: tuple[int, int], in_channels: int,
+                                  blocks: Sequence[tuple[int, int, int]], first_conv: Optional[int] = None,
+                                  head: Optional[tuple[int, int]] = None) -> bytes:
+    """A MobileNetV2-like chain: an optional 3x3 stride-2 first convolution with
+    `first_conv` output channels, then inverted residual blocks given as
+    (expansion ratio, out channels, depthwise stride); a block with stride 1 and
+    equal in/out channels gets the residual ADD. Random int8 weights, per-channel
+    scales, random zero points: for fused-stage tests against LiteRT.
+    `head` = (channels, classes) adds MobileNetV2's tail: a 1x1 convolution to
+    `channels`, a global average (MEAN over H, W) and a fully connected layer."""
+    m = ModelBuilder()
+    h, w = input_hw
+
+    def act_q() -> Q:
+        return Q(float(rng.uniform(0.02, 0.08)), int(rng.integers(-20, 20)))
+
+    def conv(x: int, xq: Q, c_in: int, c_out: int, k: int, stride: int, depthwise: bool,
+             relu6: bool, hw: tuple[int, int]) -> tuple[int, Q, tuple[int, int]]:
+        oh, ow = ((hw[0] + stride - 1) // stride, (hw[1] + stride - 1) // stride)
+        if depthwise:
+            wshape = (1, k, k, c_out)
+        else:
+            wshape = (c_out, k, k, c_in)
+        scales = rng.uniform(0.002, 0.02, c_out)
+        fan_in = k * k * (1 if depthwise else c_in)
+        weights = rng.integers(-127, 128, wshape, dtype=np.int8)
+        f = m.tensor(wshape, scales=scales, zero_points=[0] * c_out, axis=3 if depthwise else 0, data=weights)
+        bias = rng.integers(-2000, 2000, c_out).astype(np.int32)
+        b = m.tensor([c_out], "int32", scales=[xq.scale * s for s in scales], zero_points=[0] * c_out, data=bias)
+        # an output scale that keeps the accumulators mostly in range
+        yq = Q(float(xq.scale * scales.mean() * 127 * np.sqrt(fan_in) / 8), int(rng.integers(-10, 10)))
+        y = m.tensor([1, oh, ow, c_out], q=yq)
+        act = "RELU6" if relu6 else "NONE"
+        if depthwise:
+            m.op(_OP.DEPTHWISE_CONV_2D, [x, f, b], [y], _OPT.DepthwiseConv2DOptions,
+                 depthwise_options((stride, stride), "SAME", (1, 1), 1, act))
+        else:
+            m.op(_OP.CONV_2D, [x, f, b], [y], _OPT.Conv2DOptions,
+                 conv_options((stride, stride), "SAME", (1, 1), act))
+        return y, yq, (oh, ow)
+
+    xq = act_q()
+    x = m.tensor([1, h, w, in_channels], q=xq, name="input")
+    inp = x
+    c = in_channels
+    hw = (h, w)
+    if first_conv:
+        x, xq, hw = conv(x, xq, c, first_conv, 3, 2, False, True, hw)
+        c = first_conv
+    for expansion, c_out, stride in blocks:
+        block_in, block_q = x, xq
+        mid = c * expansion
+        if expansion != 1:
+            x, xq, _ = conv(x, xq, c, mid, 1, 1, False, True, hw)
+        x, xq, hw = conv(x, xq, mid, mid, 3, stride, True, True, hw)
+        x, xq, _ = conv(x, xq, mid, c_out, 1, 1, False, False, hw)
+        if stride == 1 and c_out == c:
+            yq = act_q()
+            y = m.tensor([1, hw[0], hw[1], c_out], q=yq)
+            m.op(_OP.ADD, [block_in, x], [y], _OPT.AddOptions, add_options("NONE"))
+            x, xq = y, yq
+        c = c_out
+    if head:
+        channels, classes = head
+        x, xq, _ = conv(x, xq, c, channels, 1, 1, False, True, hw)
+        ax = m.tensor([2], "int32", data=np.asarray([1, 2], dtype=np.int32))
+        pq = Q(xq.scale * float(rng.uniform(0.6, 1.0)), int(rng.integers(-10, 10)))
+        pooled = m.tensor([1, channels], q=pq)
+        m.op(_OP.MEAN, [x, ax], [pooled], _OPT.ReducerOptions, reducer_options(False))
+        scales = rng.uniform(0.002, 0.02, classes)
+        f = m.tensor((classes, channels), scales=scales, zero_points=[0] * classes, axis=0,
+                     data=rng.integers(-127, 128, (classes, channels), dtype=np.int8))
+        b = m.tensor([classes], "int32", scales=[pq.scale * s for s in scales], zero_points=[0] * classes,
+                     data=rng.integers(-2000, 2000, classes).astype(np.int32))
+        yq = Q(float(pq.scale * scales.mean() * 127 * np.sqrt(channels) / 8), int(rng.integers(-10, 10)))
+        y = m.tensor([1, classes], q=yq)
+        m.op(_OP.FULLY_CONNECTED, [pooled, f, b], [y], _OPT.FullyConnectedOptions, fc_options("NONE", False))
+        x = y
+    return m.build([inp], [x])

@@ -1,0 +1,107 @@
+"""The sweep: run folder, rows, summary; end to end on QEMU with the smallest model."""
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+import pytest
+
+from harness.report.bench import BENCH_COLUMNS, RowWriter, new_run_dir, run_sweep
+from harness.paths import MODELS_DIR
+from harness.errors import FusebenchError
+from harness.report.tables import summarize_bench
+
+SMALLEST = MODELS_DIR / "mobilenetv2_w035_64.tflite"
+
+
+def test_run_dir_and_latest_link(tmp_path):
+    first = new_run_dir(tmp_path)
+    second = new_run_dir(tmp_path)
+    assert first != second and first.is_dir() and second.is_dir()
+    assert os.readlink(tmp_path / "latest") == second.name
+
+
+def test_rows_are_on_disk_as_soon_as_written(tmp_path):
+    writer = RowWriter(tmp_path / "bench.csv")
+    writer.write(dict(board="b", model="m", variant="unfused", input="i0", status="ok"))
+    # readable before close: an interrupted sweep keeps what it measured
+    rows = pd.read_csv(tmp_path / "bench.csv")
+    assert list(rows.columns) == BENCH_COLUMNS and rows["status"].tolist() == ["ok"]
+    writer.close()
+
+
+def test_summary_counts_statuses_and_takes_peaks():
+    rows = pd.DataFrame([
+        dict(board="b", runner="qemu", model="m", variant="unfused", input=f"i{i}", status=s,
+             instructions=100 + i, count_source="qemu-icount", macs=10, arena_bytes_planned=64,
+             arena_bytes_peak=64, stack_bytes_peak=10 + i, ram_bytes_total=80 + i,
+             ram_bytes_needed=None, ram_bytes_available=128, flash_bytes=1000, top1=1, label=l)
+        for i, (s, l) in enumerate([("ok", 1), ("ok", 2), ("mismatch", 1)])])
+    s = summarize_bench(rows).iloc[0]
+    assert (s["ok"], s["mismatch"], s["crash"]) == (2, 1, 0)
+    assert s["instructions_median"] == 100  # median of the ok rows 100, 101 -> int
+    assert s["stack_bytes_peak"] == 11 and s["top1_accuracy"] == 0.5
+    assert not s["all_outputs_match"]
+
+
+def test_unknown_board_or_variant_fails_before_any_work(tmp_path):
+    with pytest.raises(FusebenchError, match="unknown board|no board"):
+        run_sweep(["nosuchboard"], [SMALLEST], ["unfused"], run_dir=tmp_path)
+    with pytest.raises(FusebenchError, match="unknown variant"):
+        run_sweep(["stm32h7"], [SMALLEST], ["warp-speed"], run_dir=tmp_path)
+
+
+@pytest.mark.qemu
+def test_bench_end_to_end_on_both_boards(tmp_path):
+    run_dir = run_sweep(["stm32h7", "stm32f4"], [SMALLEST], ["unfused", "fused", "msf"], max_inputs=2,
+                        jobs=2, run_dir=tmp_path)
+    rows = pd.read_csv(run_dir / "bench.csv")
+    assert len(rows) == 2 * 3 * 2
+    assert (rows["status"] == "ok").all(), rows[["board", "variant", "status", "detail"]]
+    assert rows["outputs_match"].all()
+    assert (rows["count_source"] == "qemu-icount").all() and (rows["instructions"] > 1_000_000).all()
+    # the measured arena watermark equals the plan, for both schedules
+    assert (rows["arena_bytes_peak"] == rows["arena_bytes_planned"]).all()
+    fused = rows[rows["variant"] == "fused"]["arena_bytes_peak"].max()
+    unfused = rows[rows["variant"] == "unfused"]["arena_bytes_peak"].max()
+    assert fused < 0.5 * unfused
+    msf = rows[rows["variant"] == "msf"]["arena_bytes_peak"].max()
+    assert msf <= fused
+    assert ((rows["ram_bytes_total"] - rows["arena_bytes_peak"] - rows["stack_bytes_peak"])
+            == rows["static_data_bytes"]).all()
+    layers = pd.read_csv(run_dir / "layers.csv")
+    assert set(layers["variant"]) == {"unfused", "fused", "msf"} and (layers["instructions"] >= 0).all()
+
+
+@pytest.mark.qemu
+def test_msf_under_a_ram_budget_and_an_overhead_limit_runs_bit_exact(tmp_path):
+    """The two questions of the search, built and run: options pass through."""
+    for options in ({"ram_budget": 24 * 1024}, {"max_overhead": 0.3}):
+        run_dir = run_sweep(["stm32f4"], [SMALLEST], ["msf"], max_inputs=2, jobs=1, options=options,
+                            run_dir=tmp_path / str(len(options)) / next(iter(options)))
+        rows = pd.read_csv(run_dir / "bench.csv")
+        assert (rows["status"] == "ok").all() and rows["outputs_match"].all(), rows[["status", "detail"]]
+        assert (rows["arena_bytes_peak"] == rows["arena_bytes_planned"]).all()
+        if "ram_budget" in options:
+            assert (rows["arena_bytes_peak"] <= 24 * 1024).all()
+
+
+def test_external_weight_flash_in_the_linker_script():
+    from harness.targets.boards import load_board
+    from harness.backend.build import linker_script
+    board = load_board("stm32h7-qspi")
+    script = linker_script(board, board.runner("qemu"))
+    assert "WEIGHTS (r)  : ORIGIN = 0x60000000, LENGTH = 0x800000" in script
+    # the weights statement must precede .text, whose *(.rodata.*) would take the blob
+    assert script.index(".fb_weights") < script.index(".text :")
+    plain = load_board("stm32h7")
+    assert "WEIGHTS" not in linker_script(plain, plain.runner("qemu"))
+
+
+@pytest.mark.qemu
+def test_weights_in_external_flash_run_bit_exact(tmp_path):
+    run_dir = run_sweep(["stm32h7-qspi"], [SMALLEST], ["unfused"], max_inputs=2, jobs=1, run_dir=tmp_path)
+    rows = pd.read_csv(run_dir / "bench.csv")
+    assert (rows["status"] == "ok").all() and rows["outputs_match"].all()
+    # the weight blob sits in the external flash, the internal flash holds only code
+    assert (rows["external_flash_bytes"] > 400_000).all() and (rows["flash_bytes"] < 100_000).all()

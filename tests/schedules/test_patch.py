@@ -1,0 +1,56 @@
+"""The `patch` variant (MCUNetV2): the first stage patch by patch, bit-exact,
+with the input counted and an honest note when it does not help."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from harness.commands import make_plan
+from harness.errors import FusebenchError
+from harness.schedules.patch import parse_grid, plan_patch
+from harness.schedules.plan import check_plan, plan_layer_by_layer
+from tests.helpers.hostcheck import assert_plan_bit_exact
+from tests.helpers.tflite_builder import inverted_residual_chain_model
+from harness.frontend.tflite_import import load_model
+
+
+@pytest.mark.parametrize("grid", ["2x2", "3x3", "4x4"])
+def test_patch_stage_is_bit_exact(tmp_path, grid):
+    data = inverted_residual_chain_model(np.random.default_rng(41), (23, 21), 3, [(1, 6, 1), (6, 8, 2), (4, 8, 1)], 8,
+                                         (16, 4))
+    path = tmp_path / "chain.tflite"
+    path.write_bytes(data)
+    graph = load_model(path)
+    plan = plan_patch(graph, patches=grid)
+    assert check_plan(plan) == [] and len(plan.stages) == 1 and plan.stages[0].mode == "recompute"
+    n = parse_grid(grid)
+    st = plan.stages[0]
+    # patches of ceil(H/n) x ceil(W/n): n per side, fewer when the map is small
+    assert 1 < len(st.row_table) <= n and 1 < len(st.col_table) <= n
+    assert plan.macs >= plan.base_macs           # the halo is recomputed
+    assert graph.inputs[0] in [a.tensor for a in plan.allocations]    # the input is in the arena
+    assert_plan_bit_exact(graph, plan, path, tmp_path / "gen")
+
+
+def test_patch_on_the_shipped_models_and_the_user_choices(model_paths):
+    graph = load_model(next(p for p in model_paths if p.stem == "mobilenetv2_w035_144"))
+    plan = make_plan(graph, "patch")
+    assert plan.arena_bytes < plan_layer_by_layer(graph).arena_bytes
+    assert "extra MACs" in plan.note and "input" in plan.note
+    pinned = make_plan(graph, "patch", patches="2x2", patch_end=2)
+    assert pinned.stages[0].ops == [0, 1, 2] and len(pinned.stages[0].row_table) == 2
+    with pytest.raises(FusebenchError, match="patches"):
+        make_plan(graph, "patch", patches="2x3")
+    with pytest.raises(FusebenchError, match="patch-end"):
+        make_plan(graph, "patch", patch_end=999)
+
+
+def test_patch_that_does_not_help_says_so(tmp_path):
+    """A network whose largest tensors are late: patches of the early part cannot lower the peak."""
+    data = inverted_residual_chain_model(np.random.default_rng(3), (8, 8), 4, [(1, 4, 1), (8, 64, 1)], None)
+    path = tmp_path / "late.tflite"
+    path.write_bytes(data)
+    graph = load_model(path)
+    plan = plan_patch(graph, patches="2x2", patch_end=2)
+    assert plan.arena_bytes >= plan_layer_by_layer(graph).arena_bytes
+    assert "does not help" in plan.note

@@ -1,0 +1,205 @@
+from fractions import Fraction
+
+import pytest
+
+from harness.targets.boards import Board, MemoryRegion, list_boards, load_board
+from harness.errors import FusebenchError
+
+
+def test_list_boards_has_the_emulated_parts_and_the_real_boards():
+    assert {"stm32h7", "stm32f4", "nucleo-h743zi", "nucleo-f446re", "openmv-h7"} <= set(list_boards())
+
+
+def test_stm32h7_is_the_h743_run_on_mps2_an500():
+    board = load_board("stm32h7")
+    assert isinstance(board, Board)
+    assert (board.core, board.fpu, board.clock_hz) == ("cortex-m7", "fpv5-d16", 480_000_000)
+    assert board.flash == MemoryRegion(0x08000000, 2 * 1024 * 1024)
+    assert board.ram == MemoryRegion(0x24000000, 512 * 1024)
+    qemu = board.runner("qemu")
+    assert qemu.machine == "mps2-an500"
+    assert qemu.uart_address == 0x40004000
+    assert qemu.instructions_per_tick == Fraction(40)
+    # Linked where mps2-an500 has memory, with the H743's sizes.
+    assert qemu.flash == MemoryRegion(0x0, 2 * 1024 * 1024)
+    assert qemu.ram == MemoryRegion(0x20000000, 512 * 1024)
+    assert board.cpu_flags == ("-mcpu=cortex-m7", "-mthumb", "-mfpu=fpv5-d16", "-mfloat-abi=hard")
+
+
+def test_stm32f4_is_the_f405_run_on_netduinoplus2():
+    board = load_board("stm32f4")
+    assert (board.core, board.fpu, board.clock_hz) == ("cortex-m4", "fpv4-sp-d16", 168_000_000)
+    assert board.flash == MemoryRegion(0x08000000, 1024 * 1024)
+    assert board.ram == MemoryRegion(0x20000000, 128 * 1024)
+    qemu = board.runner("qemu")
+    assert qemu.machine == "netduinoplus2"
+    assert qemu.uart_address == 0x40011000
+    assert qemu.serial_index == 0
+    assert qemu.instructions_per_tick == Fraction(125, 21)
+    assert qemu.flash == board.flash and qemu.ram == board.ram   # QEMU maps the real addresses
+
+
+def test_boards_are_frozen_and_hashable():
+    board = load_board("stm32f4")
+    with pytest.raises(AttributeError):
+        board.clock_hz = 1      # type: ignore[misc]
+    assert {board, load_board("stm32f4")} == {board}
+
+
+def test_unknown_board_lists_known_ones():
+    with pytest.raises(FusebenchError, match=r"unknown board 'stm32l4' \(known boards: .*stm32f4.*stm32h7"):
+        load_board("stm32l4")
+
+
+def test_missing_runner_table_is_a_clear_error():
+    with pytest.raises(FusebenchError, match=r"no \[runners.qemu\] table \(it has: serial\)"):
+        load_board("nucleo-h743zi").runner("qemu")
+
+
+GOOD = """
+name = "{name}"
+description = "test part"
+core = "cortex-m4"
+fpu = "fpv4-sp-d16"
+clock_hz = 100
+stack_bytes = 1024
+[memory.flash]
+origin = 0x08000000
+size = 0x10000
+[memory.ram]
+origin = 0x20000000
+size = 0x8000
+[runners.qemu]
+machine = "netduinoplus2"
+hal = "qemu-netduinoplus2"
+uart_address = 0x40011000
+instructions_per_tick = "3/2"
+[runners.serial]
+hal = "stm32f4"
+uart_address = 0x40011000
+console_tx = "PA9"
+console_rx = "PA10"
+console_af = 7
+port = "/dev/ttyACM0"
+"""
+
+
+def write_board(tmp_path, text, name="testboard"):
+    path = tmp_path / f"{name}.toml"
+    path.write_text(text.format(name=name))
+    return path
+
+
+def test_load_by_path_and_unknown_runner_keys_are_kept(tmp_path):
+    board = load_board(write_board(tmp_path, GOOD))
+    assert board.name == "testboard"
+    assert board.runner("qemu").instructions_per_tick == Fraction(3, 2)
+    serial = board.runner("serial")
+    assert serial.option("port") == "/dev/ttyACM0"
+    assert serial.option("console_tx") == "PA9"
+    assert serial.instructions_per_tick == 1      # silicon counts core cycles by default
+    assert load_board(str(board.path)) == board
+
+
+@pytest.mark.parametrize("change, message", [
+    (("core = \"cortex-m4\"", "core = \"cortex-m9\""), "core 'cortex-m9' is not one of"),
+    (("clock_hz = 100\n", ""), "missing key clock_hz"),
+    (("size = 0x8000", "size = \"big\""), r"memory.ram.size must be int, not str"),
+    (("stack_bytes = 1024", "stack_bytes = 65536"), "does not fit RAM"),
+    (("instructions_per_tick = \"3/2\"", "instructions_per_tick = \"fast\""),
+     "instructions_per_tick must be a positive integer or a fraction"),
+    (("instructions_per_tick = \"3/2\"", "instructions_per_tick = 1.5"),
+     "instructions_per_tick must be a positive integer or a fraction"),
+    (("machine = \"netduinoplus2\"\n", ""), r"missing key runners.qemu.machine"),
+    (("[memory.ram]", "[memory.ram\n"), "invalid TOML"),
+    (("console_tx = \"PA9\"", "console_tx = \"A9\""), r"runners.serial.console_tx: bad pin name 'A9'"),
+    (("console_rx = \"PA10\"", "console_rx = \"PA16\""), r"runners.serial.console_rx: bad pin name"),
+    (("console_af = 7", "console_af = 16"), r"runners.serial.console_af must be 0..15"),
+    (("console_af = 7\n", ""), r"missing key runners.serial.console_af"),
+    (("port = ", "baud = 12\nport = "), r"runners.serial.baud must be an integer"),
+    (("port = ", "usb_ids = [\"0483-374b\"]\nport = "), r"usb_ids entries must look like"),
+])
+def test_bad_board_files_give_one_line_errors(tmp_path, change, message):
+    text = GOOD.replace(*change)
+    with pytest.raises(FusebenchError, match=message) as info:
+        load_board(write_board(tmp_path, text))
+    assert "testboard.toml" in str(info.value)
+
+
+def test_name_must_match_file_name(tmp_path):
+    path = tmp_path / "other.toml"
+    path.write_text(GOOD.format(name="testboard"))
+    with pytest.raises(FusebenchError, match="differs from the file name"):
+        load_board(path)
+
+
+def test_missing_board_file(tmp_path):
+    with pytest.raises(FusebenchError, match="does not exist"):
+        load_board(tmp_path / "nothere.toml")
+
+
+@pytest.mark.parametrize("name, hal, clock_hz, flash_kb, ram, uart, tx, rx", [
+    ("nucleo-h743zi", "stm32h7", 480_000_000, 2048, (0x24000000, 512 * 1024), 0x40004800, "PD8", "PD9"),
+    ("openmv-h7", "stm32h7", 480_000_000, 2048, (0x24000000, 512 * 1024), 0x40004800, "PB10", "PB11"),
+    ("nucleo-f446re", "stm32f4", 180_000_000, 512, (0x20000000, 128 * 1024), 0x40004400, "PA2", "PA3"),
+])
+def test_real_boards_describe_the_part_and_its_console(name, hal, clock_hz, flash_kb, ram, uart, tx, rx):
+    board = load_board(name)
+    assert board.clock_hz == clock_hz
+    assert board.flash == MemoryRegion(0x08000000, flash_kb * 1024)
+    assert board.ram == MemoryRegion(*ram)
+    serial = board.runner("serial")
+    assert (serial.hal, serial.uart_address) == (hal, uart)
+    assert (serial.option("console_tx"), serial.option("console_rx"), serial.option("console_af")) == (tx, rx, 7)
+    assert serial.flash == board.flash and serial.ram == board.ram   # silicon: the real addresses
+    assert serial.instructions_per_tick == 1
+    assert serial.option("usb_ids")
+
+
+def test_openmv_is_flashed_over_dfu_and_nucleos_through_the_st_link():
+    assert load_board("openmv-h7").runner("serial").option("flash_tools") == ("dfu-util",)
+    for name in ("nucleo-h743zi", "nucleo-f446re"):
+        assert load_board(name).runner("serial").option("flash_tools")[0] == "pyocd"
+
+
+@pytest.mark.parametrize("name, platform, peripheral", [
+    ("stm32h7", "platforms/cpus/stm32h743.repl", "sysbus.usart3"),
+    ("stm32f4", "platforms/cpus/stm32f4.repl", "sysbus.usart2"),
+])
+def test_emulated_parts_have_renode_and_serial_tables_for_the_silicon_image(name, platform, peripheral):
+    board = load_board(name)
+    renode, serial = board.runner("renode"), board.runner("serial")
+    assert renode.option("platform") == platform
+    assert renode.option("uart_peripheral") == peripheral
+    # The very same image: same HAL, console, pins and addresses as on silicon.
+    for key in ("console_tx", "console_rx", "console_af", "baud"):
+        assert renode.option(key) == serial.option(key)
+    assert (renode.hal, renode.uart_address, renode.flash, renode.ram) == \
+           (serial.hal, serial.uart_address, serial.flash, serial.ram)
+    assert renode.flash.origin == 0x08000000
+
+
+def test_parse_pin():
+    from harness.targets.boards import parse_pin
+    assert parse_pin("PA0") == (0, 0)
+    assert parse_pin("PD9") == (3, 9)
+    assert parse_pin("PK15") == (10, 15)
+    for bad in ("PL1", "PA16", "pa1", "D9", ""):
+        with pytest.raises(FusebenchError, match="bad pin name"):
+            parse_pin(bad)
+
+
+def test_renode_table_needs_platform_and_peripheral(tmp_path):
+    text = GOOD + """[runners.renode]
+hal = "stm32f4"
+uart_address = 0x40011000
+console_tx = "PA9"
+console_rx = "PA10"
+console_af = 7
+platform = "platforms/cpus/stm32f4.repl"
+"""
+    with pytest.raises(FusebenchError, match="missing key runners.renode.uart_peripheral"):
+        load_board(write_board(tmp_path, text))
+    bad_tag = text + 'uart_peripheral = "sysbus.usart1"\ntags = [{{ name = "X" }}]\n'
+    with pytest.raises(FusebenchError, match="tags entries must be tables with an integer address"):
+        load_board(write_board(tmp_path, bad_tag))
