@@ -7,18 +7,30 @@ non-zero exit.
 from __future__ import annotations
 
 import functools
+import inspect
 
 import invoke
 from invoke import Exit
 
 
+from harness.schedules import cli_options, parse_cli_options, schedule_names
+
+# Every schedule's options, from the schedule registry (harness.schedules):
+# the tasks that plan take them all, each schedule reads its own.
+SCHEDULE_OPTIONS = {o.name: o for o in cli_options()}
+SCHEDULE_HELP = {name: o.help for name, o in SCHEDULE_OPTIONS.items()}
+
+
 class _Task(invoke.Task):
     """invoke picks each option's short flag from the characters of its name,
     dashes included (`--patch-end` got `-`, shown as `--=STRING`): drop such a
-    flag, so that option keeps only its long one (the others are unchanged)."""
+    flag, so that option keeps only its long one (the others are unchanged).
+    Schedule options have only their long flags."""
 
     def arg_opts(self, name, default, taken_names):
         opts = super().arg_opts(name, default, taken_names)
+        if name in SCHEDULE_OPTIONS:
+            opts["names"] = [n for n in opts["names"] if len(n) > 1]
         if "-" in opts["names"]:
             opts["names"].remove("-")
             taken_names.add("-")         # as if given: later options pick as they always did
@@ -26,6 +38,17 @@ class _Task(invoke.Task):
 
 
 task = functools.partial(invoke.task, klass=_Task)
+
+
+def _with_schedule_options(fn):
+    """The task also takes every schedule option (after its own parameters);
+    the body receives them as keyword arguments in `**schedule`."""
+    sig = inspect.signature(fn)
+    own = [p for p in sig.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    extra = [inspect.Parameter(o.name, inspect.Parameter.KEYWORD_ONLY, default=o.default if o.switch else None)
+             for o in SCHEDULE_OPTIONS.values()]
+    fn.__signature__ = sig.replace(parameters=own + extra)
+    return fn
 
 
 def _cli(fn):
@@ -42,41 +65,25 @@ def _cli(fn):
     return wrapper
 
 
-FUSED_HELP = {
-    "max_overhead": "fused: limit on extra (recomputed) MACs per stage, in percent (default 15); "
-                    "msf: limit on the whole network's extra MACs (least RAM within it)",
-    "ram_budget": "msf: RAM budget for the arena, e.g. 64K (fewest MACs within it; default: fits the board)",
-    "stream_input": "msf: read the input tile by tile from the host instead of holding it (default on; "
-                    "--no-stream-input turns it off)",
-    "patches": "patch: the patch grid, 2x2, 3x3 or 4x4 (default: the best of them)",
-    "patch_end": "patch: last op of the patch-based stage (default: the least peak)",
-    "band_rows": "reordered: output rows per band of int32 accumulators (default: the fewest within "
-                 "--max-overhead, 15% of each block's MACs)",
-    "blocks": "fused: inverted residual blocks per stage, e.g. 0-3 or 0-1,2-4 (default: searched)",
-    "tile": "fused: tile HxW in stage-output pixels, or H for row strips (default: searched)",
-    "mode": "fused: recompute or linebuffer for the tile overlap (default: searched)",
-}
+VARIANT_HELP = ", ".join(schedule_names())
 
 
 @task(optional=["csv", "plot", "json"],
       help={"model": "a .tflite file or a shipped model name (default: all shipped models)",
-            "variant": "schedule to plan: unfused, fused or msf",
+            "variant": f"schedule to plan: {VARIANT_HELP}",
             "board": "msf without limits: the fewest MACs that fit this board (default stm32h7)",
-            **FUSED_HELP,
             "csv": "write the per-layer table as CSV (optionally to this path)",
             "plot": "write the per-layer memory profile as PNG (optionally to this path)",
             "json": "write the plan as JSON (optionally to this path)",
-            "tflm": "also ask TFLite Micro's planner for its arena (default on)"})
+            "tflm": "also ask TFLite Micro's planner for its arena (default on)", **SCHEDULE_HELP})
 @_cli
-def plan(c, model=None, variant="unfused", csv=None, plot=None, json=None, tflm=True,
-         max_overhead=None, blocks=None, tile=None, mode=None, ram_budget=None, stream_input=True,
-         board="stm32h7", patches=None, patch_end=None, band_rows=None):
+@_with_schedule_options
+def plan(c, model=None, variant="unfused", csv=None, plot=None, json=None, tflm=True, board="stm32h7",
+         **schedule):
     """Print the memory plan of a model: live tensors per layer and the predicted peak arena."""
-    from harness.commands import fused_options, plan_command
+    from harness.commands import plan_command
     plan_command(model=model, variant=variant, csv=csv, plot=plot, json=json, tflm=tflm,
-                 options=fused_options(max_overhead, blocks, tile, mode, ram_budget, stream_input, patches, patch_end,
-                                      band_rows),
-                 board=board)
+                 options=parse_cli_options(schedule), board=board)
 
 
 @task(help={"resolution": "make every width at this input resolution, or comma-separated resolutions "
@@ -110,7 +117,7 @@ def models(c, resolution=None, out=None, width=None, expansion=None, training=No
 
 @task(help={"board": "board name(s), comma-separated (see boards/)",
             "model": "a .tflite file or shipped model name(s), comma-separated (default: all shipped)",
-            "variant": "schedule(s), comma-separated (default: all)",
+            "variant": f"schedule(s), comma-separated: {VARIANT_HELP} (default: all)",
             "inputs": "a folder of images or .npy files (default: the shipped held-out images)",
             "runs": "runs per input", "jobs": "parallel firmware jobs (default: cores)",
             "max_inputs": "use only the first N inputs", "timeout": "seconds per firmware session",
@@ -120,33 +127,29 @@ def models(c, resolution=None, out=None, width=None, expansion=None, training=No
             "flash_tool": "pyocd, openocd, st-flash or dfu-util (default: the board file's first installed)",
             "probe": "debug probe serial number, when several are plugged in",
             "no_flash": "the board already runs this firmware: do not flash",
-            **FUSED_HELP})
+            **SCHEDULE_HELP})
 @_cli
+@_with_schedule_options
 def bench(c, board="stm32h7", model=None, variant=None, inputs=None, runs=1, jobs=None,
-          max_inputs=None, timeout=600, max_overhead=None, blocks=None, tile=None, mode=None,
-          runner=None, port=None, renode=None, flash_tool=None, probe=None, no_flash=False,
-          ram_budget=None, stream_input=True, patches=None, patch_end=None, band_rows=None):
+          max_inputs=None, timeout=600, runner=None, port=None, renode=None, flash_tool=None, probe=None,
+          no_flash=False, **schedule):
     """Build, run and measure every variant of every model on a board; write results/<run-id>/."""
-    from harness.commands import bench_command, fused_options
+    from harness.commands import bench_command
     bench_command(board=board, model=model, variant=variant, inputs=inputs, runs=int(runs),
                   jobs=int(jobs) if jobs else None,
                   max_inputs=int(max_inputs) if max_inputs else None, timeout=float(timeout),
-                  options=fused_options(max_overhead, blocks, tile, mode, ram_budget, stream_input, patches, patch_end,
-                                      band_rows),
-                  runner=runner, port=port,
+                  options=parse_cli_options(schedule), runner=runner, port=port,
                   renode=renode, flash_tool=flash_tool, probe=probe, no_flash=bool(no_flash))
 
 
 @task(help={"board": "board name", "model": "a .tflite file or shipped model name",
-            "variant": "schedule: unfused, fused or msf", **FUSED_HELP})
+            "variant": f"schedule: {VARIANT_HELP}", **SCHEDULE_HELP})
 @_cli
-def build(c, board="stm32h7", model=None, variant="unfused", max_overhead=None, blocks=None,
-          tile=None, mode=None, ram_budget=None, stream_input=True, patches=None, patch_end=None, band_rows=None):
+@_with_schedule_options
+def build(c, board="stm32h7", model=None, variant="unfused", **schedule):
     """Build one firmware into build/<board>/<model>/<variant>/ and print its size."""
-    from harness.commands import build_command, fused_options
-    build_command(board=board, model=model, variant=variant,
-                  options=fused_options(max_overhead, blocks, tile, mode, ram_budget, stream_input, patches, patch_end,
-                                      band_rows))
+    from harness.commands import build_command
+    build_command(board=board, model=model, variant=variant, options=parse_cli_options(schedule))
 
 
 @task(help={"board": "board name", "model": "a .tflite file or shipped model name",
@@ -164,13 +167,12 @@ def run(c, board="stm32h7", model=None, variant="unfused", inputs=None, max_inpu
             "variant": "schedules, comma-separated (default unfused,fused,msf)",
             "resolutions": "first:last:step (default 64:320:16)",
             "max_inputs": "inputs per emulator run", "run": "run the largest fitting models (default on)",
-            **FUSED_HELP})
+            **SCHEDULE_HELP})
 @_cli
+@_with_schedule_options
 def resolution(c, board="stm32h7,stm32f4", width=0.35, variant="unfused,fused,msf", resolutions="64:320:16",
-               max_inputs=3, run=True, max_overhead=None, blocks=None, tile=None, mode=None,
-               ram_budget=None, stream_input=True, patches=None, patch_end=None, band_rows=None):
+               max_inputs=3, run=True, **schedule):
     """Largest input resolution each schedule fits on each board; plot RAM vs resolution."""
-    from harness.commands import fused_options
     from harness.errors import FusebenchError
     from harness.report.resolution import resolution_sweep
     try:
@@ -179,9 +181,7 @@ def resolution(c, board="stm32h7,stm32f4", width=0.35, variant="unfused,fused,ms
         raise FusebenchError(f"--resolutions '{resolutions}': expected first:last:step") from None
     run_dir = resolution_sweep([b for b in board.split(",") if b], float(width),
                                [v for v in variant.split(",") if v], tuple(range(first, last + 1, step)),
-                               int(max_inputs),
-                               fused_options(max_overhead, blocks, tile, mode, ram_budget, stream_input, patches, patch_end,
-                                      band_rows), run)
+                               int(max_inputs), parse_cli_options(schedule), run)
     print(f"results: {run_dir}")
 
 

@@ -7,6 +7,7 @@ from typing import Optional, Union
 from harness.paths import MODELS_DIR, RESULTS_DIR
 
 from harness.frontend.catalog import resolve_models
+from harness.schedules import make_plan, schedule_names
 from harness.errors import FusebenchError
 
 PathOpt = Union[str, bool, None]
@@ -19,102 +20,6 @@ def _out_path(option: PathOpt, default: Path) -> Optional[Path]:
     path = default if option is True else Path(str(option))
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
-
-
-VARIANTS = ("unfused", "fused", "msf", "patch", "reordered")
-DEFAULT_VARIANTS = VARIANTS
-
-# Options each variant understands; the others are not passed to it.
-VARIANT_OPTIONS = {"unfused": (), "fused": ("max_overhead", "blocks", "tile", "mode", "first_conv"),
-                   "msf": ("max_overhead", "ram_budget", "stream_input"),
-                   "patch": ("patches", "patch_end"),
-                   "reordered": ("max_overhead", "band_rows")}
-
-
-def make_plan(graph, variant: str, board=None, **options):
-    """The plan of one schedule variant.
-    patch: patches ('3x3'), patch_end (last op of the patch stage).
-    fused: max_overhead (fraction, per stage), blocks ('0-2' or '0-1,2-4'),
-      tile ('4x8' or '2'), mode, first_conv.
-    msf: max_overhead (fraction of the network's MACs), ram_budget (bytes),
-      stream_input; with neither limit the fewest MACs that fit `board`."""
-    from harness.schedules.fusion import plan_fused
-    from harness.schedules.msf import plan_msf
-    from harness.schedules.patch import plan_patch
-    from harness.schedules.reordered import plan_reordered
-    from harness.schedules.plan import plan_layer_by_layer
-    if variant not in VARIANT_OPTIONS:
-        raise FusebenchError(f"unknown variant '{variant}' (available: {', '.join(VARIANTS)})")
-    given = {k: v for k, v in options.items() if v is not None}
-    unknown = set(given) - {o for opts in VARIANT_OPTIONS.values() for o in opts}
-    if unknown:
-        raise FusebenchError(f"unknown schedule option(s) {', '.join(sorted(unknown))}")
-    mine = {k: v for k, v in given.items() if k in VARIANT_OPTIONS[variant]}
-    if variant == "unfused":
-        return plan_layer_by_layer(graph)
-    if variant == "fused":
-        return plan_fused(graph, **mine)
-    if variant == "patch":
-        return plan_patch(graph, **mine)
-    if variant == "reordered":
-        return plan_reordered(graph, **mine)
-    return plan_msf(graph, board=board, **mine)
-
-
-def parse_bytes(text) -> int:
-    """'64K', '64KiB', '64KB', '65536', '1.5M' -> bytes (K and M are 1024-based)."""
-    raw = str(text).strip()
-    t = raw.upper().replace("IB", "").replace("B", "")
-    scale = 1
-    if t.endswith("K"):
-        scale, t = 1024, t[:-1]
-    elif t.endswith("M"):
-        scale, t = 1024 * 1024, t[:-1]
-    try:
-        value = float(t) * scale
-    except ValueError:
-        raise FusebenchError(f"--ram-budget '{raw}': expected bytes such as 65536, 64K or 1.5M") from None
-    if value <= 0:
-        raise FusebenchError(f"--ram-budget '{raw}' must be positive")
-    return int(value)
-
-
-def fused_options(max_overhead: Optional[str] = None, blocks: Optional[str] = None,
-                  tile: Optional[str] = None, mode: Optional[str] = None,
-                  ram_budget: Optional[str] = None, stream_input: Optional[bool] = None,
-                  patches: Optional[str] = None, patch_end: Optional[str] = None,
-                  band_rows: Optional[str] = None) -> dict:
-    """CLI options of the fused schedules -> make_plan keyword arguments."""
-    options = {}
-    if max_overhead not in (None, ""):
-        text = str(max_overhead).strip().rstrip("%")
-        try:
-            options["max_overhead"] = float(text) / 100.0
-        except ValueError:
-            raise FusebenchError(f"--max-overhead '{max_overhead}': expected a percentage such as 15 or 15%") from None
-    if blocks:
-        options["blocks"] = blocks
-    if tile:
-        options["tile"] = tile
-    if mode:
-        options["mode"] = mode
-    if ram_budget not in (None, ""):
-        options["ram_budget"] = parse_bytes(ram_budget)
-    if stream_input is not None:
-        options["stream_input"] = bool(stream_input)
-    if patches:
-        options["patches"] = patches
-    if patch_end not in (None, ""):
-        try:
-            options["patch_end"] = int(patch_end)
-        except ValueError:
-            raise FusebenchError(f"--patch-end '{patch_end}': expected an op index") from None
-    if band_rows not in (None, ""):
-        try:
-            options["band_rows"] = int(band_rows)
-        except ValueError:
-            raise FusebenchError(f"--band-rows '{band_rows}': expected a number of rows") from None
-    return options
 
 
 def plan_command(model: Optional[str], variant: str = "unfused", csv: PathOpt = None,
@@ -174,7 +79,7 @@ def bench_command(board: str = "stm32h7", model: Optional[str] = None, variant: 
     from harness.frontend.tflite_import import load_model
 
     boards = [b.strip() for b in board.split(",") if b.strip()]
-    variants = [v.strip() for v in (variant or ",".join(VARIANTS)).split(",") if v.strip()]
+    variants = [v.strip() for v in (variant or ",".join(schedule_names())).split(",") if v.strip()]
     model_paths = resolve_models(model)
     if runs < 1:
         raise FusebenchError("--runs must be at least 1")

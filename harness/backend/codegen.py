@@ -92,6 +92,10 @@ class _Emitter:
     def arena(self, tensor: int) -> str:
         return f"(fb_arena + {self.plan.allocation_of(tensor).offset})"
 
+    def dims(self, tensor: int) -> tuple[int, int, int]:
+        """(h, w, c) of a tensor as a view sees it."""
+        return _view_dims(self.graph.tensors[tensor].shape)
+
     def view(self, name: str, tensor: int) -> str:
         h, w, c = _view_dims(self.graph.tensors[tensor].shape)
         return (f"fb_view {name} = {{ {self.arena(tensor)}, 0, 0, {h}, {w}, {c}, {w * c}, {h}, {w} }};")
@@ -178,147 +182,6 @@ class _Emitter:
         return out
 
 
-def _reordered_code(em: "_Emitter", graph: Graph, plan: Plan, k: int, lower) -> list[str]:
-    """A block run one expansion channel at a time (fb_bottleneck_s8)."""
-    from harness.backend.lowering import ADD_PARAM_FIELDS, CONV_PARAM_FIELDS, bottleneck_parts
-    st = plan.stages[k]
-    calls = [lower(graph, graph.ops[i]) for i in st.ops]
-    expand, dw, project, add = bottleneck_parts(calls)
-
-    def conv(call) -> str:
-        return "{ " + ", ".join(f".{f} = {int(call.params[f])}" for f in CONV_PARAM_FIELDS) + " }"
-
-    def consts(call) -> tuple[str, str, str]:
-        a = call.arrays
-        bias = em.const(a["bias"]) if a.get("bias") is not None else "(const int32_t *)0"
-        return (f"{{ {em.const(a['multiplier'])}, {em.const(a['shift'])}, 0 }}", em.const(a["filter"]), bias)
-
-    fields = [f".has_expand = {int(expand is not None)}"]
-    if expand is not None:
-        q, f, b = consts(expand)
-        fields += [f".expand = {conv(expand)}", f".expand_q = {q}", f".expand_filter = {f}", f".expand_bias = {b}"]
-    q, f, b = consts(dw)
-    fields += [f".dw = {{ .conv = {conv(dw)}, .depth_multiplier = {int(dw.params['depth_multiplier'])} }}",
-               f".dw_q = {q}", f".dw_filter = {f}", f".dw_bias = {b}"]
-    q, f, b = consts(project)
-    fields += [f".project = {conv(project)}", f".project_q = {q}", f".project_filter = {f}",
-               f".project_bias = {b}"]
-    fields.append(f".has_residual = {int(add is not None)}")
-    if add is not None:
-        a = dict(add.params)
-        if add.inputs[0] != (expand or dw).inputs[0]:        # ADD(projection, block input)
-            for name in ("offset", "multiplier", "shift"):
-                a["input1_" + name], a["input2_" + name] = a["input2_" + name], a["input1_" + name]
-        fields.append(".add = { " + ", ".join(f".{n} = {int(a[n])}" for n in ADD_PARAM_FIELDS) + " }")
-    in_c = _view_dims(graph.tensors[st.inputs[0]].shape)[2]
-    fields += [f".in_c = {in_c}", f".mid_c = {int(dw.params['out_c'])}", f".out_c = {int(project.params['out_c'])}",
-               f".kh = {int(dw.params['kh'])}", f".kw = {int(dw.params['kw'])}", f".band_rows = {st.tile_h}"]
-    scratch = f"(fb_arena + {plan.stage_buffer(k, None).offset})" if st.scratch_bytes else "(int8_t *)0"
-    return [f"/* reordered block s{k}: {st.describe(graph)} */",
-            "const fb_bottleneck_params prm = {",
-            *(f"    {x}," for x in fields),
-            "};",
-            em.view("in", st.inputs[0]),
-            em.view("out", st.output),
-            f"st = fb_bottleneck_s8(&prm, &in, &out, {scratch});",
-            "if (st != FB_OK) return (int)st;"]
-
-
-def _stage_code(em: "_Emitter", graph: Graph, plan: Plan, k: int, lower) -> list[str]:
-    """A fused stage: a loop over its tile table; each op runs the same kernel as
-    layer by layer, on windows of tile buffers (inner tensors) or of whole maps
-    in the arena (stage inputs and outputs)."""
-    st = plan.stages[k]
-    n_inner, n_ops = len(st.inner), len(st.ops)
-    lines = [f"/* fused stage {k}: {st.describe(graph)} */"]
-    for name, table in (("rows_tab", st.row_table), ("cols_tab", st.col_table)):
-        if any(abs(v) > 32767 for row in table for v in row):
-            raise FusebenchError("fused stage tile table does not fit int16")
-        flat = ", ".join("{" + ", ".join(str(v) for v in row) + "}" for row in table)
-        lines.append(f"static const int16_t {name}[{len(table)}][{len(table[0])}] = {{ {flat} }};")
-    # Column j of the row entry (ry) / column entry (cx) for inner tensor j, op k, the input read.
-    ry_in = {t: 4 * j for j, t in enumerate(st.inner)}
-    cx_in = {t: 2 * j for j, t in enumerate(st.inner)}
-    geometry = {}
-    for t, rows, cols, ch in st.buffers:
-        a = plan.stage_buffer(k, t)
-        h, w, _ = _view_dims(graph.tensors[t].shape)
-        geometry[t] = (a.offset, cols * ch, ch, h, w)
-        lines.append(f"int8_t *const buf{t} = fb_arena + {a.offset}; /* {rows} x {cols} x {ch} */")
-    scratch = f"(fb_arena + {plan.stage_buffer(k, None).offset})" if st.scratch_bytes else "(int8_t *)0"
-    if st.acc_bytes:
-        acc_channels = st.acc_bytes // 4
-        lines.append(f"int32_t *const acc = (int32_t *)(fb_arena + {plan.stage_buffer(k, 'acc').offset});")
-        lines.append(f"fb_mean_acc_reset(acc, {acc_channels});")
-    lines.append(f"for (int band_x = 0; band_x < {len(st.col_table)}; band_x++) {{")
-    lines.append("const int16_t *cx = cols_tab[band_x];")
-    lines.append(f"for (int band_y = 0; band_y < {len(st.row_table)}; band_y++) {{")
-    lines.append("    const int16_t *ry = rows_tab[band_y];")
-    for t in st.inner:
-        c = ry_in[t]
-        if any(row[c + 3] for row in st.row_table):          # a line buffer: it keeps rows
-            stride = geometry[t][1]
-            lines.append(f"    if (ry[{c + 3}]) memmove(buf{t}, buf{t} + ry[{c + 2}] * {stride}, "
-                         f"(size_t)ry[{c + 3}] * {stride});  /* keep rows the next band shares */")
-    if st.streamed >= 0:
-        # The input arrives row segment by row segment, straight into its tile buffer.
-        t = st.streamed
-        ry_r, cx_r = 4 * n_inner + 2 * n_ops, 2 * n_inner + 2 * n_ops
-        _, stride, ch, h, w = geometry[t]
-        lines += [f"    if (cx[{cx_r + 1}] > 0) for (int y = ry[{ry_r}]; y < ry[{ry_r}] + ry[{ry_r + 1}]; y++) {{",
-                  f"        if (fb_model_read_input((uint32_t)((y * {w} + cx[{cx_r}]) * {ch}),",
-                  f"                buf{t} + (y - ry[{ry_in[t]}]) * {stride} + (cx[{cx_r}] - cx[{cx_in[t]}]) * {ch},",
-                  f"                (uint32_t)(cx[{cx_r + 1}] * {ch})) != 0)",
-                  "            return FB_MODEL_ERR_INPUT;",
-                  "    }"]
-    for j, i in enumerate(st.ops):
-        op = graph.ops[i]
-        call = lower(graph, op)
-        oy, ox = 4 * n_inner + 2 * j, 2 * n_inner + 2 * j     # this op's computed rows / columns
-
-        def view(name, tensor, role, oy=oy, ox=ox):
-            if role == "in" and tensor in geometry:           # present window of a tile buffer
-                _, stride, ch, h, w = geometry[tensor]
-                cy, cc = ry_in[tensor], cx_in[tensor]
-                return (f"fb_view {name} = {{ buf{tensor}, ry[{cy}], cx[{cc}], ry[{cy + 1}], cx[{cc + 1}], "
-                        f"{ch}, {stride}, {h}, {w} }};")
-            if role == "in":                                  # a whole map in the arena
-                return em.view(name, tensor)
-            # output, or an elementwise input: the window this op computes
-            if tensor in geometry:
-                _, stride, ch, h, w = geometry[tensor]
-                cy, cc = ry_in[tensor], cx_in[tensor]
-                base = f"buf{tensor} + (ry[{oy}] - ry[{cy}]) * {stride} + (cx[{ox}] - cx[{cc}]) * {ch}"
-            else:
-                h, w, ch = _view_dims(graph.tensors[tensor].shape)
-                stride = w * ch
-                base = f"{em.arena(tensor)} + (ry[{oy}] * {w} + cx[{ox}]) * {ch}"
-            return (f"fb_view {name} = {{ {base}, ry[{oy}], cx[{ox}], ry[{oy + 1}], cx[{ox + 1}], "
-                    f"{ch}, {stride}, {h}, {w} }};")
-
-        if st.acc_bytes and i == st.ops[-1]:
-            # the global MEAN: add this tile of its input to the per-channel sums
-            stmts = [f"/* step {plan.steps[i].index}: op {op.index} MEAN, tile by tile */",
-                     view("in", st.output, "elementwise"),
-                     "st = fb_mean_acc_s8(&in, acc);"]
-        else:
-            stmts = em.step(plan.steps[i].index, op, call, view=view, scratch=scratch)
-        lines.append(f"    if (ry[{oy + 1}] > 0 && cx[{ox + 1}] > 0) {{")
-        lines.extend(f"        {x}" for x in stmts)
-        lines.append("        if (st != FB_OK) return (int)st;")
-        lines.append("    }")
-    lines.append("}")
-    lines.append("}")
-    if st.acc_bytes:
-        op = graph.ops[st.ops[-1]]
-        call = lower(graph, op)
-        h, w, c = _view_dims(graph.tensors[st.output].shape)
-        lines.append(em.struct("fb_mean_params", "mean_prm", call.params))
-        lines.append(f"st = fb_mean_finish_s8(&mean_prm, {h * w}, {c}, acc, {em.arena(op.outputs[0])});")
-        lines.append("if (st != FB_OK) return (int)st;")
-    return lines
-
-
 def generate_sources(graph: Graph, plan: Plan, board=None, out_dir: Optional[Path] = None,
                      lower=None) -> list[Path]:
     """Write fb_model.h, fb_model.c and weights.bin for `plan` into out_dir."""
@@ -340,8 +203,7 @@ def generate_sources(graph: Graph, plan: Plan, board=None, out_dir: Optional[Pat
         if stage is not None:
             if op.index != stage.ops[0]:
                 continue
-            code = _reordered_code if stage.mode == "reordered" else _stage_code
-            stmts = code(em, graph, plan, plan.stages.index(stage), lower)
+            stmts = stage.emit(em, graph, plan, plan.stages.index(stage), lower)
             done = [plan.steps[i].index for i in stage.ops]   # the whole stage is timed on its first step
         else:
             stmts = em.step(step.index, op, lower(graph, op))

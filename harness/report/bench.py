@@ -96,7 +96,7 @@ def firmware_dir(board: str, model_name: str, variant: str) -> Path:
 def plan_variant(board_name: str, model_path: str, variant: str, options: Optional[dict] = None):
     """Import and plan one (board, model, variant). Returns (board, graph, plan)."""
     from harness.targets.boards import load_board
-    from harness.commands import make_plan
+    from harness.schedules import make_plan
     from harness.frontend.tflite_import import load_model
 
     board = load_board(board_name)
@@ -253,7 +253,7 @@ def run_sweep(boards: list[str], model_paths: list[Path], variants: list[str],
     from tqdm import tqdm
 
     from harness.targets.boards import load_board
-    from harness.commands import VARIANTS
+    from harness.schedules import get_schedule
     from harness.frontend.tflite_import import load_model
 
     from harness.targets.runners import make_runner
@@ -267,8 +267,7 @@ def run_sweep(boards: list[str], model_paths: list[Path], variants: list[str],
             if runner == "renode":
                 find_renode((runner_options or {}).get("renode"))
     for v in variants:
-        if v not in VARIANTS:
-            raise FusebenchError(f"unknown variant '{v}' (available: {', '.join(VARIANTS)})")
+        get_schedule(v)                 # unknown variants fail before any work starts
     job_list = []
     for path in model_paths:
         graph = load_model(path)        # unsupported models fail here, with their reason

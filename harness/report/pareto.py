@@ -98,7 +98,7 @@ def pareto_command(model: Optional[str] = None, stream_input: bool = True, out: 
     limits on `board` and write msf-limits.csv."""
     from harness.report.bench import new_run_dir
     from harness.frontend.catalog import resolve_models
-    from harness.commands import make_plan
+    from harness.schedules import make_plan
     from harness.frontend.tflite_import import load_model
 
     run_dir = Path(out) if out else new_run_dir()
@@ -115,8 +115,8 @@ def pareto_command(model: Optional[str] = None, stream_input: bool = True, out: 
         table, timing = front_table(graph, stream_input)
         timings.append(dict(model=graph.name, **timing))
         # the other schedules as single points on the same axes
-        from harness.commands import VARIANTS
-        others = {v: make_plan(graph, v) for v in VARIANTS if v != "msf"}
+        from harness.schedules import schedule_names
+        others = {v: make_plan(graph, v) for v in schedule_names() if v != "msf"}
         unfused = others["unfused"]
         points = {v: (p.macs / p.base_macs, p.arena_bytes) for v, p in others.items()}
         extra = pd.DataFrame([dict(model=graph.name, point=-1, peak_bytes_predicted=p.lower_bound_bytes,

@@ -56,7 +56,7 @@ def predict(boards: Sequence[str], width: float, resolutions: Sequence[int], var
             options: Optional[dict] = None, log=print) -> pd.DataFrame:
     """One row per (resolution, variant): planned arena and predicted RAM per board."""
     from harness.targets.boards import load_board
-    from harness.commands import make_plan
+    from harness.schedules import make_plan
     from harness.frontend.tflite_import import load_model
 
     paths = ensure_models(width, resolutions, log)

@@ -57,8 +57,7 @@ def format_plan(graph: Graph, plan: Plan, tflm_arena_bytes: Optional[int],
                      f"{100.0 * plan.arena_bytes / baseline.arena_bytes:.1f}% of it at "
                      f"{plan.macs / max(plan.base_macs, 1):.3f}x the MACs "
                      f"({plan.macs - plan.base_macs} recomputed)")
-    if getattr(plan, "note", ""):
-        lines.append(plan.note)
+    lines.extend(n.text for n in plan.notes)
     if tflm_arena_bytes is not None:
         lines.append(f"TFLite Micro arena (RecordingMicroAllocator, includes its own "
                      f"bookkeeping): {tflm_arena_bytes} bytes ({tflm_arena_bytes / 1024:.1f} KiB)")

@@ -2,7 +2,7 @@
 
 The network is a chain of op boundaries 0..N. An edge from boundary i to j is
 one way to run ops i..j-1: layer by layer (j = i + 1), or fused into one stage
-computed tile by tile with a tile size and an overlap mode (harness.schedules.fusion).
+computed tile by tile with a tile size and an overlap mode (harness.schedules.geometry).
 Each edge has a peak RAM, everything live while it runs (whole stage inputs
 and outputs, tile buffers, scratch, MEAN accumulators, and tensors that only
 pass by, such as a residual block input kept for a later add), and a MAC count
@@ -13,7 +13,7 @@ reaching it; at N that set is the whole front, which answers both questions
 msf-CNN asks: the least peak for a MAC limit, the least MACs for a RAM budget.
 Layer by layer (all j = i + 1) and the `fused` schedule are paths too.
 
-Cost model. Tiling is separable (harness.schedules.fusion.axis_receptive): the region of
+Cost model. Tiling is separable (harness.schedules.geometry.axis_receptive): the region of
 a tensor that a tile needs is the product of a row interval and a column
 interval, each found by a 1-D walk back from the anchor (the stage's last map).
 So for one anchor a single walk per axis, over all tile sizes at once (numpy),
@@ -34,11 +34,12 @@ from typing import Optional
 import numpy as np
 
 from harness.errors import FusebenchError
-from harness.schedules.fusion import (MODES, WINDOW_KINDS, LineWalk, StageGeometry, anchor_may_overlay, axis_receptive, bands,
+from harness.schedules.geometry import (MODES, WINDOW_KINDS, LineWalk, StageGeometry, anchor_may_overlay, axis_receptive, bands,
                      inplace_footprint, inplace_offset, interval_hull, is_global_mean, line_bands)
 from harness.frontend.graph import Graph
 from harness.backend.lowering import lower_op, map_hwc
 from harness.schedules.plan import ARENA_ALIGNMENT, Plan, kernel_scratch, lifetimes, plan_schedule
+from harness.schedules.registry import Option, Schedule, byte_size, percent, yes_no
 
 TILE_SIZES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)   # per axis, plus the whole extent
 MAX_STAGE_OPS = 40                                  # longest stage the search considers
@@ -68,7 +69,7 @@ class Edge:
 
 
 @dataclass
-class Schedule:
+class FusionPath:
     """A path through the DAG: the edges, its peak RAM and MACs."""
     edges: list[Edge]
     peak_bytes: int
@@ -78,7 +79,7 @@ class Schedule:
 class _AxisBands:
     """Anchor bands for every tile size along one axis, concatenated so that one
     numpy walk serves them all; segment k holds the bands of sizes[k]. With
-    `lead_in` they are line bands (fusion.line_bands)."""
+    `lead_in` they are line bands (geometry.line_bands)."""
 
     def __init__(self, extent: int, sizes: tuple[int, ...], lead_in: bool = False):
         self.extent = extent
@@ -181,7 +182,7 @@ class FusionSpace:
     def _stage_edges(self) -> None:
         """Every fused stage, priced. Per anchor (a stage's last map) one walk back
         over the ops, for all tile sizes at once: rows as recomputed tiles need
-        them, columns, and rows as line buffers need them (fusion.LineWalk).
+        them, columns, and rows as line buffers need them (geometry.LineWalk).
         Stopping the walk at op i prices the stages [i, anchor]."""
         g = self.graph
         for a in range(self.n):
@@ -270,7 +271,7 @@ class FusionSpace:
 
     def _inplace_savings(self, i: int, j: int, a: int, axes, need, lines, inner_mask) -> dict:
         """Bytes saved per tile height and mode when the stage's output overlays
-        its largest input that dies in it (fusion.inplace_offset; full-width
+        its largest input that dies in it (geometry.inplace_offset; full-width
         strips run top to bottom)."""
         g = self.graph
         ybands, _, ylines = axes
@@ -308,13 +309,13 @@ class FusionSpace:
 
     # -- the walk over the DAG ---------------------------------------------------------------
 
-    def front(self) -> list[Schedule]:
+    def front(self) -> list[FusionPath]:
         """Every Pareto-optimal schedule (peak RAM against MACs), least peak first."""
         if not hasattr(self, "_front"):
             self._front = self._walk()
         return self._front
 
-    def _walk(self) -> list[Schedule]:
+    def _walk(self) -> list[FusionPath]:
         """Label-setting over boundaries 0..N: at each boundary the Pareto set of
         (peak, MACs) of the paths reaching it, with back pointers."""
         n = self.n
@@ -351,11 +352,11 @@ class FusionSpace:
                 e = edge_list[int(labels[node][3][idx])]
                 path.append(e)
                 idx, node = int(labels[node][2][idx]), e.start
-            schedules.append(Schedule(edges=path[::-1], peak_bytes=int(labels[n][0][k]),
+            schedules.append(FusionPath(edges=path[::-1], peak_bytes=int(labels[n][0][k]),
                                       macs=int(labels[n][1][k])))
         return schedules
 
-    def cheapest(self, max_peak: int, max_macs: float, prefer: str = "work") -> Optional[Schedule]:
+    def cheapest(self, max_peak: int, max_macs: float, prefer: str = "work") -> Optional[FusionPath]:
         """Among schedules whose every edge peaks within `max_peak` and whose MACs
         stay within `max_macs`: the least executed work (prefer='work'; then MACs)
         or the fewest MACs (prefer='macs'; then work). Stages that are not the
@@ -381,11 +382,11 @@ class FusionSpace:
             edges.append(lab[3])
             lab = lab[2]
         edges.reverse()
-        return Schedule(edges=edges, peak_bytes=max(e.peak_bytes for e in edges), macs=best[0])
+        return FusionPath(edges=edges, peak_bytes=max(e.peak_bytes for e in edges), macs=best[0])
 
     # -- from a path to a plan ---------------------------------------------------------------
 
-    def lighten(self, schedule: Schedule, plan: Plan, max_arena: float, max_macs: float,
+    def lighten(self, schedule: FusionPath, plan: Plan, max_arena: float, max_macs: float,
                 min_saving: float = 0.01) -> Plan:
         """`plan` (realized `schedule`) with single stages swapped for same-span
         options that execute less work, as long as the packed arena stays within
@@ -404,13 +405,13 @@ class FusionSpace:
                              key=lambda o: (o.work or o.macs, o.peak_bytes))
             for o in options[:3]:
                 trial = edges[:k] + [o] + edges[k + 1:]
-                trial_plan = self.realize(Schedule(trial, schedule.peak_bytes, macs - e.macs + o.macs))
+                trial_plan = self.realize(FusionPath(trial, schedule.peak_bytes, macs - e.macs + o.macs))
                 if trial_plan.arena_bytes <= max_arena:
                     edges, plan, macs = trial, trial_plan, macs - e.macs + o.macs
                     break
         return plan
 
-    def realize(self, schedule: Schedule, variant: str = "msf") -> Plan:
+    def realize(self, schedule: FusionPath, variant: str = "msf") -> Plan:
         stages = []
         for e in schedule.edges:
             if e.mode == "layer":
@@ -566,3 +567,21 @@ def plan_msf(graph: Graph, max_overhead: Optional[float] = None, ram_budget: Opt
             return plan
         target -= plan.arena_bytes - int(allowed)
     return space.lighten(point, best, allowed, limit)
+
+
+SCHEDULE = Schedule(
+    name="msf", order=30,
+    runs="msf-CNN's multi-stage fusion: the whole network, input to pooled vector, cut into stages by a "
+         "search; each stage fused tile by tile (or a single layer)",
+    ram="the largest stage: its whole input and output, tile buffers, scratch, and tensors that pass by "
+        "(a residual kept for a later add)",
+    plan=lambda graph, board=None, **options: plan_msf(graph, board=board, **options),
+    options=(
+        Option("max_overhead", percent, "limit on the whole network's extra MACs, in percent: the least RAM "
+                                        "within it (default: the fewest MACs that fit --board)"),
+        Option("ram_budget", byte_size, "RAM budget for the arena, e.g. 64K: the fewest MACs within it "
+                                        "(default: what fits --board)"),
+        Option("stream_input", yes_no,
+               "read the input tile by tile from the host instead of holding it (default on; "
+               "--no-stream-input turns it off)", switch=True, default=True),
+    ))

@@ -5,21 +5,23 @@ the stage output is cut into an n x n grid, and for each output patch the
 whole stage runs on the input patch its receptive field covers (the halo is
 recomputed, costing MACs), writing the patch into the stage's output tensor;
 the rest runs layer by layer. This is a fused stage in `recompute` mode with
-tiles of ceil(H/n) x ceil(W/n) (harness.schedules.fusion), so it calls the same kernels.
+tiles of ceil(H/n) x ceil(W/n) (harness.schedules.geometry), so it calls the same kernels.
 
 The input image is held whole and counted in the peak (MCUNetV2's published
 figures leave it out). The stage end is chosen for the least peak, or given;
-when no patch schedule beats layer by layer the plan says so (`Plan.note`).
+when no patch schedule beats layer by layer the plan says so (a `patch-no-gain` note).
 """
 from __future__ import annotations
 
 from typing import Optional
 
 from harness.errors import FusebenchError
-from harness.schedules.fusion import StageGeometry
+from harness.schedules.geometry import StageGeometry
 from harness.frontend.graph import Graph
 from harness.backend.lowering import lower_op, map_hwc
-from harness.schedules.plan import Plan, plan_layer_by_layer, plan_schedule
+from harness.schedules.plan import Note, Plan, plan_schedule
+from harness.schedules.registry import Option, Schedule, text, whole_number
+from harness.schedules.unfused import plan_layer_by_layer
 
 GRIDS = (2, 3, 4)
 
@@ -75,10 +77,27 @@ def plan_patch(graph: Graph, patches=None, patch_end: Optional[int] = None) -> P
     st = plan.stages[0]
     unfused = plan_layer_by_layer(graph)
     extra = 100.0 * (plan.macs / plan.base_macs - 1)
-    plan.note = (f"patch-based: ops 0-{st.ops[-1]} in {len(st.row_table)}x{len(st.col_table)} patches "
-                 f"(--patches {grid}x{grid}), {extra:.1f}% extra MACs (halo "
-                 f"recomputed); the input ({graph.input.nbytes} B) is counted")
+    n_y, n_x = len(st.row_table), len(st.col_table)
+    plan.notes.append(Note("patch-stage", f"patch-based: ops 0-{st.ops[-1]} in {n_y}x{n_x} patches "
+                           f"(--patches {grid}x{grid}), {extra:.1f}% extra MACs (halo recomputed); the input "
+                           f"({graph.input.nbytes} B) is counted",
+                           dict(end=st.ops[-1], grid=grid, patches=[n_y, n_x], extra_macs_percent=round(extra, 3),
+                                input_bytes=graph.input.nbytes)))
     if plan.arena_bytes >= unfused.arena_bytes:
-        plan.note += (f". NOTE: its peak {plan.arena_bytes} B is not below layer by layer "
-                      f"({unfused.arena_bytes} B): patch-based does not help this model")
+        plan.notes.append(Note("patch-no-gain", f"NOTE: its peak {plan.arena_bytes} B is not below layer by "
+                               f"layer ({unfused.arena_bytes} B): patch-based does not help this model",
+                               dict(arena_bytes=plan.arena_bytes, unfused_arena_bytes=unfused.arena_bytes)))
     return plan
+
+
+SCHEDULE = Schedule(
+    name="patch", order=40,
+    runs="MCUNetV2's patch-based first stage: ops 0..end run patch by patch on an n x n grid, each patch "
+         "recomputing its halo; the rest layer by layer",
+    ram="the stage's whole input (the image is counted, unlike MCUNetV2's figures) and output plus one "
+        "patch of every inner tensor; the plan says so when this is not below layer by layer",
+    plan=lambda graph, board=None, **options: plan_patch(graph, **options),
+    options=(
+        Option("patches", text, "the patch grid, 2x2, 3x3 or 4x4 (default: the best of them)"),
+        Option("patch_end", whole_number, "last op of the patch-based stage (default: the least peak)"),
+    ))

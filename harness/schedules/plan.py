@@ -1,17 +1,18 @@
 """Memory plans: which bytes of one static arena each tensor occupies, step by step.
 
-A `Plan` is plain data (steps, allocations) serialisable to JSON: the code
-generator consumes it, `invoke plan` prints and plots it, and the measured
-arena watermark is checked against `arena_bytes`.
+A `Plan` is plain data (steps, allocations, stages, notes) serialisable to
+JSON: the code generator consumes it, `invoke plan` prints and plots it, and
+the measured arena watermark is checked against `arena_bytes`.
 
-This module holds the layer-by-layer (`unfused`) planner: tensor lifetimes
-from the op order, offsets by a greedy first fit, largest tensor first, as
-TFLite Micro's greedy planner does.
+`plan_schedule` is the arena planner every schedule ends in: tensor lifetimes
+from the op order, the stages' own buffers (harness.schedules.stages), offsets
+by a greedy first fit (largest first, as TFLite Micro's greedy planner does,
+then a few other orders and a short local search), in-place chains.
 """
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -57,6 +58,15 @@ class Step:
 
 
 @dataclass
+class Note:
+    """Something a planner wants the user to know about its plan: `kind` and
+    `data` for programs and tests, `text` for people (`invoke plan` prints it)."""
+    kind: str
+    text: str
+    data: dict = field(default_factory=dict)
+
+
+@dataclass
 class Plan:
     model: str
     variant: str
@@ -67,11 +77,14 @@ class Plan:
     allocations: list[Allocation]
     # RESHAPE outputs share their input's bytes: output tensor -> input tensor.
     aliases: dict[int, int] = field(default_factory=dict)
-    # Fused stages (harness.schedules.fusion.FusedStage), empty for layer by layer.
+    # Stages (harness.schedules.stages), empty for layer by layer.
     stages: list = field(default_factory=list)
     macs: int = 0                # MACs as scheduled (with any recomputation)
     base_macs: int = 0           # MACs of the layer-by-layer schedule
-    note: str = ""               # what the planner wants the user to know about this plan
+    notes: list[Note] = field(default_factory=list)   # what the planner wants the user to know
+
+    def notes_of(self, kind: str) -> list[Note]:
+        return [n for n in self.notes if n.kind == kind]
 
     @property
     def input_streamed(self) -> bool:
@@ -92,7 +105,9 @@ class Plan:
         return None
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=1)
+        d = asdict(replace(self, stages=[]))
+        d["stages"] = [st.to_dict() for st in self.stages]
+        return json.dumps(d, indent=1)
 
     @classmethod
     def from_json(cls, text: str) -> "Plan":
@@ -100,8 +115,9 @@ class Plan:
         d["steps"] = [Step(**s) for s in d["steps"]]
         d["allocations"] = [Allocation(**a) for a in d["allocations"]]
         d["aliases"] = {int(k): v for k, v in d.get("aliases", {}).items()}
-        from harness.schedules.fusion import FusedStage
-        d["stages"] = [FusedStage(**st) for st in d.get("stages", [])]
+        from harness.schedules.stages import stage_from_dict
+        d["stages"] = [stage_from_dict(st) for st in d.get("stages", [])]
+        d["notes"] = [Note(**n) for n in d.get("notes", [])]
         return cls(**d)
 
     def stage_at(self, op_index: int):
@@ -241,11 +257,6 @@ def _place(order: list[Group], alignment: int) -> int:
     return max((m.offset + m.size for item in order for m, _ in item), default=0)
 
 
-def plan_layer_by_layer(graph: Graph, scratch: ScratchFn = kernel_scratch,
-                        variant: str = "unfused") -> Plan:
-    return plan_schedule(graph, [], scratch=scratch, variant=variant)
-
-
 def plan_schedule(graph: Graph, stages: list, scratch: ScratchFn = kernel_scratch,
                   variant: str = "unfused") -> Plan:
     """Arena plan for ops run layer by layer except the fused `stages`.
@@ -271,12 +282,8 @@ def plan_schedule(graph: Graph, stages: list, scratch: ScratchFn = kernel_scratc
               for t, (first, last) in sorted(life.items()) if t not in inner]
     for k, st in enumerate(stages):
         lo, hi = step_of_op[st.ops[0]], step_of_op[st.ops[-1]]
-        for t, rows, cols, ch in st.buffers:
-            allocs.append(Allocation(name=f"s{k}.t{t}", size=rows * cols * ch, first_step=lo, last_step=hi))
-        if st.acc_bytes:
-            allocs.append(Allocation(name=f"s{k}.acc", size=st.acc_bytes, first_step=lo, last_step=hi))
-        if st.scratch_bytes:
-            allocs.append(Allocation(name=f"s{k}.scratch", size=st.scratch_bytes, first_step=lo, last_step=hi))
+        for suffix, size in st.arena_buffers():
+            allocs.append(Allocation(name=f"s{k}.{suffix}", size=size, first_step=lo, last_step=hi))
     scratch_sizes = {}
     for step, op in enumerate(graph.ops):
         if op.index in stage_of:

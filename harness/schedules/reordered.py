@@ -21,27 +21,30 @@ from __future__ import annotations
 from typing import Optional
 
 from harness.errors import FusebenchError
-from harness.schedules.fusion import DEFAULT_MAX_OVERHEAD, FusedStage, block_op_ranges
 from harness.frontend.graph import Graph
+from harness.schedules.geometry import block_op_ranges
 from harness.backend.lowering import (bottleneck_base_macs, bottleneck_dims, bottleneck_macs, bottleneck_scratch_bytes,
                        lower_op)
-from harness.schedules.plan import Plan, plan_layer_by_layer, plan_schedule
+from harness.schedules.plan import Note, Plan, plan_schedule
+from harness.schedules.registry import Option, Schedule, percent, whole_number
+from harness.schedules.stages import ReorderedBlock
+from harness.schedules.unfused import plan_layer_by_layer
+
+DEFAULT_MAX_OVERHEAD = 0.15     # extra MACs per block that the smallest band may cost
 
 
-def reordered_stage(graph: Graph, ops: list[int], band_rows: int, calls=None) -> FusedStage:
+def reordered_stage(graph: Graph, ops: list[int], band_rows: int, calls=None) -> ReorderedBlock:
     """One block run by fb_bottleneck_s8 with bands of `band_rows` output rows."""
     block_calls = [(calls or {}).get(i) or lower_op(graph, graph.ops[i]) for i in ops]
     d = bottleneck_dims(block_calls)
     band_rows = max(1, min(int(band_rows), d.out_h))
     block_in = block_calls[0].inputs[0]
     block_out = graph.ops[ops[-1]].outputs[0]
-    return FusedStage(
+    return ReorderedBlock(
         ops=list(ops), inputs=[block_in], output=block_out,
-        inner=[graph.ops[i].outputs[0] for i in ops[:-1]], mode="reordered",
-        tile_h=band_rows, tile_w=d.out_w, buffers=[], row_table=[], col_table=[],
+        inner=[graph.ops[i].outputs[0] for i in ops[:-1]], band_rows=band_rows,
         macs=bottleneck_macs(d, band_rows), base_macs=bottleneck_base_macs(d),
         scratch_bytes=bottleneck_scratch_bytes(d, band_rows), outputs=[block_out])
-
 
 def _block_peak(plan: Plan, ops: list[int]) -> int:
     return max(s.live_bytes for s in plan.steps if s.op in ops)
@@ -57,7 +60,7 @@ def plan_reordered(graph: Graph, max_overhead: Optional[float] = None, band_rows
         raise FusebenchError("--band-rows must be at least 1")
     calls = {op.index: lower_op(graph, op) for op in graph.ops if op.kind != "RESHAPE"}
     base = plan_layer_by_layer(graph)
-    stages: list[FusedStage] = []
+    stages: list[ReorderedBlock] = []
     notes = []
     for ops in block_op_ranges(graph):
         try:
@@ -76,13 +79,37 @@ def plan_reordered(graph: Graph, max_overhead: Optional[float] = None, band_rows
         whole_acc, band_acc = 4 * d.out_h * d.out_w * d.out_c, 4 * band * d.out_w * d.out_c
         if after < before:
             stages.append(stage)
-            notes.append(f"ops {ops[0]}-{ops[-1]} (x{d.mid_c // d.in_c if d.in_c else 0} expansion): "
-                         f"{before} -> {after} B, {band}-row bands, accumulators {band_acc} B "
-                         f"(whole output: {whole_acc} B), extra MACs "
-                         f"{100.0 * (stage.macs / stage.base_macs - 1):.1f}%")
+            extra = 100.0 * (stage.macs / stage.base_macs - 1)
+            notes.append(Note("reordered-block",
+                              f"ops {ops[0]}-{ops[-1]} (x{d.mid_c // d.in_c if d.in_c else 0} expansion): "
+                              f"{before} -> {after} B, {band}-row bands, accumulators {band_acc} B "
+                              f"(whole output: {whole_acc} B), extra MACs {extra:.1f}%",
+                              dict(ops=[ops[0], ops[-1]], peak_before=before, peak_after=after, band_rows=band,
+                                   accumulator_bytes=band_acc, whole_output_accumulator_bytes=whole_acc,
+                                   extra_macs_percent=round(extra, 3))))
     plan = plan_schedule(graph, stages, variant="reordered")
     if not stages:
-        plan.note = "reordered: no inverted residual block has a lower peak one channel at a time"
+        plan.notes.append(Note("reordered-none",
+                               "reordered: no inverted residual block has a lower peak one channel at a time"))
     else:
-        plan.note = "reordered blocks (block peak before -> after):\n  " + "\n  ".join(notes)
+        plan.notes.append(Note("reordered-blocks", "reordered blocks (block peak before -> after):"))
+        plan.notes.extend(Note(n.kind, "  " + n.text, n.data) for n in notes)
     return plan
+
+
+SCHEDULE = Schedule(
+    name="reordered", order=50,
+    runs="bottleneck reordering (Lee et al.): each inverted residual block whose peak drops runs one expansion "
+         "channel at a time (`fb_bottleneck_s8`): expand channel i, its depthwise, and its share of the "
+         "projection into int32 accumulators, in bands of output rows (neighbouring bands recompute the "
+         "expansion rows they share)",
+    ram="the block's input and output, one channel of the expanded and depthwise maps, and a band of int32 "
+        "accumulators; the plan shows the accumulators for the whole output (4x its int8 size, which the "
+        "paper's Eq. 3 leaves out) beside the banded figure",
+    plan=lambda graph, board=None, **options: plan_reordered(graph, **options),
+    options=(
+        Option("max_overhead", percent,
+               f"the band height is the fewest output rows whose recomputed expansion stays within this "
+               f"percentage of each block's MACs (default {100 * DEFAULT_MAX_OVERHEAD:g})"),
+        Option("band_rows", whole_number, "output rows per band of int32 accumulators (overrides --max-overhead)"),
+    ))

@@ -7,7 +7,7 @@ import numpy as np
 from harness.backend.codegen import WeightBlob, generate_sources
 from harness.frontend.inputs import load_default_inputs
 from harness.backend.hostmodel import build_host_model, run_host_model
-from harness.schedules.plan import plan_layer_by_layer
+from harness.schedules.unfused import plan_layer_by_layer
 from harness.frontend.reference import reference_outputs
 from harness.frontend.tflite_import import load_model
 

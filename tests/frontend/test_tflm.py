@@ -5,7 +5,7 @@ import importlib.util
 
 import pytest
 
-from harness.schedules.plan import plan_layer_by_layer
+from harness.schedules.unfused import plan_layer_by_layer
 from harness.report.tables import plan_table
 from harness.frontend.tflite_import import load_model
 from harness.frontend.tflm import TflmUnavailable, tflm_arena_bytes

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from harness.backend.codegen import generate_sources
-from harness.commands import make_plan
+from harness.schedules import make_plan
 from harness.errors import FusebenchError
-from harness.schedules.fusion import StageGeometry, block_op_ranges, plan_fused
+from harness.schedules.fused import plan_fused
+from harness.schedules.geometry import StageGeometry, block_op_ranges
 from harness.backend.hostmodel import build_host_model, run_host_model
 from harness.schedules.plan import check_plan, plan_schedule
 from harness.frontend.reference import reference_outputs

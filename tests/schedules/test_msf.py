@@ -9,13 +9,15 @@ import numpy as np
 import pytest
 
 from harness.backend.codegen import generate_sources
-from harness.commands import make_plan, parse_bytes
+from harness.schedules import make_plan
+from harness.schedules.registry import byte_size
 from harness.errors import FusebenchError
-from harness.schedules.fusion import StageGeometry
+from harness.schedules.geometry import StageGeometry
 from harness.backend.hostmodel import build_host_model, run_host_model
 from harness.backend.lowering import map_hwc
 from harness.schedules.msf import FusionSpace, plan_msf
-from harness.schedules.plan import check_plan, plan_layer_by_layer, plan_schedule
+from harness.schedules.plan import check_plan, plan_schedule
+from harness.schedules.unfused import plan_layer_by_layer
 from harness.frontend.reference import reference_outputs
 from tests.helpers.tflite_builder import inverted_residual_chain_model
 from harness.frontend.tflite_import import load_model, load_model_bytes
@@ -184,12 +186,12 @@ def test_msf_is_never_worse_than_unfused_or_fused(model_paths):
         assert make_plan(graph, "msf", max_overhead=0.0).arena_bytes <= unfused.arena_bytes
 
 
-def test_parse_bytes():
-    assert parse_bytes("64K") == parse_bytes("64KiB") == parse_bytes("64kb") == 65536
-    assert parse_bytes("1.5M") == 1572864 and parse_bytes("1000") == 1000
+def test_byte_size():
+    assert byte_size("64K", "ram-budget") == byte_size("64KiB", "ram-budget") == byte_size("64kb", "ram-budget") == 65536
+    assert byte_size("1.5M", "ram-budget") == 1572864 and byte_size("1000", "ram-budget") == 1000
     for bad in ("", "lots", "-4K", "0"):
         with pytest.raises(FusebenchError, match="ram-budget"):
-            parse_bytes(bad)
+            byte_size(bad, "ram-budget")
 
 
 def test_unknown_option_is_a_clear_error(model_paths):
@@ -199,7 +201,7 @@ def test_unknown_option_is_a_clear_error(model_paths):
 
 
 def test_inplace_offset_keeps_rows_still_to_be_read():
-    from harness.schedules.fusion import inplace_footprint, inplace_offset
+    from harness.schedules.geometry import inplace_footprint, inplace_offset
     # same shape, each band reads only its own rows: the output may start on the input
     bands = np.arange(1, 7)
     assert inplace_offset(bands, bands - 1, 48, 48) == 0

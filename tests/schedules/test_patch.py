@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.commands import make_plan
+from harness.schedules import make_plan
 from harness.errors import FusebenchError
 from harness.schedules.patch import parse_grid, plan_patch
-from harness.schedules.plan import check_plan, plan_layer_by_layer
+from harness.schedules.plan import check_plan
+from harness.schedules.unfused import plan_layer_by_layer
 from tests.helpers.hostcheck import assert_plan_bit_exact
 from tests.helpers.tflite_builder import inverted_residual_chain_model
 from harness.frontend.tflite_import import load_model
@@ -36,7 +37,12 @@ def test_patch_on_the_shipped_models_and_the_user_choices(model_paths):
     graph = load_model(next(p for p in model_paths if p.stem == "mobilenetv2_w035_144"))
     plan = make_plan(graph, "patch")
     assert plan.arena_bytes < plan_layer_by_layer(graph).arena_bytes
-    assert "extra MACs" in plan.note and "input" in plan.note
+    (note,) = plan.notes_of("patch-stage")
+    st = plan.stages[0]
+    assert note.data["end"] == st.ops[-1] and note.data["patches"] == [len(st.row_table), len(st.col_table)]
+    assert note.data["input_bytes"] == graph.input.nbytes
+    assert abs(note.data["extra_macs_percent"] - 100 * (plan.macs / plan.base_macs - 1)) < 1e-3
+    assert not plan.notes_of("patch-no-gain")
     pinned = make_plan(graph, "patch", patches="2x2", patch_end=2)
     assert pinned.stages[0].ops == [0, 1, 2] and len(pinned.stages[0].row_table) == 2
     with pytest.raises(FusebenchError, match="patches"):
@@ -53,4 +59,7 @@ def test_patch_that_does_not_help_says_so(tmp_path):
     graph = load_model(path)
     plan = plan_patch(graph, patches="2x2", patch_end=2)
     assert plan.arena_bytes >= plan_layer_by_layer(graph).arena_bytes
-    assert "does not help" in plan.note
+    (note,) = plan.notes_of("patch-no-gain")
+    assert note.data == dict(arena_bytes=plan.arena_bytes,
+                             unfused_arena_bytes=plan_layer_by_layer(graph).arena_bytes)
+    assert "does not help" in note.text

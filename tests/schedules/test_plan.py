@@ -7,7 +7,8 @@ import numpy as np
 from hypothesis import given, settings, strategies as st
 
 from harness.frontend.graph import Graph, Op, Quant, Tensor
-from harness.schedules.plan import ARENA_ALIGNMENT, Plan, check_plan, no_scratch, plan_layer_by_layer
+from harness.schedules.plan import ARENA_ALIGNMENT, Plan, check_plan, no_scratch
+from harness.schedules.unfused import plan_layer_by_layer
 from harness.frontend.tflite_import import load_model
 
 

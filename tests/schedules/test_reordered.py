@@ -5,13 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.commands import make_plan
+from harness.schedules import make_plan
 from harness.errors import FusebenchError
-from harness.schedules.plan import check_plan, plan_layer_by_layer
+from harness.schedules.plan import check_plan
+from harness.schedules.unfused import plan_layer_by_layer
 from harness.schedules.reordered import plan_reordered
 from tests.helpers.hostcheck import assert_plan_bit_exact
 from tests.helpers.tflite_builder import inverted_residual_chain_model
 from harness.frontend.tflite_import import load_model
+from harness.schedules.stages import ReorderedBlock
 
 
 @pytest.mark.parametrize("band_rows", [None, 1, 3])
@@ -22,10 +24,10 @@ def test_reordered_chain_is_bit_exact(tmp_path, band_rows):
     path.write_bytes(data)
     graph = load_model(path)
     plan = plan_reordered(graph, band_rows=band_rows)
-    assert check_plan(plan) == [] and plan.stages, plan.note
-    assert all(st.mode == "reordered" for st in plan.stages)
+    assert check_plan(plan) == [] and plan.stages, plan.notes
+    assert all(isinstance(st, ReorderedBlock) for st in plan.stages)
     if band_rows:
-        assert all(st.tile_h == min(band_rows, graph.tensors[st.output].shape[1]) for st in plan.stages)
+        assert all(st.band_rows == min(band_rows, graph.tensors[st.output].shape[1]) for st in plan.stages)
     assert_plan_bit_exact(graph, plan, path, tmp_path / "gen")
 
 
@@ -39,7 +41,13 @@ def test_reordered_plan_on_a_shipped_model_lowers_each_chosen_block(model_paths)
         before = max(s.live_bytes for s in base.steps if s.op in st.ops)
         assert max(s.live_bytes for s in steps) < before
         assert st.macs <= st.base_macs * 1.15 + 1        # band choice within the default limit
-    # both accumulator figures are in the plan's note
-    assert "accumulators" in plan.note and "whole output" in plan.note
+    # each reordered block's note has both accumulator figures, whole and banded
+    blocks = plan.notes_of("reordered-block")
+    assert [n.data["ops"] for n in blocks] == [[st.ops[0], st.ops[-1]] for st in plan.stages]
+    for note, st in zip(blocks, plan.stages):
+        out_h, out_w, out_c = graph.tensors[st.output].shape[1:]
+        assert note.data["whole_output_accumulator_bytes"] == 4 * out_h * out_w * out_c
+        assert note.data["accumulator_bytes"] == 4 * st.band_rows * out_w * out_c
+        assert note.data["peak_after"] < note.data["peak_before"]
     with pytest.raises(FusebenchError, match="band-rows"):
         plan_reordered(graph, band_rows=0)

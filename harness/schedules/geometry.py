@@ -1,105 +1,35 @@
-"""Fused stages: consecutive layers computed tile by tile (Deutel et al.; msf-CNN).
+"""Stage geometry: which part of every tensor a tile of a fused stage needs.
 
-A fused stage reads its input map(s) whole and writes its output map whole,
-but every tensor *inside* it (the wide expanded map of an inverted residual
-block, the depthwise output, ...) only ever exists as a small tile buffer.
-For each tile of the stage output, the region of every inner tensor it needs
-is found by walking the layers backwards (receptive fields, strides, padding);
-each layer then runs the SAME runtime kernel as the layer-by-layer schedule on
-that region (fb_view windows), so kernel speed-ups carry over.
+A fused stage (Deutel et al.; msf-CNN) computes consecutive layers tile by
+tile: it reads its input map(s) whole and writes its output map whole, but
+every tensor *inside* it only ever exists as a small tile buffer. For each tile
+of the stage output (the anchor), the region of every inner tensor it needs is
+found by walking the layers backwards (receptive fields, strides, padding).
+Tiling is separable: a region is a row interval times a column interval, each
+found by a 1-D walk (`axis_receptive`), so one numpy walk prices many tile
+sizes at once (the msf search) and builds the exact tile tables of the chosen
+ones (`StageGeometry.schedule` -> `harness.schedules.stages.TiledStage`).
 
 The halo that neighbouring tiles share is either recomputed (`recompute`,
-any tile shape) or, for full-width row strips, kept: rows still needed by the
-next strip are moved to the top of their buffer and only new rows are
-computed (`linebuffer`; with tiles narrower than the map, each column band
-is walked top to bottom and only its column halo is recomputed). Both are
-exact; they differ in RAM and MACs.
-
-Everything here is geometry and accounting, computed once on the host: the
-code generator turns a stage into a loop over a constant table of regions.
+any tile shape) or, for row bands, kept in a line buffer (`linebuffer`: rows
+still needed by the next band are moved to the top of their buffer and only
+new rows are computed; `LineWalk`). Both are exact; they differ in RAM and MACs.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
 
+from harness.backend.lowering import KernelCall, lower_op, map_hwc
 from harness.errors import FusebenchError
 from harness.frontend.graph import Graph, Op
-from harness.backend.lowering import KernelCall, lower_op, map_hwc
+from harness.schedules.stages import TiledStage
 
 WINDOW_KINDS = ("CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "PAD", "AVERAGE_POOL_2D")
-MODES = ("recompute", "linebuffer")      # tiled stages; "reordered" stages are harness.schedules.reordered's
+MODES = ("recompute", "linebuffer")      # how a tiled stage treats the halo
 
 Region = tuple[int, int, int, int]          # y0, y1, x0, x1 (half-open)
-
-
-@dataclass
-class FusedStage:
-    ops: list[int]                      # op indices, consecutive in execution order
-    inputs: list[int]                   # tensors read whole from the arena
-    output: int                         # the tensor the tiles are cut from (the anchor)
-    inner: list[int]                    # tensors that live only as tile buffers
-    mode: str                           # 'recompute' | 'linebuffer'
-    tile_h: int                         # tile size in anchor pixels
-    tile_w: int
-    buffers: list[list[int]]            # [tensor, rows, cols, channels] per inner tensor
-    row_table: list[list[int]]          # one entry per row band, see the layout below
-    col_table: list[list[int]]          # one entry per column band
-    macs: int                           # MACs of the stage as scheduled (with recomputation)
-    base_macs: int                      # MACs of the same layers run layer by layer
-    scratch_bytes: int                  # one scratch buffer shared by the stage's kernels
-    # Tensors written whole into the arena: the last layer's output, and any
-    # inner tensor also used after the stage (e.g. a residual block's input).
-    outputs: list[int] = field(default_factory=list)
-    # The graph input when it is streamed: read through fb_model_read_input
-    # tile by tile into a buffer (it is then the first entry of `inner`); -1: none.
-    streamed: int = -1
-    # A stage ending in a global MEAN: the anchor is a tile buffer whose tiles
-    # are summed into int32 accumulators; 0 for other stages.
-    acc_bytes: int = 0
-    # In place: [input tensor, lead] when the output overlays a stage input that
-    # dies in the stage, starting `lead` bytes before it (see inplace_offset).
-    inplace: list = field(default_factory=list)
-    # The tiles are the product of row bands and column bands; each band's entry
-    # holds, for every inner tensor (in `inner` order), the buffer's origin and
-    # present extent along that axis (row entries also the rows to keep from the
-    # band above: keep_from, keep); then for every op the part of its output it
-    # computes (a MEAN: the part of the anchor it adds); then, when the input is
-    # streamed, the part of the input to read. Row entry: [origin_y, rows,
-    # keep_from, keep] per inner tensor + [y0, h] per op (+ [y0, h]); column
-    # entry: [origin_x, cols] per inner tensor + [x0, w] per op (+ [x0, w]).
-    # Tiles run column band by column band, top to bottom within each.
-
-    @property
-    def n_tiles(self) -> int:
-        return len(self.row_table) * len(self.col_table)
-
-    def __post_init__(self) -> None:
-        if not self.outputs:
-            self.outputs = [self.output]
-
-    @property
-    def buffer_bytes(self) -> int:
-        return sum(r * c * ch for _, r, c, ch in self.buffers)
-
-    @property
-    def extra_macs(self) -> int:
-        return self.macs - self.base_macs
-
-    def describe(self, graph: Graph) -> str:
-        first, last = graph.ops[self.ops[0]], graph.ops[self.ops[-1]]
-        if self.mode == "reordered":
-            return (f"ops {first.index}-{last.index} ({len(self.ops)} layers), one expansion channel at a "
-                    f"time, {self.tile_h}-row output bands, scratch {self.scratch_bytes} B, extra MACs "
-                    f"{self.extra_macs} ({100.0 * self.extra_macs / max(self.base_macs, 1):.1f}%)")
-        oh, ow, _ = map_hwc(graph.tensors[self.output].shape)
-        tile = f"{self.tile_h}x{'full' if self.tile_w >= ow else self.tile_w}"
-        extras = (" input streamed," if self.streamed >= 0 else "") + (" mean accumulated," if self.acc_bytes else "")
-        return (f"ops {first.index}-{last.index} ({len(self.ops)} layers), {self.mode} tiles {tile} "
-                f"({self.n_tiles} tiles),{extras} buffers {self.buffer_bytes + self.acc_bytes} B, "
-                f"extra MACs {self.extra_macs} ({100.0 * self.extra_macs / max(self.base_macs, 1):.1f}%)")
 
 
 def axis_receptive(call: KernelCall, axis: int, lo, hi, size: int, clip: bool = True):
@@ -317,7 +247,7 @@ class StageGeometry:
                 regions[t] = (int(a[0]), int(b[0]), int(c[0]), int(d[0]))
         return regions
 
-    def schedule(self, tile_h: int, tile_w: int, mode: str = "recompute") -> FusedStage:
+    def schedule(self, tile_h: int, tile_w: int, mode: str = "recompute") -> TiledStage:
         if mode not in MODES:
             raise FusebenchError(f"unknown overlap mode '{mode}' ({', '.join(MODES)})")
         oh, ow, _ = self.shape[self.anchor]
@@ -384,7 +314,7 @@ class StageGeometry:
             if inplace_footprint(in_bytes, out_bytes, lead) < in_bytes + out_bytes and \
                     anchor_may_overlay(self.graph, self.graph.ops[self.tile_ops[-1]], t, lead):
                 inplace = [t, lead]
-        return FusedStage(ops=self.ops, inputs=self.inputs, output=self.anchor, inner=self.inner,
+        return TiledStage(ops=self.ops, inputs=self.inputs, output=self.anchor, inner=self.inner,
                           mode=mode, tile_h=tile_h, tile_w=tile_w, buffers=buffers,
                           row_table=row_table, col_table=col_table,
                           macs=macs, base_macs=self.base_macs, scratch_bytes=self.scratch_bytes,
@@ -448,7 +378,7 @@ def _covers(lo: np.ndarray, hi: np.ndarray, size: int) -> bool:
     return reach >= size
 
 
-def stage_live_bytes(graph: Graph, stage: FusedStage) -> int:
+def stage_live_bytes(graph: Graph, stage: TiledStage) -> int:
     """Bytes a stage needs while it runs: its whole inputs and output, tile
     buffers and scratch (not counting tensors live across it from elsewhere)."""
     whole = sum(graph.tensors[t].nbytes for t in set(stage.inputs + stage.outputs))
@@ -463,162 +393,3 @@ def block_op_ranges(graph: Graph) -> list[list[int]]:
         if ops == list(range(ops[0], ops[-1] + 1)):
             ranges.append(ops)
     return ranges
-
-
-TILE_CANDIDATES = (1, 2, 4, 8, 16)
-
-
-def best_schedule(geometry: StageGeometry, max_overhead: float,
-                  tiles: Optional[tuple[int, int]] = None, mode: Optional[str] = None) -> FusedStage:
-    """The tile setting of one stage with the least live bytes whose extra MACs
-    stay within `max_overhead` (a fraction of the stage's own MACs); ties go to
-    fewer MACs. `tiles`/`mode` pin the choice."""
-    graph = geometry.graph
-    allowed = stage_options(geometry, max_overhead, tiles, mode)
-    return min(allowed, key=lambda s: (stage_live_bytes(graph, s), s.macs))
-
-
-def stage_options(geometry: StageGeometry, max_overhead: float,
-                  tiles: Optional[tuple[int, int]] = None, mode: Optional[str] = None) -> list[FusedStage]:
-    """Every tile setting of a stage within the overhead limit (at least the cheapest one)."""
-    oh, ow, _ = geometry.shape[geometry.anchor]
-    options = []
-    modes = [mode] if mode else list(MODES)
-    for m in modes:
-        if tiles:
-            sizes = [tiles]
-        elif m == "linebuffer":
-            sizes = [(h, ow) for h in TILE_CANDIDATES if h <= oh]
-        else:
-            sizes = [(h, w) for h in TILE_CANDIDATES + (oh,) for w in TILE_CANDIDATES + (ow,)
-                     if h <= oh and w <= ow and not (h == oh and w == ow)]
-        options += [geometry.schedule(h, w, m) for h, w in sorted(set(sizes))]
-    allowed = [s for s in options if s.extra_macs <= max_overhead * max(s.base_macs, 1)]
-    return allowed or [min(options, key=lambda s: s.macs)]
-
-
-DEFAULT_MAX_OVERHEAD = 0.15     # the fused-layer paper's latency budget: about 14 % more work
-
-
-def parse_blocks(spec: str, n_blocks: int) -> list[tuple[int, int]]:
-    """'0-3' or '0-1,2-4' -> [(0, 1), (2, 4)] (inclusive block indices)."""
-    groups = []
-    for part in spec.split(","):
-        part = part.strip()
-        try:
-            lo, hi = (int(v) for v in part.split("-")) if "-" in part else (int(part), int(part))
-        except ValueError:
-            raise FusebenchError(f"--blocks '{spec}': expected ranges like 0-3 or 0-1,2-4") from None
-        if not 0 <= lo <= hi < n_blocks:
-            raise FusebenchError(f"--blocks '{spec}': the model has blocks 0-{n_blocks - 1}")
-        groups.append((lo, hi))
-    for (a, b), (c, d) in zip(groups, groups[1:]):
-        if c != b + 1:
-            raise FusebenchError(f"--blocks '{spec}': stages must be consecutive, non-overlapping ranges")
-    return groups
-
-
-def parse_tile(spec) -> Optional[tuple[int, int]]:
-    if spec in (None, ""):
-        return None
-    try:
-        parts = [int(v) for v in str(spec).lower().split("x")]
-    except ValueError:
-        raise FusebenchError(f"--tile '{spec}': expected H or HxW, e.g. 4x8") from None
-    if len(parts) == 1:
-        parts = [parts[0], 1 << 30]        # a row strip
-    if len(parts) != 2 or min(parts) < 1:
-        raise FusebenchError(f"--tile '{spec}': expected H or HxW with positive sizes")
-    return parts[0], parts[1]
-
-
-def _partitions(n: int):
-    """All ways to cut blocks 0..n-1 into consecutive groups."""
-    for cuts in range(1 << (n - 1)):
-        groups, start = [], 0
-        for i in range(n - 1):
-            if cuts >> i & 1:
-                groups.append((start, i))
-                start = i + 1
-        groups.append((start, n - 1))
-        yield groups
-
-
-def plan_fused(graph: Graph, max_overhead: Optional[float] = None, blocks: Optional[str] = None,
-               tile=None, mode: Optional[str] = None, first_conv: Optional[bool] = None,
-               search_blocks: int = 6, variant: str = "fused"):
-    """The `fused` schedule: the early inverted residual blocks (and, if it
-    helps, the first convolution) fused into stages computed tile by tile.
-
-    By default every split of the first `search_blocks` blocks into stages is
-    tried, each stage with its best tile setting; the schedule with the smallest
-    arena wins (ties: fewer MACs). `blocks`, `tile`, `mode` and `first_conv`
-    pin those choices; `max_overhead` (fraction) bounds each stage's extra MACs."""
-    from harness.schedules.plan import plan_schedule
-
-    limit = DEFAULT_MAX_OVERHEAD if max_overhead is None else float(max_overhead)
-    if limit < 0:
-        raise FusebenchError("--max-overhead must not be negative")
-    tile_hw = parse_tile(tile)
-    if mode is not None and mode not in MODES:
-        raise FusebenchError(f"--mode '{mode}': expected one of {', '.join(MODES)}")
-    ranges = block_op_ranges(graph)
-    if not ranges:
-        raise FusebenchError(f"{graph.name}: no inverted residual blocks to fuse")
-    calls = {}
-    cache: dict[tuple, Optional[list[FusedStage]]] = {}
-
-    def options_for(lo: int, hi: int, with_conv: bool) -> Optional[list[FusedStage]]:
-        key = (lo, hi, with_conv)
-        if key not in cache:
-            ops = [i for r in ranges[lo:hi + 1] for i in r]
-            if with_conv:
-                ops = list(range(0, ops[0])) + ops
-            try:
-                geo = StageGeometry(graph, ops, calls)
-                calls.update(geo.calls)
-                cache[key] = stage_options(geo, limit, tile_hw, mode)
-            except FusebenchError:
-                cache[key] = None       # not a valid stage (e.g. ops between blocks)
-        return cache[key]
-
-    def stage_for(lo: int, hi: int, with_conv: bool) -> Optional[FusedStage]:
-        options = options_for(lo, hi, with_conv)
-        if options is None:
-            return None
-        return min(options, key=lambda s: (stage_live_bytes(graph, s), s.macs))
-
-    first_block_start = ranges[0][0]
-    conv_options = [False] if first_block_start == 0 else (
-        [first_conv] if first_conv is not None else [True, False])
-    if blocks:
-        candidates = [parse_blocks(blocks, len(ranges))]
-    else:
-        n = min(search_blocks, len(ranges))
-        candidates = [g for k in range(1, n + 1) for g in _partitions(k)]
-    best = None
-    for groups in candidates:
-        for with_conv in conv_options:
-            stages = [stage_for(lo, hi, with_conv and i == 0) for i, (lo, hi) in enumerate(groups)]
-            if any(s is None for s in stages):
-                continue
-            plan = plan_schedule(graph, stages, variant=variant)
-            key = (plan.arena_bytes, plan.macs, len(stages))
-            if best is None or key < best[0]:
-                best = (key, plan)
-    if best is None:
-        raise FusebenchError(f"{graph.name}: no valid fused stage for blocks {blocks or 'any'}")
-    # Stages that are not the bottleneck need not be as small: give each the
-    # cheapest tiling that keeps the arena where it is.
-    plan = best[1]
-    stages = list(plan.stages)
-    for k, st in enumerate(stages):
-        key = next(key for key, opts in cache.items() if opts and st in opts)
-        for option in sorted(cache[key], key=lambda s: (s.macs, stage_live_bytes(graph, s))):
-            if option.macs >= st.macs:
-                break
-            trial = plan_schedule(graph, stages[:k] + [option] + stages[k + 1:], variant=variant)
-            if trial.arena_bytes <= plan.arena_bytes:
-                stages[k], plan = option, trial
-                break
-    return plan

@@ -1,0 +1,192 @@
+"""The `fused` variant: the early inverted residual blocks (and, where it
+helps, the first convolution) fused into stages computed tile by tile
+(Deutel et al.), the rest layer by layer.
+
+Every split of the first blocks into stages is tried, each stage with its
+best tile setting within a per-stage limit on recomputed MACs; the schedule
+with the smallest arena wins (ties: fewer MACs). Stages that are not the
+bottleneck then get the cheapest tiling that keeps the arena.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+from harness.errors import FusebenchError
+from harness.frontend.graph import Graph
+from harness.schedules.geometry import MODES, StageGeometry, block_op_ranges, stage_live_bytes
+from harness.schedules.plan import plan_schedule
+from harness.schedules.registry import Option, Schedule, percent, text, yes_no
+from harness.schedules.stages import TiledStage
+
+DEFAULT_MAX_OVERHEAD = 0.15     # the fused-layer paper's latency budget: about 14 % more work per stage
+
+TILE_CANDIDATES = (1, 2, 4, 8, 16)
+
+
+def best_schedule(geometry: StageGeometry, max_overhead: float,
+                  tiles: Optional[tuple[int, int]] = None, mode: Optional[str] = None) -> TiledStage:
+    """The tile setting of one stage with the least live bytes whose extra MACs
+    stay within `max_overhead` (a fraction of the stage's own MACs); ties go to
+    fewer MACs. `tiles`/`mode` pin the choice."""
+    graph = geometry.graph
+    allowed = stage_options(geometry, max_overhead, tiles, mode)
+    return min(allowed, key=lambda s: (stage_live_bytes(graph, s), s.macs))
+
+
+def stage_options(geometry: StageGeometry, max_overhead: float,
+                  tiles: Optional[tuple[int, int]] = None, mode: Optional[str] = None) -> list[TiledStage]:
+    """Every tile setting of a stage within the overhead limit (at least the cheapest one)."""
+    oh, ow, _ = geometry.shape[geometry.anchor]
+    options = []
+    modes = [mode] if mode else list(MODES)
+    for m in modes:
+        if tiles:
+            sizes = [tiles]
+        elif m == "linebuffer":
+            sizes = [(h, ow) for h in TILE_CANDIDATES if h <= oh]
+        else:
+            sizes = [(h, w) for h in TILE_CANDIDATES + (oh,) for w in TILE_CANDIDATES + (ow,)
+                     if h <= oh and w <= ow and not (h == oh and w == ow)]
+        options += [geometry.schedule(h, w, m) for h, w in sorted(set(sizes))]
+    allowed = [s for s in options if s.extra_macs <= max_overhead * max(s.base_macs, 1)]
+    return allowed or [min(options, key=lambda s: s.macs)]
+
+
+def parse_blocks(spec: str, n_blocks: int) -> list[tuple[int, int]]:
+    """'0-3' or '0-1,2-4' -> [(0, 1), (2, 4)] (inclusive block indices)."""
+    groups = []
+    for part in spec.split(","):
+        part = part.strip()
+        try:
+            lo, hi = (int(v) for v in part.split("-")) if "-" in part else (int(part), int(part))
+        except ValueError:
+            raise FusebenchError(f"--blocks '{spec}': expected ranges like 0-3 or 0-1,2-4") from None
+        if not 0 <= lo <= hi < n_blocks:
+            raise FusebenchError(f"--blocks '{spec}': the model has blocks 0-{n_blocks - 1}")
+        groups.append((lo, hi))
+    for (a, b), (c, d) in zip(groups, groups[1:]):
+        if c != b + 1:
+            raise FusebenchError(f"--blocks '{spec}': stages must be consecutive, non-overlapping ranges")
+    return groups
+
+
+def parse_tile(spec) -> Optional[tuple[int, int]]:
+    if spec in (None, ""):
+        return None
+    try:
+        parts = [int(v) for v in str(spec).lower().split("x")]
+    except ValueError:
+        raise FusebenchError(f"--tile '{spec}': expected H or HxW, e.g. 4x8") from None
+    if len(parts) == 1:
+        parts = [parts[0], 1 << 30]        # a row strip
+    if len(parts) != 2 or min(parts) < 1:
+        raise FusebenchError(f"--tile '{spec}': expected H or HxW with positive sizes")
+    return parts[0], parts[1]
+
+
+def _partitions(n: int):
+    """All ways to cut blocks 0..n-1 into consecutive groups."""
+    for cuts in range(1 << (n - 1)):
+        groups, start = [], 0
+        for i in range(n - 1):
+            if cuts >> i & 1:
+                groups.append((start, i))
+                start = i + 1
+        groups.append((start, n - 1))
+        yield groups
+
+
+def plan_fused(graph: Graph, max_overhead: Optional[float] = None, blocks: Optional[str] = None,
+               tile=None, mode: Optional[str] = None, first_conv: Optional[bool] = None,
+               search_blocks: int = 6, variant: str = "fused"):
+    """The `fused` schedule: the early inverted residual blocks (and, if it
+    helps, the first convolution) fused into stages computed tile by tile.
+
+    By default every split of the first `search_blocks` blocks into stages is
+    tried, each stage with its best tile setting; the schedule with the smallest
+    arena wins (ties: fewer MACs). `blocks`, `tile`, `mode` and `first_conv`
+    pin those choices; `max_overhead` (fraction) bounds each stage's extra MACs."""
+    limit = DEFAULT_MAX_OVERHEAD if max_overhead is None else float(max_overhead)
+    if limit < 0:
+        raise FusebenchError("--max-overhead must not be negative")
+    tile_hw = parse_tile(tile)
+    if mode is not None and mode not in MODES:
+        raise FusebenchError(f"--mode '{mode}': expected one of {', '.join(MODES)}")
+    ranges = block_op_ranges(graph)
+    if not ranges:
+        raise FusebenchError(f"{graph.name}: no inverted residual blocks to fuse")
+    calls = {}
+    cache: dict[tuple, Optional[list[TiledStage]]] = {}
+
+    def options_for(lo: int, hi: int, with_conv: bool) -> Optional[list[TiledStage]]:
+        key = (lo, hi, with_conv)
+        if key not in cache:
+            ops = [i for r in ranges[lo:hi + 1] for i in r]
+            if with_conv:
+                ops = list(range(0, ops[0])) + ops
+            try:
+                geo = StageGeometry(graph, ops, calls)
+                calls.update(geo.calls)
+                cache[key] = stage_options(geo, limit, tile_hw, mode)
+            except FusebenchError:
+                cache[key] = None       # not a valid stage (e.g. ops between blocks)
+        return cache[key]
+
+    def stage_for(lo: int, hi: int, with_conv: bool) -> Optional[TiledStage]:
+        options = options_for(lo, hi, with_conv)
+        if options is None:
+            return None
+        return min(options, key=lambda s: (stage_live_bytes(graph, s), s.macs))
+
+    first_block_start = ranges[0][0]
+    conv_options = [False] if first_block_start == 0 else (
+        [first_conv] if first_conv is not None else [True, False])
+    if blocks:
+        candidates = [parse_blocks(blocks, len(ranges))]
+    else:
+        n = min(search_blocks, len(ranges))
+        candidates = [g for k in range(1, n + 1) for g in _partitions(k)]
+    best = None
+    for groups in candidates:
+        for with_conv in conv_options:
+            stages = [stage_for(lo, hi, with_conv and i == 0) for i, (lo, hi) in enumerate(groups)]
+            if any(s is None for s in stages):
+                continue
+            plan = plan_schedule(graph, stages, variant=variant)
+            key = (plan.arena_bytes, plan.macs, len(stages))
+            if best is None or key < best[0]:
+                best = (key, plan)
+    if best is None:
+        raise FusebenchError(f"{graph.name}: no valid fused stage for blocks {blocks or 'any'}")
+    # Stages that are not the bottleneck need not be as small: give each the
+    # cheapest tiling that keeps the arena where it is.
+    plan = best[1]
+    stages = list(plan.stages)
+    for k, st in enumerate(stages):
+        key = next(key for key, opts in cache.items() if opts and st in opts)
+        for option in sorted(cache[key], key=lambda s: (s.macs, stage_live_bytes(graph, s))):
+            if option.macs >= st.macs:
+                break
+            trial = plan_schedule(graph, stages[:k] + [option] + stages[k + 1:], variant=variant)
+            if trial.arena_bytes <= plan.arena_bytes:
+                stages[k], plan = option, trial
+                break
+    return plan
+
+
+SCHEDULE = Schedule(
+    name="fused", order=20,
+    runs="the early inverted residual blocks (and the first convolution when it helps) run as *fused "
+         "stages*, tile by tile (Deutel et al.): the wide expanded maps only ever exist as tile buffers",
+    ram="a stage's whole input and output, plus its tile buffers and one shared scratch",
+    plan=lambda graph, board=None, **options: plan_fused(graph, **options),
+    options=(
+        Option("max_overhead", percent,
+               f"limit on each stage's extra (recomputed) MACs, in percent of its own MACs "
+               f"(default {100 * DEFAULT_MAX_OVERHEAD:g})"),
+        Option("blocks", text, "inverted residual blocks per stage, e.g. 0-3 or 0-1,2-4 (default: searched)"),
+        Option("tile", text, "tile HxW in stage-output pixels, or H for row strips (default: searched)"),
+        Option("mode", text, f"{' or '.join(MODES)} for the tile overlap (default: searched)"),
+        Option("first_conv", yes_no, "yes or no: fuse the ops before the first block into the first "
+                                     "stage (default: searched)"),
+    ))
