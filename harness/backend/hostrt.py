@@ -646,3 +646,20 @@ def run_graph_tensors(graph: Graph, x: np.ndarray, kernels: str = DEFAULT_KERNEL
 def run_graph(graph: Graph, x: np.ndarray, kernels: str = DEFAULT_KERNELS) -> np.ndarray:
     """The model output for input `x`, computed by the C kernels on the host."""
     return run_graph_tensors(graph, x, kernels)[graph.outputs[0]]
+
+
+def run_plan(graph: Graph, plan, x: np.ndarray, kernels: str = DEFAULT_KERNELS) -> np.ndarray:
+    """The model output for input `x` as `plan` schedules it: layer-by-layer
+    ops with run_op, each stage by its own run_host (harness.schedules.stages),
+    so a schedule's tile tables or reordered blocks are checked on the host
+    without building its C."""
+    tensors = {graph.inputs[0]: np.ascontiguousarray(np.asarray(x, np.int8).reshape(graph.input.shape))}
+    for op in graph.ops:
+        stage = plan.stage_at(op.index)
+        if stage is not None:
+            if op.index == stage.ops[0]:
+                stage.run_host(graph, tensors, lower_op, kernels)
+            continue
+        call = lower_op(graph, op)
+        (tensors[call.outputs[0]],) = run_op(call, [tensors[t] for t in call.inputs], kernels=kernels)
+    return tensors[graph.outputs[0]]

@@ -5,7 +5,6 @@ import importlib.util
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 from invoke import Collection
