@@ -169,17 +169,16 @@ class _Importer:
                 raise self.fail(f"op {index} ({kind}) has unsupported fused activation {a}")
             return a
 
-        if kind == "CONV_2D":
-            p = parse(tflite.Conv2DOptions)
+        def filtered(p) -> dict:          # CONV_2D and DEPTHWISE_CONV_2D share these
             return dict(padding=_PADDING[p.Padding()], stride_h=p.StrideH(), stride_w=p.StrideW(),
                         dilation_h=p.DilationHFactor(), dilation_w=p.DilationWFactor(),
                         activation=act(p.FusedActivationFunction()))
+
+        if kind == "CONV_2D":
+            return filtered(parse(tflite.Conv2DOptions))
         if kind == "DEPTHWISE_CONV_2D":
             p = parse(tflite.DepthwiseConv2DOptions)
-            return dict(padding=_PADDING[p.Padding()], stride_h=p.StrideH(), stride_w=p.StrideW(),
-                        dilation_h=p.DilationHFactor(), dilation_w=p.DilationWFactor(),
-                        depth_multiplier=p.DepthMultiplier(),
-                        activation=act(p.FusedActivationFunction()))
+            return dict(filtered(p), depth_multiplier=p.DepthMultiplier())
         if kind == "AVERAGE_POOL_2D":
             p = parse(tflite.Pool2DOptions)
             return dict(padding=_PADDING[p.Padding()], stride_h=p.StrideH(), stride_w=p.StrideW(),

@@ -18,47 +18,45 @@ _OP = tflite.BuiltinOperator
 _OPT = tflite.BuiltinOptions
 
 
-def conv2d_model(input_shape: Sequence[int], filters: np.ndarray, filter_scales: Sequence[float],
-                 bias: Optional[np.ndarray], in_q: Q, out_q: Q, stride=(1, 1), padding="SAME",
-                 dilation=(1, 1), activation="NONE") -> bytes:
-    """CONV_2D with OHWI int8 filters (per-channel when len(filter_scales) > 1)."""
+def _filtered_model(code: int, options_table: int, options, input_shape: Sequence[int], filters: np.ndarray,
+                    filter_scales: Sequence[float], bias: Optional[np.ndarray], in_q: Q, out_q: Q,
+                    out_c: int, stride, padding: str, dilation, filter_axis: int) -> bytes:
+    """One CONV_2D or DEPTHWISE_CONV_2D: input, int8 filter (per-channel along
+    `filter_axis` when len(filter_scales) > 1), optional int32 bias, output."""
     n, h, w, _ = input_shape
-    out_c, kh, kw, _ = filters.shape
+    kh, kw = filters.shape[1:3]
     oh = quant.output_size(padding, h, kh, stride[0], dilation[0])
     ow = quant.output_size(padding, w, kw, stride[1], dilation[1])
     m = ModelBuilder()
     x = m.tensor(input_shape, q=in_q, name="input")
-    f = m.tensor(filters.shape, scales=filter_scales, zero_points=[0] * len(filter_scales),
+    f = m.tensor(filters.shape, scales=filter_scales, zero_points=[0] * len(filter_scales), axis=filter_axis,
                  data=filters, name="filter")
     inputs = [x, f]
     if bias is not None:
         inputs.append(m.tensor([out_c], "int32", scales=[in_q.scale * s for s in filter_scales],
                                zero_points=[0] * len(filter_scales), data=bias, name="bias"))
     y = m.tensor([n, oh, ow, out_c], q=out_q, name="output")
-    m.op(_OP.CONV_2D, inputs, [y], _OPT.Conv2DOptions, conv_options(stride, padding, dilation, activation))
+    m.op(code, inputs, [y], options_table, options)
     return m.build([x], [y])
+
+
+def conv2d_model(input_shape: Sequence[int], filters: np.ndarray, filter_scales: Sequence[float],
+                 bias: Optional[np.ndarray], in_q: Q, out_q: Q, stride=(1, 1), padding="SAME",
+                 dilation=(1, 1), activation="NONE") -> bytes:
+    """CONV_2D with OHWI int8 filters (per-channel when len(filter_scales) > 1)."""
+    return _filtered_model(_OP.CONV_2D, _OPT.Conv2DOptions, conv_options(stride, padding, dilation, activation),
+                           input_shape, filters, filter_scales, bias, in_q, out_q, filters.shape[0],
+                           stride, padding, dilation, filter_axis=0)
 
 
 def depthwise_conv2d_model(input_shape: Sequence[int], filters: np.ndarray, filter_scales: Sequence[float],
                            bias: Optional[np.ndarray], in_q: Q, out_q: Q, stride=(1, 1), padding="SAME",
                            dilation=(1, 1), activation="NONE") -> bytes:
     """DEPTHWISE_CONV_2D with 1 x kh x kw x C*M filters (per-channel along axis 3)."""
-    n, h, w, c = input_shape
-    _, kh, kw, out_c = filters.shape
-    oh = quant.output_size(padding, h, kh, stride[0], dilation[0])
-    ow = quant.output_size(padding, w, kw, stride[1], dilation[1])
-    m = ModelBuilder()
-    x = m.tensor(input_shape, q=in_q, name="input")
-    f = m.tensor(filters.shape, scales=filter_scales, zero_points=[0] * len(filter_scales), axis=3,
-                 data=filters, name="filter")
-    inputs = [x, f]
-    if bias is not None:
-        inputs.append(m.tensor([out_c], "int32", scales=[in_q.scale * s for s in filter_scales],
-                               zero_points=[0] * len(filter_scales), data=bias, name="bias"))
-    y = m.tensor([n, oh, ow, out_c], q=out_q, name="output")
-    m.op(_OP.DEPTHWISE_CONV_2D, inputs, [y], _OPT.DepthwiseConv2DOptions,
-         depthwise_options(stride, padding, dilation, out_c // c, activation))
-    return m.build([x], [y])
+    out_c = filters.shape[3]
+    options = depthwise_options(stride, padding, dilation, out_c // input_shape[3], activation)
+    return _filtered_model(_OP.DEPTHWISE_CONV_2D, _OPT.DepthwiseConv2DOptions, options, input_shape, filters,
+                           filter_scales, bias, in_q, out_q, out_c, stride, padding, dilation, filter_axis=3)
 
 
 def add_model(shape: Sequence[int], in1_q: Q, in2_q: Q, out_q: Q, activation="NONE") -> bytes:
@@ -214,7 +212,7 @@ def inverted_residual_chain_model(rng: np.random.Generator, input_hw: tuple[int,
         x, xq, hw = conv(x, xq, c, first_conv, 3, 2, False, True, hw)
         c = first_conv
     for expansion, c_out, stride in blocks:
-        block_in, block_q = x, xq
+        block_in = x
         mid = c * expansion
         if expansion != 1:
             x, xq, _ = conv(x, xq, c, mid, 1, 1, False, True, hw)

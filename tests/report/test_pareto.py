@@ -15,6 +15,7 @@ from harness.frontend.tflite_import import load_model
 ROOT = TESTS_DIR.parent
 
 
+@pytest.mark.slow
 def test_pareto_writes_the_front_with_unfused_and_fused_points(tmp_path, model_paths):
     small = next(p for p in model_paths if p.stem == "mobilenetv2_w035_64")
     run_dir = pareto_command(model=str(small), out=str(tmp_path), log=lambda *a: None)

@@ -138,6 +138,7 @@ def test_stage_outputs_are_the_tensors_used_after_it():
         StageGeometry(graph, [0, 2])
 
 
+@pytest.mark.slow
 def test_fused_plan_on_shipped_models_halves_ram_within_overhead(model_paths):
     for path in model_paths:
         graph = load_model(path)

@@ -175,6 +175,7 @@ def test_budget_and_overhead_answers(model_paths):
         plan_msf(graph, ram_budget=front[0].peak_bytes // 2, space=space)
 
 
+@pytest.mark.slow
 def test_msf_is_never_worse_than_unfused_or_fused(model_paths):
     for path in model_paths[:2]:
         graph = load_model(path)

@@ -33,6 +33,7 @@ def test_patch_stage_is_bit_exact(tmp_path, grid):
     assert_plan_bit_exact(graph, plan, path, tmp_path / "gen")
 
 
+@pytest.mark.slow
 def test_patch_on_the_shipped_models_and_the_user_choices(model_paths):
     graph = load_model(next(p for p in model_paths if p.stem == "mobilenetv2_w035_144"))
     plan = make_plan(graph, "patch")
