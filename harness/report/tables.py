@@ -34,9 +34,7 @@ def format_plan(graph: Graph, plan: Plan, tflm_arena_bytes: Optional[int],
     lines = [f"model {plan.model}  variant {plan.variant}  ({len(plan.steps)} steps)"]
     for k, st in enumerate(plan.stages):
         lines.append(f"  stage s{k}: {st.describe(graph)}")
-        lines.append("    tile buffers: " + ", ".join(
-            f"s{k}.t{t} {r}x{c}x{ch} = {r * c * ch} B" for t, r, c, ch in st.buffers)
-            + (f", scratch {st.scratch_bytes} B" if st.scratch_bytes else ""))
+        lines.append("    buffers: " + (", ".join(f"s{k}.{what}" for what in st.buffer_descriptions()) or "none"))
     base_col = f" {'unfused':>8}" if baseline else ""
     lines.append(f"{'step':>4} {'op':<22} {'in -> out':<28} {'live KiB':>9}{base_col}  live buffers (bytes)")
     for s in plan.steps:

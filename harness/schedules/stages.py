@@ -53,6 +53,10 @@ class Stage(ABC):
         steps; the plan calls them s<k>.<suffix>."""
         return [("scratch", self.scratch_bytes)] if self.scratch_bytes else []
 
+    def buffer_descriptions(self) -> list[str]:
+        """Each arena buffer as `invoke plan` lists it (after the stage's s<k>.)."""
+        return [f"{suffix} {size} B" for suffix, size in self.arena_buffers()]
+
     @abstractmethod
     def describe(self, graph: Graph) -> str:
         """One line for `invoke plan`."""
@@ -145,6 +149,10 @@ class TiledStage(Stage):
         if self.acc_bytes:
             own.append(("acc", self.acc_bytes))
         return own + super().arena_buffers()
+
+    def buffer_descriptions(self) -> list[str]:
+        dims = {f"t{t}": f"{r}x{c}x{ch} = " for t, r, c, ch in self.buffers}
+        return [f"{suffix} {dims.get(suffix, '')}{size} B" for suffix, size in self.arena_buffers()]
 
     def describe(self, graph: Graph) -> str:
         from harness.backend.lowering import map_hwc
