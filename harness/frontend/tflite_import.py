@@ -255,15 +255,16 @@ def find_inverted_residual_blocks(graph: Graph) -> list[Block]:
         return w[1] == 1 and w[2] == 1 and op.options["stride_h"] == 1 and op.options["stride_w"] == 1
 
     blocks = []
-    for dw in graph.ops:
-        if dw.kind != "DEPTHWISE_CONV_2D":
+    claimed: set[int] = set()          # ops already in a block: in a chain of depthwise and
+    for dw in graph.ops:               # pointwise layers (MobileNetV1) a pointwise is the projection
+        if dw.kind != "DEPTHWISE_CONV_2D":   # of one block, never also the next one's expansion
             continue
         pad = expand = None
         src = graph.producer(dw.inputs[0])
         if src is not None and src.kind == "PAD" and only_consumer(src.outputs[0]) is dw:
             pad = src
             src = graph.producer(src.inputs[0])
-        if is_pointwise(src) and only_consumer(src.outputs[0]) in (dw, pad):
+        if is_pointwise(src) and only_consumer(src.outputs[0]) in (dw, pad) and src.index not in claimed:
             expand = src
         project = only_consumer(dw.outputs[0])
         if not is_pointwise(project):
@@ -277,4 +278,5 @@ def find_inverted_residual_blocks(graph: Graph) -> list[Block]:
         blocks.append(Block(expand=expand.index if expand else None, depthwise=dw.index,
                             project=project.index, add=add.index if add else None,
                             pad=pad.index if pad else None))
+        claimed.update(blocks[-1].ops)
     return blocks

@@ -49,7 +49,10 @@ def patch_stage(graph: Graph, end: int, grid: int, calls=None):
     h, w, _ = map_hwc(graph.tensors[geo.anchor].shape)
     if h < grid or w < grid:
         return None
-    return geo.schedule(-(-h // grid), -(-w // grid), "recompute")
+    try:
+        return geo.schedule(-(-h // grid), -(-w // grid), "recompute")
+    except FusebenchError:
+        return None                 # e.g. a residual branch the patches do not cover whole
 
 
 def plan_patch(graph: Graph, patches=None, patch_end: Optional[int] = None) -> Plan:

@@ -241,3 +241,38 @@ def inverted_residual_chain_model(rng: np.random.Generator, input_hw: tuple[int,
         m.op(_OP.FULLY_CONNECTED, [pooled, f, b], [y], _OPT.FullyConnectedOptions, fc_options("NONE", False))
         x = y
     return m.build([inp], [x])
+
+
+def resnet_shortcut_model(rng: np.random.Generator, input_hw: tuple[int, int] = (16, 16), channels: int = 8) -> bytes:
+    """A ResNet basic block with a strided shortcut (MLPerf Tiny's ResNet-8
+    shape): conv 3x3 -> t1; conv 3x3 stride 2 (t1) -> t2; conv 1x1 stride 2
+    (t1, the shortcut) -> t3; ADD(t2, t3). The shortcut conv comes after t2 in
+    the op order, so a stage ending at it would have to write t2 whole, which
+    its tiles (cut from t3) never compute."""
+    m = ModelBuilder()
+    h, w = input_hw
+
+    def act_q() -> Q:
+        return Q(float(rng.uniform(0.02, 0.08)), int(rng.integers(-20, 20)))
+
+    def conv(x, xq, c_in, c_out, k, stride, hw):
+        oh, ow = -(-hw[0] // stride), -(-hw[1] // stride)
+        scales = rng.uniform(0.002, 0.02, c_out)
+        f = m.tensor((c_out, k, k, c_in), scales=scales, zero_points=[0] * c_out,
+                     data=rng.integers(-127, 128, (c_out, k, k, c_in), dtype=np.int8))
+        b = m.tensor([c_out], "int32", scales=[xq.scale * s for s in scales], zero_points=[0] * c_out,
+                     data=rng.integers(-2000, 2000, c_out).astype(np.int32))
+        yq = Q(float(xq.scale * scales.mean() * 127 * np.sqrt(k * k * c_in) / 8), int(rng.integers(-10, 10)))
+        y = m.tensor([1, oh, ow, c_out], q=yq)
+        m.op(_OP.CONV_2D, [x, f, b], [y], _OPT.Conv2DOptions, conv_options((stride, stride), "SAME", (1, 1), "RELU"))
+        return y, yq, (oh, ow)
+
+    xq = act_q()
+    x = m.tensor([1, h, w, 3], q=xq, name="input")
+    t1, q1, hw1 = conv(x, xq, 3, channels, 3, 1, (h, w))
+    t2, _, hw2 = conv(t1, q1, channels, 2 * channels, 3, 2, hw1)
+    t3, _, _ = conv(t1, q1, channels, 2 * channels, 1, 2, hw1)
+    oq = act_q()
+    y = m.tensor([1, hw2[0], hw2[1], 2 * channels], q=oq, name="output")
+    m.op(_OP.ADD, [t2, t3], [y], _OPT.AddOptions, add_options("RELU"))
+    return m.build([x], [y])

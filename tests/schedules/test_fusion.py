@@ -13,6 +13,7 @@ from harness.schedules.geometry import StageGeometry, block_op_ranges
 from harness.backend.hostmodel import build_host_model, run_host_model
 from harness.schedules.plan import check_plan, plan_schedule
 from harness.frontend.reference import reference_outputs
+from tests.helpers.hostcheck import assert_plan_bit_exact
 from tests.helpers.tflite_builder import inverted_residual_chain_model
 from harness.frontend.tflite_import import load_model, load_model_bytes
 
@@ -162,3 +163,21 @@ def test_bad_fused_options_are_clear_errors(model_paths):
                         (dict(max_overhead=-1), "overhead")):
         with pytest.raises(FusebenchError, match=msg):
             plan_fused(graph, **kwargs)
+
+
+def test_fused_on_a_depthwise_separable_chain_without_residuals(tmp_path):
+    """MobileNetV1 / DS-CNN: depthwise and pointwise layers in turn, no
+    expansion. Each pointwise is one block's projection, never also the next
+    block's expansion, so the blocks do not overlap and the stages fuse them."""
+    data = inverted_residual_chain_model(np.random.default_rng(11), (20, 18), 3,
+                                         [(1, 12, 1), (1, 16, 2), (1, 24, 1), (1, 24, 2)], 8)
+    path = tmp_path / "v1.tflite"
+    path.write_bytes(data)
+    graph = load_model(path)
+    ranges = block_op_ranges(graph)
+    assert [len(r) for r in ranges] == [2, 2, 2, 2]
+    assert all(a[-1] < b[0] for a, b in zip(ranges, ranges[1:]))      # disjoint, in order
+    plan = plan_fused(graph)
+    assert check_plan(plan) == [] and plan.stages
+    assert plan.arena_bytes < make_plan(graph, "unfused").arena_bytes
+    assert_plan_bit_exact(graph, plan, path, tmp_path / "gen")

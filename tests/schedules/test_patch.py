@@ -11,7 +11,7 @@ from harness.schedules.patch import parse_grid, plan_patch
 from harness.schedules.plan import check_plan
 from harness.schedules.unfused import plan_layer_by_layer
 from tests.helpers.hostcheck import assert_plan_bit_exact
-from tests.helpers.tflite_builder import inverted_residual_chain_model
+from tests.helpers.tflite_builder import inverted_residual_chain_model, resnet_shortcut_model
 from harness.frontend.tflite_import import load_model
 
 
@@ -64,3 +64,16 @@ def test_patch_that_does_not_help_says_so(tmp_path):
     assert note.data == dict(arena_bytes=plan.arena_bytes,
                              unfused_arena_bytes=plan_layer_by_layer(graph).arena_bytes)
     assert "does not help" in note.text
+
+
+def test_the_patch_search_skips_stage_ends_inside_a_residual_branch(tmp_path):
+    """A stage end whose tiles would leave a tensor used after the stage half
+    computed is not one the search may take (ResNet-8 from MLPerf Tiny had one)."""
+    path = tmp_path / "res.tflite"
+    path.write_bytes(resnet_shortcut_model(np.random.default_rng(5)))
+    graph = load_model(path)
+    with pytest.raises(FusebenchError, match="cannot run patch by patch"):
+        plan_patch(graph, patch_end=2)               # ends at the shortcut: t2 would be left half done
+    plan = plan_patch(graph)
+    assert check_plan(plan) == [] and len(plan.stages) == 1 and plan.stages[0].ops[-1] != 2
+    assert_plan_bit_exact(graph, plan, path, tmp_path / "gen")
