@@ -3,6 +3,12 @@
 Every firmware output is compared byte for byte with what this returns. The
 default LiteRT path (optimized kernels, XNNPACK) may round differently, so it
 is never used here.
+
+Some valid models LiteRT refuses to load although TensorFlow Lite Micro runs
+them (person_detect's depthwise biases carry quantized_dimension 3). For
+those, `reference_outputs_with_source` falls back to TFLite Micro's own
+interpreter (the `tflite-micro` package: TFLM's reference kernels) and says
+which reference it used (LITERT or TFLM).
 """
 from __future__ import annotations
 
@@ -67,6 +73,56 @@ def reference_outputs(model: str | Path | bytes, xs: list[np.ndarray]) -> list[n
         interp.invoke()
         results.append(interp.get_tensor(out_index).reshape(-1).copy())
     return results
+
+
+LITERT = "litert-ref"        # LiteRT, OpResolverType.BUILTIN_REF
+TFLM = "tflite-micro"         # TFLite Micro's interpreter (its reference kernels)
+
+
+def _tflm_outputs(model: str | Path | bytes, xs: list[np.ndarray]) -> list[np.ndarray]:
+    from tflite_micro.python.tflite_micro import runtime
+    try:
+        if isinstance(model, (bytes, bytearray)):
+            interp = runtime.Interpreter.from_bytes(bytes(model), arena_size=_tflm_arena(len(model)))
+        else:
+            interp = runtime.Interpreter.from_file(str(model), arena_size=_tflm_arena(Path(model).stat().st_size))
+    except (RuntimeError, ValueError) as exc:
+        raise FusebenchError(f"TFLite Micro cannot load the model either: {str(exc).splitlines()[0]}") from None
+    detail = interp.get_input_details(0)
+    results = []
+    for x in xs:
+        x = np.asarray(x)
+        if x.dtype != detail["dtype"] or x.size != int(np.prod(detail["shape"])):
+            raise FusebenchError(f"input {x.dtype} {list(x.shape)} does not fit the model's "
+                                 f"{np.dtype(detail['dtype'])} {list(detail['shape'])}")
+        interp.set_input(x.reshape(detail["shape"]), 0)
+        interp.invoke()
+        results.append(np.asarray(interp.get_output(0)).reshape(-1).copy())
+    return results
+
+
+def _tflm_arena(model_bytes: int) -> int:
+    return max(4 * 1024 * 1024, 12 * model_bytes)
+
+
+def reference_outputs_with_source(model: str | Path | bytes, xs: list[np.ndarray]) -> tuple[str, list[np.ndarray]]:
+    """The outputs for `xs` and which reference computed them: LiteRT's
+    reference kernels, or TFLite Micro's interpreter for a model LiteRT
+    refuses to load (input mismatches are errors either way)."""
+    try:
+        interp = _interpreter(model)
+    except FusebenchError as litert_refused:
+        try:
+            return TFLM, _tflm_outputs(model, xs)
+        except FusebenchError as tflm_refused:
+            raise FusebenchError(f"{litert_refused}; {tflm_refused}") from None
+    out_index = interp.get_output_details()[0]["index"]
+    results = []
+    for x in xs:
+        _set_input(interp, x)
+        interp.invoke()
+        results.append(interp.get_tensor(out_index).reshape(-1).copy())
+    return LITERT, results
 
 
 def reference_intermediates(model: str | Path | bytes, x: np.ndarray) -> dict[int, np.ndarray]:

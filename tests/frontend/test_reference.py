@@ -58,3 +58,40 @@ def test_wrong_input_is_a_clear_error(model_paths):
         reference_output(model_paths[0], np.zeros((1, 3, 3, 3), np.int8))
     with pytest.raises(FusebenchError, match="dtype"):
         reference_output(model_paths[0], np.zeros((1, 64, 64, 3), np.float32))
+
+
+def _depthwise_with_odd_bias_axis() -> bytes:
+    """A depthwise layer whose bias carries quantized_dimension 3 (as
+    person_detect's do): LiteRT refuses to load it, TFLite Micro runs it."""
+    from harness.frontend.tflite_writer import ModelBuilder, Q, depthwise_options
+    import tflite
+    rng = np.random.default_rng(4)
+    m = ModelBuilder()
+    x = m.tensor([1, 6, 5, 2], q=Q(0.05, 3), name="input")
+    scales = list(rng.uniform(0.005, 0.02, 4))
+    f = m.tensor((1, 3, 3, 4), scales=scales, zero_points=[0] * 4, axis=3,
+                 data=rng.integers(-127, 128, (1, 3, 3, 4), dtype=np.int8))
+    b = m.tensor([4], "int32", scales=[0.05 * s for s in scales], zero_points=[0] * 4, axis=3,
+                 data=rng.integers(-500, 500, 4).astype(np.int32))
+    y = m.tensor([1, 6, 5, 4], q=Q(0.04, -2), name="output")
+    m.op(tflite.BuiltinOperator.DEPTHWISE_CONV_2D, [x, f, b], [y], tflite.BuiltinOptions.DepthwiseConv2DOptions,
+         depthwise_options((1, 1), "SAME", (1, 1), 2, "RELU6"))
+    return m.build([x], [y])
+
+
+def test_a_model_litert_refuses_gets_tflite_micro_as_its_reference(tmp_path):
+    from harness.backend.hostrt import run_graph
+    from harness.frontend.reference import LITERT, TFLM, reference_outputs_with_source
+    path = tmp_path / "odd_bias.tflite"
+    path.write_bytes(_depthwise_with_odd_bias_axis())
+    with pytest.raises(FusebenchError, match="LiteRT cannot load"):
+        reference_output(path, np.zeros((1, 6, 5, 2), np.int8))
+    rng = np.random.default_rng(9)
+    xs = [rng.integers(-128, 128, (1, 6, 5, 2), dtype=np.int8) for _ in range(3)]
+    source, outputs = reference_outputs_with_source(path, xs)
+    assert source == TFLM
+    graph = load_model(path)
+    for x, out in zip(xs, outputs):
+        np.testing.assert_array_equal(run_graph(graph, x).reshape(-1), out)
+    shipped = sorted(MODELS_DIR.glob("*.tflite"))[0]
+    assert reference_outputs_with_source(shipped, [])[0] == LITERT
