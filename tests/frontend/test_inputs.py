@@ -259,3 +259,64 @@ def test_idx_reader_roundtrip_and_errors(tmp_path: Path) -> None:
         fashion_mnist._read_idx(tmp_path / "short")
     with pytest.raises(FusebenchError, match="dataset-fashion-mnist"):
         fashion_mnist.load_fashion_mnist("train", data_dir=tmp_path)
+
+
+# -- inputs of any shape (harness.frontend.inputs.InputSpec) -----------------------------------
+
+from harness.frontend.inputs import InputSpec, model_inputs  # noqa: E402
+
+
+def test_default_inputs_follow_the_model_s_image_shape_channels_and_dtype():
+    grey = InputSpec((1, 49, 10, 1), "int8", 0.05, -3)
+    inputs = model_inputs(grey, classes=12)
+    assert len(inputs.samples) == 32 and not inputs.labels_apply          # 12 classes: not Fashion-MNIST's
+    assert all(s.data.shape == (1, 49, 10, 1) and s.data.dtype == np.int8 for s in inputs.samples)
+    assert "fashion-mnist" in inputs.source and "49x10x1" in inputs.source
+    rgb = model_inputs(InputSpec((1, 20, 30, 3), "uint8", 1 / 127.5, 127), classes=10)
+    assert rgb.labels_apply and rgb.samples[0].data.dtype == np.uint8
+    # the grey images replicated: all three channels equal
+    x = rgb.samples[0].data[0]
+    assert np.array_equal(x[..., 0], x[..., 1]) and np.array_equal(x[..., 1], x[..., 2])
+    f32 = model_inputs(InputSpec((1, 8, 8, 1), "float32"), classes=2)
+    assert f32.samples[0].data.dtype == np.float32 and -1 <= f32.samples[0].data.min() <= 1
+
+
+def test_non_image_inputs_get_a_seeded_set_said_so():
+    spec = InputSpec((1, 640), "int8", 0.1, 0)
+    a, b = model_inputs(spec, classes=640), model_inputs(spec, classes=640)
+    assert "random int8, seed 0" in a.source and not a.labels_apply
+    assert all(np.array_equal(x.data, y.data) for x, y in zip(a.samples, b.samples))
+    assert a.samples[0].data.shape == (1, 640) and len({s.data.tobytes() for s in a.samples}) == 32
+
+
+def test_a_batch_npy_and_non_image_arrays_are_checked_in_plain_words(tmp_path):
+    spec = InputSpec((1, 49, 10, 1), "int8", 0.05, 0)
+    np.save(tmp_path / "batch.npy", np.zeros((5, 49, 10, 1), np.int8))
+    inputs = model_inputs(spec, tmp_path / "batch.npy")
+    assert [s.name for s in inputs.samples][:2] == ["batch[0]", "batch[1]"] and len(inputs.samples) == 5
+    np.save(tmp_path / "wrong.npy", np.zeros((2, 28, 28, 3), np.int8))
+    with pytest.raises(FusebenchError) as err:
+        model_inputs(spec, tmp_path / "wrong.npy")
+    message = str(err.value)
+    assert "holds 28x28x3 values (int8)" in message and "an image of 49x10 pixels with 1 channel" in message
+    assert "np." not in message and "\n" not in message
+    vector = InputSpec((1, 1960), "int8", 0.1, 3)
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    np.save(folder / "a.npy", np.linspace(-1, 1, 1960).astype(np.float32))     # floats: quantized
+    np.save(folder / "b.npy", np.zeros((1, 1960), np.int8))                       # as it is
+    got = model_inputs(vector, folder).samples
+    assert [s.data.shape for s in got] == [(1, 1960), (1, 1960)] and got[0].data.dtype == np.int8
+    np.save(folder / "c.npy", np.zeros((40, 49), np.int8))
+    with pytest.raises(FusebenchError, match=r"holds 40x49 values \(int8\), but the model takes a tensor of shape \[1, 1960\]"):
+        model_inputs(vector, folder)
+
+
+def test_colour_images_become_one_channel_for_a_grey_model(tmp_path):
+    from PIL import Image
+    Image.fromarray(np.full((12, 16, 3), (255, 0, 0), np.uint8)).save(tmp_path / "red.png")
+    spec = InputSpec((1, 6, 8, 1), "int8", 1 / 128, 0)
+    (sample,) = model_inputs(spec, tmp_path).samples
+    assert sample.data.shape == (1, 6, 8, 1)
+    expected = quantize_input(np.float32(0.299 * 255 / 127.5 - 1.0), 1 / 128, 0)
+    assert np.all(sample.data == expected)
