@@ -71,6 +71,13 @@ class Op:
     inputs: list[int]
     outputs: list[int]
     options: dict = field(default_factory=dict)
+    # The op's index in the .tflite file (what Netron shows); differs from
+    # `index` once ops folded into constants at import are gone.
+    file_index: int = -1
+
+    def __post_init__(self) -> None:
+        if self.file_index < 0:
+            self.file_index = self.index
 
 
 @dataclass

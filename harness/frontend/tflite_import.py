@@ -21,6 +21,9 @@ SUPPORTED_OPS = {
     "AVERAGE_POOL_2D", "RESHAPE", "PAD", "QUANTIZE", "DEQUANTIZE",
 }
 
+# Ops folded into constants at import when their result is known then.
+FOLDABLE_OPS = {"SHAPE", "PACK", "STRIDED_SLICE", "CONCATENATION", "RESHAPE", "CAST"}
+
 _DTYPES = {
     tflite.TensorType.FLOAT32: "float32", tflite.TensorType.INT32: "int32",
     tflite.TensorType.UINT8: "uint8", tflite.TensorType.INT64: "int64",
@@ -74,7 +77,12 @@ class _Importer:
             raise self.fail(f"has {n_sub} subgraphs; fusebench supports models with exactly one")
         sg = self.model.Subgraphs(0)
         tensors = [self.tensor(sg.Tensors(i), i) for i in range(sg.TensorsLength())]
-        ops = [self.op(sg.Operators(i), i, tensors) for i in range(sg.OperatorsLength())]
+        ops = []
+        for i in range(sg.OperatorsLength()):
+            op = self.op(sg.Operators(i), i, tensors)
+            if op is not None:                      # None: folded into a constant
+                op.index = len(ops)
+                ops.append(op)
         inputs = [int(i) for i in sg.InputsAsNumpy()]
         outputs = [int(i) for i in sg.OutputsAsNumpy()]
         if len(inputs) != 1 or len(outputs) != 1:
@@ -135,22 +143,86 @@ class _Importer:
         return np.frombuffer(raw.tobytes(), dtype=dtype).reshape(shape).copy()
 
     # -- operators -------------------------------------------------------------
-    def op(self, o: "tflite.Operator", index: int, tensors: list[Tensor]) -> Op:
+    def op(self, o: "tflite.Operator", index: int, tensors: list[Tensor]) -> Optional[Op]:
         opcode = self.model.OperatorCodes(o.OpcodeIndex())
         code = max(int(opcode.BuiltinCode()), int(opcode.DeprecatedBuiltinCode()))
         kind = _OPCODE_NAMES.get(code, f"builtin code {code}")
         if code == tflite.BuiltinOperator.CUSTOM:
             kind = f"CUSTOM ({(opcode.CustomCode() or b'?').decode()})"
-        if kind not in SUPPORTED_OPS:
-            raise self.fail(f"op {index} is {kind}, which fusebench does not support "
-                            f"(supported: {', '.join(sorted(SUPPORTED_OPS))})")
         inputs = [int(i) for i in o.InputsAsNumpy()] if not o.InputsIsNone() else []
         outputs = [int(i) for i in o.OutputsAsNumpy()]
         for t in inputs + outputs:
             if t >= len(tensors):
                 raise self.fail(f"op {index} ({kind}) refers to missing tensor {t}")
-        return Op(index=index, kind=kind, inputs=inputs, outputs=outputs,
+        if kind in FOLDABLE_OPS and len(outputs) == 1 and self.fold(o, kind, index, inputs, outputs[0], tensors):
+            return None
+        if kind not in SUPPORTED_OPS:
+            raise self.fail(f"op {index} is {kind}, which fusebench does not support "
+                            f"(supported: {', '.join(sorted(SUPPORTED_OPS))})")
+        return Op(index=index, kind=kind, inputs=inputs, outputs=outputs, file_index=index,
                   options=self.options(o, kind, index, inputs, tensors))
+
+    # -- constant shape arithmetic ---------------------------------------------
+    def fold(self, o, kind: str, index: int, inputs: list[int], output: int, tensors: list[Tensor]) -> bool:
+        """Evaluate an op whose result is known at import (the shape arithmetic
+        converters emit around RESHAPE: SHAPE of a static tensor, and PACK,
+        STRIDED_SLICE, CONCATENATION, RESHAPE, CAST of constants): its output
+        becomes a constant and the op goes. False when it must run."""
+        given = [tensors[t] for t in inputs if t >= 0]
+        if kind == "SHAPE":
+            value = np.asarray(given[0].shape, dtype=tensors[output].dtype)
+        elif not given or not all(t.is_const for t in given):
+            return False
+        else:
+            data = [t.data for t in given]
+            table = o.BuiltinOptions()
+
+            def parse(cls):
+                opts = cls()
+                if table is not None:
+                    opts.Init(table.Bytes, table.Pos)
+                return opts if table is not None else None
+
+            if kind == "PACK":
+                p = parse(tflite.PackOptions)
+                value = np.stack(data, axis=int(p.Axis()) if p else 0)
+            elif kind == "CONCATENATION":
+                p = parse(tflite.ConcatenationOptions)
+                value = np.concatenate(data, axis=int(p.Axis()) if p else 0)
+            elif kind == "RESHAPE" or kind == "CAST":
+                value = data[0]
+            elif kind == "STRIDED_SLICE":
+                value = self.strided_slice(parse(tflite.StridedSliceOptions), *data[:4], index)
+            else:
+                return False
+        out = tensors[output]
+        value = np.asarray(value).astype(out.dtype).reshape(out.shape) if out.shape or value.size == 1 \
+            else np.asarray(value).astype(out.dtype)
+        if out.shape and value.size != int(np.prod(out.shape, dtype=np.int64)):
+            raise self.fail(f"op {index} ({kind}) folds to {value.size} values; its output holds "
+                            f"{int(np.prod(out.shape))}")
+        out.data = value
+        return True
+
+    def strided_slice(self, p, x: np.ndarray, begin: np.ndarray, end: np.ndarray, strides: np.ndarray,
+                      index: int) -> np.ndarray:
+        """TFLite's STRIDED_SLICE on a constant (begin, end, shrink-axis masks)."""
+        begin_mask = int(p.BeginMask()) if p else 0
+        end_mask = int(p.EndMask()) if p else 0
+        shrink = int(p.ShrinkAxisMask()) if p else 0
+        if p and (p.EllipsisMask() or p.NewAxisMask()):
+            raise self.fail(f"op {index} (STRIDED_SLICE) uses ellipsis or new-axis masks, which "
+                            "fusebench does not fold")
+        offset = bool(p.Offset()) if p and hasattr(p, "Offset") else False
+        slices = []
+        for axis, (b, e, st) in enumerate(zip(begin.tolist(), end.tolist(), strides.tolist())):
+            if shrink >> axis & 1:
+                slices.append(int(b))
+                continue
+            b = None if begin_mask >> axis & 1 else int(b)
+            e = None if end_mask >> axis & 1 else (int(b or 0) + int(e) if offset else int(e))
+            slices.append(slice(b, e, int(st)))
+        return np.asarray(x)[tuple(slices)]
 
     def options(self, o, kind: str, index: int, inputs: list[int],
                 tensors: list[Tensor]) -> dict:
