@@ -154,13 +154,22 @@ def build(c, board="stm32h7", model=None, variant="unfused", **schedule):
 
 @task(help={"board": "board name", "model": "a .tflite file or shipped model name",
             "variant": "schedule (unfused)", "inputs": "folder of images or .npy files",
-            "max_inputs": "use only the first N inputs", "timeout": "seconds for the session"})
+            "max_inputs": "use only the first N inputs", "timeout": "seconds for the session",
+            "runner": "a runner kind: qemu, renode, serial, ... (default: as bench chooses)",
+            "port": "serial port of a real board (e.g. /dev/ttyACM0; `auto` finds it by USB id)",
+            "renode": "Renode executable or its folder (default: $RENODE, pyrenode3, `renode` on PATH)",
+            "flash_tool": "pyocd, openocd, st-flash or dfu-util (default: the board file's first installed)",
+            "probe": "debug probe serial number, when several are plugged in",
+            "no_flash": "the board already runs this firmware: do not flash"})
 @_cli
-def run(c, board="stm32h7", model=None, variant="unfused", inputs=None, max_inputs=None, timeout=600):
-    """Run a built firmware on the emulator and compare with the host reference."""
+def run(c, board="stm32h7", model=None, variant="unfused", inputs=None, max_inputs=None, timeout=600,
+        runner=None, port=None, renode=None, flash_tool=None, probe=None, no_flash=False):
+    """Run a built firmware on a runner and compare with the host reference."""
     from harness.commands import run_command
     run_command(board=board, model=model, variant=variant, inputs=inputs,
-                max_inputs=int(max_inputs) if max_inputs else None, timeout=float(timeout))
+                max_inputs=int(max_inputs) if max_inputs else None, timeout=float(timeout),
+                runner=runner, port=port, renode=renode, flash_tool=flash_tool, probe=probe,
+                no_flash=bool(no_flash))
 
 
 @task(help={"board": "board name(s), comma-separated", "width": "MobileNetV2 width (0.35 or 1.0)",

@@ -86,7 +86,7 @@ def bench_command(board: str = "stm32h7", model: Optional[str] = None, variant: 
     print(f"bench: boards {', '.join(boards)}; variants {', '.join(variants)}; "
           f"models {', '.join(p.name for p in model_paths)}")
     from harness.targets.runners import choose_runner
-    runner_kind = choose_runner([load_board(b) for b in boards], runner, port)
+    runner_kind = choose_runner([load_board(b) for b in boards], runner, port=port)
     runner_options = dict(port=port, renode=renode, flash_tool=flash_tool, probe=probe,
                           flash=not no_flash)
     print(f"bench: runner {runner_kind}")
@@ -140,25 +140,33 @@ def build_command(board: str, model: Optional[str], variant: str = "unfused",
 
 
 def run_command(board: str, model: Optional[str], variant: str = "unfused", inputs: Optional[str] = None,
-                max_inputs: Optional[int] = None, timeout: float = 600.0) -> None:
-    """Run already-built firmware on the inputs and print one line per input."""
+                max_inputs: Optional[int] = None, timeout: float = 600.0, runner: Optional[str] = None,
+                port: Optional[str] = None, renode: Optional[str] = None, flash_tool: Optional[str] = None,
+                probe: Optional[str] = None, no_flash: bool = False) -> None:
+    """Run already-built firmware on the inputs and print one line per input.
+    The runner is chosen as `invoke bench` chooses it, with the same options."""
     import numpy as np
 
     from harness.report.bench import firmware_dir, load_inputs, reference_outputs_isolated
     from harness.targets.boards import load_board
-    from harness.targets.runners.qemu import QemuRunner
+    from harness.targets.runners import choose_runner, make_runner, runner_class
     from harness.frontend.tflite_import import load_model
 
     b = load_board(board)
+    kind = choose_runner([b], runner, port=port)
+    running = make_runner(kind, b, port=port, renode=renode, flash_tool=flash_tool, probe=probe,
+                          flash=not no_flash)
     for path in resolve_models(model):
         graph = load_model(path)
-        elf = firmware_dir(b.name, graph.name, variant) / "firmware.elf"
+        elf = firmware_dir(b.name, graph.name, variant, kind) / "firmware.elf"
         if not elf.exists():
-            raise FusebenchError(f"{elf} is not built; run `invoke build --board {board} "
-                                 f"--model {path} --variant {variant}` first")
+            how = (f"invoke bench --board {board} --model {path} --variant {variant} --runner {kind} "
+                   f"--max-inputs 1" if runner_class(kind).silicon_image else
+                   f"invoke build --board {board} --model {path} --variant {variant}")
+            raise FusebenchError(f"{elf} is not built; run `{how}` first")
         samples = load_inputs(graph, inputs)[:max_inputs]
         refs = reference_outputs_isolated(str(path), [x for _, x, _ in samples])
-        results = QemuRunner(b).run(elf, [x for _, x, _ in samples], timeout_s=timeout)
+        results = running.run(elf, [x for _, x, _ in samples], timeout_s=timeout)
         for (name, _, label), ref, res in zip(samples, refs, results):
             if res.status != "ok":
                 print(f"{name}: {res.status} {res.detail or ''}")

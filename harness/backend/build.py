@@ -23,11 +23,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable
 
-from harness.targets.boards import DEFAULT_BAUD, SILICON_RUNNERS, Board, RunnerTarget, parse_pin
+from harness.targets.boards import Board, RunnerTarget
+from harness.targets.hal import HAL_DIR, load_hal
 from harness.errors import FusebenchError
 from harness.paths import FIRMWARE_DIR
 
-HAL_DIR = FIRMWARE_DIR / "hal"
 APP_DIR = FIRMWARE_DIR / "app"
 RUNTIME_DIR = FIRMWARE_DIR / "runtime"
 
@@ -161,18 +161,11 @@ ASSERT(__init_array_end == __init_array_start, "static constructors are not supp
 """
 
 
-def silicon_defines(board: Board, target: RunnerTarget) -> list[str]:
-    """What the silicon HALs (stm32h7, stm32f4) take from the board file: the
-    core clock to set up, the console baud rate and the console pins."""
-    if target.kind not in SILICON_RUNNERS:
-        return []
-    tx_port, tx_pin = parse_pin(target.option("console_tx"))
-    rx_port, rx_pin = parse_pin(target.option("console_rx"))
-    return [f"-DFB_CPU_HZ={board.clock_hz}u",
-            f"-DFB_CONSOLE_BAUD={target.option('baud', DEFAULT_BAUD)}u",
-            f"-DFB_CONSOLE_TX_PORT={tx_port}", f"-DFB_CONSOLE_TX_PIN={tx_pin}",
-            f"-DFB_CONSOLE_RX_PORT={rx_port}", f"-DFB_CONSOLE_RX_PIN={rx_pin}",
-            f"-DFB_CONSOLE_AF={target.option('console_af')}"]
+def hal_defines(board: Board, target: RunnerTarget) -> list[str]:
+    """What the runner table's HAL takes from the board file, as -D flags (its
+    firmware/hal/<hal>/hal.toml: the silicon HALs' clock, console baud rate
+    and pins); none for a HAL without a description (the QEMU ones)."""
+    return load_hal(target.hal).defines(board, target)
 
 
 # Cores with the DSP extension (SMLAD, SXTB16, ...): the runtime's optimized
@@ -244,7 +237,7 @@ def build_firmware(board: Board, gen_dir: Path, out_dir: Path,
         f'-DFB_BOARD_NAME="{board.name}"',
         f"-DFB_UART_BASE={target.uart_address:#x}u",
         f"-DFB_RUNNER_{target.kind.upper()}=1",
-        *silicon_defines(board, target),
+        *hal_defines(board, target),
         *kernel_defines(board),
     ]
     compile_flags = [*board.cpu_flags, opt, "-g3", "-std=c11", "-Wall", "-Wextra",

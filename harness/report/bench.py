@@ -23,8 +23,9 @@ import numpy as np
 from harness.paths import BUILD_DIR, RESULTS_DIR
 from harness.errors import FusebenchError
 
-# Columns of bench.csv, in order. `instructions` is what QEMU counts (-icount),
-# `cycles` what real silicon counts (DWT); `count_source` says which.
+# Columns of bench.csv, in order. `instructions` is what the emulators count
+# (QEMU's -icount, Renode's virtual time), `cycles` what real silicon counts
+# (DWT, SysTick); `count_source` says which (harness.targets.runners.count_column).
 BENCH_COLUMNS = [
     "board", "runner", "model", "variant", "input", "run", "status", "instructions", "cycles",
     "count_source", "arena_bytes_planned", "arena_bytes_peak", "stack_bytes_peak",
@@ -45,7 +46,7 @@ class Job:
     runs: int = 1
     timeout_s: float = 300.0
     options: dict = field(default_factory=dict)
-    runner: str = "qemu"                                    # harness.targets.runners.RUNNER_KINDS
+    runner: str = "qemu"                                    # a kind of harness.targets.runners.RUNNER_KINDS
     runner_options: dict = field(default_factory=dict)      # make_runner's options (port, renode, ...)
 
 
@@ -89,8 +90,13 @@ class RowWriter:
         self._file.close()
 
 
-def firmware_dir(board: str, model_name: str, variant: str) -> Path:
-    return BUILD_DIR / board / model_name / variant
+def firmware_dir(board: str, model_name: str, variant: str, runner: str = "qemu") -> Path:
+    """build/<board>/<model>/<variant>/ holds the QEMU image; a runner that
+    runs the silicon image has it in its own <runner>/ folder below."""
+    from harness.targets.runners import runner_class
+
+    folder = BUILD_DIR / board / model_name / variant
+    return folder / runner if runner_class(runner).silicon_image else folder
 
 
 def plan_variant(board_name: str, model_path: str, variant: str, options: Optional[dict] = None):
@@ -104,15 +110,16 @@ def plan_variant(board_name: str, model_path: str, variant: str, options: Option
     return board, graph, make_plan(graph, variant, board=board, **(options or {}))
 
 
-def build_planned(board, graph, plan):
-    """Generate the C for a plan and build it into build/<board>/<model>/<variant>/."""
+def build_planned(board, graph, plan, runner: str = "qemu"):
+    """Generate the C for a plan and build the image `runner` runs into
+    firmware_dir (build/<board>/<model>/<variant>/, the silicon image in its <runner>/ folder)."""
     from harness.backend.build import build_firmware
     from harness.backend.codegen import generate_sources
 
-    out_dir = firmware_dir(board.name, graph.name, plan.variant)
+    out_dir = firmware_dir(board.name, graph.name, plan.variant, runner)
     generate_sources(graph, plan, board, out_dir / "gen")
     plan.save(out_dir / "plan.json")
-    return build_firmware(board, out_dir / "gen", out_dir)
+    return build_firmware(board, out_dir / "gen", out_dir, runner=runner)
 
 
 def build_variant(board_name: str, model_path: str, variant: str, options: Optional[dict] = None):
@@ -132,23 +139,14 @@ def _base_row(job: Job, board, graph, plan) -> dict:
 
 def run_job(job: Job, events) -> None:
     """Worker: build then run one firmware on all inputs; rows go to `events`."""
-    from harness.backend.build import DoesNotFit, build_firmware
-    from harness.backend.codegen import generate_sources
+    from harness.backend.build import DoesNotFit
     from harness.targets.runners import make_runner
-    from harness.targets.runners.serial import CYCLE_SOURCES
 
     label = f"{job.board}/{Path(job.model_path).stem}/{job.variant}"
     events.put(("status", f"building {label}"))
     board, graph, plan = plan_variant(job.board, job.model_path, job.variant, job.options)
     try:
-        if job.runner == "qemu":
-            build = build_planned(board, graph, plan)
-        else:
-            # The silicon image (Renode, real boards): its own folder and HAL.
-            out_dir = firmware_dir(board.name, graph.name, plan.variant) / job.runner
-            generate_sources(graph, plan, board, out_dir / "gen")
-            plan.save(out_dir / "plan.json")
-            build = build_firmware(board, out_dir / "gen", out_dir, runner=job.runner)
+        build = build_planned(board, graph, plan, job.runner)
     except DoesNotFit as exc:
         base = _base_row(job, board, graph, plan)
         for name, _, lbl in job.inputs:
@@ -177,7 +175,7 @@ def run_job(job: Job, events) -> None:
         if res.status == "ok":
             out = np.asarray(res.output, dtype=np.int8).reshape(-1)
             match = out.shape == ref.shape and np.array_equal(out, ref)
-            cycles = res.count_source in CYCLE_SOURCES     # real silicon counts cycles
+            cycles = res.count_column == "cycles"          # real silicon counts cycles
             row.update(instructions="" if cycles else res.instructions,
                        cycles=res.instructions if cycles else "",
                        arena_bytes_peak=res.arena_bytes_peak, stack_bytes_peak=res.stack_bytes_peak,
@@ -209,8 +207,8 @@ def _layer_rows(base: dict, input_name: str, plan, graph, res) -> list[dict]:
     for step, count in zip(plan.steps, res.per_layer_instructions):
         rows.append(dict(board=base["board"], model=base["model"], variant=base["variant"],
                          input=input_name, step=step.index, op=step.op, kind=step.kind, macs=step.macs,
-                         # silicon counts cycles (DWT), the emulators instructions
-                         **({"cycles": count} if res.count_source == "dwt" else {"instructions": count}),
+                         # silicon counts cycles (DWT, SysTick), the emulators instructions
+                         **{res.count_column: count},
                          count_source=res.count_source,
                          macs_per_instruction=round(step.macs / count, 4) if count else "",
                          live_bytes=step.live_bytes))
@@ -249,25 +247,23 @@ def run_sweep(boards: list[str], model_paths: list[Path], variants: list[str],
               options: Optional[dict] = None, run_dir: Optional[Path] = None,
               runner: str = "qemu", runner_options: Optional[dict] = None) -> Path:
     """Run the whole sweep; returns the run folder (bench.csv, summary.csv, plots).
-    `runner` is qemu, renode or serial; `runner_options` go to make_runner."""
+    `runner` is a kind of harness.targets.runners.RUNNER_KINDS; `runner_options` go to make_runner."""
     from tqdm import tqdm
 
     from harness.targets.boards import load_board
     from harness.schedules import get_schedule
     from harness.frontend.tflite_import import load_model
 
-    from harness.targets.runners import make_runner
-    from harness.targets.runners.renode import find_renode
+    from harness.targets.runners import runner_class
 
     for b in boards:
         load_board(b)                   # unknown boards fail before any work starts
-    for b in boards:
-        if runner != "qemu":            # a missing table, Renode, port or flash tool: say so now
-            make_runner(runner, load_board(b), **(runner_options or {}))
-            if runner == "renode":
-                find_renode((runner_options or {}).get("renode"))
     for v in variants:
         get_schedule(v)                 # unknown variants fail before any work starts
+    runner_cls = runner_class(runner)
+    options_given = {k: v for k, v in (runner_options or {}).items() if v is not None}
+    for b in boards:                    # a missing table, tool, port or flash tool: say so now
+        runner_cls.check_setup(load_board(b), **options_given)
     job_list = []
     for path in model_paths:
         graph = load_model(path)        # unsupported models fail here, with their reason
@@ -285,8 +281,8 @@ def run_sweep(boards: list[str], model_paths: list[Path], variants: list[str],
     layer_writer = RowWriter(run_dir / "layers.csv", LAYER_COLUMNS)
     total_rows = sum(len(j.inputs) * j.runs for j in job_list)
     workers = max(1, min(jobs or os.cpu_count() or 1, len(job_list)))
-    if runner == "serial":
-        workers = 1                     # one board on one port: one firmware at a time
+    if not runner_cls.parallel_jobs:
+        workers = 1                     # e.g. one board on one port: one firmware at a time
     manager = mp.get_context("spawn").Manager()
     events = manager.Queue()
     # A live bar on a terminal; plain progress lines otherwise (disable=None).

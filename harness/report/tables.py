@@ -7,6 +7,7 @@ import pandas as pd
 
 from harness.frontend.graph import Graph
 from harness.schedules.plan import Plan
+from harness.targets.runners.base import count_column
 
 
 def plan_table(graph: Graph, plan: Plan, tflm_arena_bytes: Optional[int] = None) -> pd.DataFrame:
@@ -69,7 +70,7 @@ def summarize_bench(rows: pd.DataFrame) -> pd.DataFrame:
     out = []
     for (board, model, variant), g in rows.groupby(["board", "model", "variant"], sort=False):
         ok = g[g["status"] == "ok"]
-        count_col = "cycles" if g["count_source"].eq("dwt").any() else "instructions"
+        count_col = "cycles" if g["count_source"].map(count_column).eq("cycles").any() else "instructions"
         labelled = ok[pd.to_numeric(ok["label"], errors="coerce").notna()] if "label" in ok else ok.iloc[0:0]
 
         def peak(col):

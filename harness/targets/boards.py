@@ -7,18 +7,36 @@ and one `[runners.<kind>]` table per way of running firmware for it: `qemu`
 RAM start (QEMU's mps2-an500 stands in for the STM32H743 but has its memory
 elsewhere), never how big they are: the firmware must fit the real part.
 
-The `renode` and `serial` tables run the silicon HALs (firmware/hal/stm32h7,
-firmware/hal/stm32f4), which need the console: `console_tx`/`console_rx`
-(pins like "PD8"), `console_af` (the pins' alternate function) and `baud`.
+Who checks what: this module the keys every table has (`hal`,
+`uart_address`, `instructions_per_tick`, ...); the HAL's description
+(`firmware/hal/<hal>/hal.toml`, see harness.targets.hal) the settings that
+HAL is built with (the silicon HALs' console pins, `console_af`, `baud`);
+the runner class of the table's kind the keys only it reads (qemu's
+`machine`, Renode's `platform`, `uart_peripheral`, `tags`, serial's
+`usb_ids`). Every error is one line naming the board file and the key.
+
+A board file may build on another: `extends = "<board>"` (a board file in
+the same folder, else a shipped one in boards/).
+
+* The child's keys replace the parent's; tables merge key by key (at every
+  depth: `[memory.flash] size = ...` keeps the parent's flash origin). Arrays
+  are values: they are replaced whole.
+* A child's `[runners]` table, when it has one, replaces the parent's set of
+  runner kinds: the board has exactly the kinds the child names. Each of them
+  merges with the parent's table of the same kind, so an empty
+  `[runners.serial]` inherits the parent's serial table whole.
+* A merged table drops inherited keys it lists in `without = [...]` (keys
+  the child must not have at all, e.g. another flash tool's settings).
+* `name` is never inherited. Chains are allowed (a parent may extend
+  another); a cycle is an error.
 """
 from __future__ import annotations
 
-import re
 import tomllib
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from harness.errors import FusebenchError
 from harness.paths import BOARDS_DIR
@@ -112,59 +130,146 @@ def load_board(name_or_path: str | Path) -> Board:
         if not path.is_file():
             known = ", ".join(list_boards()) or "none"
             raise FusebenchError(f"unknown board {text!r} (known boards: {known})")
+    return _parse_board(_resolved_data(path, ()), path)
+
+
+@dataclass(frozen=True)
+class BoardTable:
+    """One table of a board file being read: its values and where it is, for
+    one-line errors (`ctx` is its dotted prefix, e.g. "runners.serial.")."""
+    values: dict
+    where: str                        # "board file <path>"
+    ctx: str = ""
+
+    def fail(self, message: str) -> FusebenchError:
+        return FusebenchError(f"{self.where}: {message}")
+
+    def missing(self, key: str) -> FusebenchError:
+        return self.fail(f"missing key {self.ctx}{key}")
+
+    def need(self, key: str, kind: type) -> Any:
+        """The value of a required key of type `kind`."""
+        if key not in self.values:
+            raise self.missing(key)
+        value = self.values[key]
+        # bool is an int subclass: do not accept `true` where a size is wanted
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise self.fail(f"{self.ctx}{key} must be {kind.__name__}, not {type(value).__name__}")
+        return value
+
+    def table(self, key: str) -> "BoardTable":
+        """The sub-table `key` (required)."""
+        return BoardTable(self.need(key, dict), self.where, f"{self.ctx}{key}.")
+
+
+def _read_toml(path: Path) -> dict:
     try:
-        data = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise FusebenchError(f"board file {path}: invalid TOML: {exc}") from None
-    return _parse_board(data, path)
+
+
+def _resolved_data(path: Path, children: tuple[Path, ...]) -> dict:
+    """The board file's data with its `extends` chain merged in (see the
+    module docstring); `children` are the files that extend this one."""
+    data = _read_toml(path)
+    if "extends" not in data:
+        return data
+    where = f"board file {path}"
+    parent_name = data.pop("extends")
+    if not isinstance(parent_name, str) or not parent_name or "/" in parent_name:
+        raise FusebenchError(f"{where}: extends must be a board name, not {parent_name!r}")
+    parent_path = next((p for p in (path.parent / f"{parent_name}.toml", BOARDS_DIR / f"{parent_name}.toml")
+                        if p.is_file()), None)
+    if parent_path is None:
+        known = ", ".join(list_boards()) or "none"
+        raise FusebenchError(f"{where}: extends {parent_name!r}, but there is no such board "
+                             f"next to it or in {BOARDS_DIR} (known boards: {known})")
+    chain = (*children, path)
+    if parent_path.resolve() in {p.resolve() for p in chain}:
+        names = " -> ".join(p.stem for p in (*chain, parent_path))
+        raise FusebenchError(f"{where}: extends makes a cycle: {names}")
+    parent = _resolved_data(parent_path, chain)
+    parent.pop("name", None)                    # never inherited
+    if "runners" in data and isinstance(data["runners"], dict) and isinstance(parent.get("runners"), dict):
+        # The child's runner kinds are the board's; each merges with the parent's of its kind.
+        parent["runners"] = {kind: parent["runners"][kind] for kind in data["runners"]
+                             if kind in parent["runners"]}
+    return _merge(parent, data, where, "")
+
+
+def _merge(parent: dict, child: dict, where: str, ctx: str) -> dict:
+    """`child` over `parent`: keys replaced, tables merged key by key, and
+    the inherited keys a table lists in `without` dropped."""
+    merged = dict(parent)
+    without = child.get("without", [])
+    if not isinstance(without, list) or not all(isinstance(k, str) for k in without):
+        raise FusebenchError(f"{where}: {ctx}without must be a list of key names")
+    for key in without:
+        if key not in merged:
+            raise FusebenchError(f"{where}: {ctx}without names {key!r}, which it does not inherit")
+        del merged[key]
+    for key, value in child.items():
+        if key == "without":
+            continue
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value, where, f"{ctx}{key}.")
+        else:
+            merged[key] = value
+    return merged
+
+
+def _leftover_without(data: dict, ctx: str = "") -> Optional[str]:
+    """The first `without` that dropped nothing: in a table that inherits nothing."""
+    for key, value in data.items():
+        if key == "without":
+            return f"{ctx}{key}"
+        if isinstance(value, dict) and (found := _leftover_without(value, f"{ctx}{key}.")):
+            return found
+    return None
 
 
 def _parse_board(data: dict, path: Path) -> Board:
     where = f"board file {path}"
+    top = BoardTable(data, where)
+    if (leftover := _leftover_without(data)):
+        raise top.fail(f"{leftover} drops inherited keys, and this table inherits none")
 
-    def need(table: dict, key: str, kind: type, ctx: str) -> Any:
-        if key not in table:
-            raise FusebenchError(f"{where}: missing key {ctx}{key}")
-        value = table[key]
-        # bool is an int subclass: do not accept `true` where a size is wanted
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise FusebenchError(f"{where}: {ctx}{key} must be {kind.__name__}, "
-                                 f"not {type(value).__name__}")
-        return value
-
-    def region(table: dict, ctx: str) -> MemoryRegion:
-        origin = need(table, "origin", int, ctx)
-        size = need(table, "size", int, ctx)
+    def region(table: BoardTable) -> MemoryRegion:
+        origin = table.need("origin", int)
+        size = table.need("size", int)
         if origin < 0 or size <= 0 or origin + size > 1 << 32:
-            raise FusebenchError(f"{where}: {ctx[:-1]} must lie in the 32-bit address space")
+            raise table.fail(f"{table.ctx[:-1]} must lie in the 32-bit address space")
         return MemoryRegion(origin, size)
 
-    name = need(data, "name", str, "")
+    name = top.need("name", str)
     if name != path.stem:
         raise FusebenchError(f"{where}: name {name!r} differs from the file name {path.stem!r}")
-    core = need(data, "core", str, "")
+    core = top.need("core", str)
     if core not in KNOWN_CORES:
         raise FusebenchError(f"{where}: core {core!r} is not one of {', '.join(KNOWN_CORES)}")
-    fpu = need(data, "fpu", str, "")
+    fpu = top.need("fpu", str)
     if fpu not in KNOWN_FPUS:
         raise FusebenchError(f"{where}: fpu {fpu!r} is not one of {', '.join(KNOWN_FPUS)}")
-    clock_hz = need(data, "clock_hz", int, "")
-    stack_bytes = need(data, "stack_bytes", int, "")
+    clock_hz = top.need("clock_hz", int)
+    stack_bytes = top.need("stack_bytes", int)
     if stack_bytes <= 0 or stack_bytes % 8:
         raise FusebenchError(f"{where}: stack_bytes must be a positive multiple of 8")
-    memory = need(data, "memory", dict, "")
-    flash = region(need(memory, "flash", dict, "memory."), "memory.flash.")
-    ram = region(need(memory, "ram", dict, "memory."), "memory.ram.")
+    memory = top.table("memory")
+    flash = region(memory.table("flash"))
+    ram = region(memory.table("ram"))
     if stack_bytes >= ram.size:
         raise FusebenchError(f"{where}: stack_bytes {stack_bytes} does not fit RAM ({ram.size})")
-    weights = region(memory["weights"], "memory.weights.") if "weights" in memory else None
+    weights = region(memory.table("weights")) if "weights" in memory.values else None
 
     runners = []
+    if not isinstance(data.get("runners", {}), dict):
+        raise FusebenchError(f"{where}: runners must be a table of [runners.<kind>] tables")
     for kind, table in data.get("runners", {}).items():
-        ctx = f"runners.{kind}."
         if not isinstance(table, dict):
             raise FusebenchError(f"{where}: [runners.{kind}] must be a table")
-        runners.append(_parse_runner(kind, table, flash, ram, need, where, ctx, weights))
+        runners.append(_parse_runner(kind, BoardTable(table, where, f"runners.{kind}."), top,
+                                     flash, ram, weights))
 
     return Board(name=name, description=str(data.get("description", "")), core=core, fpu=fpu,
                  clock_hz=clock_hz, flash=flash, ram=ram, stack_bytes=stack_bytes,
@@ -174,83 +279,48 @@ def _parse_board(data: dict, path: Path) -> Board:
 _RUNNER_KEYS = {"hal", "uart_address", "machine", "serial_index", "instructions_per_tick",
                 "extra_args", "flash_origin", "ram_origin", "weights_origin"}
 
-# Runner kinds that run the silicon HALs and so need the console pins.
-SILICON_RUNNERS = ("renode", "serial")
-DEFAULT_BAUD = 115200
-_PIN = re.compile(r"P([A-K])(\d{1,2})")
-_USB_ID = re.compile(r"[0-9a-fA-F]{4}:[0-9a-fA-F]{4}")
+
+def _runner_class(kind: str):
+    """The registered runner class of `kind`, None for kinds no runner has."""
+    from harness.targets.runners import runner_classes   # runners import this module
+    return runner_classes().get(kind)
 
 
-def parse_pin(name: str) -> tuple[int, int]:
-    """"PD8" -> (3, 8): GPIO port index (A=0) and pin number."""
-    match = _PIN.fullmatch(str(name))
-    if not match or int(match.group(2)) > 15:
-        raise FusebenchError(f"bad pin name {name!r} (expected like \"PD8\": port A-K, pin 0-15)")
-    return ord(match.group(1)) - ord("A"), int(match.group(2))
+def _parse_runner(kind: str, table: BoardTable, top: BoardTable, flash: MemoryRegion,
+                  ram: MemoryRegion, weights: Optional[MemoryRegion]) -> RunnerTarget:
+    from harness.targets.hal import load_hal
 
-
-def _check_silicon_table(kind: str, table: dict, need, where: str, ctx: str) -> None:
-    """The console settings the silicon HALs need, checked early for a clear message."""
-    for key in ("console_tx", "console_rx"):
-        try:
-            parse_pin(need(table, key, str, ctx))
-        except FusebenchError as exc:
-            raise FusebenchError(f"{where}: {ctx}{key}: {exc}") from None
-    af = need(table, "console_af", int, ctx)
-    if not 0 <= af <= 15:
-        raise FusebenchError(f"{where}: {ctx}console_af must be 0..15, not {af}")
-    baud = table.get("baud", DEFAULT_BAUD)
-    if not isinstance(baud, int) or isinstance(baud, bool) or not 1200 <= baud <= 12_000_000:
-        raise FusebenchError(f"{where}: {ctx}baud must be an integer from 1200 to 12000000")
-    if kind == "renode":
-        need(table, "platform", str, ctx)
-        need(table, "uart_peripheral", str, ctx)
-        for tag in table.get("tags", []):
-            if not isinstance(tag, dict) or not all(
-                    isinstance(tag.get(k, 0), int) for k in ("address", "size", "value")) \
-                    or "address" not in tag:
-                raise FusebenchError(f"{where}: {ctx}tags entries must be tables with an integer "
-                                     f"address (and optional size, value, name)")
-    for usb_id in table.get("usb_ids", []):
-        if not isinstance(usb_id, str) or not _USB_ID.fullmatch(usb_id):
-            raise FusebenchError(f"{where}: {ctx}usb_ids entries must look like \"0483:374b\", "
-                                 f"not {usb_id!r}")
-
-
-def _parse_runner(kind, table, flash, ram, need, where, ctx, weights=None) -> RunnerTarget:
-    hal = need(table, "hal", str, ctx)
-    uart_address = need(table, "uart_address", int, ctx)
+    values = table.values
+    hal = table.need("hal", str)
+    uart_address = table.need("uart_address", int)
     # The runner may move the memories (emulator memory map), keeping the real sizes.
-    flash_here = MemoryRegion(table.get("flash_origin", flash.origin), flash.size)
-    ram_here = MemoryRegion(table.get("ram_origin", ram.origin), ram.size)
+    flash_here = MemoryRegion(values.get("flash_origin", flash.origin), flash.size)
+    ram_here = MemoryRegion(values.get("ram_origin", ram.origin), ram.size)
     ratio = None
-    if "instructions_per_tick" in table:
-        raw = table["instructions_per_tick"]
+    if "instructions_per_tick" in values:
+        raw = values["instructions_per_tick"]
         try:
             ratio = Fraction(raw) if not isinstance(raw, float) else None
         except (ValueError, ZeroDivisionError, TypeError):
             ratio = None
         if ratio is None or ratio <= 0:
-            raise FusebenchError(f"{where}: {ctx}instructions_per_tick must be a positive "
-                                 f"integer or a fraction string like \"125/21\", not {raw!r}")
-    extra = table.get("extra_args", [])
+            raise table.fail(f"{table.ctx}instructions_per_tick must be a positive "
+                             f"integer or a fraction string like \"125/21\", not {raw!r}")
+    extra = values.get("extra_args", [])
     if not isinstance(extra, list) or not all(isinstance(a, str) for a in extra):
-        raise FusebenchError(f"{where}: {ctx}extra_args must be a list of strings")
-    machine = table.get("machine")
-    if kind == "qemu":
-        machine = need(table, "machine", str, ctx)
+        raise table.fail(f"{table.ctx}extra_args must be a list of strings")
+    runner = _runner_class(kind)
+    if runner is not None:
+        runner.check_table(table)
         if ratio is None:
-            raise FusebenchError(f"{where}: missing key {ctx}instructions_per_tick")
-    if kind in SILICON_RUNNERS:
-        _check_silicon_table(kind, table, need, where, ctx)
-        if ratio is None:
-            ratio = Fraction(1)   # DWT CYCCNT / SysTick on the core clock: one tick, one cycle
-    options = tuple(sorted((k, v) for k, v in table.items() if k not in _RUNNER_KEYS))
-    weights_here = (MemoryRegion(table.get("weights_origin", weights.origin), weights.size)
+            ratio = runner.default_instructions_per_tick
+    load_hal(hal).check(table, top)
+    options = tuple(sorted((k, v) for k, v in values.items() if k not in _RUNNER_KEYS))
+    weights_here = (MemoryRegion(values.get("weights_origin", weights.origin), weights.size)
                     if weights is not None else None)
     return RunnerTarget(kind=kind, hal=hal, flash=flash_here, ram=ram_here,
-                        uart_address=uart_address, machine=machine,
-                        serial_index=int(table.get("serial_index", 0)),
+                        uart_address=uart_address, machine=values.get("machine"),
+                        serial_index=int(values.get("serial_index", 0)),
                         instructions_per_tick=ratio, extra_args=tuple(extra),
                         options=tuple((k, _freeze(v)) for k, v in options), weights=weights_here)
 

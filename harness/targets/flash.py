@@ -234,15 +234,10 @@ def build_silicon_image(board_name: str, model_path: str, variant: str = "unfuse
                         runner: str = "serial"):
     """Plan, generate and build the silicon image of one model into
     build/<board>/<model>/<variant>/<runner>/ (as `invoke bench --runner` does)."""
-    from harness.report.bench import firmware_dir, plan_variant
-    from harness.backend.build import build_firmware
-    from harness.backend.codegen import generate_sources
+    from harness.report.bench import build_planned, plan_variant
 
     board, graph, plan = plan_variant(board_name, model_path, variant)
-    out_dir = firmware_dir(board.name, graph.name, plan.variant) / runner
-    generate_sources(graph, plan, board, out_dir / "gen")
-    plan.save(out_dir / "plan.json")
-    return board, build_firmware(board, out_dir / "gen", out_dir, runner=runner)
+    return board, build_planned(board, graph, plan, runner)
 
 
 def flash_command(board: str, model: Optional[str] = None, variant: str = "unfused",

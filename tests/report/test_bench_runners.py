@@ -60,3 +60,40 @@ def _drain(events):
             yield events.get_nowait()
         except queue.Empty:
             return
+
+
+# -- cycles or instructions: one answer, from the count source ------------------------------------
+
+def _result(count_source):
+    return RunResult(status="ok", instructions=5000, count_source=count_source, arena_bytes_peak=1,
+                     stack_bytes_peak=1, output=np.zeros(1, np.int8), per_layer_instructions=[2000, 3000])
+
+
+@pytest.mark.parametrize("count_source, column", [("dwt", "cycles"), ("systick-cycles", "cycles"),
+                                                  ("qemu-icount", "instructions"),
+                                                  ("renode-virtual", "instructions")])
+def test_layer_rows_label_counts_as_their_source_counts(count_source, column):
+    from types import SimpleNamespace
+
+    from harness.report.bench import _layer_rows
+
+    steps = [SimpleNamespace(index=i, op=i, kind="CONV_2D", macs=1000, live_bytes=64) for i in range(2)]
+    base = dict(board="nucleo-h743zi", model="m", variant="unfused")
+    rows = _layer_rows(base, "i0", SimpleNamespace(steps=steps), None, _result(count_source))
+    assert [r[column] for r in rows] == [2000, 3000]
+    assert not any(("instructions" if column == "cycles" else "cycles") in r for r in rows)
+
+
+def test_a_summary_of_silicon_without_dwt_reports_cycles():
+    import pandas as pd
+
+    from harness.report.tables import summarize_bench
+
+    rows = pd.DataFrame([dict(board="nucleo-h743zi", runner="serial", model="m", variant="unfused",
+                              input=f"i{i}", status="ok", instructions="", cycles=1000 + i,
+                              count_source="systick-cycles", macs=10, arena_bytes_planned=64,
+                              arena_bytes_peak=64, stack_bytes_peak=10, ram_bytes_total=80,
+                              ram_bytes_needed=None, ram_bytes_available=128, flash_bytes=1000, top1=1,
+                              label=1) for i in range(3)])
+    summary = summarize_bench(rows).iloc[0]
+    assert summary["cycles_median"] == 1001 and "instructions_median" not in summary

@@ -1,4 +1,6 @@
+import dataclasses
 from fractions import Fraction
+from pathlib import Path
 
 import pytest
 
@@ -114,7 +116,7 @@ def test_load_by_path_and_unknown_runner_keys_are_kept(tmp_path):
     (("[memory.ram]", "[memory.ram\n"), "invalid TOML"),
     (("console_tx = \"PA9\"", "console_tx = \"A9\""), r"runners.serial.console_tx: bad pin name 'A9'"),
     (("console_rx = \"PA10\"", "console_rx = \"PA16\""), r"runners.serial.console_rx: bad pin name"),
-    (("console_af = 7", "console_af = 16"), r"runners.serial.console_af must be 0..15"),
+    (("console_af = 7", "console_af = 16"), r"runners.serial.console_af must be an integer from 0 to 15, not 16"),
     (("console_af = 7\n", ""), r"missing key runners.serial.console_af"),
     (("port = ", "baud = 12\nport = "), r"runners.serial.baud must be an integer"),
     (("port = ", "usb_ids = [\"0483-374b\"]\nport = "), r"usb_ids entries must look like"),
@@ -180,7 +182,7 @@ def test_emulated_parts_have_renode_and_serial_tables_for_the_silicon_image(name
 
 
 def test_parse_pin():
-    from harness.targets.boards import parse_pin
+    from harness.targets.hal import parse_pin
     assert parse_pin("PA0") == (0, 0)
     assert parse_pin("PD9") == (3, 9)
     assert parse_pin("PK15") == (10, 15)
@@ -203,3 +205,93 @@ platform = "platforms/cpus/stm32f4.repl"
     bad_tag = text + 'uart_peripheral = "sysbus.usart1"\ntags = [{{ name = "X" }}]\n'
     with pytest.raises(FusebenchError, match="tags entries must be tables with an integer address"):
         load_board(write_board(tmp_path, bad_tag))
+
+
+# -- extends ----------------------------------------------------------------------------------
+
+# The board files as they were before they extended stm32h7 / stm32f4, every key spelled out.
+FLAT_BOARDS = Path(__file__).resolve().parent / "flat_boards"
+
+
+@pytest.mark.parametrize("name", ["nucleo-h743zi", "openmv-h7", "stm32h7-qspi", "nucleo-f446re"])
+def test_a_board_that_extends_loads_to_the_board_its_flat_file_described(name):
+    child, flat = load_board(name), load_board(FLAT_BOARDS / f"{name}.toml")
+    assert "extends" in child.path.read_text() and "extends" not in flat.path.read_text()
+    for f in dataclasses.fields(Board):
+        if f.name != "path":
+            assert getattr(child, f.name) == getattr(flat, f.name), f.name
+
+
+def write(tmp_path, name, text):
+    path = tmp_path / f"{name}.toml"
+    path.write_text(text)
+    return path
+
+
+def test_extends_replaces_keys_merges_tables_and_sets_the_runner_kinds(tmp_path):
+    write(tmp_path, "parent", GOOD.format(name="parent"))
+    board = load_board(write(tmp_path, "child", """extends = "parent"
+name = "child"
+clock_hz = 200
+[memory.ram]
+size = 0x4000
+[runners.serial]
+console_tx = "PB6"
+usb_ids = ["0483:374b"]
+"""))
+    parent = load_board(tmp_path / "parent.toml")
+    assert (board.name, board.description, board.clock_hz) == ("child", "test part", 200)
+    assert board.ram == MemoryRegion(0x20000000, 0x4000)          # the origin is the parent's
+    assert board.flash == parent.flash
+    assert [t.kind for t in board.runners] == ["serial"]          # the child's kinds only
+    serial, parent_serial = board.runner("serial"), parent.runner("serial")
+    assert (serial.option("console_tx"), serial.option("console_rx")) == ("PB6", "PA10")
+    assert serial.option("usb_ids") == ("0483:374b",) and serial.option("port") == "/dev/ttyACM0"
+    assert (serial.hal, serial.uart_address) == (parent_serial.hal, parent_serial.uart_address)
+
+
+def test_an_empty_runner_table_inherits_the_parents_whole_and_chains_are_allowed(tmp_path):
+    write(tmp_path, "parent", GOOD.format(name="parent"))
+    write(tmp_path, "middle", 'extends = "parent"\nname = "middle"\ndescription = "middle part"\n')
+    board = load_board(write(tmp_path, "child", 'extends = "middle"\nname = "child"\n[runners.qemu]\n'))
+    parent = load_board(tmp_path / "parent.toml")
+    assert board.description == "middle part"
+    assert board.runners == (parent.runner("qemu"),)
+    assert [t.kind for t in load_board(tmp_path / "middle.toml").runners] == ["qemu", "serial"]
+
+
+def test_without_drops_inherited_keys(tmp_path):
+    write(tmp_path, "parent", GOOD.format(name="parent"))
+    board = load_board(write(tmp_path, "child", 'extends = "parent"\nname = "child"\n'
+                                                '[runners.serial]\nwithout = ["port"]\n'))
+    assert board.runner("serial").option("port") is None
+    assert board.runner("serial").option("console_tx") == "PA9"
+
+
+def test_a_shipped_parent_is_found_from_anywhere(tmp_path):
+    board = load_board(write(tmp_path, "mine", 'extends = "nucleo-h743zi"\nname = "mine"\n'))
+    assert board.runners == load_board("nucleo-h743zi").runners
+
+
+@pytest.mark.parametrize("files, message", [
+    ({"child": 'extends = "nowhere"\nname = "child"\n'},
+     r"child.toml: extends 'nowhere', but there is no such board next to it or in .*boards"),
+    ({"child": 'extends = "other"\nname = "child"\n', "other": 'extends = "child"\nname = "other"\n'},
+     r"other.toml: extends makes a cycle: child -> other -> child"),
+    ({"child": 'extends = "child"\nname = "child"\n'}, r"child.toml: extends makes a cycle: child -> child"),
+    ({"child": 'extends = 7\nname = "child"\n'}, r"child.toml: extends must be a board name, not 7"),
+    ({"child": 'extends = "parent"\n'}, r"child.toml: missing key name"),   # never inherited
+    ({"child": 'extends = "parent"\nname = "child"\n[runners.serial]\nwithout = ["baud"]\n'},
+     r"child.toml: runners.serial.without names 'baud', which it does not inherit"),
+    ({"child": 'extends = "parent"\nname = "child"\n[runners.renode]\nwithout = ["hal"]\n'},
+     r"child.toml: runners.renode.without drops inherited keys, and this table inherits none"),
+    ({"child": GOOD.format(name="child") + 'without = ["port"]\n'},
+     r"child.toml: runners.serial.without drops inherited keys, and this table inherits none"),
+])
+def test_bad_extends_give_one_line_errors(tmp_path, files, message):
+    write(tmp_path, "parent", GOOD.format(name="parent"))
+    for name, text in files.items():
+        write(tmp_path, name, text)
+    with pytest.raises(FusebenchError, match=message) as info:
+        load_board(tmp_path / "child.toml")
+    assert "\n" not in str(info.value)

@@ -30,14 +30,11 @@ import tempfile
 import threading
 from collections import deque
 from pathlib import Path
-from typing import Iterable, Iterator
 
-import numpy as np
-
-from harness.targets.boards import Board
+from harness.targets.boards import Board, BoardTable
 from harness.errors import FusebenchError
-from harness.targets.protocol import DeviceFault, DeviceInfo, LinkClosed, LinkTimeout, ProtocolError, Session
-from harness.targets.runners.base import RunResult, Runner, input_bytes, kill_process_group, measure_input
+from harness.targets.protocol import DeviceFault, LinkClosed, LinkTimeout, ProtocolError, Session
+from harness.targets.runners.base import Runner, kill_process_group, register_runner
 
 QEMU = "qemu-system-arm"
 QEMU_PACKAGE = "qemu-system-arm"
@@ -149,9 +146,16 @@ class QemuProcess:
         self.close()
 
 
+@register_runner
 class QemuRunner(Runner):
+    """QEMU's stand-in machine of the board (`[runners.qemu]`), one emulator
+    per session; its SysTick ticks times `instructions_per_tick` count instructions."""
+
     kind = "qemu"
     count_source = "qemu-icount"
+    preference = 0                 # no hardware needed: the default
+    end_failed_sessions = True     # a hung emulator spins a core: end it at once
+    reason_on_link_closed = "the emulator exited during the run"
 
     def __init__(self, board: Board, qemu: str = QEMU, boot_timeout_s: float = 30.0,
                  ack_timeout_s: float = 10.0, input_via: str = "file"):
@@ -163,6 +167,14 @@ class QemuRunner(Runner):
         self.ack_timeout_s = ack_timeout_s
         self.input_via = input_via
         self.last_exit_code: int | None = None   # QEMU's status after a clean EXIT
+        self.emulator: QemuProcess | None = None
+        self._scratch: tempfile.TemporaryDirectory | None = None
+
+    @classmethod
+    def check_table(cls, table: BoardTable) -> None:
+        table.need("machine", str)
+        if "instructions_per_tick" not in table.values:
+            raise table.missing("instructions_per_tick")
 
     def command(self, elf: Path) -> list[str]:
         target = self.target
@@ -174,101 +186,57 @@ class QemuRunner(Runner):
                 "-semihosting-config", "enable=on,target=native",
                 *target.extra_args, "-kernel", str(elf)]
 
-    def run(self, binary: Path, inputs: Iterable[np.ndarray],
-            timeout_s: float = 60.0) -> Iterator[RunResult]:
-        """Run every input on the firmware `binary`; yields one RunResult each."""
-        binary = Path(binary)
-        if not binary.is_file():
-            raise FusebenchError(f"firmware {binary} does not exist")
+    def check_tools(self) -> None:
         if shutil.which(self.qemu) is None:
             raise FusebenchError(f"{self.qemu} not found: install the Debian package {QEMU_PACKAGE}")
-        ratio = self.ticks_to_count
-        emulator: QemuProcess | None = None
-        scratch = tempfile.TemporaryDirectory(prefix="fusebench-qemu-")
-        host_file = None
+
+    def start(self, binary: Path) -> Session:
         if self.input_via == "file":
-            host_file = str(Path(scratch.name) / "input.bin")
-            if not _FRAMEABLE_PATH.fullmatch(host_file):
-                host_file = None      # e.g. a TMPDIR with spaces: fall back to the UART
-        try:
-            for index, array in enumerate(inputs):
-                if emulator is None:
-                    emulator, session = self._boot(binary)
-                data = input_bytes(array, session.info.input_bytes, index)
-                if host_file is not None:
-                    Path(host_file).write_bytes(data)
-                try:
-                    result = measure_input(session, data, timeout_s, ratio, self.count_source,
-                                           index, host_file=host_file)
-                except DeviceFault as fault:
-                    result = self._crash(index, emulator, session, fault=fault)
-                except LinkClosed:
-                    result = self._crash(index, emulator, session)
-                except LinkTimeout as exc:
-                    result = RunResult(status="timeout", instructions=None,
-                                       count_source=self.count_source, arena_bytes_peak=None,
-                                       stack_bytes_peak=None, output=None, input_index=index,
-                                       detail={"reason": str(exc), "timeout_s": timeout_s,
-                                               "last_output": list(emulator.link.recent)})
-                if result.status != "ok":
-                    # After a fault or a hang the firmware state is gone: start afresh.
-                    emulator.close()
-                    emulator = None
-                yield result
-            if emulator is not None:
-                self._shut_down(emulator, session)
-        finally:
-            if emulator is not None:
-                emulator.close()
-            scratch.cleanup()
+            self._scratch = tempfile.TemporaryDirectory(prefix="fusebench-qemu-")
+        self.emulator = QemuProcess(self.command(binary))
+        return self.handshake(self.emulator.link, binary)
 
-    def _boot(self, binary: Path) -> tuple[QemuProcess, Session]:
-        emulator = QemuProcess(self.command(binary))
-        session = Session(emulator.link, ack_timeout_s=self.ack_timeout_s)
-        try:
-            info = session.wait_ready(self.boot_timeout_s)
-            self._check_board(info, binary)
-        except DeviceFault as fault:
-            emulator.close()
-            raise FusebenchError(f"firmware {binary} faulted while booting: {fault}") from None
-        except (LinkTimeout, LinkClosed) as exc:
-            code = emulator.process.poll()
-            stderr = emulator.stderr_tail()
-            emulator.close()
-            if code is not None:
-                raise FusebenchError(f"QEMU exited with status {code} before the firmware was "
-                                     f"ready: {stderr or 'no message'}") from None
-            raise FusebenchError(f"firmware {binary} did not say READY within "
-                                 f"{self.boot_timeout_s:g} s ({exc})") from None
-        except BaseException:
-            emulator.close()
-            raise
-        return emulator, session
+    def host_file(self, data: bytes) -> str | None:
+        if self._scratch is None:
+            return None
+        path = str(Path(self._scratch.name) / "input.bin")
+        if not _FRAMEABLE_PATH.fullmatch(path):
+            return None               # e.g. a TMPDIR with spaces: fall back to the UART
+        Path(path).write_bytes(data)
+        return path
 
-    def _check_board(self, info: DeviceInfo, binary: Path) -> None:
-        if info.board != self.board.name:
-            raise FusebenchError(f"firmware {binary} was built for board {info.board!r}, "
-                                 f"not {self.board.name!r}")
+    def not_ready(self, error, binary: Path, after: str) -> FusebenchError:
+        code = self.emulator.process.poll()
+        if code is not None:
+            return FusebenchError(f"QEMU exited with status {code} before the firmware was "
+                                  f"ready: {self.emulator.stderr_tail() or 'no message'}")
+        return FusebenchError(f"firmware {binary} did not say READY within "
+                              f"{self.boot_timeout_s:g} s ({error})")
 
-    def _crash(self, index: int, emulator: QemuProcess, session: Session,
-               fault: DeviceFault | None = None) -> RunResult:
-        code = emulator.wait(2.0)
-        detail: dict = {"exit_code": code, "last_output": list(emulator.link.recent)}
-        if fault is not None:
-            detail.update(reason=str(fault), exception=fault.exception, **fault.registers)
-        else:
-            detail["reason"] = "the emulator exited during the run"
-            stderr = emulator.stderr_tail()
+    def failure_detail(self, error) -> dict:
+        detail: dict = {}
+        if isinstance(error, (DeviceFault, LinkClosed)):
+            # The firmware reports a fault and exits through semihosting: its status says how.
+            detail["exit_code"] = self.emulator.wait(2.0)
+        detail["last_output"] = list(self.emulator.link.recent)
+        if isinstance(error, LinkClosed):
+            stderr = self.emulator.stderr_tail()
             if stderr:
                 detail["stderr"] = stderr
-        return RunResult(status="crash", instructions=None, count_source=self.count_source,
-                         arena_bytes_peak=None, stack_bytes_peak=None, output=None,
-                         input_index=index, detail=detail)
+        return detail
 
-    def _shut_down(self, emulator: QemuProcess, session: Session) -> None:
+    def shut_down(self, session: Session) -> None:
         """EXIT: the firmware answers BYE and ends QEMU through semihosting."""
         try:
             session.exit()
         except ProtocolError:
-            return          # close() kills it
-        self.last_exit_code = emulator.wait(5.0)
+            return          # stop() kills it
+        self.last_exit_code = self.emulator.wait(5.0)
+
+    def stop(self) -> None:
+        if self.emulator is not None:
+            self.emulator.close()
+            self.emulator = None
+        if self._scratch is not None:
+            self._scratch.cleanup()
+            self._scratch = None

@@ -48,14 +48,12 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Optional
+from typing import Optional
 
-import numpy as np
-
-from harness.targets.boards import Board
+from harness.targets.boards import Board, BoardTable
 from harness.errors import FusebenchError
-from harness.targets.protocol import ProtocolError
-from harness.targets.runners.base import RunResult, Runner, input_bytes, kill_process_group
+from harness.targets.protocol import DeviceInfo, Session
+from harness.targets.runners.base import RunResult, kill_process_group, register_runner
 from harness.targets.runners.serial import SerialLink, SerialRunner
 
 RENODE_ENV = "RENODE"
@@ -295,53 +293,76 @@ class RenodeProcess:
         self.close()
 
 
-class RenodeRunner(Runner):
-    """Runs firmware on Renode; one emulation per firmware, a fresh one after
-    a crash or a hang (the HAL's reset-on-exit is not what Renode models)."""
+@register_runner
+class RenodeRunner(SerialRunner):
+    """Runs firmware on Renode; one emulation per session, a fresh one after
+    a crash or a hang (the HAL's reset-on-exit is not what Renode models).
+    The console is a serial line on a pseudo-terminal: everything else is the
+    serial runner's."""
 
     kind = "renode"
     count_source = "renode-virtual"
+    parallel_jobs = True
+    preference = None              # only when asked for: Renode is rarely installed
+    chosen_by_option = None
+    end_failed_sessions = True     # a hung emulation spins a core: end it at once
 
     def __init__(self, board: Board, renode: Optional[str] = None, start_timeout_s: float = 120.0,
                  boot_timeout_s: float = 30.0, ack_timeout_s: float = 10.0,
                  quit_timeout_s: float = 5.0):
-        super().__init__(board)
+        super().__init__(board, port=None, boot_timeout_s=boot_timeout_s, ack_timeout_s=ack_timeout_s)
         self.quit_timeout_s = quit_timeout_s
         self.renode = renode
         self.start_timeout_s = start_timeout_s
-        self.boot_timeout_s = boot_timeout_s
-        self.ack_timeout_s = ack_timeout_s
         self.install: Optional[RenodeInstall] = None
+        self.sim: Optional[RenodeProcess] = None
 
-    def run(self, binary: Path, inputs: Iterable[np.ndarray],
-            timeout_s: float = 60.0) -> Iterator[RunResult]:
-        binary = Path(binary)
-        if not binary.is_file():
-            raise FusebenchError(f"firmware {binary} does not exist")
+    @classmethod
+    def from_options(cls, board: Board, renode: Optional[str] = None, **_) -> "RenodeRunner":
+        """`renode`: the Renode executable or its folder (default: found, see find_renode)."""
+        return cls(board, renode=renode)
+
+    @classmethod
+    def check_table(cls, table: BoardTable) -> None:
+        super().check_table(table)
+        table.need("platform", str)
+        table.need("uart_peripheral", str)
+        for tag in table.values.get("tags", []):
+            if not isinstance(tag, dict) or not all(
+                    isinstance(tag.get(k, 0), int) for k in ("address", "size", "value")) \
+                    or "address" not in tag:
+                raise table.fail(f"{table.ctx}tags entries must be tables with an integer "
+                                 f"address (and optional size, value, name)")
+
+    @property
+    def where(self) -> str:
+        return str(self.target.option("platform", ""))
+
+    def check_tools(self) -> None:
         self.install = find_renode(self.renode)
-        pending = list(enumerate(inputs))
-        while pending:
-            with RenodeProcess(self.install, self.board, binary, self.start_timeout_s,
-                               self.quit_timeout_s) as sim:
-                serial = SerialRunner(self.board, str(sim.pty), firmware_runner="renode",
-                                      boot_timeout_s=self.boot_timeout_s,
-                                      ack_timeout_s=self.ack_timeout_s)
-                serial.link = SerialLink.open(str(sim.pty), serial.baud)
-                try:
-                    session = serial.handshake(binary, after=f"Renode started ({sim.log_tail()})")
-                    while pending:
-                        index, array = pending.pop(0)
-                        data = input_bytes(array, session.info.input_bytes, index)
-                        result = serial.measure(session, data, timeout_s, index)
-                        if result.status != "ok":
-                            result.detail["renode_log"] = sim.log_tail()
-                        yield result
-                        if result.status != "ok":
-                            break                 # the next input gets a fresh emulation
-                    else:
-                        try:
-                            session.exit()
-                        except ProtocolError:
-                            pass
-                finally:
-                    serial.link.close()
+
+    def start(self, binary: Path) -> Session:
+        self.sim = RenodeProcess(self.install, self.board, binary, self.start_timeout_s,
+                                 self.quit_timeout_s)
+        self.port = str(self.sim.pty)
+        self.link = SerialLink.open(self.port, self.baud)
+        return self._handshake(binary, after=f"Renode started ({self.sim.log_tail()})")
+
+    def restart(self, binary: Path, failed: RunResult) -> Session:
+        self.stop()
+        return self.start(binary)          # a fresh emulation
+
+    def stop(self) -> None:
+        super().stop()
+        if self.sim is not None:
+            self.sim.close()
+            self.sim = None
+
+    def check_ready(self, info: DeviceInfo, binary: Path) -> None:
+        super().check_ready(info, binary)
+        if info.timer == "systick":
+            raise FusebenchError("on Renode the firmware found no DWT cycle counter (timer=systick): "
+                                 "the platform needs Miscellaneous.DWT at 0xE0001000")
+
+    def failure_detail(self, error) -> dict:
+        return {**super().failure_detail(error), "renode_log": self.sim.log_tail()}

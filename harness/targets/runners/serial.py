@@ -28,16 +28,15 @@ from __future__ import annotations
 import re
 import time
 from collections import deque
+from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Optional
+from typing import Callable, Optional
 
-import numpy as np
-
-from harness.targets.boards import DEFAULT_BAUD, Board
+from harness.targets.boards import Board, BoardTable
 from harness.errors import FusebenchError
-from harness.targets.protocol import (INPUT_READ_FAILED, CorruptFrame, DeviceFault, DeviceInfo, LinkClosed,
-                              LinkTimeout, PassResult, ProtocolError, Session, encode_frame)
-from harness.targets.runners.base import PAINTS, RunResult, Runner, input_bytes, merge_passes
+from harness.targets.hal import hal_value
+from harness.targets.protocol import DeviceInfo, LinkClosed, LinkTimeout, Session
+from harness.targets.runners.base import RunResult, Runner, count_column, register_runner
 
 try:                         # pyserial's POSIX ports raise termios.error from tcdrain & co.
     import termios
@@ -45,11 +44,11 @@ try:                         # pyserial's POSIX ports raise termios.error from t
 except ImportError:          # no termios (Windows)
     _TTY_ERRORS = (OSError,)
 
-# What the time counter of an image counts, by the runner table it was built for.
-COUNT_SOURCES = {"serial": "dwt", "renode": "renode-virtual", "qemu": "qemu-icount"}
 # A silicon image whose DWT did not count falls back to SysTick on the core clock.
 SYSTICK_ON_SILICON = "systick-cycles"
-CYCLE_SOURCES = ("dwt", SYSTICK_ON_SILICON)
+# pyserial's rate for a line whose firmware takes no baud rate (QEMU's pty ignores it).
+DEFAULT_BAUD = 115200
+_USB_ID = re.compile(r"[0-9a-fA-F]{4}:[0-9a-fA-F]{4}")
 
 _TRAILER = re.compile(rb"#\d{1,9}#[0-9a-f]{8}\r?$")
 
@@ -144,26 +143,36 @@ class SerialLink:
         return line
 
 
+@register_runner
 class SerialRunner(Runner):
     """Runs firmware on a board reached over a serial port."""
 
     kind = "serial"
     count_source = "dwt"
+    silicon_image = True
+    parallel_jobs = False          # one board on one port: one firmware at a time
+    preference = 1                 # the default for boards with nothing but a serial table
+    chosen_by_option = "port"
+    default_instructions_per_tick = Fraction(1)   # DWT CYCCNT / SysTick on the core clock
+    hello_until_ready = True       # the board may have said READY before the port was opened
+    reason_on_timeout = "the board stopped answering: {}"
+    reason_on_link_closed = "the serial link closed: {}"
 
-    def __init__(self, board: Board, port: str, baud: Optional[int] = None,
-                 flasher=None, firmware_runner: str = "serial", boot_timeout_s: float = 15.0,
+    def __init__(self, board: Board, port: Optional[str], baud: Optional[int] = None,
+                 flasher=None, firmware_runner: Optional[str] = None, boot_timeout_s: float = 15.0,
                  ack_timeout_s: float = 5.0, retries: int = 4, pass_retries: int = 3,
                  reset: Optional[Callable[[], None]] = None):
-        if firmware_runner not in COUNT_SOURCES:
-            raise FusebenchError(f"firmware_runner must be one of {', '.join(COUNT_SOURCES)}")
-        # Not Runner.__init__: the image may be one built for another runner table
-        # (the QEMU-HAL image behind QEMU's pseudo-terminal).
-        self.board = board
-        self.target = board.runner(firmware_runner)
-        self.firmware_runner = firmware_runner
-        self.count_source = COUNT_SOURCES[firmware_runner]
+        """`firmware_runner`: the runner table the image was built for, when it
+        is not this kind's (the QEMU-HAL image behind QEMU's pseudo-terminal)."""
+        from harness.targets.runners import runner_class
+
+        super().__init__(board, firmware_runner)
+        self.firmware_runner = firmware_runner or self.kind
+        if self.firmware_runner != self.kind:
+            # What the image's time counter counts is its own runner's.
+            self.count_source = runner_class(self.firmware_runner).count_source
         self.port = port
-        self.baud = baud or int(self.target.option("baud", DEFAULT_BAUD))
+        self.baud = baud or int(hal_value(board, self.target, "baud") or DEFAULT_BAUD)
         self.flasher = flasher
         self.boot_timeout_s = boot_timeout_s
         self.ack_timeout_s = ack_timeout_s
@@ -172,129 +181,75 @@ class SerialRunner(Runner):
         # How to reset the board after a hang: given, else the flasher's reset.
         self._reset = reset or (getattr(flasher, "reset", None) if flasher is not None else None)
         self.link: Optional[SerialLink] = None
-        self.pass_repeats = 0          # passes run again after a damaged RESULT (for tests)
+
+    @classmethod
+    def from_options(cls, board: Board, port: Optional[str] = None, flash: bool = True,
+                     flash_tool: Optional[str] = None, probe: Optional[str] = None,
+                     **_) -> "SerialRunner":
+        """`port`: a device, or "auto" / None to find the board by USB id;
+        `flash` False: the board already runs the firmware. The baud rate is
+        the board file's: the firmware is built with it."""
+        from harness.targets.flash import Flasher, port_for_board
+
+        board.runner(cls.kind)             # a clear error for boards without the table
+        if port in (None, "", "auto"):
+            port = port_for_board(board)
+        flasher = Flasher.for_board(board, tool=flash_tool, probe=probe) if flash else None
+        return cls(board, port, flasher=flasher)
+
+    @classmethod
+    def check_table(cls, table: BoardTable) -> None:
+        for usb_id in table.values.get("usb_ids", []):
+            if not isinstance(usb_id, str) or not _USB_ID.fullmatch(usb_id):
+                raise table.fail(f"{table.ctx}usb_ids entries must look like \"0483:374b\", "
+                                 f"not {usb_id!r}")
+
+    @property
+    def where(self) -> str:
+        return str(self.port or "")
 
     # -- the session ------------------------------------------------------------------------
 
-    def run(self, binary: Path, inputs: Iterable[np.ndarray],
-            timeout_s: float = 60.0) -> Iterator[RunResult]:
-        binary = Path(binary)
-        if not binary.is_file():
-            raise FusebenchError(f"firmware {binary} does not exist")
+    def start(self, binary: Path) -> Session:
         if self.flasher is not None:
             self.flasher.flash(binary)          # also resets the board
         self.link = SerialLink.open(self.port, self.baud)
-        try:
-            session = self.handshake(binary, after="opening the port")
-            failed: Optional[RunResult] = None
-            for index, array in enumerate(inputs):
-                if failed is not None:          # only when there is a next input
-                    session, failed = self._recover(binary, failed), None
-                data = input_bytes(array, session.info.input_bytes, index)
-                result = self.measure(session, data, timeout_s, index)
-                yield result
-                if result.status != "ok":
-                    failed = result
-            if failed is None:
-                try:
-                    session.exit()              # BYE; silicon then resets, QEMU quits
-                except ProtocolError:
-                    pass
-        finally:
-            self.link.close()
+        return self._handshake(binary, after="opening the port")
 
-    def _new_session(self) -> Session:
-        return Session(self.link, ack_timeout_s=self.ack_timeout_s, retries=self.retries)
-
-    def handshake(self, binary: Path, after: str) -> Session:
-        """HELLO until READY: the first READY may have gone out before we listened."""
-        self.link.discard_input()
-        session = self._new_session()
-        deadline = time.monotonic() + self.boot_timeout_s
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise BoardNotAnswering(
-                    f"the board on {self.port} did not say READY within {self.boot_timeout_s:g} s "
-                    f"after {after}: check the port, the wiring and the baud rate ({self.baud}), "
-                    f"or reset the board")
-            try:
-                self.link.write(encode_frame("HELLO"))
-                info = session.wait_ready(min(1.0, remaining))
-            except (LinkTimeout, CorruptFrame):
-                continue
-            except LinkClosed as exc:
-                raise BoardNotAnswering(f"the serial port {self.port} closed: {exc}") from None
-            except DeviceFault as fault:
-                raise FusebenchError(f"firmware {binary} faulted while booting: {fault}") from None
-            self._check(info, binary)
-            return session
-
-    def _check(self, info: DeviceInfo, binary: Path) -> None:
-        if info.board != self.board.name:
-            raise FusebenchError(f"the board on {self.port} runs firmware built for "
-                                 f"{info.board!r}, not {self.board.name!r} ({binary})")
-        if info.timer == "systick" and self.firmware_runner == "renode":
-            raise FusebenchError("on Renode the firmware found no DWT cycle counter (timer=systick): "
-                                 "the platform needs Miscellaneous.DWT at 0xE0001000")
-        if info.timer == "systick" and self.firmware_runner == "serial":
-            self.count_source = SYSTICK_ON_SILICON   # still core cycles, from SysTick
-
-    def measure(self, session: Session, data: bytes, timeout_s: float, index: int) -> RunResult:
-        passes: list[PassResult] = []
-        try:
-            for paint in PAINTS:
-                passes.append(self._one_pass(session, data, paint, timeout_s))
-                if passes[-1].status != 0:
-                    break
-        except DeviceFault as fault:
-            return self._failed("crash", index, reason=str(fault), exception=fault.exception,
-                                **fault.registers)
-        except LinkTimeout as exc:
-            return self._failed("timeout", index, reason=f"the board stopped answering: {exc}",
-                                timeout_s=timeout_s)
-        except LinkClosed as exc:
-            return self._failed("crash", index, reason=f"the serial link closed: {exc}")
-        except ProtocolError as exc:          # damaged beyond the retries, or off-protocol
-            return self._failed("crash", index, reason=f"protocol error: {exc}")
-        return merge_passes(passes, self.ticks_to_count, self.count_source, index)
-
-    def _one_pass(self, session: Session, data: bytes, paint: int, timeout_s: float) -> PassResult:
-        for attempt in range(self.pass_retries + 1):
-            try:
-                result = session.run_pass(data, paint, timeout_s)
-                if result.status == INPUT_READ_FAILED and attempt < self.pass_retries:
-                    # a streamed model gave up on a piece of its input the line kept
-                    # damaging: like a damaged RESULT, run the pass again
-                    self.pass_repeats += 1
-                    continue
-                return result
-            except (LinkTimeout, LinkClosed, DeviceFault):
-                raise                         # silence, a dead link, a fault: not a glitch
-            except ProtocolError:
-                # A damaged RESULT, or answers lost so that the device left the
-                # transfer (NAK why=command): a pass is idempotent (RUN repaints
-                # and the input goes up again), so run it again.
-                if attempt == self.pass_retries:
-                    raise
-                self.pass_repeats += 1
-        raise AssertionError("unreachable")
-
-    def _failed(self, status: str, index: int, **detail) -> RunResult:
-        detail["port"] = self.port
-        detail["last_output"] = list(self.link.recent) if self.link else []
-        return RunResult(status=status, instructions=None, count_source=self.count_source,
-                         arena_bytes_peak=None, stack_bytes_peak=None, output=None,
-                         input_index=index, detail=detail)
-
-    def _recover(self, binary: Path, failed: RunResult) -> Session:
-        """A fresh session after a failed input: silicon resets itself after a
-        fault; a hang needs a reset from outside (the flasher's probe)."""
+    def restart(self, binary: Path, failed: RunResult) -> Session:
+        """Silicon resets itself after a fault and says READY again; a hang
+        needs a reset from outside (the flasher's probe)."""
         if failed.status == "timeout" and self._reset is not None:
             self._reset()
         try:
-            return self.handshake(binary, after=f"input {failed.input_index} ended in "
-                                                 f"{failed.status}")
+            return self._handshake(binary, after=f"input {failed.input_index} ended in {failed.status}")
         except BoardNotAnswering as exc:
             hint = "" if self._reset else " (no debug probe to reset it: press its reset button)"
             raise BoardNotAnswering(f"{exc}{hint}") from None
+
+    def stop(self) -> None:
+        if self.link is not None:
+            self.link.close()
+            self.link = None
+
+    def _handshake(self, binary: Path, after: str) -> Session:
+        self.link.discard_input()               # boot noise, answers to an abandoned session
+        return self.handshake(self.link, binary, after)
+
+    def not_ready(self, error, binary: Path, after: str) -> FusebenchError:
+        if isinstance(error, LinkClosed):
+            return BoardNotAnswering(f"the serial port {self.port} closed: {error}")
+        return BoardNotAnswering(
+            f"the board on {self.port} did not say READY within {self.boot_timeout_s:g} s "
+            f"after {after}: check the port, the wiring and the baud rate ({self.baud}), "
+            f"or reset the board")
+
+    def check_ready(self, info: DeviceInfo, binary: Path) -> None:
+        if info.board != self.board.name:
+            raise FusebenchError(f"the board on {self.port} runs firmware built for "
+                                 f"{info.board!r}, not {self.board.name!r} ({binary})")
+        if info.timer == "systick" and count_column(self.count_source) == "cycles":
+            self.count_source = SYSTICK_ON_SILICON   # still core cycles, from SysTick
+
+    def failure_detail(self, error) -> dict:
+        return {"port": self.port, "last_output": list(self.link.recent) if self.link else []}

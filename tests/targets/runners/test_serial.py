@@ -431,7 +431,7 @@ def test_a_streamed_pass_whose_input_read_failed_is_run_again():
         def __init__(self, statuses):
             self.statuses = list(statuses)
 
-        def run_pass(self, data, paint, timeout_s):
+        def run_pass(self, data, paint, timeout_s, host_file=None):
             return result(self.statuses.pop(0))
 
     runner = SerialRunner(load_board("stm32h7"), "/dev/null-port", pass_retries=2)

@@ -7,12 +7,14 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import FIXTURES
-from harness.targets.boards import SILICON_RUNNERS, list_boards, load_board
-from harness.backend.build import build_firmware, silicon_defines
+from harness.targets.boards import list_boards, load_board
+from harness.backend.build import build_firmware, hal_defines
+from harness.targets.runners import runner_classes
 
 pytestmark = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None,
                                 reason="arm-none-eabi-gcc not installed (run scripts/setup.sh)")
 
+SILICON_RUNNERS = [kind for kind, cls in runner_classes().items() if cls.silicon_image]
 SILICON_TARGETS = [(name, t.kind) for name in list_boards() for t in load_board(name).runners
                    if t.kind in SILICON_RUNNERS]
 
@@ -57,12 +59,12 @@ def test_silicon_image_builds_at_the_real_addresses(images, name, kind):
 
 def test_board_file_settings_reach_the_compiler():
     board = load_board("nucleo-f446re")
-    assert silicon_defines(board, board.runner("serial")) == [
+    assert hal_defines(board, board.runner("serial")) == [
         "-DFB_CPU_HZ=180000000u", "-DFB_CONSOLE_BAUD=115200u", "-DFB_CONSOLE_TX_PORT=0",
         "-DFB_CONSOLE_TX_PIN=2", "-DFB_CONSOLE_RX_PORT=0", "-DFB_CONSOLE_RX_PIN=3", "-DFB_CONSOLE_AF=7"]
-    assert silicon_defines(board, board.runner("serial"))[0] != \
-        silicon_defines(load_board("nucleo-h743zi"), load_board("nucleo-h743zi").runner("serial"))[0]
-    assert silicon_defines(load_board("stm32h7"), load_board("stm32h7").runner("qemu")) == []
+    assert hal_defines(board, board.runner("serial"))[0] != \
+        hal_defines(load_board("nucleo-h743zi"), load_board("nucleo-h743zi").runner("serial"))[0]
+    assert hal_defines(load_board("stm32h7"), load_board("stm32h7").runner("qemu")) == []
 
 
 @pytest.mark.parametrize("name", ["stm32h7", "stm32f4"])
