@@ -143,3 +143,45 @@ def test_cli_gives_one_line_and_nonzero_exit(tmp_path, model_paths, content, exp
     assert "Traceback" not in proc.stderr + proc.stdout
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and expected in lines[0], proc.stderr
+
+
+def _shape_arithmetic_model() -> bytes:
+    """x -> RESHAPE(x, PACK(STRIDED_SLICE(SHAPE(x))[0], 192)) -> FULLY_CONNECTED:
+    the shape computation a Keras export with a dynamic batch emits."""
+    import tflite
+    from harness.frontend.tflite_writer import ModelBuilder, Q, fc_options, table_options
+    rng = np.random.default_rng(2)
+    op, opt = tflite.BuiltinOperator, tflite.BuiltinOptions
+    m = ModelBuilder()
+    x = m.tensor([1, 4, 6, 8], q=Q(0.05, 1), name="input")
+    shape = m.tensor([4], "int32", name="shape")
+    m.op(op.SHAPE, [x], [shape], opt.ShapeOptions, table_options("Shape", OutType=tflite.TensorType.INT32))
+    begin, end, strides = (m.tensor([1], "int32", data=np.array([v], np.int32)) for v in (0, 1, 1))
+    batch = m.tensor([], "int32", name="batch")
+    m.op(op.STRIDED_SLICE, [shape, begin, end, strides], [batch], opt.StridedSliceOptions,
+         table_options("StridedSlice", ShrinkAxisMask=1))
+    width = m.tensor([], "int32", data=np.array(192, np.int32))
+    new_shape = m.tensor([2], "int32", name="new_shape")
+    m.op(op.PACK, [batch, width], [new_shape], opt.PackOptions, table_options("Pack", ValuesCount=2, Axis=0))
+    flat = m.tensor([1, 192], q=Q(0.05, 1), name="flat")
+    m.op(op.RESHAPE, [x, new_shape], [flat])
+    w = m.tensor([3, 192], scales=[0.01], zero_points=[0], data=rng.integers(-127, 128, (3, 192), dtype=np.int8))
+    y = m.tensor([1, 3], q=Q(0.2, -4), name="output")
+    m.op(op.FULLY_CONNECTED, [flat, w, -1], [y], opt.FullyConnectedOptions, fc_options("NONE", False))
+    return m.build([x], [y])
+
+
+def test_shape_arithmetic_is_folded_at_import(tmp_path):
+    from harness.backend.hostrt import run_graph
+    from harness.frontend.reference import reference_outputs
+    path = tmp_path / "shapes.tflite"
+    path.write_bytes(_shape_arithmetic_model())
+    graph = load_model(path)
+    assert [op.kind for op in graph.ops] == ["RESHAPE", "FULLY_CONNECTED"]
+    assert [op.file_index for op in graph.ops] == [3, 4] and [op.index for op in graph.ops] == [0, 1]
+    reshape = graph.ops[0]
+    assert graph.tensors[reshape.inputs[1]].data.tolist() == [1, 192]
+    rng = np.random.default_rng(0)
+    xs = [rng.integers(-128, 128, (1, 4, 6, 8), dtype=np.int8) for _ in range(2)]
+    for x, ref in zip(xs, reference_outputs(path, xs)):
+        np.testing.assert_array_equal(run_graph(graph, x).reshape(-1), ref)
