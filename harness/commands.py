@@ -158,7 +158,7 @@ def run_command(board: str, model: Optional[str], variant: str = "unfused", inpu
                           flash=not no_flash)
     for path in resolve_models(model):
         graph = load_model(path)
-        elf = firmware_dir(b.name, graph.name, variant, kind) / "firmware.elf"
+        elf = firmware_dir(b.name, graph, variant, kind) / "firmware.elf"
         if not elf.exists():
             how = (f"invoke bench --board {board} --model {path} --variant {variant} --runner {kind} "
                    f"--max-inputs 1" if runner_class(kind).silicon_image else

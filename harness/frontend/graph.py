@@ -105,6 +105,8 @@ class Graph:
     inputs: list[int]
     outputs: list[int]
     blocks: list[Block] = field(default_factory=list)
+    source: str = ""             # the file it was read from ("" when built in memory)
+    digest: str = ""             # sha1 of the file's bytes (builds of different files never mix)
 
     def tensor(self, index: int) -> Tensor:
         return self.tensors[index]

@@ -6,6 +6,7 @@ shapes, int8 activations, and only the ops the runtime implements.
 """
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Optional
 
@@ -47,7 +48,9 @@ def load_model(path: str | Path) -> Graph:
         data = path.read_bytes()
     except OSError as exc:
         raise FusebenchError(f"{path}: cannot read model file ({exc.strerror})") from None
-    return load_model_bytes(data, str(path))
+    graph = load_model_bytes(data, str(path))
+    graph.source = str(path.resolve())
+    return graph
 
 
 def load_model_bytes(data: bytes, name: str = "<model>") -> Graph:
@@ -89,7 +92,7 @@ class _Importer:
             raise self.fail(f"has {len(inputs)} inputs and {len(outputs)} outputs; "
                             "fusebench supports one of each")
         graph = Graph(name=Path(self.name).stem, tensors=tensors, ops=ops,
-                      inputs=inputs, outputs=outputs)
+                      inputs=inputs, outputs=outputs, digest=hashlib.sha1(self.data).hexdigest())
         self.check_int8(graph)
         graph.blocks = find_inverted_residual_blocks(graph)
         return graph

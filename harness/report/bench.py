@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import csv
 import datetime as _dt
+import hashlib
+import json
 import multiprocessing as mp
 import os
 import queue as _queue
@@ -20,7 +22,7 @@ from typing import Optional
 
 import numpy as np
 
-from harness.paths import BUILD_DIR, RESULTS_DIR
+from harness.paths import BUILD_DIR, MODELS_DIR, RESULTS_DIR
 from harness.errors import FusebenchError
 
 # Columns of bench.csv, in order. `instructions` is what the emulators count
@@ -90,12 +92,20 @@ class RowWriter:
         self._file.close()
 
 
-def firmware_dir(board: str, model_name: str, variant: str, runner: str = "qemu") -> Path:
+def firmware_dir(board: str, graph, variant: str, runner: str = "qemu", options: Optional[dict] = None) -> Path:
     """build/<board>/<model>/<variant>/ holds the QEMU image; a runner that
-    runs the silicon image has it in its own <runner>/ folder below."""
+    runs the silicon image has it in its own <runner>/ folder below. A model
+    that is not a shipped one gets its file's digest after its name, schedule
+    options after the variant: builds of other files or options never share
+    a folder (parallel sweeps, two files of the same name)."""
     from harness.targets.runners import runner_class
 
-    folder = BUILD_DIR / board / model_name / variant
+    model = graph.name
+    if graph.digest and Path(graph.source).parent != MODELS_DIR:
+        model += f"-{graph.digest[:8]}"
+    if options:
+        variant += "-" + hashlib.sha1(json.dumps(options, sort_keys=True).encode()).hexdigest()[:8]
+    folder = BUILD_DIR / board / model / variant
     return folder / runner if runner_class(runner).silicon_image else folder
 
 
@@ -116,7 +126,7 @@ def build_planned(board, graph, plan, runner: str = "qemu"):
     from harness.backend.build import build_firmware
     from harness.backend.codegen import generate_sources
 
-    out_dir = firmware_dir(board.name, graph.name, plan.variant, runner)
+    out_dir = firmware_dir(board.name, graph, plan.variant, runner, plan.options)
     generate_sources(graph, plan, board, out_dir / "gen")
     plan.save(out_dir / "plan.json")
     return build_firmware(board, out_dir / "gen", out_dir, runner=runner)

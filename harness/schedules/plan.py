@@ -82,6 +82,7 @@ class Plan:
     macs: int = 0                # MACs as scheduled (with any recomputation)
     base_macs: int = 0           # MACs of the layer-by-layer schedule
     notes: list[Note] = field(default_factory=list)   # what the planner wants the user to know
+    options: dict = field(default_factory=dict)       # the schedule options it was made with
 
     def notes_of(self, kind: str) -> list[Note]:
         return [n for n in self.notes if n.kind == kind]

@@ -195,7 +195,9 @@ def make_plan(graph, variant: str, board=None, **options):
     if unknown:
         raise FusebenchError(f"unknown schedule option(s) {', '.join(sorted(unknown))}")
     mine = {k: v for k, v in given.items() if schedule.option(k) is not None}
-    return schedule.plan(graph, board=board, **mine)
+    plan = schedule.plan(graph, board=board, **mine)
+    plan.options = {k: (v if isinstance(v, (bool, int, float, str)) else str(v)) for k, v in sorted(mine.items())}
+    return plan
 
 
 def readme_table() -> str:

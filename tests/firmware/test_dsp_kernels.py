@@ -588,9 +588,9 @@ def test_dsp_kernels_on_both_cores_match_litert(tmp_path):
     assert rows["outputs_match"].all()
     # the watermark reaches the end of the highest planned buffer (the plan's
     # arena_bytes is that end rounded up to the arena alignment)
-    _, _, plan = plan_variant("stm32h7", str(model), "unfused")
+    _, graph, plan = plan_variant("stm32h7", str(model), "unfused")
     planned_top = max(a.offset + a.size for a in plan.allocations)
     assert (rows["arena_bytes_peak"] == planned_top).all(), (rows["arena_bytes_peak"], planned_top)
     for board in ("stm32h7", "stm32f4"):
-        log = (firmware_dir(board, "dsp_chain", "unfused") / "build.log").read_text()
+        log = (firmware_dir(board, graph, "unfused") / "build.log").read_text()
         assert re.search(r"-DFB_KERNELS_DSP=1\b", log), f"{board} firmware was not built with the DSP kernels"

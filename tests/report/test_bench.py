@@ -105,3 +105,23 @@ def test_weights_in_external_flash_run_bit_exact(tmp_path):
     assert (rows["status"] == "ok").all() and rows["outputs_match"].all()
     # the weight blob sits in the external flash, the internal flash holds only code
     assert (rows["external_flash_bytes"] > 400_000).all() and (rows["flash_bytes"] < 100_000).all()
+
+
+def test_builds_of_other_files_or_options_never_share_a_folder(tmp_path, model_paths):
+    """Two sweeps with other schedule options (or two files of one name) ran
+    each other's images when they shared build/<board>/<model>/<variant>/."""
+    import shutil
+
+    from harness.report.bench import firmware_dir, plan_variant
+    shipped = next(p for p in model_paths if p.stem == "mobilenetv2_w035_64")
+    _, graph, plan = plan_variant("stm32f4", str(shipped), "msf")
+    _, _, budget = plan_variant("stm32f4", str(shipped), "msf", {"ram_budget": 40000})
+    assert plan.options == {} and budget.options == {"ram_budget": 40000}
+    default = firmware_dir("stm32f4", graph, "msf", options=plan.options)
+    assert default.parts[-3:] == ("stm32f4", "mobilenetv2_w035_64", "msf")
+    assert firmware_dir("stm32f4", graph, "msf", options=budget.options) != default
+    copy = tmp_path / shipped.name
+    shutil.copy(shipped, copy)
+    _, same_name, _ = plan_variant("stm32f4", str(copy), "unfused")
+    assert same_name.name == graph.name
+    assert firmware_dir("stm32f4", same_name, "msf") != default
