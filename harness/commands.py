@@ -76,6 +76,7 @@ def bench_command(board: str = "stm32h7", model: Optional[str] = None, variant: 
     from harness.targets.boards import load_board
     from harness.report.plots import plot_bench_bars, plot_memory_profile
     from harness.report.tables import summarize_bench
+    from harness.schedules.plan import Plan
     from harness.frontend.tflite_import import load_model
 
     boards = [b.strip() for b in board.split(",") if b.strip()]
@@ -99,10 +100,12 @@ def bench_command(board: str = "stm32h7", model: Optional[str] = None, variant: 
 
     # Pictures: memory profile per model (all variants, boards' RAM), then bars.
     ram = {b: load_board(b).ram.size for b in boards}
-    for path in model_paths:
-        graph = load_model(path)
-        plans = [make_plan(graph, v, board=load_board(boards[0]), **(options or {})) for v in variants]
-        plot_memory_profile(plans, run_dir / f"memory-profile-{graph.name}.png", ram_bytes=ram)
+    for path in model_paths:         # the plans the jobs ran (results/<run>/plans/), first board's
+        name = load_model(path).name
+        plans = [Plan.from_json(f.read_text()) for v in variants
+                 if (f := run_dir / "plans" / f"{boards[0]}-{name}-{v}.json").is_file()]
+        if plans:
+            plot_memory_profile(plans, run_dir / f"memory-profile-{name}.png", ram_bytes=ram)
     summary = summary.assign(ram_peak_kib=summary["ram_bytes_total"])
     plot_bench_bars(summary, run_dir / "peak-ram.png", "ram_bytes_total", "measured peak RAM (KiB)",
                     scale=1024, title="Measured peak RAM (arena + stack + static data)", ram_lines=True)
@@ -113,8 +116,8 @@ def bench_command(board: str = "stm32h7", model: Optional[str] = None, variant: 
                         title=f"{count_col.replace('_median', '').capitalize()} per inference")
 
     with pd.option_context("display.width", 200, "display.max_columns", 30):
-        shown = [c for c in ("board", "model", "variant", "ok", "mismatch", "crash", "timeout",
-                             "does_not_fit", count_col, "arena_bytes_planned", "arena_bytes_peak",
+        shown = [c for c in ("board", "model", "variant", "ok", "mismatch", "crash", "timeout", "error",
+                             "does_not_fit", "not_applicable", count_col, "arena_bytes_planned", "arena_bytes_peak",
                              "stack_bytes_peak", "ram_bytes_total", "flash_bytes", "top1_accuracy")
                  if c and c in summary.columns]
         print(summary[shown].to_string(index=False))

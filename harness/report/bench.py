@@ -33,9 +33,12 @@ BENCH_COLUMNS = [
     "count_source", "arena_bytes_planned", "arena_bytes_peak", "stack_bytes_peak",
     "static_data_bytes", "ram_bytes_total", "ram_bytes_needed", "ram_bytes_available", "flash_bytes",
     "flash_bytes_available", "external_flash_bytes", "top1", "reference_top1", "outputs_match", "label", "macs",
-    "input_streamed", "input_io_ticks", "detail",
+    "input_streamed", "input_io_ticks", "reference", "inputs", "detail",
 ]
-BAD_STATUSES = ("mismatch", "crash", "timeout")
+# A row's status: ok, mismatch (outputs differ from the reference), crash,
+# timeout, error (the harness failed on this job), does-not-fit (the board is
+# too small), not-applicable (the schedule does not apply to this network).
+BAD_STATUSES = ("mismatch", "crash", "timeout", "error")
 
 
 @dataclass
@@ -43,8 +46,10 @@ class Job:
     board: str
     model_path: str
     variant: str
-    inputs: list[tuple[str, np.ndarray, Optional[int]]]   # (name, int8 data, label)
+    inputs: list[tuple[str, np.ndarray, Optional[int]]]   # (name, data in the input's dtype, label)
     references: list[np.ndarray]
+    reference: str = ""                                     # which reference computed them
+    input_source: str = ""                                  # what the inputs are (InputSet.source)
     runs: int = 1
     timeout_s: float = 300.0
     options: dict = field(default_factory=dict)
@@ -140,6 +145,7 @@ def build_variant(board_name: str, model_path: str, variant: str, options: Optio
 
 def _base_row(job: Job, board, graph, plan) -> dict:
     return dict(board=job.board, model=graph.name if graph else Path(job.model_path).stem,
+                reference=job.reference, inputs=job.input_source,
                 variant=job.variant, arena_bytes_planned=plan.arena_bytes if plan else "",
                 macs=plan.macs if plan else "",
                 input_streamed=bool(plan.input_streamed) if plan else "",
@@ -152,9 +158,22 @@ def run_job(job: Job, events) -> None:
     from harness.backend.build import DoesNotFit
     from harness.targets.runners import make_runner
 
+    from harness.schedules import NotApplicable
+
     label = f"{job.board}/{Path(job.model_path).stem}/{job.variant}"
     events.put(("status", f"building {label}"))
-    board, graph, plan = plan_variant(job.board, job.model_path, job.variant, job.options)
+    try:
+        board, graph, plan = plan_variant(job.board, job.model_path, job.variant, job.options)
+    except NotApplicable as exc:        # the schedule does not apply to this network: say why, go on
+        _rows_without_run(job, events, "not-applicable", str(exc))
+        return
+    except FusebenchError as exc:       # e.g. a layer no kernel of this schedule takes
+        _rows_without_run(job, events, "error", str(exc))
+        return
+    except Exception as exc:            # a harness bug: say so in the rows, keep the sweep going
+        _rows_without_run(job, events, "error", f"planning failed: {type(exc).__name__}: {exc}")
+        return
+    events.put(("plan", (job.board, graph.name, job.variant, plan.to_json())))
     try:
         build = build_planned(board, graph, plan, job.runner)
     except DoesNotFit as exc:
@@ -183,7 +202,7 @@ def run_job(job: Job, events) -> None:
         if res.status == "ok" and run == 0 and name == job.inputs[0][0] and res.per_layer_instructions:
             events.put(("layers", _layer_rows(base, name, plan, graph, res)))
         if res.status == "ok":
-            out = np.asarray(res.output, dtype=np.int8).reshape(-1)
+            out = np.frombuffer(np.asarray(res.output).tobytes(), dtype=graph.output.dtype)
             match = out.shape == ref.shape and np.array_equal(out, ref)
             cycles = res.count_column == "cycles"          # real silicon counts cycles
             row.update(instructions="" if cycles else res.instructions,
@@ -197,6 +216,14 @@ def run_job(job: Job, events) -> None:
             if not match:
                 row["detail"] = f"{int(np.sum(out != ref))} of {ref.size} outputs differ"
         events.put(("row", row))
+
+
+def _rows_without_run(job: Job, events, status: str, detail: str) -> None:
+    """One row per input for a job that never ran (nothing was measured)."""
+    base = dict(board=job.board, model=Path(job.model_path).stem, variant=job.variant, runner=job.runner,
+                reference=job.reference, inputs=job.input_source)
+    for name, _, lbl in job.inputs:
+        events.put(("row", dict(base, input=name, run=0, status=status, label=lbl, detail=detail)))
 
 
 def _detail_text(detail) -> str:
@@ -225,30 +252,35 @@ def _layer_rows(base: dict, input_name: str, plan, graph, res) -> list[dict]:
     return rows
 
 
-def reference_outputs_isolated(model_path: str, xs: list[np.ndarray]) -> list[np.ndarray]:
-    """Host reference in a child process: LiteRT aborts the whole process on
-    some degenerate models (e.g. collapsed softmax scales)."""
-    from harness.frontend.reference import reference_outputs
+def reference_outputs_isolated(model_path: str, xs: list[np.ndarray], with_source: bool = False):
+    """Host reference in a child process (LiteRT aborts the whole process on
+    some degenerate models, e.g. collapsed softmax scales): the outputs, or
+    with `with_source` (which reference, outputs); see
+    harness.frontend.reference.reference_outputs_with_source."""
+    from harness.frontend.reference import reference_outputs_with_source
     ctx = mp.get_context("spawn")
     with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
         try:
-            return pool.submit(reference_outputs, model_path, xs).result()
+            source, outputs = pool.submit(reference_outputs_with_source, model_path, xs).result()
         except BrokenProcessPool:
-            raise FusebenchError(f"{model_path}: LiteRT's reference kernels aborted on this model "
+            raise FusebenchError(f"{model_path}: the reference kernels aborted on this model "
                                  "(degenerate quantization parameters?)") from None
+    return (source, outputs) if with_source else outputs
+
+
+def model_input_set(graph, inputs_dir: Optional[str]):
+    """The InputSet for a model (harness.frontend.inputs.model_inputs): its
+    default inputs, or those of --inputs."""
+    from harness.frontend.inputs import InputSpec, model_inputs
+    return model_inputs(InputSpec.of(graph.input), inputs_dir, classes=graph.output.nbytes
+                        // np.dtype(graph.output.dtype).itemsize)
 
 
 def load_inputs(graph, inputs_dir: Optional[str]) -> list[tuple[str, np.ndarray, Optional[int]]]:
-    from harness.frontend.inputs import load_default_inputs, load_input_folder
-    _, h, w, _ = graph.input.shape
-    scale, zp = graph.input.scale, graph.input.zero_point
-    if inputs_dir:
-        samples = load_input_folder(Path(inputs_dir), h, w, scale, zp)
-    else:
-        samples = load_default_inputs(h, w, scale, zp)
-    if not samples:
-        raise FusebenchError(f"no inputs found in {inputs_dir or 'the default inputs'}")
-    return [(s.name, np.ascontiguousarray(s.data, dtype=np.int8), s.label) for s in samples]
+    """(name, data, label) per input; the label only where labels belong to the model."""
+    inputs = model_input_set(graph, inputs_dir)
+    return [(s.name, np.ascontiguousarray(s.data), s.label if inputs.labels_apply else None)
+            for s in inputs.samples]
 
 
 def run_sweep(boards: list[str], model_paths: list[Path], variants: list[str],
@@ -277,12 +309,15 @@ def run_sweep(boards: list[str], model_paths: list[Path], variants: list[str],
     job_list = []
     for path in model_paths:
         graph = load_model(path)        # unsupported models fail here, with their reason
-        inputs = load_inputs(graph, inputs_dir)[:max_inputs]
-        refs = reference_outputs_isolated(str(path), [x for _, x, _ in inputs])
+        input_set = model_input_set(graph, inputs_dir)
+        inputs = [(s.name, np.ascontiguousarray(s.data), s.label if input_set.labels_apply else None)
+                  for s in input_set.samples][:max_inputs]
+        reference, refs = reference_outputs_isolated(str(path), [x for _, x, _ in inputs], with_source=True)
         for b in boards:
             for v in variants:
                 job_list.append(Job(board=b, model_path=str(path), variant=v, inputs=inputs,
-                                    references=refs, runs=runs, timeout_s=timeout_s,
+                                    references=refs, reference=reference, input_source=input_set.source,
+                                    runs=runs, timeout_s=timeout_s,
                                     options=options or {}, runner=runner,
                                     runner_options=runner_options or {}))
     run_dir = run_dir or new_run_dir()
@@ -310,6 +345,11 @@ def run_sweep(boards: list[str], model_paths: list[Path], variants: list[str],
                 if kind == "layers":
                     for r in payload:
                         layer_writer.write(r)
+                elif kind == "plan":
+                    board_name, model_name, variant_name, text = payload
+                    plans_dir = run_dir / "plans"
+                    plans_dir.mkdir(exist_ok=True)
+                    (plans_dir / f"{board_name}-{model_name}-{variant_name}.json").write_text(text)
                 elif kind == "row":
                     writer.write(payload)
                     bar.update(1)

@@ -79,8 +79,11 @@ def summarize_bench(rows: pd.DataFrame) -> pd.DataFrame:
 
         out.append(dict(
             board=board, model=model, variant=variant, runner=g["runner"].iloc[0],
+            reference=g["reference"].iloc[0] if "reference" in g else "",
+            inputs=g["inputs"].iloc[0] if "inputs" in g else "",
             rows=len(g), **{s.replace("-", "_"): int((g["status"] == s).sum())
-                            for s in ("ok", "mismatch", "crash", "timeout", "does-not-fit")},
+                            for s in ("ok", "mismatch", "crash", "timeout", "error", "does-not-fit",
+                                      "not-applicable")},
             count_source=(ok["count_source"].iloc[0] if len(ok) else ""),
             **{f"{count_col}_median": (int(pd.to_numeric(ok[count_col]).median()) if len(ok) else None)},
             macs=(int(g["macs"].iloc[0]) if pd.notna(g["macs"].iloc[0]) and g["macs"].iloc[0] != "" else None),

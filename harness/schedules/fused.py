@@ -15,7 +15,7 @@ from harness.errors import FusebenchError
 from harness.frontend.graph import Graph
 from harness.schedules.geometry import MODES, StageGeometry, block_op_ranges, stage_live_bytes
 from harness.schedules.plan import plan_schedule
-from harness.schedules.registry import Option, Schedule, percent, text, yes_no
+from harness.schedules.registry import NotApplicable, Option, Schedule, percent, text, yes_no
 from harness.schedules.stages import TiledStage
 
 DEFAULT_MAX_OVERHEAD = 0.15     # the fused-layer paper's latency budget: about 14 % more work per stage
@@ -114,7 +114,8 @@ def plan_fused(graph: Graph, max_overhead: Optional[float] = None, blocks: Optio
         raise FusebenchError(f"--mode '{mode}': expected one of {', '.join(MODES)}")
     ranges = block_op_ranges(graph)
     if not ranges:
-        raise FusebenchError(f"{graph.name}: no inverted residual blocks to fuse")
+        raise NotApplicable("fused", graph.name, "it has no inverted residual blocks or depthwise-pointwise "
+                            "pairs to fuse")
     calls = {}
     cache: dict[tuple, Optional[list[TiledStage]]] = {}
 

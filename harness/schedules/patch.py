@@ -20,7 +20,7 @@ from harness.schedules.geometry import StageGeometry
 from harness.frontend.graph import Graph
 from harness.backend.lowering import lower_op, map_hwc
 from harness.schedules.plan import Note, Plan, plan_schedule
-from harness.schedules.registry import Option, Schedule, text, whole_number
+from harness.schedules.registry import NotApplicable, Option, Schedule, text, whole_number
 from harness.schedules.unfused import plan_layer_by_layer
 
 GRIDS = (2, 3, 4)
@@ -74,8 +74,10 @@ def plan_patch(graph: Graph, patches=None, patch_end: Optional[int] = None) -> P
             if best is None or key < best[0]:
                 best = (key, plan, grid)
     if best is None:
-        raise FusebenchError(f"{graph.name}: ops 0-{patch_end} cannot run patch by patch"
-                             if patch_end is not None else f"{graph.name}: no patch-based first stage is possible")
+        if patch_end is not None:
+            raise FusebenchError(f"{graph.name}: ops 0-{patch_end} cannot run patch by patch")
+        raise NotApplicable("patch", graph.name, "no first stage of its ops can run patch by patch (its first "
+                            "maps are not tileable or smaller than the grids)")
     plan, grid = best[1], best[2]
     st = plan.stages[0]
     unfused = plan_layer_by_layer(graph)

@@ -18,6 +18,15 @@ from typing import Any, Callable, Optional
 from harness.errors import FusebenchError
 
 
+class NotApplicable(FusebenchError):
+    """The schedule does not apply to this network (fused: nothing to fuse).
+    A sweep records it as a `not-applicable` row with the reason and goes on."""
+
+    def __init__(self, schedule: str, model: str, why: str):
+        self.schedule, self.model, self.why = schedule, model, why
+        super().__init__(f"{schedule} does not apply to {model}: {why}")
+
+
 # -- option parsers: command-line text -> the value plan() takes ------------------------------
 
 def percent(text, option: str) -> float:

@@ -26,7 +26,7 @@ from harness.schedules.geometry import block_op_ranges
 from harness.backend.lowering import (bottleneck_base_macs, bottleneck_dims, bottleneck_macs, bottleneck_scratch_bytes,
                        lower_op)
 from harness.schedules.plan import Note, Plan, plan_schedule
-from harness.schedules.registry import Option, Schedule, percent, whole_number
+from harness.schedules.registry import NotApplicable, Option, Schedule, percent, whole_number
 from harness.schedules.stages import ReorderedBlock
 from harness.schedules.unfused import plan_layer_by_layer
 
@@ -87,13 +87,12 @@ def plan_reordered(graph: Graph, max_overhead: Optional[float] = None, band_rows
                               dict(ops=[ops[0], ops[-1]], peak_before=before, peak_after=after, band_rows=band,
                                    accumulator_bytes=band_acc, whole_output_accumulator_bytes=whole_acc,
                                    extra_macs_percent=round(extra, 3))))
-    plan = plan_schedule(graph, stages, variant="reordered")
     if not stages:
-        plan.notes.append(Note("reordered-none",
-                               "reordered: no inverted residual block has a lower peak one channel at a time"))
-    else:
-        plan.notes.append(Note("reordered-blocks", "reordered blocks (block peak before -> after):"))
-        plan.notes.extend(Note(n.kind, "  " + n.text, n.data) for n in notes)
+        raise NotApplicable("reordered", graph.name, "no inverted residual block has a lower peak one channel "
+                            "at a time")
+    plan = plan_schedule(graph, stages, variant="reordered")
+    plan.notes.append(Note("reordered-blocks", "reordered blocks (block peak before -> after):"))
+    plan.notes.extend(Note(n.kind, "  " + n.text, n.data) for n in notes)
     return plan
 
 

@@ -125,3 +125,32 @@ def test_builds_of_other_files_or_options_never_share_a_folder(tmp_path, model_p
     _, same_name, _ = plan_variant("stm32f4", str(copy), "unfused")
     assert same_name.name == graph.name
     assert firmware_dir("stm32f4", same_name, "msf") != default
+
+
+@pytest.mark.qemu
+def test_a_schedule_that_does_not_apply_is_a_row_and_the_sweep_goes_on(tmp_path):
+    """A fully connected network (MLPerf Tiny's anomaly detector is one) has
+    nothing to fuse or patch: those variants are `not-applicable` rows with
+    the reason; the others run, on a seeded random input set (not an image),
+    whose labels are not scored."""
+    import numpy as np
+
+    from harness.frontend.tflite_writer import Q
+    from tests.helpers.tflite_builder import fully_connected_model
+    rng = np.random.default_rng(3)
+    model = tmp_path / "dense.tflite"
+    model.write_bytes(fully_connected_model([1, 40], rng.integers(-127, 128, (10, 40), dtype=np.int8), [0.01],
+                                            rng.integers(-300, 300, 10).astype(np.int32), Q(0.05, 2), Q(0.1, -1)))
+    run_dir = run_sweep(["stm32h7"], [model], ["unfused", "fused", "patch", "reordered"], max_inputs=2, jobs=2,
+                        run_dir=tmp_path / "run")
+    rows = pd.read_csv(run_dir / "bench.csv")
+    by_variant = rows.groupby("variant")["status"].agg(set).to_dict()
+    assert by_variant == {"unfused": {"ok"}, "fused": {"not-applicable"}, "patch": {"not-applicable"},
+                          "reordered": {"not-applicable"}}, rows[["variant", "status", "detail"]]
+    fused = rows[rows["variant"] == "fused"].iloc[0]
+    assert fused["detail"].startswith("fused does not apply to dense:")
+    assert (rows["inputs"] == "random int8, seed 0 (32)").all() and (rows["reference"] == "litert-ref").all()
+    assert rows["label"].isna().all()
+    summary = summarize_bench(rows)
+    assert summary.set_index("variant").loc["fused", "not_applicable"] == 2
+    assert (run_dir / "plans" / "stm32h7-dense-unfused.json").is_file()

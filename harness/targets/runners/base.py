@@ -327,13 +327,14 @@ class Runner(ABC):
 
 
 def input_bytes(array: np.ndarray, expected: int, index: int) -> bytes:
-    """An input tensor as the bytes the firmware wants (int8, C order)."""
+    """An input tensor as the bytes the firmware wants (the model's input
+    dtype, int8, uint8 or float32, little-endian, C order)."""
     array = np.asarray(array)
-    if array.dtype not in (np.int8, np.uint8):
-        raise FusebenchError(f"input {index} has dtype {array.dtype}; the firmware takes int8")
-    if array.size != expected:
-        raise FusebenchError(f"input {index} has {array.size} elements; the model takes {expected}")
-    return np.ascontiguousarray(array).view(np.int8).tobytes()
+    if array.dtype not in (np.int8, np.uint8, np.float32):
+        raise FusebenchError(f"input {index} has dtype {array.dtype}; the firmware takes int8, uint8 or float32")
+    if array.nbytes != expected:
+        raise FusebenchError(f"input {index} has {array.nbytes} bytes; the model takes {expected}")
+    return np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<")).tobytes()
 
 
 def merge_passes(passes: list[PassResult], ratio: Fraction, count_source: str,

@@ -247,10 +247,12 @@ def test_emulator_is_killed_on_ctrl_c(firmware):
 def test_bad_inputs_are_clear_errors(firmware):
     elf = firmware["stm32h7", "copy"]
     runner = QemuRunner(load_board("stm32h7"))
-    with pytest.raises(FusebenchError, match="input 0 has 10 elements; the model takes 64"):
+    with pytest.raises(FusebenchError, match="input 0 has 10 bytes; the model takes 64"):
         list(runner.run(elf, [np.zeros(10, np.int8)]))
-    with pytest.raises(FusebenchError, match="input 1 has dtype float32"):
+    with pytest.raises(FusebenchError, match="input 1 has 256 bytes; the model takes 64"):
         list(runner.run(elf, [np.zeros(64, np.int8), np.zeros(64, np.float32)]))
+    with pytest.raises(FusebenchError, match="input 0 has dtype float64"):
+        list(runner.run(elf, [np.zeros(8, np.float64)]))
     assert qemu_processes_running(elf) == []
 
 
