@@ -24,8 +24,7 @@
  * hal_exit() resets the chip (AIRCR.SYSRESETREQ) after the last byte left:
  * the firmware then says READY again, which is how the serial runner starts
  * afresh after a fault without a debug probe. There is no host file system
- * (hal_host_read and hal_host_open answer -1: the host sends inputs over the
- * UART).
+ * (hal_host_open answers -1: the host sends inputs over the UART).
  */
 #include <stdint.h>
 
