@@ -26,8 +26,9 @@ void measure_report(uint32_t seq, const measurement_t *m, uint64_t io_ticks, uin
 
 /* When the current layer started (hal_time); fb_layer_done times the layer
  * from here. Exposed so that a read of streamed input can move it on by the
- * ticks the read took (measure_leave_out_of_layer): a variable rather than a
- * call keeps the code inside the timed run what it was. */
+ * ticks the read took (measure_leave_out_of_layer). A variable rather than a
+ * function: the read runs inside the timed run, where a call would add its
+ * own instructions to the model's count. */
 extern uint64_t measure_layer_start;
 
 static inline void measure_leave_out_of_layer(uint64_t ticks)
