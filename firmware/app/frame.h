@@ -1,5 +1,6 @@
 /*
- * Framed lines over the console UART (the host side is harness/protocol.py).
+ * Framed lines over the console UART (the host side is
+ * harness/targets/protocol.py).
  *
  *     @<body>#<length>#<crc32>\n
  *

@@ -25,18 +25,14 @@ void hal_setup(void);
 void hal_send(const void *data, size_t len);
 uint8_t hal_recv(void);
 
-/* Reads exactly `len` bytes from a host file into `buf`: the fast way in for
- * inputs on an emulator (semihosting). 0 on success, -1 where there is no
- * host or the file is missing or has another size: the host then sends the
- * input over the console instead. */
-int hal_host_read(const char *path, void *buf, size_t len);
-
-/* The same file kept open, for models that stream their input (read pieces of
- * it, possibly more than once, while they run). hal_host_open gives a handle
- * >= 0, or -1 where there is no host or the file is missing or is not
- * `expected_len` bytes long; hal_host_read_at copies `len` bytes from byte
- * `offset` of the file: 0 on success, -1 on failure; hal_host_close ends it
- * (a negative handle is ignored). */
+/* Host files: the fast way in for inputs on an emulator (semihosting).
+ * hal_host_open gives a handle >= 0, or -1 where there is no host or the file
+ * is missing or is not `expected_len` bytes long (the host then sends the
+ * input over the console instead); hal_host_read_at copies `len` bytes from
+ * byte `offset` of the file: 0 on success, -1 on failure; hal_host_close ends
+ * it (a negative handle is ignored). The app reads an ordinary model's input
+ * whole; a streamed model's file stays open for the run while it reads
+ * pieces, possibly more than once. */
 int hal_host_open(const char *path, size_t expected_len);
 int hal_host_read_at(int handle, uint32_t offset, void *buf, size_t len);
 void hal_host_close(int handle);

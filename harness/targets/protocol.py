@@ -14,7 +14,7 @@ The conversation (`Session`) is stop-and-wait: one host command, one answer.
 Host commands carry `seq=<n>`; the device echoes it, so a late answer to an
 earlier command is recognised and skipped. Over QEMU's pipes nothing is ever
 lost, but the same code then works over a real serial line, where it is.
-See firmware/app/main.c for the device side.
+See firmware/app/session.c (and stream.c) for the device side.
 
 A model with streamed input (READY `stream=1`) has no input buffer: it asks
 for the bytes while it runs. Without a host file there is no DATA phase: the
@@ -22,6 +22,10 @@ device ACKs the RUN and runs, sending `NEED req=<r> off=<offset> len=<n>` for
 every piece it reads; the host answers `DATA seq=<the RUN's seq> req=<r>
 off=<offset> hex=<bytes>` until the RESULT arrives. The RUN's CRC cannot be
 checked on the device then: each DATA frame's own CRC protects its bytes.
+
+The numbers both ends must agree on (protocol version, chunk size, ...) are
+written once, in the firmware's firmware/app/fb_protocol.h, and read from
+there (`read_header_constants`).
 """
 from __future__ import annotations
 
@@ -30,17 +34,65 @@ import time
 import zlib
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Mapping, Protocol
 
 from harness.errors import FusebenchError
+from harness.paths import FIRMWARE_DIR
 
-PROTOCOL_VERSION = 1
+PROTOCOL_HEADER = FIRMWARE_DIR / "app" / "fb_protocol.h"
+
+_GUARD = re.compile(r"#(?:ifndef|define) FB_PROTOCOL_H|#endif")
+_DEFINE = re.compile(r"#define (FB_[A-Z0-9_]+) (?:([0-9]+)u?|\((-[0-9]+)\))(?: /\*.*\*/)?")
+
+
+class ProtocolHeaderError(FusebenchError):
+    """fb_protocol.h is not what read_header_constants understands."""
+
+
+def read_header_constants(path: Path = PROTOCOL_HEADER) -> dict[str, int]:
+    """The `#define FB_<NAME> <integer>` lines of the protocol header, by name.
+
+    Strict, so that host and firmware cannot silently disagree: apart from the
+    include guard, every preprocessor line must be such a define (a decimal
+    integer, optionally with a u suffix, or a negative one in parentheses, and
+    at most a /* comment */ after it), and no name may be defined twice."""
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ProtocolHeaderError(f"cannot read the protocol header {path}: {exc.strerror}") from None
+    constants: dict[str, int] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if not stripped.startswith("#") or _GUARD.fullmatch(stripped):
+            continue
+        match = _DEFINE.fullmatch(stripped)
+        if not match:
+            raise ProtocolHeaderError(f"{path}:{number}: not '#define FB_<NAME> <integer>': {stripped[:80]!r}")
+        name = match.group(1)
+        if name in constants:
+            raise ProtocolHeaderError(f"{path}:{number}: {name} defined twice")
+        constants[name] = int(match.group(2) if match.group(2) is not None else match.group(3))
+    return constants
+
+
+def _firmware_constant(constants: Mapping[str, int], name: str) -> int:
+    if name not in constants:
+        raise ProtocolHeaderError(f"{PROTOCOL_HEADER}: no '#define {name} <integer>'")
+    return constants[name]
+
+
+_FIRMWARE = read_header_constants()
+PROTOCOL_VERSION = _firmware_constant(_FIRMWARE, "FB_PROTOCOL_VERSION")
 # fb_model_run()'s status when a streamed model could not read its input
 # (FB_MODEL_ERR_INPUT in the generated fb_model.h): the line, not the model.
-INPUT_READ_FAILED = -100
+INPUT_READ_FAILED = _firmware_constant(_FIRMWARE, "FB_INPUT_READ_FAILED")
+MAX_CHUNK_BYTES = _firmware_constant(_FIRMWARE, "FB_MAX_CHUNK_BYTES")
+# The longest RUN file= path: the device keeps it in the RUN's own line.
+MAX_PATH_BYTES = _firmware_constant(_FIRMWARE, "FB_MAX_PATH_BYTES")
+# How often the device asks again for one piece of streamed input (NEED).
+NEED_RETRIES = _firmware_constant(_FIRMWARE, "FB_NEED_RETRIES")
 FRAME_START = "@"
-MAX_CHUNK_BYTES = 256
-MAX_PATH_BYTES = 255          # device buffer for RUN file= (256 with the NUL)
 
 _TRAILER = re.compile(r"#(\d{1,9})#([0-9a-f]{8})$")
 _KIND = re.compile(r"[A-Z][A-Z0-9_]*")

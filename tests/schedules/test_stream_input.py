@@ -4,7 +4,7 @@ The stream fixture (tests/fixtures/firmware/stream) reads its input in
 out-of-order, overlapping, odd-sized pieces through fb_model_read_input().
 Here it runs under the host driver (firmware/host/main.c, as
 harness.backend.hostmodel builds it) and under the real measurement app
-(firmware/app/main.c) built for the host with a stdio HAL, talking to
+(firmware/app) built for the host with a stdio HAL, talking to
 harness.targets.protocol over pipes, with damage done to the lines both ways.
 """
 import re
@@ -16,11 +16,10 @@ import pytest
 
 from tests.helpers import TESTS_DIR
 from harness.backend.hostmodel import build_host_model, run_host_model
-from harness.targets.protocol import ProtocolError, Session, encode_frame, parse_frame
+from harness.targets.protocol import NEED_RETRIES, ProtocolError, Session, encode_frame, parse_frame
 
 ROOT = TESTS_DIR.parent
 STREAM = ROOT / "tests/fixtures/firmware/stream"
-NEED_RETRIES = int(re.search(r"#define NEED_RETRIES (\d+)", (ROOT / "firmware/app/main.c").read_text()).group(1))
 
 
 def fixture_reads() -> list[tuple[int, int]]:
@@ -86,7 +85,7 @@ def app(cc, tmp_path_factory):
     exe = tmp_path_factory.mktemp("app_host") / "app_host"
     subprocess.run([cc, "-O1", "-g", "-Wall", "-Wextra", "-Werror", "-std=c11", '-DFB_BOARD_NAME="host"',
                     f"-I{ROOT / 'firmware/app'}", f"-I{ROOT / 'firmware/hal'}", f"-I{STREAM}",
-                    str(ROOT / "firmware/app/main.c"), str(ROOT / "firmware/app/frame.c"),
+                    *map(str, sorted((ROOT / "firmware/app").glob("*.c"))),
                     str(ROOT / "tests/fixtures/firmware/host/hal_stdio.c"), str(STREAM / "fb_model.c"),
                     "-o", str(exe)], check=True)
     return exe

@@ -139,12 +139,12 @@ def test_c_reader_rejects_every_corruption(frame_host):
 # -- the conversation, against a device simulated in Python -------------------------------------
 
 class FakeDevice:
-    """Speaks the device side of the protocol like firmware/app/main.c. The
+    """Speaks the device side of the protocol like firmware/app/session.c. The
     model reverses the input; tests damage or drop lines to exercise retries.
 
     With `reads` the model streams its input (READY stream=1): over the UART
     it asks for each (offset, length) piece with NEEDs of at most `chunk`
-    bytes while it runs, as main.c's fb_model_read_input does."""
+    bytes while it runs, as stream.c's fb_model_read_input does."""
 
     def __init__(self, input_bytes=600, chunk=256, reads=None):
         self.input_bytes = input_bytes

@@ -55,7 +55,6 @@ void cortexm_cycles_start(void);
 uint64_t cortexm_cycles(void);
 const char *cortexm_cycles_source(void);
 void cortexm_semihost_exit(int code) __attribute__((noreturn));
-int cortexm_semihost_read_file(const char *path, void *buffer, size_t length);
 /* Host files kept open across reads (the hal_host_open family). */
 int cortexm_semihost_open(const char *path, size_t expected_length);
 int cortexm_semihost_read_at(int handle, uint32_t offset, void *buffer, size_t length);

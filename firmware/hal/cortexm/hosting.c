@@ -17,11 +17,6 @@
 
 #if FB_RUNNER_QEMU
 
-int hal_host_read(const char *path, void *buf, size_t len)
-{
-    return cortexm_semihost_read_file(path, buf, len);
-}
-
 int hal_host_open(const char *path, size_t expected_len)
 {
     return cortexm_semihost_open(path, expected_len);
@@ -48,14 +43,6 @@ const char *hal_time_source(void)
 }
 
 #else
-
-int hal_host_read(const char *path, void *buf, size_t len)
-{
-    (void)path;
-    (void)buf;
-    (void)len;
-    return -1;
-}
 
 int hal_host_open(const char *path, size_t expected_len)
 {

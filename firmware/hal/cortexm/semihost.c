@@ -95,13 +95,3 @@ int cortexm_semihost_read_at(int handle, uint32_t offset, void *buffer, size_t l
     volatile uint32_t read_block[3] = {(uint32_t)handle, (uint32_t)(uintptr_t)buffer, (uint32_t)length};
     return semihost_call(SYS_READ, read_block) == 0 ? 0 : -1; /* 0: nothing left unread */
 }
-
-int cortexm_semihost_read_file(const char *path, void *buffer, size_t length)
-{
-    int handle = cortexm_semihost_open(path, length);
-    if (handle < 0)
-        return -1;
-    int status = cortexm_semihost_read_at(handle, 0, buffer, length);
-    cortexm_semihost_close(handle);
-    return status;
-}

@@ -25,18 +25,8 @@ void hal_setup(void)
     cortexm_systick_start();
 }
 
-void hal_send(const void *data, size_t len)
-{
-    usart_send(data, len);
-}
-
-uint8_t hal_recv(void)
-{
-    return usart_recv();
-}
-
 void hal_exit(int code)
 {
-    usart_drain();
+    stm32_usart_drain();
     cortexm_semihost_exit(code);
 }

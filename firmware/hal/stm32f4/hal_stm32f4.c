@@ -23,13 +23,8 @@
 
 #include "../cortexm/cortexm.h"
 #include "../hal.h"
-#include "../stm32/gpio.h"
 #include "usart.h"
-
-#if !defined(FB_UART_BASE) || !defined(FB_CPU_HZ) || !defined(FB_CONSOLE_BAUD) ||               \
-    !defined(FB_CONSOLE_TX_PORT) || !defined(FB_CONSOLE_RX_PORT) || !defined(FB_CONSOLE_AF)
-#error "the board file's [runners.serial|renode] table provides FB_UART_BASE, FB_CPU_HZ, FB_CONSOLE_*"
-#endif
+#include "../stm32/silicon.h" /* after usart.h: hal_send, hal_recv and hal_exit on that USART */
 
 #define REG(addr) CM_REG(addr)
 
@@ -66,27 +61,13 @@
 #define DBGMCU_IDCODE REG(0xE0042000u)
 #define DEV_ID_F405_F407 0x413u
 
-/* GPIO ports A..K at 0x40020000 + 0x400 * port */
-#define GPIO_BASE(port) (0x40020000u + 0x400u * (uint32_t)(port))
-
-#define SCB_AIRCR CM_REG(0xE000ED0Cu)
-#define SCB_AIRCR_RESET (0x05FAu << 16 | 1u << 2)
+#define GPIOA_BASE 0x40020000u /* ports B..K follow, 0x400 apart */
 
 #define HSI_HZ 16000000u
 #define PLL_M 8u                 /* HSI / 8 = 2 MHz VCO input (less jitter than 1 MHz) */
 #define NO_OVERDRIVE_MAX_HZ 168000000u
-#define READY_SPINS 200000u
 
 static uint32_t core_hz = HSI_HZ;
-
-static int wait_bits(volatile uint32_t *reg, uint32_t mask, uint32_t want)
-{
-    for (uint32_t i = 0; i < READY_SPINS; i++) {
-        if ((*reg & mask) == want)
-            return 1;
-    }
-    return 0;
-}
 
 static void clocks_up(void)
 {
@@ -103,31 +84,31 @@ static void clocks_up(void)
 
     /* Wait states first: the core must never run faster than the flash allows. */
     FLASH_ACR = FLASH_ACR_LATENCY_5WS | FLASH_ACR_PRFTEN | FLASH_ACR_ICEN | FLASH_ACR_DCEN;
-    wait_bits(&FLASH_ACR, 0xFu, FLASH_ACR_LATENCY_5WS);
+    stm32_wait_bits(&FLASH_ACR, 0xFu, FLASH_ACR_LATENCY_5WS);
 
     /* SYSCLK = 2 MHz * N / P with P = 2, so N = SYSCLK / 1 MHz; Q keeps the
      * 48 MHz domain at or below 48 MHz. */
     uint32_t pll_n = target_hz / 1000000u;
     uint32_t pll_q = (2000000u * pll_n + 47999999u) / 48000000u;
-    wait_bits(&RCC_CR, RCC_CR_HSIRDY, RCC_CR_HSIRDY);
+    stm32_wait_bits(&RCC_CR, RCC_CR_HSIRDY, RCC_CR_HSIRDY);
     RCC_PLLCFGR = (RCC_PLLCFGR & 0xF0000000u)                /* keep PLLR (F446) as it is */
                   | (pll_q << 24) | (0u << 22)               /* PLLQ, PLLSRC = HSI */
                   | (0u << 16) | (pll_n << 6) | PLL_M;       /* PLLP = 2, PLLN, PLLM */
     RCC_CR |= RCC_CR_PLLON;
-    int locked = wait_bits(&RCC_CR, RCC_CR_PLLRDY, RCC_CR_PLLRDY);
+    int locked = stm32_wait_bits(&RCC_CR, RCC_CR_PLLRDY, RCC_CR_PLLRDY);
 
     if (locked && target_hz > NO_OVERDRIVE_MAX_HZ) {
         PWR_CR |= PWR_CR_ODEN;
-        wait_bits(&PWR_CSR, PWR_CSR_ODRDY, PWR_CSR_ODRDY);
+        stm32_wait_bits(&PWR_CSR, PWR_CSR_ODRDY, PWR_CSR_ODRDY);
         PWR_CR |= PWR_CR_ODSWEN;
-        wait_bits(&PWR_CSR, PWR_CSR_ODSWRDY, PWR_CSR_ODSWRDY);
+        stm32_wait_bits(&PWR_CSR, PWR_CSR_ODSWRDY, PWR_CSR_ODSWRDY);
     }
 
     /* AHB /1, APB1 /4 (<= 45 MHz), APB2 /2 (<= 90 MHz), before the switch. */
     RCC_CFGR = (RCC_CFGR & ~((0xFu << 4) | (7u << 10) | (7u << 13))) | (0u << 4) | (5u << 10) | (4u << 13);
     if (locked) {
         RCC_CFGR = (RCC_CFGR & ~3u) | RCC_CFGR_SW_PLL;
-        wait_bits(&RCC_CFGR, 3u << 2, RCC_CFGR_SW_PLL << 2);
+        stm32_wait_bits(&RCC_CFGR, 3u << 2, RCC_CFGR_SW_PLL << 2);
     }
     core_hz = ((RCC_CFGR >> 2) & 3u) == RCC_CFGR_SW_PLL ? target_hz : HSI_HZ;
 }
@@ -138,31 +119,10 @@ static uint32_t apb_hz_of_console(void)
     return (FB_UART_BASE >= 0x40010000u) ? core_hz / 2u : core_hz / 4u;
 }
 
-static void console_clock_on(void)
-{
-    switch (FB_UART_BASE) {
-    case 0x40011000u: RCC_APB2ENR |= 1u << 4; break;  /* USART1 */
-    case 0x40011400u: RCC_APB2ENR |= 1u << 5; break;  /* USART6 */
-    case 0x40004400u: RCC_APB1ENR |= 1u << 17; break; /* USART2 */
-    case 0x40004800u: RCC_APB1ENR |= 1u << 18; break; /* USART3 */
-    case 0x40004C00u: RCC_APB1ENR |= 1u << 19; break; /* UART4 */
-    case 0x40005000u: RCC_APB1ENR |= 1u << 20; break; /* UART5 */
-    default: break;
-    }
-    RCC_AHB1ENR |= (1u << FB_CONSOLE_TX_PORT) | (1u << FB_CONSOLE_RX_PORT);
-    (void)RCC_AHB1ENR;
-}
-
-static void pin_to_af(uint32_t port, uint32_t pin, int pull_up)
-{
-    stm32_gpio_to_af(GPIO_BASE(port), pin, FB_CONSOLE_AF, pull_up);
-}
-
 static void console_up(void)
 {
-    console_clock_on();
-    pin_to_af(FB_CONSOLE_TX_PORT, FB_CONSOLE_TX_PIN, 0);
-    pin_to_af(FB_CONSOLE_RX_PORT, FB_CONSOLE_RX_PIN, 1);
+    stm32_console_clocks_on(&RCC_APB1ENR, &RCC_APB2ENR, &RCC_AHB1ENR);
+    stm32_console_pins_to_af(GPIOA_BASE);
     usart_start(apb_hz_of_console(), FB_CONSOLE_BAUD);
 }
 
@@ -176,25 +136,4 @@ void hal_setup(void)
     clocks_up();
     console_up();
     time_up();
-}
-
-void hal_send(const void *data, size_t len)
-{
-    usart_send(data, len);
-}
-
-uint8_t hal_recv(void)
-{
-    return usart_recv();
-}
-
-void hal_exit(int code)
-{
-    (void)code;
-    usart_drain();
-    __asm volatile("dsb" ::: "memory");
-    SCB_AIRCR = SCB_AIRCR_RESET;
-    __asm volatile("dsb" ::: "memory");
-    for (;;) {
-    }
 }

@@ -1,7 +1,9 @@
 /*
- * The STM32F4 USART (RM0090 section 30.6) at FB_UART_BASE: its registers and
- * the console's byte I/O. Shared by the silicon HAL and the QEMU
- * netduinoplus2 HAL, whose stm32f2xx_usart model has the same register map.
+ * The STM32F4 USART (RM0090 section 30.6) at FB_UART_BASE as the console: its
+ * registers and start, and (stm32/usart_console.h) the HAL's byte I/O.
+ * Shared by the silicon HAL and the QEMU netduinoplus2 HAL, whose
+ * stm32f2xx_usart model has the same register map. It defines hal_send and
+ * hal_recv, so only the one HAL file of an image includes it.
  */
 #ifndef FB_STM32F4_USART_H
 #define FB_STM32F4_USART_H
@@ -21,9 +23,6 @@
 #define USART_CR1 CM_REG(FB_UART_BASE + 0x0Cu)
 #define USART_CR2 CM_REG(FB_UART_BASE + 0x10u)
 #define USART_CR3 CM_REG(FB_UART_BASE + 0x14u)
-#define USART_SR_RXNE (1u << 5)
-#define USART_SR_TC (1u << 6)
-#define USART_SR_TXE (1u << 7)
 #define USART_CR1_RE (1u << 2)
 #define USART_CR1_TE (1u << 3)
 #define USART_CR1_UE (1u << 13)
@@ -38,30 +37,11 @@ static inline void usart_start(uint32_t apb_hz, uint32_t baud)
     USART_CR1 = USART_CR1_UE | USART_CR1_TE | USART_CR1_RE;
 }
 
-static inline void usart_send(const void *data, size_t len)
-{
-    const uint8_t *bytes = data;
-    for (size_t i = 0; i < len; i++) {
-        while (!(USART_SR & USART_SR_TXE)) {
-        }
-        USART_DR = bytes[i];
-    }
-}
-
 /* Reading SR then DR also clears an overrun: the lost byte shows as a frame
  * that fails its CRC, and the host resends. */
-static inline uint8_t usart_recv(void)
-{
-    while (!(USART_SR & USART_SR_RXNE)) {
-    }
-    return (uint8_t)USART_DR;
-}
-
-/* Until the last byte has left the shift register. */
-static inline void usart_drain(void)
-{
-    while (!(USART_SR & USART_SR_TC)) {
-    }
-}
+#define STM32_USART_STATUS USART_SR
+#define STM32_USART_TX USART_DR
+#define STM32_USART_RX USART_DR
+#include "../stm32/usart_console.h"
 
 #endif

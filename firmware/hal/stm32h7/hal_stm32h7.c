@@ -21,24 +21,35 @@
  * computed from the clock the switch really reached (RCC_CFGR.SWS), so a
  * PLL that does not lock still gives a working console at 64 MHz.
  *
- * hal_exit() resets the chip (AIRCR.SYSRESETREQ) after the last byte left:
- * the firmware then says READY again, which is how the serial runner starts
- * afresh after a fault without a debug probe. There is no host file system
- * (hal_host_read and hal_host_open answer -1: the host sends inputs over the
- * UART).
+ * hal_exit() resets the chip (AIRCR.SYSRESETREQ) after the last byte left
+ * (stm32/silicon.h, shared with the F4): the firmware then says READY again,
+ * which is how the serial runner starts afresh after a fault without a debug
+ * probe. There is no host file system (hal_host_open answers -1: the host
+ * sends inputs over the UART).
  */
 #include <stdint.h>
 
 #include "../cortexm/cortexm.h"
 #include "../hal.h"
-#include "../stm32/gpio.h"
-
-#if !defined(FB_UART_BASE) || !defined(FB_CPU_HZ) || !defined(FB_CONSOLE_BAUD) ||               \
-    !defined(FB_CONSOLE_TX_PORT) || !defined(FB_CONSOLE_RX_PORT) || !defined(FB_CONSOLE_AF)
-#error "the board file's [runners.serial|renode] table provides FB_UART_BASE, FB_CPU_HZ, FB_CONSOLE_*"
-#endif
 
 #define REG(addr) CM_REG(addr)
+
+/* USART (USARTv2 register layout, RM0433 section 48.7) */
+#define USART_CR1 REG(FB_UART_BASE + 0x00u)
+#define USART_CR2 REG(FB_UART_BASE + 0x04u)
+#define USART_CR3 REG(FB_UART_BASE + 0x08u)
+#define USART_BRR REG(FB_UART_BASE + 0x0Cu)
+#define USART_ISR REG(FB_UART_BASE + 0x1Cu)
+#define USART_RDR REG(FB_UART_BASE + 0x24u)
+#define USART_TDR REG(FB_UART_BASE + 0x28u)
+#define USART_CR1_UE (1u << 0)
+#define USART_CR1_RE (1u << 2)
+#define USART_CR1_TE (1u << 3)
+#define USART_CR3_OVRDIS (1u << 12)
+#define STM32_USART_STATUS USART_ISR
+#define STM32_USART_TX USART_TDR
+#define STM32_USART_RX USART_RDR
+#include "../stm32/silicon.h" /* after the USART: hal_send, hal_recv and hal_exit on it */
 
 /* RCC (RM0433 section 8.7) */
 #define RCC_BASE 0x58024400u
@@ -87,24 +98,8 @@
 #define DBGMCU_IDC REG(0x5C001000u)
 #define REV_ID_Y 0x1003u
 
-/* GPIO ports A..K at 0x58020000 + 0x400 * port */
-#define GPIO_BASE(port) (0x58020000u + 0x400u * (uint32_t)(port))
+#define GPIOA_BASE 0x58020000u /* ports B..K follow, 0x400 apart */
 
-/* USART (USARTv2 register layout, RM0433 section 48.7) */
-#define USART_CR1 REG(FB_UART_BASE + 0x00u)
-#define USART_CR2 REG(FB_UART_BASE + 0x04u)
-#define USART_CR3 REG(FB_UART_BASE + 0x08u)
-#define USART_BRR REG(FB_UART_BASE + 0x0Cu)
-#define USART_ISR REG(FB_UART_BASE + 0x1Cu)
-#define USART_RDR REG(FB_UART_BASE + 0x24u)
-#define USART_TDR REG(FB_UART_BASE + 0x28u)
-#define USART_CR1_UE (1u << 0)
-#define USART_CR1_RE (1u << 2)
-#define USART_CR1_TE (1u << 3)
-#define USART_CR3_OVRDIS (1u << 12)
-#define USART_ISR_RXNE (1u << 5)
-#define USART_ISR_TC (1u << 6)
-#define USART_ISR_TXE (1u << 7)
 
 /* Cortex-M7 system registers (ARMv7-M ARM, B3.2 and C1.8) */
 #define SCB_CCR CM_REG(0xE000ED14u)
@@ -114,39 +109,26 @@
 #define SCB_CSSELR CM_REG(0xE000ED84u)
 #define SCB_ICIALLU CM_REG(0xE000EF50u)
 #define SCB_DCISW CM_REG(0xE000EF60u)
-#define SCB_AIRCR CM_REG(0xE000ED0Cu)
-#define SCB_AIRCR_RESET (0x05FAu << 16 | 1u << 2) /* VECTKEY | SYSRESETREQ */
 
 #define HSI_HZ 64000000u
 #define PLL_REF_HZ 4000000u     /* HSI / DIVM1(16): PLL1RGE 4-8 MHz, wide VCO */
 #define REV_Y_MAX_HZ 400000000u
-#define READY_SPINS 200000u     /* a few ms at 64 MHz; silicon is ready in microseconds */
 
 static uint32_t core_hz = HSI_HZ;
-
-/* Waits until (reg & mask) == want; 0 when the flag never came. */
-static int wait_bits(volatile uint32_t *reg, uint32_t mask, uint32_t want)
-{
-    for (uint32_t i = 0; i < READY_SPINS; i++) {
-        if ((*reg & mask) == want)
-            return 1;
-    }
-    return 0;
-}
 
 static void power_up(uint32_t target_hz)
 {
     /* LDO supply (the H743 has no SMPS); the supply setting is write-once. */
     PWR_CR3 = (PWR_CR3 & ~(PWR_CR3_BYPASS | PWR_CR3_SCUEN)) | PWR_CR3_LDOEN;
-    wait_bits(&PWR_CSR1, PWR_CSR1_ACTVOSRDY, PWR_CSR1_ACTVOSRDY);
+    stm32_wait_bits(&PWR_CSR1, PWR_CSR1_ACTVOSRDY, PWR_CSR1_ACTVOSRDY);
 
     PWR_D3CR = (PWR_D3CR & ~(3u << PWR_D3CR_VOS_SHIFT)) | (PWR_D3CR_VOS_SCALE1 << PWR_D3CR_VOS_SHIFT);
-    wait_bits(&PWR_D3CR, PWR_D3CR_VOSRDY, PWR_D3CR_VOSRDY);
+    stm32_wait_bits(&PWR_D3CR, PWR_D3CR_VOSRDY, PWR_D3CR_VOSRDY);
     if (target_hz > REV_Y_MAX_HZ) {
         RCC_APB4ENR |= RCC_APB4ENR_SYSCFGEN;
         (void)RCC_APB4ENR; /* read back: the clock is on before SYSCFG is written */
         SYSCFG_PWRCR |= 1u; /* ODEN: VOS0 */
-        wait_bits(&PWR_D3CR, PWR_D3CR_VOSRDY, PWR_D3CR_VOSRDY);
+        stm32_wait_bits(&PWR_D3CR, PWR_D3CR_VOSRDY, PWR_D3CR_VOSRDY);
     }
 }
 
@@ -156,16 +138,16 @@ static void clocks_up(uint32_t target_hz)
 
     /* Wait states first: the core must never run faster than the flash allows. */
     FLASH_ACR = FLASH_ACR_LATENCY_4WS | FLASH_ACR_WRHIGHFREQ_2;
-    wait_bits(&FLASH_ACR, 0x3Fu, FLASH_ACR_LATENCY_4WS | FLASH_ACR_WRHIGHFREQ_2);
+    stm32_wait_bits(&FLASH_ACR, 0x3Fu, FLASH_ACR_LATENCY_4WS | FLASH_ACR_WRHIGHFREQ_2);
 
-    wait_bits(&RCC_CR, RCC_CR_HSIRDY, RCC_CR_HSIRDY);
+    stm32_wait_bits(&RCC_CR, RCC_CR_HSIRDY, RCC_CR_HSIRDY);
     RCC_PLLCKSELR = (16u << 4) | 0u;                       /* DIVM1 = 16, PLLSRC = HSI */
     RCC_PLLCFGR = (1u << 16) | (1u << 17) | (1u << 18)      /* DIVP1EN, DIVQ1EN, DIVR1EN */
                   | (2u << 2);                              /* PLL1RGE 4-8 MHz, wide VCO, integer */
     RCC_PLL1DIVR = ((divn - 1u) << 0) | (1u << 9)          /* N, P = 2 */
                    | (3u << 16) | (1u << 24);               /* Q = 4, R = 2 */
     RCC_CR |= RCC_CR_PLL1ON;
-    int locked = wait_bits(&RCC_CR, RCC_CR_PLL1RDY, RCC_CR_PLL1RDY);
+    int locked = stm32_wait_bits(&RCC_CR, RCC_CR_PLL1RDY, RCC_CR_PLL1RDY);
 
     /* Bus dividers before the switch: AXI/AHB <= 240 MHz, APBs <= 120 MHz. */
     RCC_D1CFGR = (8u << 0) | (4u << 4) | (0u << 8);       /* HPRE /2, D1PPRE /2, D1CPRE /1 */
@@ -175,7 +157,7 @@ static void clocks_up(uint32_t target_hz)
 
     if (locked) {
         RCC_CFGR = (RCC_CFGR & ~7u) | RCC_CFGR_SW_PLL1;
-        wait_bits(&RCC_CFGR, 7u << RCC_CFGR_SWS_SHIFT, RCC_CFGR_SW_PLL1 << RCC_CFGR_SWS_SHIFT);
+        stm32_wait_bits(&RCC_CFGR, 7u << RCC_CFGR_SWS_SHIFT, RCC_CFGR_SW_PLL1 << RCC_CFGR_SWS_SHIFT);
     }
     /* What the core really runs at decides the console's divisor. */
     core_hz = ((RCC_CFGR >> RCC_CFGR_SWS_SHIFT) & 7u) == RCC_CFGR_SW_PLL1 ? target_hz : HSI_HZ;
@@ -207,34 +189,10 @@ static uint32_t apb_hz_of_console(void)
     return core_hz / 4u;
 }
 
-static void console_clock_on(void)
-{
-    switch (FB_UART_BASE) {
-    case 0x40011000u: RCC_APB2ENR |= 1u << 4; break;   /* USART1 */
-    case 0x40011400u: RCC_APB2ENR |= 1u << 5; break;   /* USART6 */
-    case 0x40004400u: RCC_APB1LENR |= 1u << 17; break; /* USART2 */
-    case 0x40004800u: RCC_APB1LENR |= 1u << 18; break; /* USART3 */
-    case 0x40004C00u: RCC_APB1LENR |= 1u << 19; break; /* UART4 */
-    case 0x40005000u: RCC_APB1LENR |= 1u << 20; break; /* UART5 */
-    case 0x40007800u: RCC_APB1LENR |= 1u << 30; break; /* UART7 */
-    case 0x40007C00u: RCC_APB1LENR |= 1u << 31; break; /* UART8 */
-    default: break;
-    }
-    RCC_AHB4ENR |= (1u << FB_CONSOLE_TX_PORT) | (1u << FB_CONSOLE_RX_PORT);
-    (void)RCC_AHB4ENR;
-}
-
-static void pin_to_af(uint32_t port, uint32_t pin, int pull_up)
-{
-    stm32_gpio_to_af(GPIO_BASE(port), pin, FB_CONSOLE_AF, pull_up);
-}
-
 static void console_up(void)
 {
-    console_clock_on();
-    pin_to_af(FB_CONSOLE_TX_PORT, FB_CONSOLE_TX_PIN, 0);
-    /* RX pulled up: an unconnected adapter reads as an idle line, not noise. */
-    pin_to_af(FB_CONSOLE_RX_PORT, FB_CONSOLE_RX_PIN, 1);
+    stm32_console_clocks_on(&RCC_APB1LENR, &RCC_APB2ENR, &RCC_AHB4ENR);
+    stm32_console_pins_to_af(GPIOA_BASE);
     USART_CR1 = 0;
     USART_CR2 = 0;
     USART_CR3 = USART_CR3_OVRDIS; /* an overrun loses a byte (the frame CRC catches it), never blocks */
@@ -258,33 +216,4 @@ void hal_setup(void)
     caches_on();
     console_up();
     time_up();
-}
-
-void hal_send(const void *data, size_t len)
-{
-    const uint8_t *bytes = data;
-    for (size_t i = 0; i < len; i++) {
-        while (!(USART_ISR & USART_ISR_TXE)) {
-        }
-        USART_TDR = bytes[i];
-    }
-}
-
-uint8_t hal_recv(void)
-{
-    while (!(USART_ISR & USART_ISR_RXNE)) {
-    }
-    return (uint8_t)USART_RDR;
-}
-
-void hal_exit(int code)
-{
-    (void)code;
-    while (!(USART_ISR & USART_ISR_TC)) {
-    }
-    __asm volatile("dsb" ::: "memory");
-    SCB_AIRCR = SCB_AIRCR_RESET;
-    __asm volatile("dsb" ::: "memory");
-    for (;;) {
-    }
 }
