@@ -322,39 +322,46 @@ SIZE_CASES = [   # (kernel, out_c, kh, kw, in_c): taps multiple of 4 or not, 1x1
 ]
 
 
-@pytest.mark.parametrize("kernel, out_c, kh, kw, in_c", SIZE_CASES)
-def test_scratch_and_table_sizes_agree_between_lowering_and_both_builds(kernel, out_c, kh, kw, in_c):
-    """The lowering's sizes are exactly what the C size functions return, in
-    both builds: the plan and the measured arena watermark count the same bytes."""
-    from harness.backend import lowering
-
-    dims = hostrt.FbFilterDims(out_c, kh, kw, in_c)
+def documented_sizes(kernel, out_c, kh, kw, in_c):
+    """fb_runtime.h's formulas: scratch with prepared tables, the tables, scratch without them."""
+    taps = kh * kw * in_c
+    groups = -(-taps // 4)
     if kernel == "fb_conv_s8":
-        want = dict(_buffer_size_prepared=lowering.conv_scratch_bytes_prepared(out_c, kh, kw, in_c),
-                    _prepared_size=lowering.conv_prepared_bytes(out_c, kh, kw, in_c),
-                    _buffer_size=lowering.conv_scratch_bytes(out_c, kh, kw, in_c))
+        scratch, tables = 32 * groups + (0 if kh == kw == 1 else taps), 16 + 16 * out_c + (4 * groups if taps % 4 else 0)
     else:
-        want = dict(_buffer_size_prepared=lowering.dw_conv_scratch_bytes_prepared(out_c, kh, kw),
-                    _prepared_size=lowering.dw_conv_prepared_bytes(out_c, kh, kw),
-                    _buffer_size=lowering.dw_conv_scratch_bytes(out_c, kh, kw))
-    assert want["_buffer_size"] == want["_prepared_size"] + want["_buffer_size_prepared"]
+        scratch, tables = 0, 16 + (20 + 2 * kh * kw) * out_c
+    return dict(_buffer_size_prepared=scratch, _prepared_size=tables, _buffer_size=tables + scratch)
+
+
+def c_sizes(kernel, out_c, kh, kw, in_c, kernels="portable"):
+    """The C size functions of one build, by suffix."""
+    lib = hostrt.library(kernels)
+    dims = ctypes.byref(hostrt.FbFilterDims(out_c, kh, kw, in_c))
+    return dict(_prepared_size=getattr(lib, kernel + "_prepared_size")(dims),
+                **{suffix: getattr(lib, kernel + suffix)(dims, None, None)
+                   for suffix in ("_buffer_size", "_buffer_size_prepared")})
+
+
+@pytest.mark.parametrize("kernel, out_c, kh, kw, in_c", SIZE_CASES)
+def test_scratch_and_table_sizes_are_the_documented_ones_in_both_builds(kernel, out_c, kh, kw, in_c):
+    """The C size functions give fb_runtime.h's numbers in both builds (the
+    lowering takes them from the host library, so the plan and the measured
+    arena watermark count the same bytes)."""
+    want = documented_sizes(kernel, out_c, kh, kw, in_c)
     for kernels in hostrt.KERNEL_SETS:
-        lib = hostrt.library(kernels)
-        assert lib.__getattr__(kernel + "_prepared_size")(ctypes.byref(dims)) == want["_prepared_size"]
-        for suffix in ("_buffer_size", "_buffer_size_prepared"):
-            assert getattr(lib, kernel + suffix)(ctypes.byref(dims), None, None) == want[suffix], (kernels, suffix)
+        assert c_sizes(kernel, out_c, kh, kw, in_c, kernels) == want, kernels
 
 
 def test_prepared_tables_cut_the_scratch_of_mobilenet_sized_layers():
     """The numbers behind the change: a 1x1 conv to 1280 channels (MobileNetV2's
     last conv) and a 3x3 depthwise over 336 channels."""
-    from harness.backend import lowering
-
     taps = 320
-    assert lowering.conv_scratch_bytes(1280, 1, 1, 320) == 16 + 16 * 1280 + 32 * taps // 4     # 23056
-    assert lowering.conv_scratch_bytes_prepared(1280, 1, 1, 320) == 32 * taps // 4             # 2560
-    assert lowering.dw_conv_scratch_bytes(336, 3, 3) == 16 + (20 + 18) * 336                   # 12784
-    assert lowering.dw_conv_scratch_bytes_prepared(336, 3, 3) == 0
+    conv = c_sizes("fb_conv_s8", 1280, 1, 1, 320)
+    assert conv["_buffer_size"] == 16 + 16 * 1280 + 32 * taps // 4     # 23056
+    assert conv["_buffer_size_prepared"] == 32 * taps // 4             # 2560
+    dw = c_sizes("fb_dw_conv_s8", 336, 3, 3, 1)
+    assert dw["_buffer_size"] == 16 + (20 + 18) * 336                  # 12784
+    assert dw["_buffer_size_prepared"] == 0
 
 
 def one_layer(kind: str, rng, h=6, w=7, in_c=8, out_c=12, k=3, stride=1, padding="SAME", zp=None,

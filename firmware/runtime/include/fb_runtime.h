@@ -193,7 +193,8 @@ fb_status fb_add_s8_portable(const fb_add_params *p, const fb_view *a, const fb_
  *                        largest count of rows in [b*sh - pad_top,
  *                        (b + n - 1)*sh - pad_top + (kh - 1)*dh] inside [0, H)
  *                        over the bands (b, n) (at most (band_rows-1)*sh + (kh-1)*dh + 1).
- * The buffer size is 0 for unusable arguments (which the kernel refuses with
+ * The buffer size reads only the shapes and parameters (not the pointers, nor
+ * the views' data) and is 0 for unusable ones (which the kernel refuses with
  * FB_ERR_ARG). */
 typedef struct {
     int32_t has_expand;     /* 0: no expansion op (expansion ratio 1) */

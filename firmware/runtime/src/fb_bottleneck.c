@@ -59,7 +59,8 @@ static int pointwise_ok(const fb_conv_params *c)
            c->pad_left == 0 && c->act_min <= c->act_max;
 }
 
-/* Everything but the data pointers (the buffer size needs only the shapes). */
+/* Everything but the pointers: the buffer size needs only the shapes, so a
+ * planner can size a block before it has its weights. */
 static fb_status check_params(const fb_bottleneck_params *p, const fb_view *in, const fb_view *out)
 {
     if (p == NULL || !whole_map_dims(in) || !whole_map_dims(out)) {
@@ -71,7 +72,7 @@ static fb_status check_params(const fb_bottleneck_params *p, const fb_view *in, 
         return FB_ERR_ARG;
     }
     if (p->has_expand) {
-        if (!pointwise_ok(&p->expand) || !quant_ok(&p->expand_q) || p->expand_filter == NULL) {
+        if (!pointwise_ok(&p->expand)) {
             return FB_ERR_ARG;
         }
     } else if (p->mid_c != p->in_c) {
@@ -79,10 +80,10 @@ static fb_status check_params(const fb_bottleneck_params *p, const fb_view *in, 
     }
     const fb_conv_params *d = &p->dw.conv;
     if (p->dw.depth_multiplier != 1 || d->stride_h <= 0 || d->stride_w <= 0 || d->dilation_h <= 0 ||
-        d->dilation_w <= 0 || d->act_min > d->act_max || !quant_ok(&p->dw_q) || p->dw_filter == NULL) {
+        d->dilation_w <= 0 || d->act_min > d->act_max) {
         return FB_ERR_ARG;
     }
-    if (!pointwise_ok(&p->project) || !quant_ok(&p->project_q) || p->project_filter == NULL) {
+    if (!pointwise_ok(&p->project)) {
         return FB_ERR_ARG;
     }
     if (p->has_residual) {
@@ -108,7 +109,9 @@ static fb_status check_args(const fb_bottleneck_params *p, const fb_view *in, co
     if (st != FB_OK) {
         return st;
     }
-    if (in->data == NULL || out->data == NULL) {
+    if (in->data == NULL || out->data == NULL || (p->has_expand && (!quant_ok(&p->expand_q) ||
+        p->expand_filter == NULL)) || !quant_ok(&p->dw_q) || p->dw_filter == NULL ||
+        !quant_ok(&p->project_q) || p->project_filter == NULL) {
         return FB_ERR_ARG;
     }
     /* the output must not overwrite input rows a later band still reads */
