@@ -102,9 +102,11 @@ class _Emitter:
         h, w, c = _view_dims(self.graph.tensors[tensor].shape)
         return (f"fb_view {name} = {{ {self.arena(tensor)}, 0, 0, {h}, {w}, {c}, {w * c}, {h}, {w} }};")
 
-    def scratch(self, step: int) -> str:
-        a = self.plan.scratch_of(step)
-        return f"(fb_arena + {a.offset})" if a is not None else "(int8_t *)0"
+    @staticmethod
+    def scratch_decl(name: str, offset: int, size: int) -> str:
+        """A fb_scratch of `size` planned bytes at `offset` in the arena
+        (static: a constant in flash, nothing built on the stack per call)."""
+        return f"static const fb_scratch {name} = {{ fb_arena + {offset}, {size} }};"
 
     @staticmethod
     def struct(ctype: str, name: str, fields: dict) -> str:
@@ -141,20 +143,27 @@ class _Emitter:
         """C statements of one step; `call` is the op's lowering.KernelCall.
         `view(name, tensor, role)` declares a fb_view (default: the whole map in
         the arena); role is 'in', 'elementwise' or 'out' (kernels.View); fused
-        stages pass windows on tile buffers."""
+        stages pass windows on tile buffers. `scratch`: a C expression of the
+        `const fb_scratch *` to pass (default: the step's own planned scratch)."""
         out = [f"/* step {step}: op {op.index} {op.kind} -> {self.graph.tensors[op.outputs[0]].name[:60]} */"]
         spec = call.spec
         if spec.skip_when_aliased:
             src, dst = self.arena(call.inputs[0]), self.arena(call.outputs[0])
             if src == dst:
                 return out + [f"st = FB_OK; /* {op.kind}: output shares its input's bytes */"]
-        return out + self.call(call, view, scratch if scratch is not None else self.scratch(step))
+        if scratch is None and spec.buffer_size is not None:
+            a = self.plan.scratch_of(step)
+            if a is not None and a.size > 0:
+                out.append(self.scratch_decl("scratch", a.offset, a.size))
+                scratch = "&scratch"
+        return out + self.call(call, view, scratch)
 
-    def call(self, call, view=None, scratch: str = "(int8_t *)0") -> list[str]:
+    def call(self, call, view=None, scratch: Optional[str] = None) -> list[str]:
         """The declarations and the call statement of one KernelCall, from its
         kernel's table entry (harness.backend.kernels): parameter structs, then
         the channel quantization, then the views, each in argument order; then
-        `st = kernel(args);`."""
+        `st = kernel(args);`. `scratch`: the `const fb_scratch *` expression
+        (None: a null pointer, no scratch)."""
         view = view or (lambda name, tensor, role: self.view(name, tensor))
         spec = call.spec
         self._place_constants(call)
@@ -190,7 +199,7 @@ class _Emitter:
             elif isinstance(arg, Scalar):
                 exprs.append(str(int(call.params[arg.name])))
             elif isinstance(arg, Scratch):
-                exprs.append(scratch)
+                exprs.append(scratch or "(const fb_scratch *)0")
         return decls + [f"st = {spec.name}({', '.join(exprs)});"]
 
 

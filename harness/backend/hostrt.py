@@ -8,8 +8,8 @@ model can be checked against LiteRT in seconds before any emulator:
                                     the same kernel on a window, reading its input
                                     through a separate window buffer (tile tests)
     run_graph(graph, x)             every op in order -> the model output
-    buffer_size(call)               the kernel's fb_*_buffer_size() for a call (the
-                                    lowering's scratch_bytes)
+    buffer_size(call, kernels)      the kernel's fb_*_buffer_size() for a call in one build
+    planned_scratch_bytes(call)     the most any build needs (the lowering's scratch_bytes)
     prepare_tables(kernel, params, arrays)
                                     a conv/depthwise layer's prepared tables, computed by
                                     the runtime's own fb_*_prepare() (harness.backend.lowering
@@ -74,6 +74,7 @@ FbConvParams = ctypes_struct("fb_conv_params")
 FbDwConvParams = ctypes_struct("fb_dw_conv_params")
 FbFilterDims = ctypes_struct("fb_filter_dims")
 FbBottleneckParams = ctypes_struct("fb_bottleneck_params")
+FbScratch = ctypes_struct("fb_scratch")
 PREPARED_HEADER_BYTES = ctypes.sizeof(ctypes_struct("fb_prepared_header"))   # tag, fast, out_c, taps
 
 # The prepared tables hold int32/int16/int8 values in the byte order of the
@@ -92,8 +93,10 @@ def _argtype(arg: Arg):
         return POINTER(FbChannelQuant)
     if isinstance(arg, View):
         return POINTER(FbView)
-    if isinstance(arg, (Flat, Scratch)):
+    if isinstance(arg, Flat):
         return POINTER(c_int8)
+    if isinstance(arg, Scratch):
+        return POINTER(FbScratch)
     if isinstance(arg, Const):
         return POINTER(_DTYPE_CTYPES[arg.dtype])
     if isinstance(arg, Scalar):
@@ -107,9 +110,8 @@ def _kernel_signatures() -> dict[str, list]:
     sig = {}
     for spec in KERNELS.values():
         sig[spec.name] = [_argtype(a) for a in spec.args]
-        for fn in (spec.buffer_size, spec.buffer_size_unprepared):
-            if fn is not None:
-                sig[fn] = [_argtype(spec.arg(n)) for n in spec.size_args]
+        if spec.buffer_size is not None:
+            sig[spec.buffer_size] = [_argtype(a) for a in spec.size_args]
         if spec.prepared:
             # fb_<kernel>_prepare: the kernel's arguments but views and scratch, then the tables
             sig[spec.name + "_prepare"] = [_argtype(a) for a in spec.args
@@ -272,38 +274,50 @@ def _shape_view(shape: tuple[int, ...]) -> FbView:
 
 
 _SIZES: dict = {}
+# Stands in for prepared tables that are not computed yet: the size functions
+# read only whether q->prepared is NULL.
+_TABLES_STAND_IN = np.zeros(PREPARED_HEADER_BYTES // 4, np.int32)
 
 
 def buffer_size(call: KernelCall, kernels: str = DEFAULT_KERNELS, prepared: bool = True) -> int:
-    """The kernel's fb_*_buffer_size() for this call on whole maps: with its
-    prepared tables, or (prepared=False) without. Calls whose params are
-    plain field values are cached: planners lower every op many times."""
+    """The kernel's fb_*_buffer_size() for this call on whole maps in one
+    build: with its prepared tables (if it has any), or (prepared=False) with
+    none. Calls whose params are plain field values are cached: planners lower
+    every op many times."""
     spec = call.spec
-    fn = spec.buffer_size if prepared or spec.buffer_size_unprepared is None else spec.buffer_size_unprepared
-    if fn is None:
+    if spec.buffer_size is None:
         return 0
     key = None
     if not call.trees:
-        key = (kernels, fn, tuple(call.params.items()), tuple(call.input_shapes), tuple(call.output_shapes))
+        key = (kernels, prepared, call.kernel, tuple(call.params.items()), tuple(call.input_shapes),
+               tuple(call.output_shapes))
         if key in _SIZES:
             return _SIZES[key]
     keep: list = []
     args = []
-    for name in spec.size_args:
-        arg = spec.arg(name)
+    for arg in spec.size_args:
         if isinstance(arg, Params):
             args.append(ctypes.byref(_params_struct(call, arg, keep)))
         elif isinstance(arg, Quant):
-            args.append(ctypes.byref(_channel_quant(call, keep, prepared)))
+            tables = prepared and "prepared" in call.arrays      # `in` does not compute them
+            q = _channel_quant(call, keep, tables=False)
+            q.prepared = _TABLES_STAND_IN.ctypes.data if tables else None
+            args.append(ctypes.byref(q))
         elif isinstance(arg, View):
             shape = call.output_shapes[0] if arg.input is None else call.input_shapes[arg.input]
             args.append(ctypes.byref(_shape_view(shape)))
-        else:
-            raise FusebenchError(f"{fn}: cannot pass {arg} to a size function")
-    size = int(getattr(library(kernels), fn)(*args))
+        elif isinstance(arg, Scalar):
+            args.append(int(call.params[arg.name]))
+    size = int(getattr(library(kernels), spec.buffer_size)(*args))
     if key is not None:
         _SIZES[key] = size
     return size
+
+
+def planned_scratch_bytes(call: KernelCall) -> int:
+    """The scratch a plan gives the call: the most either build needs with the
+    call's prepared tables, so one plan serves a board whichever kernels it runs."""
+    return max(buffer_size(call, kernels) for kernels in KERNEL_SETS)
 
 
 # -- prepared tables ----------------------------------------------------------------------
@@ -383,7 +397,7 @@ def _check(kernel: str, status: int) -> None:
 def run_op(call: KernelCall, inputs: list[np.ndarray], *, output_window: Optional[Window] = None,
            input_windows: Optional[list[Window]] = None, row_padding: int = 0,
            out: Optional[np.ndarray] = None, kernels: str = DEFAULT_KERNELS,
-           prepared: bool = True) -> list[np.ndarray]:
+           prepared: bool = True, scratch_bytes: Optional[int] = None) -> list[np.ndarray]:
     """Run one kernel call on numpy int8 arrays (the activation inputs, in
     `call.inputs` order) and return its outputs.
 
@@ -396,10 +410,12 @@ def run_op(call: KernelCall, inputs: list[np.ndarray], *, output_window: Optiona
     runtime. Conv and depthwise get the call's prepared tables
     (arrays["prepared"]) and call.scratch_bytes of scratch, as in the firmware;
     prepared=False passes NULL tables and the scratch the kernel's size
-    function asks for then. A kernel that needs more scratch than it gets, or
-    writes past it, is an error."""
+    function asks for then; scratch_bytes gives it that many bytes instead
+    (to test its refusal of too few). A kernel that needs more scratch than it
+    gets, or writes past it, is an error."""
     return _run_op(call, inputs, output_window=output_window, input_windows=input_windows,
-                   row_padding=row_padding, out=out, kernels=kernels, prepared=prepared)[0]
+                   row_padding=row_padding, out=out, kernels=kernels, prepared=prepared,
+                   scratch_bytes=scratch_bytes)[0]
 
 
 def scratch_high_water(call: KernelCall, inputs: list[np.ndarray], *, kernels: str = DEFAULT_KERNELS,
@@ -428,7 +444,8 @@ def _scratch(size: int, fill_byte: int) -> np.ndarray:
 def _run_op(call: KernelCall, inputs: list[np.ndarray], *, output_window: Optional[Window] = None,
             input_windows: Optional[list[Window]] = None, row_padding: int = 0,
             out: Optional[np.ndarray] = None, kernels: str = DEFAULT_KERNELS, prepared: bool = True,
-            scratch_fill: int = _SCRATCH_FILL) -> tuple[list[np.ndarray], Optional[np.ndarray]]:
+            scratch_fill: int = _SCRATCH_FILL,
+            scratch_bytes: Optional[int] = None) -> tuple[list[np.ndarray], Optional[np.ndarray]]:
     """Runs the call; returns its outputs and its scratch (bytes, without the
     guard) or None. Every argument is built from its role in the kernel table."""
     lib = library(kernels)
@@ -481,10 +498,10 @@ def _run_op(call: KernelCall, inputs: list[np.ndarray], *, output_window: Option
 
     scratch = None
     if spec.buffer_size is not None:
-        fn = spec.buffer_size if prepared or spec.buffer_size_unprepared is None else spec.buffer_size_unprepared
-        needed = int(getattr(lib, fn)(*[ctypes.byref(objs[n]) for n in spec.size_args]))
-        size = call.scratch_bytes if prepared else needed
-        if needed > size:
+        needed = int(getattr(lib, spec.buffer_size)(*[ctypes.byref(objs[a.name]) if not isinstance(a, Scalar)
+                                                      else int(call.params[a.name]) for a in spec.size_args]))
+        size = scratch_bytes if scratch_bytes is not None else call.scratch_bytes if prepared else needed
+        if needed > size and scratch_bytes is None:
             raise FusebenchError(f"{call.kernel} needs {needed} scratch bytes, lowering said {size}")
         # no scratch at all is a null pointer, as in the generated code
         scratch = _scratch(size, scratch_fill) if size > 0 else None
@@ -500,7 +517,9 @@ def _run_op(call: KernelCall, inputs: list[np.ndarray], *, output_window: Option
         elif isinstance(arg, Scalar):
             args.append(int(call.params[arg.name]))
         elif isinstance(arg, Scratch):
-            args.append(None if scratch is None else _ptr(scratch))
+            if scratch is not None:
+                objs[arg.name] = FbScratch(_ptr(scratch), len(scratch) - _SCRATCH_GUARD)
+            args.append(None if scratch is None else ctypes.byref(objs[arg.name]))
     _check(call.kernel, getattr(lib, call.kernel)(*args))
 
     if scratch is not None and np.any(scratch[len(scratch) - _SCRATCH_GUARD:] != scratch_fill):

@@ -23,12 +23,15 @@ Roles:
   Const(key, dtype)       const T * into the weight blob: call.arrays[key]
                           (optional: absent is a null pointer)
   Scalar(key)             int32_t call.params[key]
-  Scratch()               int8_t *: the call's scratch (call.scratch_bytes)
+  Scratch()               const fb_scratch *: the call's scratch, call.scratch_bytes
+                          bytes; a kernel that takes it has fb_<name>_buffer_size(),
+                          which takes the kernel's arguments but Const, Flat and
+                          Scratch (fb_runtime.h)
 
-Besides its arguments an entry says which C function sizes its scratch (and
-with which of its arguments), whether it has prepared tables (conv,
-depthwise), how its input window follows from an output window (for tiling),
-and whether it is a no-op when its input and output share memory (RESHAPE).
+Besides its arguments an entry says whether the kernel has prepared tables
+(conv, depthwise), how its input window follows from an output window (for
+tiling), and whether it is a no-op when its input and output share memory
+(RESHAPE).
 """
 from __future__ import annotations
 
@@ -103,11 +106,6 @@ WINDOW_KINDS = ("conv", "pad", "elementwise", "whole")
 class Kernel:
     name: str                            # the C function
     args: tuple[Arg, ...]                # in C order
-    # fb_*_buffer_size: the scratch bytes, given the named arguments (with
-    # prepared tables); buffer_size_unprepared: the same without them.
-    buffer_size: Optional[str] = None
-    buffer_size_unprepared: Optional[str] = None
-    size_args: tuple[str, ...] = ()
     # Prepared tables (conv, depthwise): fb_<name>_prepare() takes the kernel's
     # arguments but views and scratch, then the tables; fb_<name>_prepared_size()
     # these arguments. Empty: no prepared tables.
@@ -118,9 +116,18 @@ class Kernel:
     def __post_init__(self) -> None:
         names = [a.name for a in self.args]
         assert len(set(names)) == len(names), f"{self.name}: argument names {names} repeat"
-        assert all(n in names for n in self.size_args + self.prepared), f"{self.name}: argument names"
+        assert all(n in names for n in self.prepared), f"{self.name}: argument names"
         assert self.window in WINDOW_KINDS, self.window
-        assert (self.buffer_size is None) == (Scratch() not in self.args), f"{self.name}: scratch without a size"
+
+    @property
+    def buffer_size(self) -> Optional[str]:
+        """fb_<name>_buffer_size, the C function that sizes its scratch (None: it takes none)."""
+        return self.name + "_buffer_size" if any(isinstance(a, Scratch) for a in self.args) else None
+
+    @property
+    def size_args(self) -> tuple[Arg, ...]:
+        """The arguments of fb_<name>_buffer_size: the kernel's but data pointers and scratch."""
+        return tuple(a for a in self.args if not isinstance(a, (Const, Flat, Scratch)))
 
     def arg(self, name: str) -> Arg:
         for a in self.args:
@@ -149,19 +156,16 @@ class Kernel:
         return any(isinstance(a, View) and a.role != "whole" for a in self.args)
 
 
-_CONV_ARGS = dict(buffer_size_unprepared=None, size_args=("fd", "in", "out"), prepared=("fd",), window="conv")
 
 KERNELS: dict[str, Kernel] = {k.name: k for k in (
     Kernel("fb_conv_s8",
            (Params("fb_conv_params", "prm"), Quant(), View("in", "in", 0), Params("fb_filter_dims", "fd"),
             Const("filter", "int8"), Const("bias", "int32", optional=True), View("out", "out"), Scratch()),
-           **dict(_CONV_ARGS, buffer_size="fb_conv_s8_buffer_size_prepared",
-                  buffer_size_unprepared="fb_conv_s8_buffer_size")),
+           prepared=("fd",), window="conv"),
     Kernel("fb_dw_conv_s8",
            (Params("fb_dw_conv_params", "prm"), Quant(), View("in", "in", 0), Params("fb_filter_dims", "fd"),
             Const("filter", "int8"), Const("bias", "int32", optional=True), View("out", "out"), Scratch()),
-           **dict(_CONV_ARGS, buffer_size="fb_dw_conv_s8_buffer_size_prepared",
-                  buffer_size_unprepared="fb_dw_conv_s8_buffer_size")),
+           prepared=("fd",), window="conv"),
     Kernel("fb_add_s8",
            (Params("fb_add_params", "prm"), View("a", "elementwise", 0), View("b", "elementwise", 1),
             View("out", "out")), window="elementwise"),
@@ -179,8 +183,7 @@ KERNELS: dict[str, Kernel] = {k.name: k for k in (
     # A whole inverted residual block; its params are the call's own value tree
     # (lowering.bottleneck_call builds it from the block's lowered calls).
     Kernel("fb_bottleneck_s8",
-           (Params("fb_bottleneck_params", "prm"), View("in", "whole", 0), View("out", "whole"), Scratch()),
-           buffer_size="fb_bottleneck_s8_buffer_size", size_args=("prm", "in", "out")),
+           (Params("fb_bottleneck_params", "prm"), View("in", "whole", 0), View("out", "whole"), Scratch())),
 )}
 
 

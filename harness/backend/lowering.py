@@ -21,10 +21,10 @@ A call's values:
            prepared (the tables below), effective_scale (float64, emitted as
            C99 hex floats: float.hex() round-trips the exact double)
   scratch_bytes
-           what the kernel's fb_*_buffer_size() returns for this call with its
-           prepared tables, through the host library: the optimized
-           Cortex-M4/M7 kernels' needs, which cover the portable kernels'; the
-           same numbers in every build
+           the most the kernel's fb_*_buffer_size() returns for this call with
+           its prepared tables in either build (through the host libraries):
+           the optimized Cortex-M4/M7 kernels' needs, which cover the portable
+           kernels', so a plan fits whichever kernels a board runs
   alias    RESHAPE (fb_copy_s8): the NHWC bytes do not move, so a planner may
            give the output the input's buffer and the call is skipped
 
@@ -283,10 +283,10 @@ def bottleneck_scratch_bytes(block, band_rows: int) -> int:
     calls), from the C function through the host library (fb_runtime.h gives
     the layout: int32 accumulators, one channel's depthwise band, with an
     expansion one channel's expansion rows)."""
-    from harness.backend.hostrt import buffer_size          # hostrt imports this module
+    from harness.backend.hostrt import planned_scratch_bytes     # hostrt imports this module
     d = _block(block)
     bottleneck_bands(d.out_h, band_rows)                     # a clear error for a bad band height
-    size = buffer_size(_bottleneck_record(d, band_rows, _bottleneck_shape_tree(d, band_rows)))
+    size = planned_scratch_bytes(_bottleneck_record(d, band_rows, _bottleneck_shape_tree(d, band_rows)))
     if size <= 0:
         raise FusebenchError(f"fb_bottleneck_s8 refuses the block {d} with bands of {band_rows} rows")
     return size
@@ -343,8 +343,8 @@ def bottleneck_call(calls, band_rows: int) -> KernelCall:
     tree.update(in_c=d.in_c, mid_c=d.mid_c, out_c=d.out_c, kh=d.kh, kw=d.kw, band_rows=band_rows)
     call = _bottleneck_record(d, band_rows, tree, [(expand or dw).inputs[0]], [(add or project).outputs[0]])
     # 0 when the kernel refuses the arguments (it then returns FB_ERR_ARG)
-    from harness.backend.hostrt import buffer_size          # hostrt imports this module
-    call.scratch_bytes = buffer_size(call)
+    from harness.backend.hostrt import planned_scratch_bytes     # hostrt imports this module
+    call.scratch_bytes = planned_scratch_bytes(call)
     return call
 
 
@@ -388,8 +388,8 @@ def lower_op(graph: Graph, op: Op) -> KernelCall:
     call.input_shapes = [tuple(graph.tensor(t).shape) for t in call.inputs]
     call.output_shapes = [tuple(graph.tensor(t).shape) for t in call.outputs]
     if call.spec.buffer_size is not None:
-        from harness.backend.hostrt import buffer_size      # hostrt imports this module
-        call.scratch_bytes = buffer_size(call)
+        from harness.backend.hostrt import planned_scratch_bytes      # hostrt imports this module
+        call.scratch_bytes = planned_scratch_bytes(call)
     return call
 
 

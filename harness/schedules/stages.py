@@ -178,7 +178,10 @@ class TiledStage(Stage):
             h, w, _ = em.dims(t)
             geometry[t] = (a.offset, cols * ch, ch, h, w)
             lines.append(f"int8_t *const buf{t} = fb_arena + {a.offset}; /* {rows} x {cols} x {ch} */")
-        scratch = f"(fb_arena + {plan.stage_buffer(k, None).offset})" if self.scratch_bytes else "(int8_t *)0"
+        scratch = None                                   # one fb_scratch shared by the stage's kernels
+        if self.scratch_bytes:
+            lines.append(em.scratch_decl("scratch", plan.stage_buffer(k, None).offset, self.scratch_bytes))
+            scratch = "&scratch"
         if self.acc_bytes:
             acc_channels = self.acc_bytes // 4
             lines.append(f"int32_t *const acc = (int32_t *)(fb_arena + {plan.stage_buffer(k, 'acc').offset});")
@@ -235,7 +238,7 @@ class TiledStage(Stage):
                          view("in", self.output, "elementwise"),
                          "st = fb_mean_acc_s8(&in, acc);"]
             else:
-                stmts = em.step(plan.steps[i].index, op, call, view=view, scratch=scratch)
+                stmts = em.step(plan.steps[i].index, op, call, view=view, scratch=scratch or "(const fb_scratch *)0")
             lines.append(f"    if (ry[{oy + 1}] > 0 && cx[{ox + 1}] > 0) {{")
             lines.extend(f"        {x}" for x in stmts)
             lines.append("        if (st != FB_OK) return (int)st;")
@@ -339,10 +342,12 @@ class ReorderedBlock(Stage):
     def emit(self, em, graph: Graph, plan, k: int, lower) -> list[str]:
         from harness.backend.lowering import bottleneck_call
         call = bottleneck_call([lower(graph, graph.ops[i]) for i in self.ops], self.band_rows)
-        scratch = f"(fb_arena + {plan.stage_buffer(k, None).offset})" if self.scratch_bytes else "(int8_t *)0"
-        return [f"/* reordered block s{k}: {self.describe(graph)} */",
-                *em.call(call, scratch=scratch),
-                "if (st != FB_OK) return (int)st;"]
+        lines = [f"/* reordered block s{k}: {self.describe(graph)} */"]
+        scratch = None
+        if self.scratch_bytes:
+            lines.append(em.scratch_decl("scratch", plan.stage_buffer(k, None).offset, self.scratch_bytes))
+            scratch = "&scratch"
+        return lines + em.call(call, scratch=scratch) + ["if (st != FB_OK) return (int)st;"]
 
     def run_host(self, graph: Graph, tensors: dict[int, np.ndarray], lower, kernels: str) -> None:
         from harness.backend.hostrt import run_bottleneck

@@ -62,14 +62,20 @@ def test_depthwise_multiplier_comes_from_the_shapes():
 
 
 def conv_sizes(out_c, kh, kw, in_c):
-    """(scratch with prepared tables, the tables, scratch without them) from the C runtime."""
+    """(scratch with prepared tables, the tables, scratch without them) of the
+    optimized kernels, from the C runtime."""
     import ctypes
 
     from harness.backend import hostrt
-    lib = hostrt.library()
+    lib = hostrt.library("dsp")
     dims = ctypes.byref(hostrt.FbFilterDims(out_c, kh, kw, in_c))
-    return (lib.fb_conv_s8_buffer_size_prepared(dims, None, None), lib.fb_conv_s8_prepared_size(dims),
-            lib.fb_conv_s8_buffer_size(dims, None, None))
+    params = ctypes.byref(hostrt.FbConvParams())
+    tables = np.zeros(4, np.int32)
+
+    def scratch(prepared):
+        q = hostrt.FbChannelQuant(None, None, prepared)
+        return lib.fb_conv_s8_buffer_size(params, ctypes.byref(q), None, dims, None)
+    return scratch(tables.ctypes.data), lib.fb_conv_s8_prepared_size(dims), scratch(None)
 
 
 def test_conv_scratch_covers_the_optimized_kernels_layouts():

@@ -277,20 +277,21 @@ static void write_band(const fb_bottleneck_params *p, const fb_view *input, fb_v
     }
 }
 
-fb_status fb_bottleneck_s8(const fb_bottleneck_params *p, const fb_view *input, fb_view *output, int8_t *scratch)
+fb_status fb_bottleneck_s8(const fb_bottleneck_params *p, const fb_view *input, fb_view *output,
+                           const fb_scratch *scratch)
 {
     const fb_status st = check_args(p, input, output);
     if (st != FB_OK) {
         return st;
     }
-    if (scratch == NULL || !fb_aligned4(scratch)) {
+    if (!fb_scratch_ok(scratch, fb_bottleneck_s8_buffer_size(p, input, output))) {
         return FB_ERR_SCRATCH;
     }
     const fb_conv_params *d = &p->dw.conv;
     const int32_t in_h = input->h, in_w = input->w, out_h = output->h, out_w = output->w;
     const int32_t out_c = p->out_c;
-    int32_t *acc = (int32_t *)(void *)scratch;
-    int8_t *dw = scratch + 4 * p->band_rows * out_w * out_c;
+    int32_t *acc = (int32_t *)(void *)scratch->buf;
+    int8_t *dw = scratch->buf + 4 * p->band_rows * out_w * out_c;
     int8_t *expanded = dw + p->band_rows * out_w;
     int32_t col_lo, cols;
     read_range(0, out_w, d->stride_w, d->pad_left, p->kw, d->dilation_w, in_w, &col_lo, &cols);
