@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# One-time set-up on Debian/Ubuntu: the Arm toolchain, newlib and QEMU from the
+# One-time set-up on Debian/Ubuntu: the host C compiler (planning sizes scratch
+# with the C runtime built for the host), the Arm toolchain, newlib and QEMU from the
 # distribution, and a Python virtual environment (.venv) with fusebench and its
 # test tools. Safe to run again: it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-apt_packages=(gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm python3-venv)
+apt_packages=(gcc gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm python3-venv)
 missing=()
 for p in "${apt_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -18,6 +18,8 @@ from typing import Optional
 
 import numpy as np
 
+from harness.backend.cstructs import struct as cstruct
+from harness.backend.kernels import Const, Flat, Params, Quant, Scalar, Scratch, View
 from harness.errors import FusebenchError
 from harness.frontend.graph import Graph, Op
 from harness.schedules.plan import Plan
@@ -100,86 +102,142 @@ class _Emitter:
         h, w, c = _view_dims(self.graph.tensors[tensor].shape)
         return (f"fb_view {name} = {{ {self.arena(tensor)}, 0, 0, {h}, {w}, {c}, {w * c}, {h}, {w} }};")
 
-    def scratch(self, step: int) -> str:
-        a = self.plan.scratch_of(step)
-        return f"(fb_arena + {a.offset})" if a is not None else "(int8_t *)0"
+    @staticmethod
+    def scratch_decl(name: str, offset: int, size: int) -> str:
+        """A fb_scratch of `size` planned bytes at `offset` in the arena
+        (static: a constant in flash, nothing built on the stack per call)."""
+        return f"static const fb_scratch {name} = {{ fb_arena + {offset}, {size} }};"
 
     @staticmethod
     def struct(ctype: str, name: str, fields: dict) -> str:
-        inits = ", ".join(f".{k} = {int(v)}" for k, v in fields.items())
-        return f"static const {ctype} {name} = {{ {inits} }};"
+        """`static const <ctype> <name> = { .field = value, ... };` for a struct
+        of int32 values (nested structs as nested initialisers)."""
+        return f"static const {ctype} {name} = {{ {', '.join(_int_inits(ctype, fields))} }};"
+
+    def initialiser(self, ctype: str, values) -> str:
+        """The C initialiser of a value tree (KernelCall.struct_values):
+        designated fields in struct order for a dict (absent fields are not
+        written: zero), positional for a tuple; arrays go into the weight blob,
+        None is a null pointer of the field's type."""
+        decl = cstruct(ctype)
+        if isinstance(values, tuple):
+            items = zip((f.name for f in decl.fields), values)
+            return "{ " + ", ".join(self._value(decl.field(k), v) for k, v in items) + " }"
+        return "{ " + ", ".join(self.field_inits(ctype, values)) + " }"
+
+    def field_inits(self, ctype: str, values: dict) -> list[str]:
+        return [f".{f.name} = {self._value(f, values[f.name])}" for f in cstruct(ctype).fields if f.name in values]
+
+    def _value(self, f, value) -> str:
+        if f.is_struct:
+            return self.initialiser(f.ctype, value)
+        if f.pointer:
+            if value is None:
+                return f"({f.c_decl})0"
+            if isinstance(value, int):
+                return str(value)
+            return self.const(value)
+        return str(int(value))
 
     def step(self, step: int, op: Op, call, view=None, scratch: Optional[str] = None) -> list[str]:
         """C statements of one step; `call` is the op's lowering.KernelCall.
         `view(name, tensor, role)` declares a fb_view (default: the whole map in
-        the arena); role is 'in' or 'out'; fused stages pass windows on tile buffers."""
-        view = view or (lambda name, tensor, role: self.view(name, tensor))
-        scratch_expr = scratch if scratch is not None else self.scratch(step)
-        k = call.kernel
-        p = call.params
-        a = call.arrays
+        the arena); role is 'in', 'elementwise' or 'out' (kernels.View); fused
+        stages pass windows on tile buffers. `scratch`: a C expression of the
+        `const fb_scratch *` to pass (default: the step's own planned scratch)."""
         out = [f"/* step {step}: op {op.index} {op.kind} -> {self.graph.tensors[op.outputs[0]].name[:60]} */"]
-        ins, outs = call.inputs, call.outputs
-        if k in ("fb_conv_s8", "fb_dw_conv_s8"):
-            conv_fields = {f: p[f] for f in ("input_offset", "output_offset", "stride_h", "stride_w",
-                                             "dilation_h", "dilation_w", "pad_top", "pad_left",
-                                             "act_min", "act_max")}
-            if k == "fb_conv_s8":
-                out.append(self.struct("fb_conv_params", "prm", conv_fields))
+        spec = call.spec
+        if spec.skip_when_aliased:
+            src, dst = self.arena(call.inputs[0]), self.arena(call.outputs[0])
+            if src == dst:
+                return out + [f"st = FB_OK; /* {op.kind}: output shares its input's bytes */"]
+        if scratch is None and spec.buffer_size is not None:
+            a = self.plan.scratch_of(step)
+            if a is not None and a.size > 0:
+                out.append(self.scratch_decl("scratch", a.offset, a.size))
+                scratch = "&scratch"
+        return out + self.call(call, view, scratch)
+
+    def call(self, call, view=None, scratch: Optional[str] = None) -> list[str]:
+        """The declarations and the call statement of one KernelCall, from its
+        kernel's table entry (harness.backend.kernels): parameter structs, then
+        the channel quantization, then the views, each in argument order; then
+        `st = kernel(args);`. `scratch`: the `const fb_scratch *` expression
+        (None: a null pointer, no scratch)."""
+        view = view or (lambda name, tensor, role: self.view(name, tensor))
+        spec = call.spec
+        self._place_constants(call)
+        decls = []
+        for arg in spec.of_role(Params):
+            values = call.struct_values(arg)
+            if cstruct(arg.struct).has_pointers:       # pointers into the blob: one field a line
+                decls += [f"const {arg.struct} {arg.name} = {{",
+                          *(f"    {x}," for x in self.field_inits(arg.struct, values)), "};"]
             else:
-                inits = ", ".join(f".{f} = {int(v)}" for f, v in conv_fields.items())
-                out.append(f"static const fb_dw_conv_params prm = {{ .conv = {{ {inits} }}, "
-                           f".depth_multiplier = {int(p['depth_multiplier'])} }};")
-            out.append(self.struct("fb_filter_dims", "fd", {f: p[f] for f in ("out_c", "kh", "kw", "in_c")}))
+                decls.append(self.struct(arg.struct, arg.name, values))
+        for arg in spec.of_role(Quant):
             # the optimized kernels' tables, prepared at build time, in flash (8-byte aligned)
+            a = call.arrays
             prepared = (self.const(a["prepared"]) if self.tables and a.get("prepared") is not None
                         else "(const void *)0")
-            out.append(f"const fb_channel_quant q = {{ {self.const(a['multiplier'])}, {self.const(a['shift'])}, "
-                       f"{prepared} }};")
-            out.append(view("in", ins[0], "in"))
-            out.append(view("out", outs[0], "out"))
-            bias = self.const(a["bias"]) if a.get("bias") is not None else "(const int32_t *)0"
-            out.append(f"st = {k}(&prm, &q, &in, &fd, {self.const(a['filter'])}, {bias}, &out, "
-                       f"{scratch_expr});")
-        elif k == "fb_add_s8":
-            out.append(self.struct("fb_add_params", "prm", p))
-            out.append(view("a", ins[0], "elementwise"))
-            out.append(view("b", ins[1], "elementwise"))
-            out.append(view("out", outs[0], "out"))
-            out.append("st = fb_add_s8(&prm, &a, &b, &out);")
-        elif k == "fb_mean_s8":
-            out.append(self.struct("fb_mean_params", "prm", p))
-            out.append(self.view("in", ins[0]))
-            out.append(f"st = fb_mean_s8(&prm, &in, {self.arena(outs[0])});")
-        elif k == "fb_avgpool_s8":
-            out.append(self.struct("fb_pool_params", "prm", p))
-            out.append(view("in", ins[0], "in"))
-            out.append(view("out", outs[0], "out"))
-            out.append("st = fb_avgpool_s8(&prm, &in, &out);")
-        elif k == "fb_fully_connected_s8":
-            out.append(self.struct("fb_fc_params", "prm", p))
-            bias = self.const(a["bias"]) if a.get("bias") is not None else "(const int32_t *)0"
-            out.append(f"st = fb_fully_connected_s8(&prm, {self.const(a['effective_scale'])}, "
-                       f"{self.arena(ins[0])}, {self.const(a['filter'])}, {bias}, {self.arena(outs[0])});")
-        elif k == "fb_softmax_s8":
-            out.append(self.struct("fb_softmax_params", "prm", p))
-            out.append(f"st = fb_softmax_s8(&prm, {self.arena(ins[0])}, {self.arena(outs[0])});")
-        elif k == "fb_pad_s8":
-            out.append(self.struct("fb_pad_params", "prm", p))
-            out.append(view("in", ins[0], "in"))
-            out.append(view("out", outs[0], "out"))
-            out.append("st = fb_pad_s8(&prm, &in, &out);")
-        elif k == "fb_requantize_s8":
-            out.append(self.struct("fb_requantize_params", "prm", p))
-            out.append(f"st = fb_requantize_s8(&prm, {self.arena(ins[0])}, {self.arena(outs[0])});")
-        elif k == "fb_copy_s8":
-            src, dst = self.arena(ins[0]), self.arena(outs[0])
-            if src == dst:
-                return out + ["st = FB_OK; /* RESHAPE: output shares its input's bytes */"]
-            out.append(f"st = fb_copy_s8({src}, {dst}, {self.graph.tensors[outs[0]].nbytes});")
-        else:
-            raise FusebenchError(f"code generator has no template for kernel {k} (op {op.index} {op.kind})")
-        return out
+            decls.append(f"const fb_channel_quant {arg.name} = {{ {self.const(a['multiplier'])}, "
+                         f"{self.const(a['shift'])}, {prepared} }};")
+        for arg in spec.of_role(View):
+            tensor = call.outputs[0] if arg.input is None else call.inputs[arg.input]
+            decls.append(self.view(arg.name, tensor) if arg.role == "whole" else view(arg.name, tensor, arg.role))
+        exprs = []
+        for arg in spec.args:
+            if isinstance(arg, (Params, Quant, View)):
+                exprs.append(f"&{arg.name}")
+            elif isinstance(arg, Flat):
+                exprs.append(self.arena(call.outputs[0] if arg.input is None else call.inputs[arg.input]))
+            elif isinstance(arg, Const):
+                value = call.arrays.get(arg.name)
+                if value is None and not arg.optional:
+                    raise FusebenchError(f"{call.kernel} (op {call.op_index}) has no {arg.name} array")
+                exprs.append(f"(const {_C_TYPES[arg.dtype]} *)0" if value is None else self.const(value))
+            elif isinstance(arg, Scalar):
+                exprs.append(str(int(call.params[arg.name])))
+            elif isinstance(arg, Scratch):
+                exprs.append(scratch or "(const fb_scratch *)0")
+        return decls + [f"st = {spec.name}({', '.join(exprs)});"]
+
+
+    def _place_constants(self, call) -> None:
+        """Put the call's constants into the blob in the order the call holds
+        them (call.arrays; a params value tree in insertion order), before any
+        is written: the blob's layout is the lowering's choice, not the order
+        of the C text."""
+        spec = call.spec
+        used = {a.name for a in spec.of_role(Const)}
+        if spec.of_role(Quant):
+            used |= {"multiplier", "shift"} | ({"prepared"} if self.tables else set())
+        for key in call.arrays:                       # iterating the keys computes no tables
+            if key in used and call.arrays.get(key) is not None:
+                self.const(call.arrays[key])
+
+        def walk(value) -> None:
+            if isinstance(value, dict):
+                for v in value.values():
+                    walk(v)
+            elif isinstance(value, tuple):
+                for v in value:
+                    walk(v)
+            elif isinstance(value, np.ndarray):
+                self.const(value)
+        for arg in spec.of_role(Params):
+            if arg.name in call.trees:
+                walk(call.trees[arg.name])
+
+
+def _int_inits(ctype: str, values: dict) -> list[str]:
+    inits = []
+    for f in cstruct(ctype).fields:
+        if f.pointer:
+            raise FusebenchError(f"{ctype}.{f.name} is a pointer: not a static parameter struct")
+        v = values[f.name]
+        inits.append(f".{f.name} = " + ("{ " + ", ".join(_int_inits(f.ctype, v)) + " }" if f.is_struct else str(int(v))))
+    return inits
 
 
 def generate_sources(graph: Graph, plan: Plan, board=None, out_dir: Optional[Path] = None,

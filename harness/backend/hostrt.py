@@ -8,6 +8,8 @@ model can be checked against LiteRT in seconds before any emulator:
                                     the same kernel on a window, reading its input
                                     through a separate window buffer (tile tests)
     run_graph(graph, x)             every op in order -> the model output
+    buffer_size(call, kernels)      the kernel's fb_*_buffer_size() for a call in one build
+    planned_scratch_bytes(call)     the most any build needs (the lowering's scratch_bytes)
     prepare_tables(kernel, params, arrays)
                                     a conv/depthwise layer's prepared tables, computed by
                                     the runtime's own fb_*_prepare() (harness.backend.lowering
@@ -16,6 +18,10 @@ model can be checked against LiteRT in seconds before any emulator:
                                     a whole inverted residual block ([expand,] depthwise,
                                     project[, add] calls) in one fb_bottleneck_s8 call:
                                     one expansion channel at a time, bands of output rows
+
+Every call is run by interpreting its kernel's entry in harness.backend.kernels
+(arguments by role); the ctypes structs are read from fb_runtime.h
+(harness.backend.cstructs), so a new kernel needs no code here.
 
 Two builds of the same sources exist (`kernels=`): "portable", the reference
 C99 kernels, and "dsp", the optimized Cortex-M4/M7 kernels (fb_*_dsp.c)
@@ -33,7 +39,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from ctypes import POINTER, Structure, c_double, c_int8, c_int32, c_void_p
+from ctypes import POINTER, c_double, c_int8, c_int32, c_void_p
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -43,9 +49,9 @@ from harness import paths
 from harness.errors import FusebenchError
 from harness.paths import FIRMWARE_DIR
 from harness.frontend.graph import Graph
-from harness.backend.lowering import (ADD_PARAM_FIELDS, CONV_PARAM_FIELDS, FC_PARAM_FIELDS, FILTER_DIM_FIELDS,
-                       MEAN_PARAM_FIELDS, PAD_PARAM_FIELDS, POOL_PARAM_FIELDS, REQUANTIZE_PARAM_FIELDS,
-                       SOFTMAX_PARAM_FIELDS, VIEW_KERNELS, KernelCall, bottleneck_parts, lower_op, map_hwc)
+from harness.backend.cstructs import ctypes_struct, fill
+from harness.backend.kernels import KERNELS, Arg, Const, Flat, Params, Quant, Scalar, Scratch, View, kernel
+from harness.backend.lowering import KernelCall, bottleneck_call, lower_op, map_hwc
 
 RUNTIME_DIR = FIRMWARE_DIR / "runtime"
 BUILD_DIR = paths.BUILD_DIR / "host"
@@ -58,94 +64,68 @@ Window = tuple[int, int, int, int]     # y0, x0, h, w in map coordinates
 _SENTINEL = 0x5A                       # fills row padding of staged buffers to catch stray writes
 _SCRATCH_FILL = 0x3C                   # fills scratch: junk contents catch reads before writes
 _SCRATCH_GUARD = 16                    # bytes past the scratch a kernel must not touch
-PREPARED_HEADER_BYTES = 16             # fb_prepared_header: tag, fast, out_c, taps
 
 
-# -- ctypes mirrors of fb_runtime.h ------------------------------------------------------
+# -- ctypes mirrors of fb_runtime.h (derived from the header: harness.backend.cstructs) ----
 
-def _int32_struct(name: str, fields: Sequence[str]) -> type[Structure]:
-    return type(name, (Structure,), {"_fields_": [(f, c_int32) for f in fields]})
+FbView = ctypes_struct("fb_view")
+FbChannelQuant = ctypes_struct("fb_channel_quant")
+FbConvParams = ctypes_struct("fb_conv_params")
+FbDwConvParams = ctypes_struct("fb_dw_conv_params")
+FbFilterDims = ctypes_struct("fb_filter_dims")
+FbBottleneckParams = ctypes_struct("fb_bottleneck_params")
+FbScratch = ctypes_struct("fb_scratch")
+PREPARED_HEADER_BYTES = ctypes.sizeof(ctypes_struct("fb_prepared_header"))   # tag, fast, out_c, taps
 
-
-class FbView(Structure):
-    _fields_ = [("data", POINTER(c_int8))] + [
-        (f, c_int32) for f in ("y0", "x0", "h", "w", "c", "row_stride", "full_h", "full_w")]
-
-
-class FbChannelQuant(Structure):
-    _fields_ = [("multiplier", POINTER(c_int32)), ("shift", POINTER(c_int32)), ("prepared", c_void_p)]
-
-
-FbConvParams = _int32_struct("FbConvParams", CONV_PARAM_FIELDS)
-FbFilterDims = _int32_struct("FbFilterDims", FILTER_DIM_FIELDS)
-
-
-class FbDwConvParams(Structure):
-    _fields_ = [("conv", FbConvParams), ("depth_multiplier", c_int32)]
-
-
-FbAddParams = _int32_struct("FbAddParams", ADD_PARAM_FIELDS)
-FbMeanParams = _int32_struct("FbMeanParams", MEAN_PARAM_FIELDS)
-FbPoolParams = _int32_struct("FbPoolParams", POOL_PARAM_FIELDS)
-FbFcParams = _int32_struct("FbFcParams", FC_PARAM_FIELDS)
-FbSoftmaxParams = _int32_struct("FbSoftmaxParams", SOFTMAX_PARAM_FIELDS)
-FbPadParams = _int32_struct("FbPadParams", PAD_PARAM_FIELDS)
-FbRequantizeParams = _int32_struct("FbRequantizeParams", REQUANTIZE_PARAM_FIELDS)
-
-
-
-class FbBottleneckParams(Structure):
-    _fields_ = [("has_expand", c_int32),
-                ("expand", FbConvParams), ("expand_q", FbChannelQuant),
-                ("expand_filter", POINTER(c_int8)), ("expand_bias", POINTER(c_int32)),
-                ("dw", FbDwConvParams), ("dw_q", FbChannelQuant),
-                ("dw_filter", POINTER(c_int8)), ("dw_bias", POINTER(c_int32)),
-                ("project", FbConvParams), ("project_q", FbChannelQuant),
-                ("project_filter", POINTER(c_int8)), ("project_bias", POINTER(c_int32)),
-                ("has_residual", c_int32), ("add", FbAddParams)] + [
-                (f, c_int32) for f in ("in_c", "mid_c", "out_c", "kh", "kw", "band_rows")]
-
-
-# The kernels' parameter structs are plain int32 fields, so their layout (and
-# that of the prepared tables: int32/int16/int8 values) is the same on the host
-# and on Cortex-M; both are little-endian.
-for _struct, _fields in ((FbConvParams, CONV_PARAM_FIELDS), (FbFilterDims, FILTER_DIM_FIELDS),
-                         (FbDwConvParams, CONV_PARAM_FIELDS + ("depth_multiplier",))):
-    assert ctypes.sizeof(_struct) == 4 * len(_fields), _struct
+# The prepared tables hold int32/int16/int8 values in the byte order of the
+# machine that prepared them; the host and Cortex-M are both little-endian.
 assert sys.byteorder == "little", "prepared tables are computed in the target's (little-endian) byte order"
 
-_P = POINTER
-_SIGNATURES = {
-    "fb_conv_s8": [_P(FbConvParams), _P(FbChannelQuant), _P(FbView), _P(FbFilterDims), _P(c_int8),
-                   _P(c_int32), _P(FbView), _P(c_int8)],
-    "fb_conv_s8_buffer_size": [_P(FbFilterDims), _P(FbView), _P(FbView)],
-    "fb_dw_conv_s8": [_P(FbDwConvParams), _P(FbChannelQuant), _P(FbView), _P(FbFilterDims),
-                      _P(c_int8), _P(c_int32), _P(FbView), _P(c_int8)],
-    "fb_dw_conv_s8_buffer_size": [_P(FbFilterDims), _P(FbView), _P(FbView)],
-    "fb_conv_s8_buffer_size_prepared": [_P(FbFilterDims), _P(FbView), _P(FbView)],
-    "fb_dw_conv_s8_buffer_size_prepared": [_P(FbFilterDims), _P(FbView), _P(FbView)],
-    "fb_conv_s8_prepared_size": [_P(FbFilterDims)],
-    "fb_dw_conv_s8_prepared_size": [_P(FbFilterDims)],
-    "fb_conv_s8_prepare": [_P(FbConvParams), _P(FbChannelQuant), _P(FbFilterDims), _P(c_int8), _P(c_int32),
-                           c_void_p],
-    "fb_dw_conv_s8_prepare": [_P(FbDwConvParams), _P(FbChannelQuant), _P(FbFilterDims), _P(c_int8),
-                              _P(c_int32), c_void_p],
-    "fb_add_s8": [_P(FbAddParams), _P(FbView), _P(FbView), _P(FbView)],
-    "fb_bottleneck_s8": [_P(FbBottleneckParams), _P(FbView), _P(FbView), _P(c_int8)],
-    "fb_bottleneck_s8_buffer_size": [_P(FbBottleneckParams), _P(FbView), _P(FbView)],
-    "fb_mean_s8": [_P(FbMeanParams), _P(FbView), _P(c_int8)],
-    "fb_avgpool_s8": [_P(FbPoolParams), _P(FbView), _P(FbView)],
-    "fb_fully_connected_s8": [_P(FbFcParams), _P(c_double), _P(c_int8), _P(c_int8), _P(c_int32),
-                              _P(c_int8)],
-    "fb_softmax_s8": [_P(FbSoftmaxParams), _P(c_int8), _P(c_int8)],
-    "fb_pad_s8": [_P(FbPadParams), _P(FbView), _P(FbView)],
-    "fb_requantize_s8": [_P(FbRequantizeParams), _P(c_int8), _P(c_int8)],
-    "fb_copy_s8": [_P(c_int8), _P(c_int8), c_int32],
+_DTYPE_CTYPES = {"int8": c_int8, "int16": ctypes.c_int16, "int32": c_int32, "float64": c_double}
+_C_DTYPES = {"int8_t": "int8", "int16_t": "int16", "int32_t": "int32", "double": "float64"}
+
+
+def _argtype(arg: Arg):
+    """The ctypes type of one kernel argument, by its role."""
+    if isinstance(arg, Params):
+        return POINTER(ctypes_struct(arg.struct))
+    if isinstance(arg, Quant):
+        return POINTER(FbChannelQuant)
+    if isinstance(arg, View):
+        return POINTER(FbView)
+    if isinstance(arg, Flat):
+        return POINTER(c_int8)
+    if isinstance(arg, Scratch):
+        return POINTER(FbScratch)
+    if isinstance(arg, Const):
+        return POINTER(_DTYPE_CTYPES[arg.dtype])
+    if isinstance(arg, Scalar):
+        return c_int32
+    raise TypeError(arg)
+
+
+def _kernel_signatures() -> dict[str, list]:
+    """Every kernel's, size function's and prepare function's argument types,
+    from the kernel table."""
+    sig = {}
+    for spec in KERNELS.values():
+        sig[spec.name] = [_argtype(a) for a in spec.args]
+        if spec.buffer_size is not None:
+            sig[spec.buffer_size] = [_argtype(a) for a in spec.size_args]
+        if spec.prepared:
+            # fb_<kernel>_prepare: the kernel's arguments but views and scratch, then the tables
+            sig[spec.name + "_prepare"] = [_argtype(a) for a in spec.args
+                                           if not isinstance(a, (View, Scratch))] + [c_void_p]
+            sig[spec.name + "_prepared_size"] = [_argtype(spec.arg(n)) for n in spec.prepared]
+    return sig
+
+
+_SIGNATURES = dict(_kernel_signatures(), **{
     "fb_multiply_by_quantized_multiplier": [c_int32, c_int32, c_int32],
-    "fb_requant_reference_batch": [c_int32, c_int32, c_int32, _P(c_int32), c_int32, _P(c_int32)],
-}
+    "fb_requant_reference_batch": [c_int32, c_int32, c_int32, POINTER(c_int32), c_int32, POINTER(c_int32)],
+})
 _DSP_SIGNATURES = {
-    "fb_requant_fast_batch": [c_int32, c_int32, c_int32, c_int32, _P(c_int32), c_int32, _P(c_int32)],
+    "fb_requant_fast_batch": [c_int32, c_int32, c_int32, c_int32, POINTER(c_int32), c_int32, POINTER(c_int32)],
 }
 _STATUS = {0: "FB_OK", -1: "FB_ERR_ARG", -2: "FB_ERR_SCRATCH"}
 
@@ -179,8 +159,8 @@ def build_library(kernels: str = DEFAULT_KERNELS) -> Path:
     _check_kernels(kernels)
     compiler = os.environ.get("CC", "gcc")
     if shutil.which(compiler) is None:
-        raise FusebenchError(f"host C compiler '{compiler}' not found: install gcc "
-                             "(apt-get install gcc) or set CC")
+        raise FusebenchError(f"host C compiler '{compiler}' not found (planning sizes scratch with the C runtime "
+                             "built for the host): install gcc (apt-get install gcc; scripts/setup.sh does) or set CC")
     target = BUILD_DIR / _source_hash(compiler, kernels) / "libfbruntime.so"
     if target.exists():
         return target
@@ -247,45 +227,129 @@ def requantize_batch(acc: np.ndarray, multiplier: int, shift: int, output_offset
     return out
 
 
+# -- call arguments as ctypes objects -----------------------------------------------------
+
+def _array_pointer(value, dtype: str, keep: list):
+    """A pointer to `value` as a contiguous array of `dtype` (kept alive in `keep`)."""
+    array = np.ascontiguousarray(value, dtype=dtype)
+    keep.append(array)
+    return _ptr(array, _DTYPE_CTYPES[dtype])
+
+
+def _params_struct(call: KernelCall, arg: Params, keep: list):
+    """The ctypes struct of one Params argument, from the call's value tree."""
+    def to_pointer(f, value):
+        if f.ctype == "void":
+            array = np.ascontiguousarray(value)
+            keep.append(array)
+            return array.ctypes.data
+        return _array_pointer(value, _C_DTYPES[f.ctype], keep)
+    return fill(arg.struct, call.struct_values(arg), keep, to_pointer)
+
+
+def _channel_quant(call: KernelCall, keep: list, tables: bool):
+    """fb_channel_quant: multiplier, shift and (tables=True) the prepared tables."""
+    prepared = call.arrays.get("prepared") if tables else None
+    if prepared is not None:
+        prepared = np.ascontiguousarray(prepared)
+        keep.append(prepared)
+    return FbChannelQuant(_array_pointer(call.arrays["multiplier"], "int32", keep),
+                          _array_pointer(call.arrays["shift"], "int32", keep),
+                          None if prepared is None else prepared.ctypes.data)
+
+
+def _const_pointer(call: KernelCall, arg: Const, keep: list):
+    value = call.arrays.get(arg.name)
+    if value is None:
+        if not arg.optional:
+            raise FusebenchError(f"{call.kernel}: the call has no {arg.name} array")
+        return None
+    return _array_pointer(value, arg.dtype, keep)
+
+
+def _shape_view(shape: tuple[int, ...]) -> FbView:
+    """A view of a whole map of this shape without data (what size functions read)."""
+    h, w, c = map_hwc(shape)
+    return FbView(None, 0, 0, h, w, c, w * c, h, w)
+
+
+_SIZES: dict = {}
+# Stands in for prepared tables that are not computed yet: the size functions
+# read only whether q->prepared is NULL.
+_TABLES_STAND_IN = np.zeros(PREPARED_HEADER_BYTES // 4, np.int32)
+
+
+def buffer_size(call: KernelCall, kernels: str = DEFAULT_KERNELS, prepared: bool = True) -> int:
+    """The kernel's fb_*_buffer_size() for this call on whole maps in one
+    build: with its prepared tables (if it has any), or (prepared=False) with
+    none. Calls whose params are plain field values are cached: planners lower
+    every op many times."""
+    spec = call.spec
+    if spec.buffer_size is None:
+        return 0
+    key = None
+    if not call.trees:
+        key = (kernels, prepared, call.kernel, tuple(call.params.items()), tuple(call.input_shapes),
+               tuple(call.output_shapes))
+        if key in _SIZES:
+            return _SIZES[key]
+    keep: list = []
+    args = []
+    for arg in spec.size_args:
+        if isinstance(arg, Params):
+            args.append(ctypes.byref(_params_struct(call, arg, keep)))
+        elif isinstance(arg, Quant):
+            tables = prepared and "prepared" in call.arrays      # `in` does not compute them
+            q = _channel_quant(call, keep, tables=False)
+            q.prepared = _TABLES_STAND_IN.ctypes.data if tables else None
+            args.append(ctypes.byref(q))
+        elif isinstance(arg, View):
+            shape = call.output_shapes[0] if arg.input is None else call.input_shapes[arg.input]
+            args.append(ctypes.byref(_shape_view(shape)))
+        elif isinstance(arg, Scalar):
+            args.append(int(call.params[arg.name]))
+    size = int(getattr(library(kernels), spec.buffer_size)(*args))
+    if key is not None:
+        _SIZES[key] = size
+    return size
+
+
+def planned_scratch_bytes(call: KernelCall) -> int:
+    """The scratch a plan gives the call: the most either build needs with the
+    call's prepared tables, so one plan serves a board whichever kernels it runs."""
+    return max(buffer_size(call, kernels) for kernels in KERNEL_SETS)
+
+
 # -- prepared tables ----------------------------------------------------------------------
 
-def _conv_structs(kernel: str, params: dict[str, int]):
-    dims = FbFilterDims(*(params[f] for f in FILTER_DIM_FIELDS))
-    conv = FbConvParams(*(params[f] for f in CONV_PARAM_FIELDS))
-    return (conv if kernel == "fb_conv_s8" else FbDwConvParams(conv, params["depth_multiplier"])), dims
-
-
-def _conv_constants(arrays: dict[str, np.ndarray]):
-    """multiplier, shift, filter, bias (or None) as contiguous arrays of the C types."""
-    bias = arrays.get("bias")
-    return (np.ascontiguousarray(arrays["multiplier"], dtype=np.int32),
-            np.ascontiguousarray(arrays["shift"], dtype=np.int32),
-            np.ascontiguousarray(arrays["filter"], dtype=np.int8),
-            None if bias is None else np.ascontiguousarray(bias, dtype=np.int32))
-
-
-def prepare_tables(kernel: str, params: dict[str, int], arrays: dict[str, np.ndarray],
+def prepare_tables(kernel_name: str, params: dict[str, int], arrays: dict[str, np.ndarray],
                    kernels: str = DEFAULT_KERNELS) -> np.ndarray:
     """The prepared tables of a conv ("fb_conv_s8") or depthwise ("fb_dw_conv_s8")
     layer, computed by the runtime's fb_*_prepare() (every build compiles it and
     gives the same bytes), as int32 words in the target's byte order: the whole
     tables when the optimized kernel takes the layer, else only the 16-byte
     header (fast == 0), which is all a kernel reads then."""
-    if kernel not in ("fb_conv_s8", "fb_dw_conv_s8"):
-        raise FusebenchError(f"{kernel} has no prepared tables")
+    spec = kernel(kernel_name)
+    if not spec.prepared:
+        raise FusebenchError(f"{kernel_name} has no prepared tables")
     lib = library(kernels)
-    cparams, dims = _conv_structs(kernel, params)
-    mult, shift, filt, bias = _conv_constants(arrays)
-    size = int(getattr(lib, kernel + "_prepared_size")(ctypes.byref(dims)))
+    call = KernelCall(kernel_name, params, {k: v for k, v in arrays.items() if k != "prepared"}, [], [])
+    keep: list = []
+    structs = {a.name: _params_struct(call, a, keep) for a in spec.of_role(Params)}
+    size = int(getattr(lib, kernel_name + "_prepared_size")(*[ctypes.byref(structs[n]) for n in spec.prepared]))
     if size < PREPARED_HEADER_BYTES:
-        raise FusebenchError(f"{kernel}: no prepared tables for filter dims "
-                             f"{[params[f] for f in FILTER_DIM_FIELDS]}")
+        raise FusebenchError(f"{kernel_name}: no prepared tables for {[structs[n] for n in spec.prepared]}")
     tables = np.zeros(-(-size // 4), dtype=np.int32)      # numpy data is at least 16-byte aligned
-    q = FbChannelQuant(_ptr(mult, c_int32), _ptr(shift, c_int32), None)
-    status = getattr(lib, kernel + "_prepare")(ctypes.byref(cparams), ctypes.byref(q), ctypes.byref(dims),
-                                               _ptr(filt), None if bias is None else _ptr(bias, c_int32),
-                                               tables.ctypes.data)
-    _check(kernel + "_prepare", status)
+    args = []
+    for arg in spec.args:
+        if isinstance(arg, Params):
+            args.append(ctypes.byref(structs[arg.name]))
+        elif isinstance(arg, Quant):
+            args.append(ctypes.byref(_channel_quant(call, keep, tables=False)))
+        elif isinstance(arg, Const):
+            args.append(_const_pointer(call, arg, keep))
+    status = getattr(lib, kernel_name + "_prepare")(*args, tables.ctypes.data)
+    _check(kernel_name + "_prepare", status)
     if tables[1] == 0:                                     # fast == 0: the header is all there is
         tables = tables[:PREPARED_HEADER_BYTES // 4].copy()
     return tables
@@ -333,21 +397,25 @@ def _check(kernel: str, status: int) -> None:
 def run_op(call: KernelCall, inputs: list[np.ndarray], *, output_window: Optional[Window] = None,
            input_windows: Optional[list[Window]] = None, row_padding: int = 0,
            out: Optional[np.ndarray] = None, kernels: str = DEFAULT_KERNELS,
-           prepared: bool = True) -> list[np.ndarray]:
+           prepared: bool = True, scratch_bytes: Optional[int] = None) -> list[np.ndarray]:
     """Run one kernel call on numpy int8 arrays (the activation inputs, in
     `call.inputs` order) and return its outputs.
 
     With `output_window`, only that window of the output map is computed, into
     `out` if given (else into zeros). With `input_windows`, each input is handed
     to the kernel as a copy of just that window (rows `row_padding` bytes apart),
-    so the kernel must find everything it reads there. `kernels` picks the
-    portable or the DSP build of the runtime. Conv and depthwise get the call's
-    prepared tables (arrays["prepared"]) and call.scratch_bytes of scratch, as in
-    the firmware; prepared=False passes NULL tables and *_buffer_size() bytes of
-    scratch instead. A kernel that needs more scratch than that, or writes past
-    it, is an error."""
+    so the kernel must find everything it reads there; row_padding alone hands
+    whole maps over in such buffers. A write outside the output window, or to
+    an input, is an error. `kernels` picks the portable or the DSP build of the
+    runtime. Conv and depthwise get the call's prepared tables
+    (arrays["prepared"]) and call.scratch_bytes of scratch, as in the firmware;
+    prepared=False passes NULL tables and the scratch the kernel's size
+    function asks for then; scratch_bytes gives it that many bytes instead
+    (to test its refusal of too few). A kernel that needs more scratch than it
+    gets, or writes past it, is an error."""
     return _run_op(call, inputs, output_window=output_window, input_windows=input_windows,
-                   row_padding=row_padding, out=out, kernels=kernels, prepared=prepared)[0]
+                   row_padding=row_padding, out=out, kernels=kernels, prepared=prepared,
+                   scratch_bytes=scratch_bytes)[0]
 
 
 def scratch_high_water(call: KernelCall, inputs: list[np.ndarray], *, kernels: str = DEFAULT_KERNELS,
@@ -356,19 +424,32 @@ def scratch_high_water(call: KernelCall, inputs: list[np.ndarray], *, kernels: s
     written byte + 1) on these inputs: two runs on scratch filled with different
     bytes, so a written byte shows in at least one of them."""
     top = 0
-    for fill in (_SCRATCH_FILL, 0xC3):
-        _, scratch = _run_op(call, inputs, kernels=kernels, prepared=prepared, scratch_fill=fill, **window_args)
+    for fill_byte in (_SCRATCH_FILL, 0xC3):
+        _, scratch = _run_op(call, inputs, kernels=kernels, prepared=prepared, scratch_fill=fill_byte,
+                             **window_args)
         if scratch is not None:
-            written = np.flatnonzero(scratch != fill)
+            written = np.flatnonzero(scratch != fill_byte)
             top = max(top, int(written[-1]) + 1 if written.size else 0)
     return top
+
+
+def _scratch(size: int, fill_byte: int) -> np.ndarray:
+    """`size` bytes of scratch plus a guard, filled with `fill_byte`, 4-byte
+    aligned (numpy's allocations are)."""
+    buf = np.full(size + _SCRATCH_GUARD, fill_byte, dtype=np.uint8)
+    assert buf.ctypes.data % 8 == 0
+    return buf
 
 
 def _run_op(call: KernelCall, inputs: list[np.ndarray], *, output_window: Optional[Window] = None,
             input_windows: Optional[list[Window]] = None, row_padding: int = 0,
             out: Optional[np.ndarray] = None, kernels: str = DEFAULT_KERNELS, prepared: bool = True,
-            scratch_fill: int = _SCRATCH_FILL) -> tuple[list[np.ndarray], Optional[np.ndarray]]:
+            scratch_fill: int = _SCRATCH_FILL,
+            scratch_bytes: Optional[int] = None) -> tuple[list[np.ndarray], Optional[np.ndarray]]:
+    """Runs the call; returns its outputs and its scratch (bytes, without the
+    guard) or None. Every argument is built from its role in the kernel table."""
     lib = library(kernels)
+    spec = call.spec
     if len(inputs) != len(call.inputs):
         raise FusebenchError(f"{call.kernel} takes {len(call.inputs)} inputs, got {len(inputs)}")
     arrays = []
@@ -382,185 +463,97 @@ def _run_op(call: KernelCall, inputs: list[np.ndarray], *, output_window: Option
     output = np.zeros(out_shape, dtype=np.int8) if out is None else out
     if output.dtype != np.int8 or not output.flags.c_contiguous or output.size != int(np.prod(out_shape)):
         raise FusebenchError(f"{call.kernel}: output buffer must be contiguous int8 {list(out_shape)}")
+    if (output_window is not None or input_windows is not None) and not spec.takes_windows:
+        raise FusebenchError(f"{call.kernel} works on whole tensors, not windows")
+
+    keep: list = []                          # arrays the arguments point into
+    objs: dict = {}                          # the ctypes objects passed by reference, by argument name
+    staged_inputs = []                       # (map, window, buffer) of inputs handed over in their own buffer
+    staged_output = None                     # (map, buffer, view)
+    out_map = output.reshape(map_hwc(out_shape))
+    for arg in spec.args:
+        if isinstance(arg, Params):
+            objs[arg.name] = _params_struct(call, arg, keep)
+        elif isinstance(arg, Quant):
+            objs[arg.name] = _channel_quant(call, keep, prepared)
+        elif isinstance(arg, View) and arg.input is not None:
+            m = arrays[arg.input].reshape(map_hwc(call.input_shapes[arg.input]))
+            window = input_windows[arg.input] if input_windows is not None and arg.role != "whole" else None
+            if window is None and row_padding == 0:
+                objs[arg.name] = _map_view(m)
+            else:
+                window = window or (0, 0, m.shape[0], m.shape[1])
+                buf, objs[arg.name] = _staged(m, window, row_padding)
+                staged_inputs.append((m, window, buf))
+        elif isinstance(arg, View):
+            window = output_window if arg.role != "whole" else None
+            if window is None and row_padding == 0:
+                objs[arg.name] = _map_view(out_map)
+            else:
+                window = window or (0, 0, out_map.shape[0], out_map.shape[1])
+                buf, view = _staged(out_map, window, row_padding)
+                buf[:, :window[3] * out_map.shape[2]] = _SENTINEL
+                objs[arg.name] = view
+                staged_output = (buf, view)
 
     scratch = None
-    if call.kernel in VIEW_KERNELS:
-        scratch = _run_view_kernel(lib, call, arrays, output, output_window, input_windows, row_padding,
-                                   prepared, scratch_fill)
-    else:
-        if output_window is not None or input_windows is not None:
-            raise FusebenchError(f"{call.kernel} works on whole tensors, not windows")
-        _run_flat_kernel(lib, call, arrays, output)
-    return [output], scratch
-
-
-def _scratch(size: int, fill: int) -> np.ndarray:
-    """`size` bytes of scratch plus a guard, filled with `fill`, 4-byte aligned
-    (numpy's allocations are)."""
-    buf = np.full(size + _SCRATCH_GUARD, fill, dtype=np.uint8)
-    assert buf.ctypes.data % 8 == 0
-    return buf
-
-
-def _run_view_kernel(lib, call: KernelCall, arrays: list[np.ndarray], output: np.ndarray,
-                     output_window: Optional[Window], input_windows: Optional[list[Window]],
-                     row_padding: int, prepared: bool, scratch_fill: int) -> Optional[np.ndarray]:
-    """Runs the kernel; returns its scratch (bytes, without the guard) or None."""
-    maps = [a.reshape(map_hwc(s)) for a, s in zip(arrays, call.input_shapes)]
-    out_map = output.reshape(map_hwc(call.output_shapes[0]))
-    keep = []                                   # buffers the views point into
-    if input_windows is None:
-        in_views = [_map_view(m) for m in maps]
-    else:
-        in_views = []
-        for m, window in zip(maps, input_windows):
-            buf, view = _staged(m, window, row_padding)
-            keep.append(buf)
-            in_views.append(view)
-    staged_out = output_window is not None or row_padding > 0
-    if staged_out:
-        window = output_window or (0, 0, out_map.shape[0], out_map.shape[1])
-        out_buf, out_view = _staged(out_map, window, row_padding)
-        out_buf[:, :window[3] * out_map.shape[2]] = _SENTINEL
-    else:
-        out_view = _map_view(out_map)
-
-    p = call.params
-    scratch = None
-    if call.kernel in ("fb_conv_s8", "fb_dw_conv_s8"):
-        params, dims = _conv_structs(call.kernel, p)
-        tables = call.arrays.get("prepared") if prepared else None
-        size_fn = getattr(lib, call.kernel + ("_buffer_size_prepared" if tables is not None else "_buffer_size"))
-        needed = size_fn(ctypes.byref(dims), ctypes.byref(in_views[0]), ctypes.byref(out_view))
-        if tables is not None:
-            tables = np.ascontiguousarray(tables)
-            size = call.scratch_bytes
-            if needed > size:
-                raise FusebenchError(f"{call.kernel} needs {needed} scratch bytes, lowering said {size}")
-        else:
-            size = needed
-        mult, shift, filt, bias = _conv_constants(call.arrays)
-        keep += [mult, shift, filt, bias]
-        q = FbChannelQuant(_ptr(mult, c_int32), _ptr(shift, c_int32),
-                           None if tables is None else tables.ctypes.data)
+    if spec.buffer_size is not None:
+        needed = int(getattr(lib, spec.buffer_size)(*[ctypes.byref(objs[a.name]) if not isinstance(a, Scalar)
+                                                      else int(call.params[a.name]) for a in spec.size_args]))
+        size = scratch_bytes if scratch_bytes is not None else call.scratch_bytes if prepared else needed
+        if needed > size and scratch_bytes is None:
+            raise FusebenchError(f"{call.kernel} needs {needed} scratch bytes, lowering said {size}")
         # no scratch at all is a null pointer, as in the generated code
         scratch = _scratch(size, scratch_fill) if size > 0 else None
-        status = getattr(lib, call.kernel)(ctypes.byref(params), ctypes.byref(q),
-                                           ctypes.byref(in_views[0]), ctypes.byref(dims),
-                                           _ptr(filt), None if bias is None else _ptr(bias, c_int32),
-                                           ctypes.byref(out_view),
-                                           None if scratch is None else _ptr(scratch))
-        if scratch is not None and np.any(scratch[size:] != scratch_fill):
-            raise FusebenchError(f"{call.kernel} wrote past its {size} bytes of scratch")
-    elif call.kernel == "fb_add_s8":
-        params = FbAddParams(*(p[f] for f in ADD_PARAM_FIELDS))
-        status = lib.fb_add_s8(ctypes.byref(params), ctypes.byref(in_views[0]),
-                               ctypes.byref(in_views[1]), ctypes.byref(out_view))
-    elif call.kernel == "fb_avgpool_s8":
-        params = FbPoolParams(*(p[f] for f in POOL_PARAM_FIELDS))
-        status = lib.fb_avgpool_s8(ctypes.byref(params), ctypes.byref(in_views[0]), ctypes.byref(out_view))
-    elif call.kernel == "fb_pad_s8":
-        params = FbPadParams(*(p[f] for f in PAD_PARAM_FIELDS))
-        status = lib.fb_pad_s8(ctypes.byref(params), ctypes.byref(in_views[0]), ctypes.byref(out_view))
-    else:
-        raise FusebenchError(f"unknown view kernel {call.kernel}")
-    _check(call.kernel, status)
 
-    if staged_out:
-        y0, x0, h, w = out_view.y0, out_view.x0, out_view.h, out_view.w
+    args = []
+    for arg in spec.args:
+        if isinstance(arg, (Params, Quant, View)):
+            args.append(ctypes.byref(objs[arg.name]))
+        elif isinstance(arg, Flat):
+            args.append(_ptr(output if arg.input is None else arrays[arg.input]))
+        elif isinstance(arg, Const):
+            args.append(_const_pointer(call, arg, keep))
+        elif isinstance(arg, Scalar):
+            args.append(int(call.params[arg.name]))
+        elif isinstance(arg, Scratch):
+            if scratch is not None:
+                objs[arg.name] = FbScratch(_ptr(scratch), len(scratch) - _SCRATCH_GUARD)
+            args.append(None if scratch is None else ctypes.byref(objs[arg.name]))
+    _check(call.kernel, getattr(lib, call.kernel)(*args))
+
+    if scratch is not None and np.any(scratch[len(scratch) - _SCRATCH_GUARD:] != scratch_fill):
+        raise FusebenchError(f"{call.kernel} wrote past its {len(scratch) - _SCRATCH_GUARD} bytes of scratch")
+    for m, (y0, x0, h, w), buf in staged_inputs:
+        c = m.shape[2]
+        if not np.array_equal(buf[:, :w * c].reshape(h, w, c), m[y0:y0 + h, x0:x0 + w]) or \
+                np.any(buf[:, w * c:] != _SENTINEL):
+            raise FusebenchError(f"{call.kernel} modified its input")
+    if staged_output is not None:
+        buf, view = staged_output
+        y0, x0, h, w = view.y0, view.x0, view.h, view.w
         c = out_map.shape[2]
-        if row_padding and np.any(out_buf[:, w * c:] != _SENTINEL):
+        if row_padding and np.any(buf[:, w * c:] != _SENTINEL):
             raise FusebenchError(f"{call.kernel} wrote outside its output window")
-        out_map[y0:y0 + h, x0:x0 + w, :] = out_buf[:, :w * c].reshape(h, w, c)
-    return None if scratch is None else scratch[:len(scratch) - _SCRATCH_GUARD]
-
-
-def _run_flat_kernel(lib, call: KernelCall, arrays: list[np.ndarray], output: np.ndarray) -> None:
-    p = call.params
-    x = arrays[0]
-    if call.kernel == "fb_mean_s8":
-        params = FbMeanParams(*(p[f] for f in MEAN_PARAM_FIELDS))
-        status = lib.fb_mean_s8(ctypes.byref(params), ctypes.byref(_map_view(x.reshape(
-            map_hwc(call.input_shapes[0])))), _ptr(output))
-    elif call.kernel == "fb_fully_connected_s8":
-        params = FbFcParams(*(p[f] for f in FC_PARAM_FIELDS))
-        scale = np.ascontiguousarray(call.arrays["effective_scale"], dtype=np.float64)
-        filt = np.ascontiguousarray(call.arrays["filter"], dtype=np.int8)
-        bias = call.arrays.get("bias")
-        bias_arr = np.ascontiguousarray(bias, dtype=np.int32) if bias is not None else None
-        status = lib.fb_fully_connected_s8(ctypes.byref(params), _ptr(scale, c_double), _ptr(x),
-                                           _ptr(filt), _ptr(bias_arr, c_int32) if bias is not None else None,
-                                           _ptr(output))
-    elif call.kernel == "fb_softmax_s8":
-        params = FbSoftmaxParams(*(p[f] for f in SOFTMAX_PARAM_FIELDS))
-        status = lib.fb_softmax_s8(ctypes.byref(params), _ptr(x), _ptr(output))
-    elif call.kernel == "fb_requantize_s8":
-        params = FbRequantizeParams(*(p[f] for f in REQUANTIZE_PARAM_FIELDS))
-        status = lib.fb_requantize_s8(ctypes.byref(params), _ptr(x), _ptr(output))
-    elif call.kernel == "fb_copy_s8":
-        status = lib.fb_copy_s8(_ptr(x), _ptr(output), p["size"])
-    else:
-        raise FusebenchError(f"unknown kernel {call.kernel}")
-    _check(call.kernel, status)
+        out_map[y0:y0 + h, x0:x0 + w, :] = buf[:, :w * c].reshape(h, w, c)
+    del keep
+    return [output], None if scratch is None else scratch[:len(scratch) - _SCRATCH_GUARD]
 
 
 # -- inverted residual blocks (fb_bottleneck_s8) -------------------------------------------
 
 def bottleneck_struct(calls: Sequence[KernelCall], band_rows: int) -> tuple[FbBottleneckParams, list]:
-    """The fb_bottleneck_params of a block from its lowered calls ([expand,]
-    depthwise, project[, add]; harness.backend.lowering.bottleneck_parts), and the
-    arrays its pointers point into (keep them alive while the struct is used).
-    An ADD that adds (projection, block input) gets its input fields swapped:
-    the kernel's input 1 is the block input."""
-    expand, dw, project, add = bottleneck_parts(calls)
+    """The fb_bottleneck_params of a block from its lowered calls
+    (harness.backend.lowering.bottleneck_call), and the arrays its pointers
+    point into (keep them alive while the struct is used)."""
+    record = bottleneck_call(calls, band_rows)
     keep: list = []
-
-    def stage(call: Optional[KernelCall]):
-        if call is None:
-            return FbChannelQuant(None, None, None), None, None
-        mult, shift, filt, bias = _conv_constants(call.arrays)
-        keep.extend([mult, shift, filt, bias])
-        return (FbChannelQuant(_ptr(mult, c_int32), _ptr(shift, c_int32), None), _ptr(filt),
-                None if bias is None else _ptr(bias, c_int32))
-
-    params = FbBottleneckParams()
-    params.has_expand = int(expand is not None)
-    if expand is not None:
-        params.expand = FbConvParams(*(expand.params[f] for f in CONV_PARAM_FIELDS))
-    params.expand_q, params.expand_filter, params.expand_bias = stage(expand)
-    params.dw, _ = _conv_structs("fb_dw_conv_s8", dw.params)
-    params.dw_q, params.dw_filter, params.dw_bias = stage(dw)
-    params.project = FbConvParams(*(project.params[f] for f in CONV_PARAM_FIELDS))
-    params.project_q, params.project_filter, params.project_bias = stage(project)
-    params.has_residual = int(add is not None)
-    if add is not None:
-        a = dict(add.params)
-        if add.inputs[0] != (expand or dw).inputs[0]:          # ADD(projection, block input)
-            for f in ("offset", "multiplier", "shift"):
-                a["input1_" + f], a["input2_" + f] = a["input2_" + f], a["input1_" + f]
-        params.add = FbAddParams(*(a[f] for f in ADD_PARAM_FIELDS))
-    params.in_c = map_hwc((expand or dw).input_shapes[0])[2]
-    params.mid_c = dw.params["out_c"]
-    params.out_c = project.params["out_c"]
-    params.kh, params.kw = dw.params["kh"], dw.params["kw"]
-    params.band_rows = band_rows
-    return params, keep
-
-
-def _bottleneck_maps(calls: Sequence[KernelCall]) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """The block's input and output tensor shapes."""
-    expand, dw, project, add = bottleneck_parts(calls)
-    return (expand or dw).input_shapes[0], (add or project).output_shapes[0]
+    return _params_struct(record, record.spec.arg("prm"), keep), keep
 
 
 def bottleneck_buffer_size(calls: Sequence[KernelCall], band_rows: int, kernels: str = DEFAULT_KERNELS) -> int:
-    """fb_bottleneck_s8_buffer_size() for the block (0 for unusable arguments)."""
-    params, _ = bottleneck_struct(calls, band_rows)
-    in_shape, out_shape = _bottleneck_maps(calls)
-    in_map = np.zeros(map_hwc(in_shape), np.int8)
-    out_map = np.zeros(map_hwc(out_shape), np.int8)
-    return int(library(kernels).fb_bottleneck_s8_buffer_size(
-        ctypes.byref(params), ctypes.byref(_map_view(in_map)), ctypes.byref(_map_view(out_map))))
+    """fb_bottleneck_s8_buffer_size() for the block."""
+    return buffer_size(bottleneck_call(calls, band_rows), kernels)
 
 
 def run_bottleneck(calls: Sequence[KernelCall], block_input: np.ndarray, band_rows: int, *,
@@ -573,53 +566,15 @@ def run_bottleneck(calls: Sequence[KernelCall], block_input: np.ndarray, band_ro
     them is an error. row_padding > 0 hands input and output over in buffers
     whose rows are that many bytes longer (sentinel-filled; a write there is
     an error)."""
-    return _run_bottleneck(calls, block_input, band_rows, row_padding=row_padding, kernels=kernels)[0]
+    (out,) = run_op(bottleneck_call(calls, band_rows), [block_input], row_padding=row_padding, kernels=kernels)
+    return out
 
 
 def bottleneck_scratch_high_water(calls: Sequence[KernelCall], block_input: np.ndarray, band_rows: int, *,
                                   kernels: str = DEFAULT_KERNELS) -> int:
     """How many leading bytes of its scratch fb_bottleneck_s8 writes (see
     scratch_high_water)."""
-    top = 0
-    for fill in (_SCRATCH_FILL, 0xC3):
-        _, scratch = _run_bottleneck(calls, block_input, band_rows, kernels=kernels, scratch_fill=fill)
-        written = np.flatnonzero(scratch != fill)
-        top = max(top, int(written[-1]) + 1 if written.size else 0)
-    return top
-
-
-def _run_bottleneck(calls: Sequence[KernelCall], block_input: np.ndarray, band_rows: int, *,
-                    row_padding: int = 0, kernels: str = DEFAULT_KERNELS,
-                    scratch_fill: int = _SCRATCH_FILL) -> tuple[np.ndarray, np.ndarray]:
-    lib = library(kernels)
-    params, keep = bottleneck_struct(calls, band_rows)
-    in_shape, out_shape = _bottleneck_maps(calls)
-    x = np.ascontiguousarray(block_input)
-    if x.dtype != np.int8 or x.size != int(np.prod(in_shape, dtype=np.int64)):
-        raise FusebenchError(f"fb_bottleneck_s8: input must be int8 of shape {list(in_shape)}, "
-                             f"got {x.dtype} {list(x.shape)}")
-    in_map = x.reshape(map_hwc(in_shape))
-    out_map = np.zeros(map_hwc(out_shape), np.int8)
-    oh, ow, oc = out_map.shape
-    in_buf, in_view = _staged(in_map, (0, 0, in_map.shape[0], in_map.shape[1]), row_padding)
-    out_buf, out_view = _staged(out_map, (0, 0, oh, ow), row_padding)
-    out_buf[:, :ow * oc] = _SENTINEL
-    size = lib.fb_bottleneck_s8_buffer_size(ctypes.byref(params), ctypes.byref(in_view), ctypes.byref(out_view))
-    if size <= 0:
-        raise FusebenchError(f"fb_bottleneck_s8_buffer_size() is {size}: the kernel refuses these arguments "
-                             f"(band_rows {band_rows})")
-    scratch = _scratch(size, scratch_fill)
-    status = lib.fb_bottleneck_s8(ctypes.byref(params), ctypes.byref(in_view), ctypes.byref(out_view),
-                                  _ptr(scratch))
-    _check("fb_bottleneck_s8", status)
-    if np.any(scratch[size:] != scratch_fill):
-        raise FusebenchError(f"fb_bottleneck_s8 wrote past its {size} bytes of scratch")
-    if row_padding and np.any(out_buf[:, ow * oc:] != _SENTINEL):
-        raise FusebenchError("fb_bottleneck_s8 wrote outside its output rows")
-    if not np.array_equal(in_buf[:, :in_map.shape[1] * in_map.shape[2]].reshape(in_map.shape), in_map):
-        raise FusebenchError("fb_bottleneck_s8 modified its input")
-    del keep
-    return out_buf[:, :ow * oc].reshape(out_shape).copy(), scratch[:size]
+    return scratch_high_water(bottleneck_call(calls, band_rows), [block_input], kernels=kernels)
 
 
 # -- whole graphs ---------------------------------------------------------------------------

@@ -2,48 +2,37 @@
 
 `lower_op` computes every kernel parameter the way LiteRT's Prepare does
 (harness.frontend.quant) and checks what the kernels and LiteRT's reference kernels
-require, raising FusebenchError with a one-line reason otherwise. The code
-generator turns a KernelCall into C struct initialisers and one call;
-harness.backend.hostrt turns the same KernelCall into ctypes structs.
+require, raising FusebenchError with a one-line reason otherwise. The result is
+a KernelCall: the kernel's name and this call's values. How the kernel takes
+them (its arguments in C order, by role) is its entry in
+harness.backend.kernels.KERNELS, which the code generator and the host runner
+(harness.backend.hostrt) both interpret; the structs' layouts are fb_runtime.h's
+(harness.backend.cstructs).
 
-KernelCall conventions (per kernel; `params` keys are the C struct field names):
-
-  fb_conv_s8        params: fb_conv_params fields + fb_filter_dims fields (out_c, kh, kw, in_c)
-                    arrays: filter int8 OHWI, bias int32 (absent when the op has none),
-                            multiplier int32 [out_c], shift int32 [out_c] (the fb_channel_quant),
-                            prepared int32 words: the layer's prepared tables
-                            (fb_channel_quant.prepared; see below)
-                    scratch: conv_scratch_bytes_prepared() (fb_conv_s8_buffer_size_prepared()):
-                            32 * ceil(taps / 4) (four int16 columns) + taps unless 1x1 (a byte
-                            patch), taps = kh * kw * in_c; 4-byte aligned
-  fb_dw_conv_s8     params: fb_conv_params fields + depth_multiplier + fb_filter_dims (in_c = 1)
-                    arrays: filter int8 1 x kh x kw x out_c, bias, multiplier, shift, prepared
-                            as above
-                    scratch: 0 (fb_dw_conv_s8_buffer_size_prepared())
-                    (Scratch is what the optimized Cortex-M4/M7 kernels need with prepared
-                    tables, which covers the portable kernels' needs; the runtime's
-                    *_buffer_size_prepared() functions return the same numbers in every
-                    build. Without prepared tables the kernels would need
-                    conv_scratch_bytes() / dw_conv_scratch_bytes(): the tables too.)
-  fb_add_s8         params: fb_add_params fields
-  fb_mean_s8        params: fb_mean_params fields
-  fb_avgpool_s8     params: fb_pool_params fields
-  fb_pad_s8         params: fb_pad_params fields
-  fb_fully_connected_s8  params: fb_fc_params fields
-                    arrays: filter int8 [out_depth, accum_depth], bias int32 (optional),
-                            effective_scale float64 [1 or out_depth] (emit as C99 hex floats:
-                            float.hex() round-trips the exact double)
-  fb_softmax_s8     params: fb_softmax_params fields
-  fb_requantize_s8  params: fb_requantize_params fields
-  fb_copy_s8        params: size (bytes). RESHAPE: `alias` is True because the NHWC bytes
-                    do not move, so a planner may give the output the input's buffer and
-                    skip the call (fb_copy_s8 accepts in == out).
+A call's values:
+  params   the int32 fields of the kernel's params structs by C field name,
+           nested structs' fields in place (fb_dw_conv_params: the
+           fb_conv_params fields, depth_multiplier; then fb_filter_dims), and
+           its scalars (fb_copy_s8: size)
+  arrays   the constants by the kernel table's names: filter (int8, OHWI for
+           conv, 1 x kh x kw x out_c for depthwise, [out_depth, accum_depth]
+           for fully connected), bias (int32, absent when the op has none),
+           multiplier and shift (int32 per channel, the fb_channel_quant),
+           prepared (the tables below), effective_scale (float64, emitted as
+           C99 hex floats: float.hex() round-trips the exact double)
+  scratch_bytes
+           the most the kernel's fb_*_buffer_size() returns for this call with
+           its prepared tables in either build (through the host libraries):
+           the optimized Cortex-M4/M7 kernels' needs, which cover the portable
+           kernels', so a plan fits whichever kernels a board runs
+  alias    RESHAPE (fb_copy_s8): the NHWC bytes do not move, so a planner may
+           give the output the input's buffer and the call is skipped
 
 fb_bottleneck_s8 (a whole inverted residual block in one call, one expansion channel at a
-time; fb_runtime.h) has no lowering of its own: it takes the lowered calls of the block's
-ops (bottleneck_parts / bottleneck_dims); bottleneck_scratch_bytes() is its
-fb_bottleneck_s8_buffer_size() and bottleneck_macs() the MACs it executes with halo rows
-recomputed per band (harness.backend.hostrt.run_bottleneck runs it on the host).
+time; fb_runtime.h) has no op of its own: bottleneck_call() makes its call from the lowered
+calls of the block's ops (bottleneck_parts / bottleneck_dims), with fb_bottleneck_params as a
+value tree (KernelCall.trees); bottleneck_scratch_bytes() is its fb_bottleneck_s8_buffer_size()
+and bottleneck_macs() the MACs it executes with halo rows recomputed per band.
 
 `inputs`/`outputs` are the activation tensor indices (constants travel in
 `arrays`), in the kernel's argument order; `input_shapes`/`output_shapes` are
@@ -68,6 +57,8 @@ from typing import Optional
 
 import numpy as np
 
+from harness.backend.cstructs import struct
+from harness.backend.kernels import Kernel, Params, kernel
 from harness.frontend import quant
 from harness.errors import FusebenchError
 from harness.frontend.graph import Graph, Op, Tensor
@@ -76,16 +67,17 @@ from harness.frontend.graph import Graph, Op, Tensor
 class _Arrays(dict):
     """A KernelCall's constant arrays, "prepared" computed on first use.
 
-    Behaves as a plain dict whose "prepared" entry is present from the start:
-    indexing, get(), `in`, iteration, items() and values() all see it."""
+    Behaves as a plain dict whose "prepared" entry is present from the start,
+    in its place in the order: indexing, get(), items() and values() compute
+    it; `in`, len() and iterating over the keys do not."""
 
-    def __init__(self, *args, prepare=None, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, arrays: dict, prepare=None):
+        super().__init__(arrays)
         self._prepare = prepare        # () -> np.ndarray, or None once computed
 
     def _force(self) -> None:
         if self._prepare is not None:
-            dict.__setitem__(self, "prepared", self._prepare())
+            dict.__setitem__(self, "prepared", self._prepare())     # keeps its place
             self._prepare = None
 
     def __getitem__(self, key):
@@ -98,19 +90,10 @@ class _Arrays(dict):
             self._force()
         return dict.get(self, key, default)
 
-    def __contains__(self, key):
-        return (key == "prepared" and self._prepare is not None) or dict.__contains__(self, key)
-
     def __iter__(self):
-        self._force()
+        # Overridden (without computing anything) so that dict(arrays) and
+        # {**arrays} read the values through __getitem__, not the raw slots.
         return dict.__iter__(self)
-
-    def __len__(self):
-        return dict.__len__(self) + (self._prepare is not None)
-
-    def keys(self):
-        self._force()
-        return dict.keys(self)
 
     def items(self):
         self._force()
@@ -134,8 +117,10 @@ class _Arrays(dict):
     __hash__ = None
 
     def __repr__(self):
-        return (f"{type(self).__name__}({dict.__repr__(self)}"
-                + (", prepared=<not computed yet>)" if self._prepare is not None else ")"))
+        if self._prepare is not None:
+            shown = {k: ("<not computed yet>" if k == "prepared" else v) for k, v in dict.items(self)}
+            return f"{type(self).__name__}({shown!r})"
+        return f"{type(self).__name__}({dict.__repr__(self)})"
 
     def __reduce__(self):
         self._force()
@@ -144,35 +129,39 @@ class _Arrays(dict):
 
 @dataclass
 class KernelCall:
+    """One call of a C kernel: what harness.backend.kernels.KERNELS[kernel]
+    says the kernel takes, with this call's values. The code generator and the
+    host runner both interpret it through that table entry."""
     kernel: str
-    params: dict[str, int]
-    arrays: dict[str, np.ndarray]
-    inputs: list[int]
+    params: dict[str, int]               # the params structs' int32 fields and scalars, by name
+    arrays: dict[str, np.ndarray]        # constants (filter, bias, multiplier, shift, prepared, ...)
+    inputs: list[int]                    # activation tensors, in the kernel's argument order
     outputs: list[int]
     scratch_bytes: int = 0
     input_shapes: list[tuple[int, ...]] = field(default_factory=list)
     output_shapes: list[tuple[int, ...]] = field(default_factory=list)
     alias: bool = False          # output may share the input's memory (RESHAPE)
     op_index: int = -1
+    # A params struct's value tree when it is not just `params` by field name
+    # (fb_bottleneck_params: nested structs, pointers to constants); see struct_values().
+    trees: dict[str, dict] = field(default_factory=dict)
+
+    @property
+    def spec(self) -> Kernel:
+        return kernel(self.kernel)
+
+    def struct_values(self, arg: Params) -> dict:
+        """The value tree of one Params argument: per field an int, a nested
+        dict, a tuple (a struct given positionally), a constant array (a
+        pointer into the weight blob) or None (a null pointer)."""
+        if arg.name in self.trees:
+            return self.trees[arg.name]
+        return _nest(arg.struct, self.params)
 
 
-CONV_PARAM_FIELDS = ("input_offset", "output_offset", "stride_h", "stride_w", "dilation_h",
-                     "dilation_w", "pad_top", "pad_left", "act_min", "act_max")
-FILTER_DIM_FIELDS = ("out_c", "kh", "kw", "in_c")
-ADD_PARAM_FIELDS = ("input1_offset", "input1_multiplier", "input1_shift", "input2_offset",
-                    "input2_multiplier", "input2_shift", "left_shift", "output_offset",
-                    "output_multiplier", "output_shift", "act_min", "act_max")
-MEAN_PARAM_FIELDS = ("input_zero_point", "output_zero_point", "multiplier", "shift")
-POOL_PARAM_FIELDS = ("stride_h", "stride_w", "filter_h", "filter_w", "pad_top", "pad_left",
-                     "act_min", "act_max")
-FC_PARAM_FIELDS = ("input_offset", "filter_offset", "output_offset", "act_min", "act_max",
-                   "batches", "accum_depth", "out_depth", "per_channel")
-SOFTMAX_PARAM_FIELDS = ("input_multiplier", "input_left_shift", "diff_min", "outer", "depth")
-PAD_PARAM_FIELDS = ("pad_top", "pad_left", "pad_value")
-REQUANTIZE_PARAM_FIELDS = ("input_zero_point", "output_zero_point", "multiplier", "shift", "size")
-
-# Kernels that take fb_view windows for their (first) input and output.
-VIEW_KERNELS = ("fb_conv_s8", "fb_dw_conv_s8", "fb_add_s8", "fb_avgpool_s8", "fb_pad_s8")
+def _nest(struct_name: str, flat: dict[str, int]) -> dict:
+    """A struct's value tree from flat field values (nested structs' fields in place)."""
+    return {f.name: _nest(f.ctype, flat) if f.is_struct else flat[f.name] for f in struct(struct_name).fields}
 
 
 def map_hwc(shape: tuple[int, ...]) -> tuple[int, int, int]:
@@ -183,45 +172,6 @@ def map_hwc(shape: tuple[int, ...]) -> tuple[int, int, int]:
         return int(shape[1]), int(shape[2]), int(shape[3])
     n = int(np.prod(shape, dtype=np.int64)) if shape else 1
     return 1, 1, n
-
-
-PREPARED_HEADER_BYTES = 16     # fb_prepared_header
-
-
-def conv_prepared_bytes(out_c: int, kh: int, kw: int, in_c: int) -> int:
-    """fb_conv_s8_prepared_size(): header, per-channel requantization records
-    and the zero-padded last filter row when the taps are not a multiple of 4."""
-    taps = kh * kw * in_c
-    return PREPARED_HEADER_BYTES + 16 * out_c + (4 * -(-taps // 4) if taps % 4 else 0)
-
-
-def conv_scratch_bytes_prepared(out_c: int, kh: int, kw: int, in_c: int) -> int:
-    """fb_conv_s8_buffer_size_prepared(): four int16 columns of whole 4-tap
-    groups and for kernels larger than 1x1 a byte patch."""
-    taps = kh * kw * in_c
-    return 32 * -(-taps // 4) + (0 if kh == kw == 1 else taps)
-
-
-def conv_scratch_bytes(out_c: int, kh: int, kw: int, in_c: int) -> int:
-    """fb_conv_s8_buffer_size(), without prepared tables: the tables are prepared
-    at the start of scratch."""
-    return conv_prepared_bytes(out_c, kh, kw, in_c) + conv_scratch_bytes_prepared(out_c, kh, kw, in_c)
-
-
-def dw_conv_prepared_bytes(out_c: int, kh: int, kw: int) -> int:
-    """fb_dw_conv_s8_prepared_size(): header, per-channel requantization
-    records, offset-folded biases and the filter widened to int16."""
-    return PREPARED_HEADER_BYTES + (20 + 2 * kh * kw) * out_c
-
-
-def dw_conv_scratch_bytes_prepared(out_c: int, kh: int, kw: int) -> int:
-    """fb_dw_conv_s8_buffer_size_prepared(): neither kernel needs scratch."""
-    return 0
-
-
-def dw_conv_scratch_bytes(out_c: int, kh: int, kw: int) -> int:
-    """fb_dw_conv_s8_buffer_size(), without prepared tables (they go in scratch)."""
-    return dw_conv_prepared_bytes(out_c, kh, kw) + dw_conv_scratch_bytes_prepared(out_c, kh, kw)
 
 
 # -- inverted residual blocks run by fb_bottleneck_s8 ---------------------------------------
@@ -330,15 +280,72 @@ def _input_cols(d: BottleneckDims) -> int:
 
 def bottleneck_scratch_bytes(block, band_rows: int) -> int:
     """fb_bottleneck_s8_buffer_size() for a block (BottleneckDims or its lowered
-    calls): int32 accumulators 4 * band_rows * W' * out_c, the depthwise band
-    of one channel band_rows * W', and with an expansion the expansion rows of
-    one channel: the most input rows a band reads times the input columns the
-    depthwise reads. 4-byte aligned (the accumulators come first)."""
+    calls), from the C function through the host library (fb_runtime.h gives
+    the layout: int32 accumulators, one channel's depthwise band, with an
+    expansion one channel's expansion rows)."""
+    from harness.backend.hostrt import planned_scratch_bytes     # hostrt imports this module
     d = _block(block)
-    acc = 4 * band_rows * d.out_w * d.out_c
-    dw = band_rows * d.out_w
-    expanded = max(_band_input_rows(d, band_rows)) * _input_cols(d) if d.has_expand else 0
-    return acc + dw + expanded
+    bottleneck_bands(d.out_h, band_rows)                     # a clear error for a bad band height
+    size = planned_scratch_bytes(_bottleneck_record(d, band_rows, _bottleneck_shape_tree(d, band_rows)))
+    if size <= 0:
+        raise FusebenchError(f"fb_bottleneck_s8 refuses the block {d} with bands of {band_rows} rows")
+    return size
+
+
+def _bottleneck_shape_tree(d: BottleneckDims, band_rows: int) -> dict:
+    """The fb_bottleneck_params fields its buffer size reads (the shapes), for
+    a block known only by its dims: pointwise stages, the depthwise geometry."""
+    pointwise = dict(stride_h=1, stride_w=1, dilation_h=1, dilation_w=1)
+    return dict(has_expand=int(d.has_expand), expand=pointwise,
+                dw=dict(conv=dict(stride_h=d.stride_h, stride_w=d.stride_w, dilation_h=d.dilation_h,
+                                  dilation_w=d.dilation_w, pad_top=d.pad_top, pad_left=d.pad_left),
+                        depth_multiplier=1),
+                project=pointwise, has_residual=int(d.has_residual), in_c=d.in_c, mid_c=d.mid_c, out_c=d.out_c,
+                kh=d.kh, kw=d.kw, band_rows=band_rows)
+
+
+def _bottleneck_record(d: BottleneckDims, band_rows: int, tree: dict, inputs=(-1,), outputs=(-1,),
+                       scratch_bytes: int = 0) -> KernelCall:
+    return KernelCall("fb_bottleneck_s8", {}, {}, list(inputs), list(outputs), scratch_bytes=scratch_bytes,
+                      input_shapes=[(1, d.in_h, d.in_w, d.in_c)], output_shapes=[(1, d.out_h, d.out_w, d.out_c)],
+                      trees={"prm": tree})
+
+
+def bottleneck_call(calls, band_rows: int) -> KernelCall:
+    """The fb_bottleneck_s8 call that runs a whole block (its lowered calls:
+    [expand,] depthwise, project[, add]; see bottleneck_parts) in bands of
+    band_rows output rows: fb_bottleneck_params with every stage's fields as
+    in its own kernel's call. An ADD that adds (projection, block input) gets
+    its input fields swapped: the kernel's input 1 is the block input."""
+    calls = list(calls)
+    expand, dw, project, add = bottleneck_parts(calls)
+    d = bottleneck_dims(calls)
+    tree: dict = {"has_expand": int(expand is not None)}
+
+    def stage(name: str, call: KernelCall, params: dict) -> None:
+        a = call.arrays
+        # inserted in the order the constants go into the weight blob (bias,
+        # quantization, filter); the kernel ignores prepared tables: a null pointer
+        tree.update({f"{name}_bias": a.get("bias"), f"{name}_q": (a["multiplier"], a["shift"], 0),
+                     f"{name}_filter": a["filter"], name: params})
+
+    if expand is not None:
+        stage("expand", expand, _nest("fb_conv_params", expand.params))
+    stage("dw", dw, _nest("fb_dw_conv_params", dw.params))
+    stage("project", project, _nest("fb_conv_params", project.params))
+    tree["has_residual"] = int(add is not None)
+    if add is not None:
+        a = dict(add.params)
+        if add.inputs[0] != (expand or dw).inputs[0]:          # ADD(projection, block input)
+            for f in ("offset", "multiplier", "shift"):
+                a["input1_" + f], a["input2_" + f] = a["input2_" + f], a["input1_" + f]
+        tree["add"] = _nest("fb_add_params", a)
+    tree.update(in_c=d.in_c, mid_c=d.mid_c, out_c=d.out_c, kh=d.kh, kw=d.kw, band_rows=band_rows)
+    call = _bottleneck_record(d, band_rows, tree, [(expand or dw).inputs[0]], [(add or project).outputs[0]])
+    # 0 when the kernel refuses the arguments (it then returns FB_ERR_ARG)
+    from harness.backend.hostrt import planned_scratch_bytes     # hostrt imports this module
+    call.scratch_bytes = planned_scratch_bytes(call)
+    return call
 
 
 def bottleneck_macs(block, band_rows: int) -> int:
@@ -361,8 +368,10 @@ def bottleneck_base_macs(block) -> int:
 
 
 def _with_prepared(kernel: str, params: dict[str, int], arrays: dict[str, np.ndarray]) -> _Arrays:
-    """`arrays` plus "prepared", computed when first read by the runtime's
-    fb_*_prepare() on the host (harness.backend.hostrt)."""
+    """`arrays` with its "prepared" entry (None: to be computed) computed when
+    first read by the runtime's fb_*_prepare() on the host (harness.backend.hostrt)."""
+    assert "prepared" in arrays and arrays["prepared"] is None, f"{kernel}: no place for the prepared tables"
+
     def prepare() -> np.ndarray:
         from harness.backend.hostrt import prepare_tables      # hostrt imports this module
         return prepare_tables(kernel, params, arrays)
@@ -378,6 +387,9 @@ def lower_op(graph: Graph, op: Op) -> KernelCall:
     call.op_index = op.index
     call.input_shapes = [tuple(graph.tensor(t).shape) for t in call.inputs]
     call.output_shapes = [tuple(graph.tensor(t).shape) for t in call.outputs]
+    if call.spec.buffer_size is not None:
+        from harness.backend.hostrt import planned_scratch_bytes      # hostrt imports this module
+        call.scratch_bytes = planned_scratch_bytes(call)
     return call
 
 
@@ -392,17 +404,18 @@ def receptive_window(call: KernelCall, output_window: tuple[int, int, int, int])
     y0, x0, h, w = output_window
     in_h, in_w, _ = map_hwc(call.input_shapes[0])
     p = call.params
-    if call.kernel in ("fb_conv_s8", "fb_dw_conv_s8", "fb_avgpool_s8"):
+    window = call.spec.window
+    if window == "conv":
         kh, kw = (p["kh"], p["kw"]) if "kh" in p else (p["filter_h"], p["filter_w"])
         dh, dw = p.get("dilation_h", 1), p.get("dilation_w", 1)
         lo_y = y0 * p["stride_h"] - p["pad_top"]
         hi_y = (y0 + h - 1) * p["stride_h"] - p["pad_top"] + (kh - 1) * dh
         lo_x = x0 * p["stride_w"] - p["pad_left"]
         hi_x = (x0 + w - 1) * p["stride_w"] - p["pad_left"] + (kw - 1) * dw
-    elif call.kernel == "fb_pad_s8":
+    elif window == "pad":
         lo_y, hi_y = y0 - p["pad_top"], y0 + h - 1 - p["pad_top"]
         lo_x, hi_x = x0 - p["pad_left"], x0 + w - 1 - p["pad_left"]
-    elif call.kernel == "fb_add_s8":
+    elif window == "elementwise":
         return output_window
     else:
         return 0, 0, in_h, in_w
@@ -487,6 +500,17 @@ def _require_4d(op: Op, t: Tensor, role: str) -> None:
 
 # -- lowerings ---------------------------------------------------------------------------
 
+def _conv_arrays(multiplier: np.ndarray, shift: np.ndarray, bias: Optional[np.ndarray], w: Tensor) -> dict:
+    """A conv or depthwise call's constants, in the order they go into the
+    weight blob (the generated code's layout): the prepared tables (computed
+    when first read), the channel quantization, the bias, the filter."""
+    arrays = dict(prepared=None, multiplier=multiplier, shift=shift)
+    if bias is not None:
+        arrays["bias"] = bias
+    arrays["filter"] = np.ascontiguousarray(w.data, dtype=np.int8)
+    return arrays
+
+
 def _conv(graph: Graph, op: Op) -> KernelCall:
     x = _int8_activation(graph, op, op.inputs[0], "input")
     y = _int8_activation(graph, op, op.outputs[0], "output")
@@ -507,13 +531,8 @@ def _conv(graph: Graph, op: Op) -> KernelCall:
     params = dict(input_offset=-x.zero_point, output_offset=y.zero_point,
                   **_spatial(graph, op, x, y, kh, kw), act_min=act_min, act_max=act_max,
                   out_c=out_c, kh=kh, kw=kw, in_c=in_c)
-    arrays = dict(filter=np.ascontiguousarray(w.data, dtype=np.int8), multiplier=multiplier, shift=shift)
-    bias = _bias(graph, op, out_c)
-    if bias is not None:
-        arrays["bias"] = bias
-    params = _ordered(params, CONV_PARAM_FIELDS + FILTER_DIM_FIELDS)
-    return KernelCall("fb_conv_s8", params, _with_prepared("fb_conv_s8", params, arrays),
-                      [x.index], [y.index], scratch_bytes=conv_scratch_bytes_prepared(out_c, kh, kw, in_c))
+    arrays = _conv_arrays(multiplier, shift, _bias(graph, op, out_c), w)
+    return _call("fb_conv_s8", params, arrays, [x], [y])
 
 
 def _depthwise(graph: Graph, op: Op) -> KernelCall:
@@ -536,13 +555,8 @@ def _depthwise(graph: Graph, op: Op) -> KernelCall:
     params = dict(input_offset=-x.zero_point, output_offset=y.zero_point,
                   **_spatial(graph, op, x, y, kh, kw), act_min=act_min, act_max=act_max,
                   depth_multiplier=out_c // channels, out_c=out_c, kh=kh, kw=kw, in_c=1)
-    arrays = dict(filter=np.ascontiguousarray(w.data, dtype=np.int8), multiplier=multiplier, shift=shift)
-    bias = _bias(graph, op, out_c)
-    if bias is not None:
-        arrays["bias"] = bias
-    params = _ordered(params, CONV_PARAM_FIELDS + ("depth_multiplier",) + FILTER_DIM_FIELDS)
-    return KernelCall("fb_dw_conv_s8", params, _with_prepared("fb_dw_conv_s8", params, arrays),
-                      [x.index], [y.index], scratch_bytes=dw_conv_scratch_bytes_prepared(out_c, kh, kw))
+    arrays = _conv_arrays(multiplier, shift, _bias(graph, op, out_c), w)
+    return _call("fb_dw_conv_s8", params, arrays, [x], [y])
 
 
 def _add(graph: Graph, op: Op) -> KernelCall:
@@ -554,7 +568,7 @@ def _add(graph: Graph, op: Op) -> KernelCall:
                              "is not supported")
     params = quant.add_params(a.scale, a.zero_point, b.scale, b.zero_point, y.scale, y.zero_point,
                               op.options.get("activation", "NONE"))
-    return KernelCall("fb_add_s8", _ordered(params, ADD_PARAM_FIELDS), {}, [a.index, b.index], [y.index])
+    return _call("fb_add_s8", params, {}, [a, b], [y])
 
 
 def _mean(graph: Graph, op: Op) -> KernelCall:
@@ -571,7 +585,7 @@ def _mean(graph: Graph, op: Op) -> KernelCall:
     if int(np.prod(y.shape)) != x.shape[3]:
         raise FusebenchError(f"{_where(op)}: output shape {list(y.shape)} is not the {x.shape[3]} channel means")
     params = quant.mean_params(x.scale, x.zero_point, y.scale, y.zero_point)
-    return KernelCall("fb_mean_s8", _ordered(params, MEAN_PARAM_FIELDS), {}, [x.index], [y.index])
+    return _call("fb_mean_s8", params, {}, [x], [y])
 
 
 def _avgpool(graph: Graph, op: Op) -> KernelCall:
@@ -588,7 +602,7 @@ def _avgpool(graph: Graph, op: Op) -> KernelCall:
     act_min, act_max = quant.activation_range(op.options.get("activation", "NONE"), y.scale, y.zero_point)
     params = dict(stride_h=spatial["stride_h"], stride_w=spatial["stride_w"], filter_h=fh, filter_w=fw,
                   pad_top=spatial["pad_top"], pad_left=spatial["pad_left"], act_min=act_min, act_max=act_max)
-    return KernelCall("fb_avgpool_s8", _ordered(params, POOL_PARAM_FIELDS), {}, [x.index], [y.index])
+    return _call("fb_avgpool_s8", params, {}, [x], [y])
 
 
 def _fully_connected(graph: Graph, op: Op) -> KernelCall:
@@ -613,13 +627,12 @@ def _fully_connected(graph: Graph, op: Op) -> KernelCall:
     params = dict(input_offset=-x.zero_point, filter_offset=0 if per_channel else -w.zero_point,
                   output_offset=y.zero_point, act_min=act_min, act_max=act_max, batches=batches,
                   accum_depth=accum_depth, out_depth=out_depth, per_channel=int(per_channel))
-    arrays = dict(filter=np.ascontiguousarray(w.data, dtype=np.int8),
-                  effective_scale=quant.fc_effective_scales(x.scale, w.quant.scale, y.scale))
+    # in the order they go into the weight blob: bias, scales, filter
     bias = _bias(graph, op, out_depth)
-    if bias is not None:
-        arrays["bias"] = bias
-    return KernelCall("fb_fully_connected_s8", _ordered(params, FC_PARAM_FIELDS), arrays,
-                      [x.index], [y.index])
+    arrays = {} if bias is None else dict(bias=bias)
+    arrays.update(effective_scale=quant.fc_effective_scales(x.scale, w.quant.scale, y.scale),
+                  filter=np.ascontiguousarray(w.data, dtype=np.int8))
+    return _call("fb_fully_connected_s8", params, arrays, [x], [y])
 
 
 def _softmax(graph: Graph, op: Op) -> KernelCall:
@@ -633,7 +646,7 @@ def _softmax(graph: Graph, op: Op) -> KernelCall:
     depth = int(x.shape[-1])
     outer = int(np.prod(x.shape, dtype=np.int64)) // max(depth, 1)
     params = quant.softmax_params(x.scale, op.options.get("beta", 1.0), outer, depth)
-    return KernelCall("fb_softmax_s8", _ordered(params, SOFTMAX_PARAM_FIELDS), {}, [x.index], [y.index])
+    return _call("fb_softmax_s8", params, {}, [x], [y])
 
 
 def _pad(graph: Graph, op: Op) -> KernelCall:
@@ -655,7 +668,7 @@ def _pad(graph: Graph, op: Op) -> KernelCall:
     if tuple(y.shape) != expected:
         raise FusebenchError(f"{_where(op)}: output shape {list(y.shape)} != padded {list(expected)}")
     params = dict(pad_top=paddings[1][0], pad_left=paddings[2][0], pad_value=y.zero_point)
-    return KernelCall("fb_pad_s8", _ordered(params, PAD_PARAM_FIELDS), {}, [x.index], [y.index])
+    return _call("fb_pad_s8", params, {}, [x], [y])
 
 
 def _quantize(graph: Graph, op: Op) -> KernelCall:
@@ -668,8 +681,7 @@ def _quantize(graph: Graph, op: Op) -> KernelCall:
     y = _int8_activation(graph, op, op.outputs[0], "output")
     params = quant.requantize_params(x.scale, x.zero_point, y.scale, y.zero_point,
                                      int(np.prod(x.shape, dtype=np.int64)))
-    return KernelCall("fb_requantize_s8", _ordered(params, REQUANTIZE_PARAM_FIELDS), {},
-                      [x.index], [y.index])
+    return _call("fb_requantize_s8", params, {}, [x], [y])
 
 
 def _dequantize(graph: Graph, op: Op) -> KernelCall:
@@ -684,13 +696,23 @@ def _reshape(graph: Graph, op: Op) -> KernelCall:
     y = _int8_activation(graph, op, op.outputs[0], "output")
     if x.nbytes != y.nbytes:
         raise FusebenchError(f"{_where(op)}: reshape of {list(x.shape)} to {list(y.shape)} changes the size")
-    return KernelCall("fb_copy_s8", dict(size=x.nbytes), {}, [x.index], [y.index], alias=True)
+    call = _call("fb_copy_s8", dict(size=x.nbytes), {}, [x], [y])
+    call.alias = True
+    return call
 
 
-def _ordered(params: dict, fields: tuple[str, ...]) -> dict[str, int]:
-    missing = set(fields) - set(params)
-    assert not missing, f"lowering forgot {missing}"
-    return {name: int(params[name]) for name in fields}
+def _call(name: str, params: dict, arrays: dict, inputs: list[Tensor], outputs: list[Tensor]) -> KernelCall:
+    """The call of kernel `name`: params in its structs' field order (checked
+    against the kernel table), conv/depthwise arrays with their lazily
+    prepared tables."""
+    spec = kernel(name)
+    fields = spec.param_fields
+    missing, extra = set(fields) - set(params), set(params) - set(fields)
+    assert not missing and not extra, f"{name}: lowering forgot {missing} or has extra {extra}"
+    params = {f: int(params[f]) for f in fields}
+    if spec.prepared:
+        arrays = _with_prepared(name, params, arrays)
+    return KernelCall(name, params, arrays, [t.index for t in inputs], [t.index for t in outputs])
 
 
 _LOWERINGS = {

@@ -186,7 +186,10 @@ class TiledStage(Stage):
             h, w, _ = em.dims(t)
             geometry[t] = (a.offset, cols * ch, ch, h, w)
             lines.append(f"int8_t *const buf{t} = fb_arena + {a.offset}; /* {rows} x {cols} x {ch} */")
-        scratch = f"(fb_arena + {plan.stage_buffer(k, None).offset})" if self.scratch_bytes else "(int8_t *)0"
+        scratch = None                                   # one fb_scratch shared by the stage's kernels
+        if self.scratch_bytes:
+            lines.append(em.scratch_decl("scratch", plan.stage_buffer(k, None).offset, self.scratch_bytes))
+            scratch = "&scratch"
         if self.acc_bytes:
             acc_channels = self.acc_bytes // 4
             lines.append(f"int32_t *const acc = (int32_t *)(fb_arena + {plan.stage_buffer(k, 'acc').offset});")
@@ -243,7 +246,7 @@ class TiledStage(Stage):
                          view("in", self.output, "elementwise"),
                          "st = fb_mean_acc_s8(&in, acc);"]
             else:
-                stmts = em.step(plan.steps[i].index, op, call, view=view, scratch=scratch)
+                stmts = em.step(plan.steps[i].index, op, call, view=view, scratch=scratch or "(const fb_scratch *)0")
             lines.append(f"    if (ry[{oy + 1}] > 0 && cx[{ox + 1}] > 0) {{")
             lines.extend(f"        {x}" for x in stmts)
             lines.append("        if (st != FB_OK) return (int)st;")
@@ -345,49 +348,14 @@ class ReorderedBlock(Stage):
                 f"{self.extra_macs} ({_percent(self.extra_macs, self.base_macs)})")
 
     def emit(self, em, graph: Graph, plan, k: int, lower) -> list[str]:
-        from harness.backend.lowering import ADD_PARAM_FIELDS, CONV_PARAM_FIELDS, bottleneck_parts
-        calls = [lower(graph, graph.ops[i]) for i in self.ops]
-        expand, dw, project, add = bottleneck_parts(calls)
-
-        def conv(call) -> str:
-            return "{ " + ", ".join(f".{f} = {int(call.params[f])}" for f in CONV_PARAM_FIELDS) + " }"
-
-        def consts(call) -> tuple[str, str, str]:
-            a = call.arrays
-            bias = em.const(a["bias"]) if a.get("bias") is not None else "(const int32_t *)0"
-            return (f"{{ {em.const(a['multiplier'])}, {em.const(a['shift'])}, 0 }}", em.const(a["filter"]), bias)
-
-        fields = [f".has_expand = {int(expand is not None)}"]
-        if expand is not None:
-            q, f, b = consts(expand)
-            fields += [f".expand = {conv(expand)}", f".expand_q = {q}", f".expand_filter = {f}",
-                       f".expand_bias = {b}"]
-        q, f, b = consts(dw)
-        fields += [f".dw = {{ .conv = {conv(dw)}, .depth_multiplier = {int(dw.params['depth_multiplier'])} }}",
-                   f".dw_q = {q}", f".dw_filter = {f}", f".dw_bias = {b}"]
-        q, f, b = consts(project)
-        fields += [f".project = {conv(project)}", f".project_q = {q}", f".project_filter = {f}",
-                   f".project_bias = {b}"]
-        fields.append(f".has_residual = {int(add is not None)}")
-        if add is not None:
-            a = dict(add.params)
-            if add.inputs[0] != (expand or dw).inputs[0]:        # ADD(projection, block input)
-                for name in ("offset", "multiplier", "shift"):
-                    a["input1_" + name], a["input2_" + name] = a["input2_" + name], a["input1_" + name]
-            fields.append(".add = { " + ", ".join(f".{n} = {int(a[n])}" for n in ADD_PARAM_FIELDS) + " }")
-        in_c = em.dims(self.inputs[0])[2]
-        fields += [f".in_c = {in_c}", f".mid_c = {int(dw.params['out_c'])}",
-                   f".out_c = {int(project.params['out_c'])}", f".kh = {int(dw.params['kh'])}",
-                   f".kw = {int(dw.params['kw'])}", f".band_rows = {self.band_rows}"]
-        scratch = f"(fb_arena + {plan.stage_buffer(k, None).offset})" if self.scratch_bytes else "(int8_t *)0"
-        return [f"/* reordered block s{k}: {self.describe(graph)} */",
-                "const fb_bottleneck_params prm = {",
-                *(f"    {x}," for x in fields),
-                "};",
-                em.view("in", self.inputs[0]),
-                em.view("out", self.output),
-                f"st = fb_bottleneck_s8(&prm, &in, &out, {scratch});",
-                "if (st != FB_OK) return (int)st;"]
+        from harness.backend.lowering import bottleneck_call
+        call = bottleneck_call([lower(graph, graph.ops[i]) for i in self.ops], self.band_rows)
+        lines = [f"/* reordered block s{k}: {self.describe(graph)} */"]
+        scratch = None
+        if self.scratch_bytes:
+            lines.append(em.scratch_decl("scratch", plan.stage_buffer(k, None).offset, self.scratch_bytes))
+            scratch = "&scratch"
+        return lines + em.call(call, scratch=scratch) + ["if (st != FB_OK) return (int)st;"]
 
     def run_host(self, graph: Graph, tensors: dict[int, np.ndarray], lower, kernels: str) -> None:
         from harness.backend.hostrt import run_bottleneck

@@ -5,13 +5,16 @@ import numpy as np
 import pytest
 
 from harness.errors import FusebenchError
-from harness.backend.lowering import (CONV_PARAM_FIELDS, FC_PARAM_FIELDS, FILTER_DIM_FIELDS, lower_graph,
-                              lower_op, receptive_window)
+from harness.backend.cstructs import struct
+from harness.backend.lowering import lower_graph, lower_op, receptive_window
 from tests.helpers import tflite_builder as tb
 from harness.frontend.tflite_writer import Q
 from harness.frontend.tflite_import import load_model_bytes
 
 RNG = np.random.default_rng(0)
+CONV_PARAM_FIELDS = struct("fb_conv_params").flat_fields()
+FILTER_DIM_FIELDS = struct("fb_filter_dims").flat_fields()
+FC_PARAM_FIELDS = struct("fb_fc_params").flat_fields()
 
 
 def only_call(data: bytes):
@@ -58,20 +61,34 @@ def test_depthwise_multiplier_comes_from_the_shapes():
     assert call.arrays["prepared"].tolist() == [0x57444246, 0, 6, 9]
 
 
+def conv_sizes(out_c, kh, kw, in_c):
+    """(scratch with prepared tables, the tables, scratch without them) of the
+    optimized kernels, from the C runtime."""
+    import ctypes
+
+    from harness.backend import hostrt
+    lib = hostrt.library("dsp")
+    dims = ctypes.byref(hostrt.FbFilterDims(out_c, kh, kw, in_c))
+    params = ctypes.byref(hostrt.FbConvParams())
+    tables = np.zeros(4, np.int32)
+
+    def scratch(prepared):
+        q = hostrt.FbChannelQuant(None, None, prepared)
+        return lib.fb_conv_s8_buffer_size(params, ctypes.byref(q), None, dims, None)
+    return scratch(tables.ctypes.data), lib.fb_conv_s8_prepared_size(dims), scratch(None)
+
+
 def test_conv_scratch_covers_the_optimized_kernels_layouts():
-    from harness.backend.lowering import conv_prepared_bytes, conv_scratch_bytes, conv_scratch_bytes_prepared
     # 1x1, depth a multiple of 4: four int16 columns; the tables hold header + records
-    assert conv_scratch_bytes_prepared(48, 1, 1, 8) == 4 * 2 * 8
-    assert conv_prepared_bytes(48, 1, 1, 8) == 16 + 16 * 48
+    assert conv_sizes(48, 1, 1, 8)[:2] == (4 * 2 * 8, 16 + 16 * 48)
     # 1x1, depth 6: columns of two whole 4-tap groups; the zero-padded last filter row is a table
-    assert conv_scratch_bytes_prepared(5, 1, 1, 6) == 4 * 2 * 8
-    assert conv_prepared_bytes(5, 1, 1, 6) == 16 + 16 * 5 + 8
+    assert conv_sizes(5, 1, 1, 6)[:2] == (4 * 2 * 8, 16 + 16 * 5 + 8)
     # the 3x3 RGB first layer: 27 taps -> 7 groups, 27-byte patch; padded row in the tables
-    assert conv_scratch_bytes_prepared(16, 3, 3, 3) == 4 * 2 * 28 + 27
-    assert conv_prepared_bytes(16, 3, 3, 3) == 16 + 16 * 16 + 28
+    assert conv_sizes(16, 3, 3, 3)[:2] == (4 * 2 * 28 + 27, 16 + 16 * 16 + 28)
     # without prepared tables the kernel builds them at the start of scratch
     for dims in ((48, 1, 1, 8), (5, 1, 1, 6), (16, 3, 3, 3)):
-        assert conv_scratch_bytes(*dims) == conv_prepared_bytes(*dims) + conv_scratch_bytes_prepared(*dims)
+        scratch, tables, unprepared = conv_sizes(*dims)
+        assert unprepared == tables + scratch
 
 
 def test_fully_connected_call_has_double_scales():
@@ -154,3 +171,18 @@ def test_receptive_windows():
     graph, pad = only_call(tb.pad_model([1, 4, 4, 1], [(0, 0), (2, 0), (1, 1), (0, 0)], Q(0.1, 0)))
     assert receptive_window(pad, (0, 0, 2, 6)) == (0, 0, 1, 1)        # only padding: any pixel
     assert receptive_window(pad, (1, 0, 3, 6)) == (0, 0, 2, 4)
+
+
+def test_planning_without_a_host_compiler_fails_with_one_line(monkeypatch):
+    """Scratch sizes come from the C runtime built for the host: without a
+    compiler, lowering says so in one line."""
+    from harness.backend import hostrt
+    filters = RNG.integers(-127, 128, (4, 3, 3, 2), dtype=np.int8)
+    graph = load_model_bytes(tb.conv2d_model([1, 5, 5, 2], filters, [0.01], np.zeros(4, np.int32),
+                                             Q(0.1, 0), Q(0.1, 0)), "conv")
+    monkeypatch.setenv("CC", "no-such-cc")
+    monkeypatch.setattr(hostrt, "_LIBS", {})
+    monkeypatch.setattr(hostrt, "_SIZES", {})
+    with pytest.raises(FusebenchError, match="host C compiler 'no-such-cc' not found") as error:
+        lower_op(graph, graph.ops[0])
+    assert "\n" not in str(error.value) and "apt-get install gcc" in str(error.value)

@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 from harness.backend import hostrt
 from harness.frontend import quant
 from harness.errors import FusebenchError
-from harness.backend.lowering import (BottleneckDims, bottleneck_base_macs, bottleneck_dims, bottleneck_macs,
-                              bottleneck_scratch_bytes, lower_graph)
+from harness.backend.lowering import (BottleneckDims, bottleneck_base_macs, bottleneck_call, bottleneck_dims,
+                              bottleneck_macs, bottleneck_scratch_bytes, lower_graph)
 from harness.frontend.reference import reference_outputs
 from tests.helpers import tflite_builder as tb
 from harness.frontend.tflite_writer import Q
@@ -265,10 +265,14 @@ def call_kernel(calls, x, band_rows, patch=None, scratch="ok", out_map=None):
     in_map = np.ascontiguousarray(x.reshape(x.shape[1:]))
     out_map = np.zeros(calls[-1].output_shapes[0][1:], np.int8) if out_map is None else out_map
     in_view, out_view = hostrt._map_view(in_map), hostrt._map_view(out_map)
-    buf = np.zeros(1 << 16, np.uint8)
-    ptr = {"ok": hostrt._ptr(buf), "null": None, "misaligned": hostrt._ptr(buf, offset_bytes=2)}[scratch]
-    status = lib.fb_bottleneck_s8(ctypes.byref(params), ctypes.byref(in_view), ctypes.byref(out_view), ptr)
     size = lib.fb_bottleneck_s8_buffer_size(ctypes.byref(params), ctypes.byref(in_view), ctypes.byref(out_view))
+    buf = np.zeros(1 << 16, np.uint8)
+    given = {"ok": hostrt.FbScratch(hostrt._ptr(buf), buf.size), "null": None,
+             "null buffer": hostrt.FbScratch(None, buf.size),
+             "misaligned": hostrt.FbScratch(hostrt._ptr(buf, offset_bytes=2), buf.size - 2),
+             "one byte short": hostrt.FbScratch(hostrt._ptr(buf), size - 1)}[scratch]
+    status = lib.fb_bottleneck_s8(ctypes.byref(params), ctypes.byref(in_view), ctypes.byref(out_view),
+                                  None if given is None else ctypes.byref(given))
     del keep
     return status, size
 
@@ -286,7 +290,7 @@ def test_bad_band_rows(block, band_rows):
         hostrt.run_bottleneck(calls, x, band_rows)
 
 
-@pytest.mark.parametrize("scratch", ["null", "misaligned"])
+@pytest.mark.parametrize("scratch", ["null", "null buffer", "misaligned", "one byte short"])
 def test_bad_scratch(block, scratch):
     calls, x = block
     assert call_kernel(calls, x, 2, scratch=scratch)[0] == -2
@@ -320,6 +324,17 @@ def test_bad_params(block, path, value):
     assert call_kernel(calls, x, 2, patch=_set(path, value)) == (-1, 0)
 
 
+@pytest.mark.parametrize("kernels", hostrt.KERNEL_SETS)
+def test_too_little_scratch_is_refused_in_both_builds(block, kernels):
+    calls, x = block
+    call = bottleneck_call(calls, 2)
+    need = hostrt.buffer_size(call, kernels)
+    assert need == call.scratch_bytes > 0
+    hostrt.run_op(call, [x], kernels=kernels, scratch_bytes=need)
+    with pytest.raises(FusebenchError, match="FB_ERR_SCRATCH"):
+        hostrt.run_op(call, [x], kernels=kernels, scratch_bytes=need - 1)
+
+
 def test_null_filter_and_overlapping_output(block):
     calls, x = block
 
@@ -333,7 +348,7 @@ def test_null_filter_and_overlapping_output(block):
     view = hostrt._map_view(in_map)
     scratch = np.zeros(1 << 16, np.uint8)
     assert lib.fb_bottleneck_s8(ctypes.byref(params), ctypes.byref(view), ctypes.byref(view),
-                                hostrt._ptr(scratch)) == -1
+                                ctypes.byref(hostrt.FbScratch(hostrt._ptr(scratch), scratch.size))) == -1
 
 
 def test_residual_needs_matching_shapes():

@@ -322,39 +322,60 @@ SIZE_CASES = [   # (kernel, out_c, kh, kw, in_c): taps multiple of 4 or not, 1x1
 ]
 
 
-@pytest.mark.parametrize("kernel, out_c, kh, kw, in_c", SIZE_CASES)
-def test_scratch_and_table_sizes_agree_between_lowering_and_both_builds(kernel, out_c, kh, kw, in_c):
-    """The lowering's sizes are exactly what the C size functions return, in
-    both builds: the plan and the measured arena watermark count the same bytes."""
-    from harness.backend import lowering
-
-    dims = hostrt.FbFilterDims(out_c, kh, kw, in_c)
+def documented_sizes(kernel, out_c, kh, kw, in_c, kernels):
+    """fb_runtime.h's formulas in one build: scratch with prepared tables, the
+    tables, scratch without them."""
+    taps = kh * kw * in_c
+    groups = -(-taps // 4)
     if kernel == "fb_conv_s8":
-        want = dict(_buffer_size_prepared=lowering.conv_scratch_bytes_prepared(out_c, kh, kw, in_c),
-                    _prepared_size=lowering.conv_prepared_bytes(out_c, kh, kw, in_c),
-                    _buffer_size=lowering.conv_scratch_bytes(out_c, kh, kw, in_c))
+        tables = 16 + 16 * out_c + (4 * groups if taps % 4 else 0)
+        if kernels == "portable":
+            return dict(with_tables=2 * taps, tables=tables, without_tables=2 * taps)
+        scratch = 32 * groups + (0 if kh == kw == 1 else taps)
     else:
-        want = dict(_buffer_size_prepared=lowering.dw_conv_scratch_bytes_prepared(out_c, kh, kw),
-                    _prepared_size=lowering.dw_conv_prepared_bytes(out_c, kh, kw),
-                    _buffer_size=lowering.dw_conv_scratch_bytes(out_c, kh, kw))
-    assert want["_buffer_size"] == want["_prepared_size"] + want["_buffer_size_prepared"]
+        tables = 16 + (20 + 2 * kh * kw) * out_c
+        if kernels == "portable":
+            return dict(with_tables=0, tables=tables, without_tables=0)
+        scratch = 0
+    return dict(with_tables=scratch, tables=tables, without_tables=tables + scratch)
+
+
+def c_sizes(kernel, out_c, kh, kw, in_c, kernels="dsp"):
+    """The C size functions of one build (fb_*_buffer_size with and without
+    prepared tables, fb_*_prepared_size)."""
+    lib = hostrt.library(kernels)
+    dims = ctypes.byref(hostrt.FbFilterDims(out_c, kh, kw, in_c))
+    params = (hostrt.FbConvParams if kernel == "fb_conv_s8" else hostrt.FbDwConvParams)()
+    tables = np.zeros(4, np.int32)      # the size functions look only at whether there are tables
+    sizes = {}
+    for name, prepared in (("with_tables", tables.ctypes.data), ("without_tables", None)):
+        q = hostrt.FbChannelQuant(None, None, prepared)
+        sizes[name] = getattr(lib, kernel + "_buffer_size")(ctypes.byref(params), ctypes.byref(q), None, dims, None)
+    sizes["tables"] = getattr(lib, kernel + "_prepared_size")(dims)
+    return sizes
+
+
+@pytest.mark.parametrize("kernel, out_c, kh, kw, in_c", SIZE_CASES)
+def test_scratch_and_table_sizes_are_the_documented_ones_in_both_builds(kernel, out_c, kh, kw, in_c):
+    """The C size functions give fb_runtime.h's numbers in each build, and the
+    lowering plans the larger (the DSP kernels'), so a plan fits either build."""
     for kernels in hostrt.KERNEL_SETS:
-        lib = hostrt.library(kernels)
-        assert lib.__getattr__(kernel + "_prepared_size")(ctypes.byref(dims)) == want["_prepared_size"]
-        for suffix in ("_buffer_size", "_buffer_size_prepared"):
-            assert getattr(lib, kernel + suffix)(ctypes.byref(dims), None, None) == want[suffix], (kernels, suffix)
+        assert c_sizes(kernel, out_c, kh, kw, in_c, kernels) == documented_sizes(kernel, out_c, kh, kw, in_c,
+                                                                                   kernels), kernels
+    portable, dsp = (c_sizes(kernel, out_c, kh, kw, in_c, k)["with_tables"] for k in ("portable", "dsp"))
+    assert portable <= dsp
 
 
 def test_prepared_tables_cut_the_scratch_of_mobilenet_sized_layers():
     """The numbers behind the change: a 1x1 conv to 1280 channels (MobileNetV2's
-    last conv) and a 3x3 depthwise over 336 channels."""
-    from harness.backend import lowering
-
+    last conv) and a 3x3 depthwise over 336 channels, on the DSP kernels."""
     taps = 320
-    assert lowering.conv_scratch_bytes(1280, 1, 1, 320) == 16 + 16 * 1280 + 32 * taps // 4     # 23056
-    assert lowering.conv_scratch_bytes_prepared(1280, 1, 1, 320) == 32 * taps // 4             # 2560
-    assert lowering.dw_conv_scratch_bytes(336, 3, 3) == 16 + (20 + 18) * 336                   # 12784
-    assert lowering.dw_conv_scratch_bytes_prepared(336, 3, 3) == 0
+    conv = c_sizes("fb_conv_s8", 1280, 1, 1, 320)
+    assert conv["without_tables"] == 16 + 16 * 1280 + 32 * taps // 4     # 23056
+    assert conv["with_tables"] == 32 * taps // 4                         # 2560
+    dw = c_sizes("fb_dw_conv_s8", 336, 3, 3, 1)
+    assert dw["without_tables"] == 16 + (20 + 18) * 336                  # 12784
+    assert dw["with_tables"] == 0
 
 
 def one_layer(kind: str, rng, h=6, w=7, in_c=8, out_c=12, k=3, stride=1, padding="SAME", zp=None,
@@ -404,8 +425,8 @@ def test_prepared_and_unprepared_calls_agree_and_use_the_scratch_they_report(
     the same bytes as LiteRT. The tables are the same whichever build prepares
     them and the same bytes the DSP kernel prepares in scratch itself. With
     tables, the optimized kernel writes exactly the scratch lowering reserved
-    (fb_*_buffer_size_prepared()); without, exactly fb_*_buffer_size(); and
-    never beyond (run_op checks a guard after the scratch)."""
+    (fb_*_buffer_size() with tables); without, exactly fb_*_buffer_size()
+    without tables; and never beyond (run_op checks a guard after the scratch)."""
     if padding == "VALID" and min(h, w) < (k - 1) * dilation + 1:
         return
     rng = np.random.default_rng(seed)
@@ -464,9 +485,7 @@ def test_prepared_and_unprepared_calls_agree_and_use_the_scratch_they_report(
             assert np.array_equal(out, ref), (kernels, prepared, "windows")
 
     # scratch: what the optimized kernel writes is exactly what it reports
-    dims = hostrt.FbFilterDims(*(call.params[f] for f in ("out_c", "kh", "kw", "in_c")))
-    lib = hostrt.library("dsp")
-    full = getattr(lib, call.kernel + "_buffer_size")(ctypes.byref(dims), None, None)
+    full = hostrt.buffer_size(call, "dsp", prepared=False)
     top_prepared = hostrt.scratch_high_water(call, [x], kernels="dsp", prepared=True)
     top_null = hostrt.scratch_high_water(call, [x], kernels="dsp", prepared=False)
     if fast:
@@ -498,6 +517,31 @@ def test_the_lowering_prepares_tables_only_when_they_are_read(monkeypatch):
     assert calls == ["fb_dw_conv_s8"]
     assert sorted(call.arrays) == ["filter", "multiplier", "prepared", "shift"]
     assert np.array_equal(again[0].arrays["prepared"], first)
+
+
+@pytest.mark.parametrize("kernels", hostrt.KERNEL_SETS)
+@pytest.mark.parametrize("kind, k", [("conv", 3), ("conv", 1), ("dw", 3)])
+def test_too_little_scratch_is_refused_with_fb_err_scratch(kind, k, kernels):
+    """A kernel given one byte less scratch than its fb_*_buffer_size() for the
+    call returns FB_ERR_SCRATCH instead of writing past it, with and without
+    prepared tables; exactly that many bytes work."""
+    from harness.errors import FusebenchError
+
+    rng = np.random.default_rng(9)
+    _, graph, call = one_layer(kind, rng, in_c=8, out_c=8, k=k)
+    x = rand_int8(rng, graph.input.shape)
+    refused = 0
+    for prepared in (True, False):
+        need = hostrt.buffer_size(call, kernels, prepared=prepared)
+        assert need <= call.scratch_bytes or not prepared
+        hostrt.run_op(call, [x], kernels=kernels, prepared=prepared, scratch_bytes=need)
+        if need > 0:
+            with pytest.raises(FusebenchError, match="FB_ERR_SCRATCH"):
+                hostrt.run_op(call, [x], kernels=kernels, prepared=prepared, scratch_bytes=need - 1)
+            refused += 1
+    # depthwise needs scratch only for tables it builds itself (DSP, none prepared)
+    assert refused == {("conv", "portable"): 2, ("conv", "dsp"): 2, ("dw", "portable"): 0, ("dw", "dsp"): 1}[
+        (kind, kernels)]
 
 
 def test_kernels_reject_tables_made_for_another_layer():

@@ -101,6 +101,12 @@ static inline int fb_aligned4(const void *ptr)
     return ((uintptr_t)ptr & 3u) == 0;
 }
 
+/* Scratch of at least `need` bytes: a 4-byte aligned buffer, unless nothing is needed. */
+static inline int fb_scratch_ok(const fb_scratch *s, int32_t need)
+{
+    return need <= 0 || (s != NULL && s->buf != NULL && fb_aligned4(s->buf) && s->size >= need);
+}
+
 /* Taps k in [start, end) of a filter of size k_size (dilation d) whose input
  * coordinate origin + k*d lies inside [0, size). */
 static inline void fb_valid_taps(int32_t origin, int32_t d, int32_t k_size, int32_t size,

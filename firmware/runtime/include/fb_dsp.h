@@ -265,10 +265,10 @@ static inline __attribute__((always_inline)) int8_t fb_requant_out(int32_t acc2,
 /* The optimized kernels (same contracts as the public ones). */
 fb_status fb_conv_s8_dsp(const fb_conv_params *p, const fb_channel_quant *q, const fb_view *input,
                          const fb_filter_dims *fd, const int8_t *filter, const int32_t *bias,
-                         fb_view *output, int8_t *scratch);
+                         fb_view *output, const fb_scratch *scratch);
 fb_status fb_dw_conv_s8_dsp(const fb_dw_conv_params *p, const fb_channel_quant *q, const fb_view *input,
                             const fb_filter_dims *fd, const int8_t *filter, const int32_t *bias,
-                            fb_view *output, int8_t *scratch);
+                            fb_view *output, const fb_scratch *scratch);
 fb_status fb_fully_connected_s8_dsp(const fb_fc_params *p, const double *effective_scale,
                                     const int8_t *input, const int8_t *filter, const int32_t *bias,
                                     int8_t *output);

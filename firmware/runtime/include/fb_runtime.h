@@ -3,8 +3,9 @@
  * Every kernel reproduces LiteRT's reference kernel (BUILTIN_REF) for the same
  * op bit for bit. The API follows CMSIS-NN's shape: scalar parameters in small
  * structs, per-channel requantization as two arrays (plus, for conv and
- * depthwise, optional tables prepared ahead of time, e.g. in flash), a
- * *_buffer_size() function for every kernel that may need scratch, and a
+ * depthwise, optional tables prepared ahead of time, e.g. in flash), scratch
+ * memory passed with its size (fb_scratch, CMSIS-NN's cmsis_nn_context) to
+ * the kernels that take it, each with one fb_<kernel>_buffer_size(), and a
  * status code from every call.
  *
  * Feature maps are NHWC int8, batch 1. Kernels read and write *windows* (fb_view)
@@ -26,6 +27,20 @@ extern "C" {
 
 typedef enum { FB_OK = 0, FB_ERR_ARG = -1, FB_ERR_SCRATCH = -2 } fb_status;
 
+/* Scratch memory for one call: `size` bytes at `buf`, 4-byte aligned; its
+ * contents need not survive between calls. Every kernel that takes scratch
+ * (conv, depthwise conv, bottleneck) has one
+ *   int32_t fb_<kernel>_buffer_size(<the kernel's arguments but data pointers and scratch>)
+ * that returns the bytes this very call needs in this build (0: none; the
+ * scratch pointer may then be NULL). A kernel given fewer bytes, a NULL or a
+ * misaligned buffer where it needs some returns FB_ERR_SCRATCH, on the device
+ * too, instead of writing past the buffer. The size functions read shapes,
+ * parameters and whether q->prepared is NULL, never the data. */
+typedef struct {
+    int8_t *buf;
+    int32_t size;
+} fb_scratch;
+
 /* A window on an NHWC int8 feature map (batch 1). `data` points at element
  * (y0, x0, 0) of the window, the window is h x w x c, rows are row_stride
  * elements apart (>= w*c), and full_h/full_w give the size of the whole feature
@@ -42,8 +57,9 @@ typedef struct { int32_t multiplier; int32_t shift; } fb_quant;                 
 /* Per output channel. `prepared` optionally points at the layer's prepared
  * tables (fb_conv_s8_prepare() / fb_dw_conv_s8_prepare(): the optimized
  * kernels' per-channel constants, computed once, e.g. at build time into flash);
- * NULL makes the optimized kernels build them in scratch on every call. The
- * portable kernels ignore it; multiplier and shift are always required. */
+ * NULL makes the optimized kernels build them in scratch on every call (their
+ * fb_*_buffer_size() counts the tables then). The portable kernels ignore it;
+ * multiplier and shift are always required. */
 typedef struct {
     const int32_t *multiplier;
     const int32_t *shift;
@@ -74,7 +90,7 @@ const char *fb_runtime_kernels(void);   /* "dsp" or "portable" */
  * filter widened to int16. fb_*_prepare() computes them into `tables` (at
  * least fb_*_prepared_size() bytes, 4-byte aligned); pass the result in
  * fb_channel_quant.prepared and the kernel neither builds them nor needs
- * scratch for them (use fb_*_buffer_size_prepared()). Every build compiles the
+ * scratch for them (fb_*_buffer_size() of that call). Every build compiles the
  * prepare functions and they give the same bytes in every build, so a host can
  * prepare a target's tables (harness/lowering.py does). The tables hold int32,
  * int16 and int8 values in the byte order of the machine that prepared them
@@ -98,54 +114,54 @@ typedef struct {
 /* CONV_2D. filter is OHWI (out_c x kh x kw x in_c), bias has out_c entries or is
  * NULL. Computes the `output` window; the input window must hold every input
  * pixel inside the map that this output window reads. scratch: at least
- * fb_conv_s8_buffer_size() bytes (q->prepared == NULL) or
- * fb_conv_s8_buffer_size_prepared() bytes (with prepared tables), 4-byte
- * aligned; its contents need not survive between calls. The sizes are the same
- * in every build; with taps = kh*kw*in_c and g = ceil(taps/4):
- *   fb_conv_s8_prepared_size()        16 + 16*out_c, plus 4*g when taps is not
- *                                     a multiple of 4 (header, requantization
- *                                     records, the zero-padded last filter row)
- *   fb_conv_s8_buffer_size_prepared() 32*g, plus taps unless the kernel is 1x1
- *                                     (four int16 columns, a byte patch)
- *   fb_conv_s8_buffer_size()          the sum of the two: without prepared
- *                                     tables the kernel prepares them at the
- *                                     start of scratch on every call. */
+ * fb_conv_s8_buffer_size() bytes, which with taps = kh*kw*in_c and
+ * g = ceil(taps/4) is
+ *   optimized kernels (DSP build)  32*g, plus taps unless the kernel is 1x1 (four
+ *                                  int16 columns, a byte patch), plus, when
+ *                                  q->prepared is NULL, fb_conv_s8_prepared_size()
+ *                                  (the kernel prepares the tables at the start
+ *                                  of scratch on every call); this covers the
+ *                                  portable code they fall back to
+ *   portable kernels               2*taps (one int16 column)
+ *   fb_conv_s8_prepared_size()     16 + 16*out_c, plus 4*g when taps is not a
+ *                                  multiple of 4 (header, requantization
+ *                                  records, the zero-padded last filter row),
+ *                                  the same in every build. */
 fb_status fb_conv_s8(const fb_conv_params *p, const fb_channel_quant *q, const fb_view *input,
                      const fb_filter_dims *fd, const int8_t *filter /* OHWI */,
                      const int32_t *bias /* may be NULL */,
-                     fb_view *output /* window of the output map to compute */, int8_t *scratch);
-int32_t fb_conv_s8_buffer_size(const fb_filter_dims *fd, const fb_view *input, const fb_view *output);
-int32_t fb_conv_s8_buffer_size_prepared(const fb_filter_dims *fd, const fb_view *input, const fb_view *output);
+                     fb_view *output /* window of the output map to compute */, const fb_scratch *scratch);
+int32_t fb_conv_s8_buffer_size(const fb_conv_params *p, const fb_channel_quant *q, const fb_view *input,
+                               const fb_filter_dims *fd, const fb_view *output);
 int32_t fb_conv_s8_prepared_size(const fb_filter_dims *fd);
 fb_status fb_conv_s8_prepare(const fb_conv_params *p, const fb_channel_quant *q, const fb_filter_dims *fd,
                              const int8_t *filter, const int32_t *bias /* may be NULL */, void *tables);
 fb_status fb_conv_s8_portable(const fb_conv_params *p, const fb_channel_quant *q, const fb_view *input,
                               const fb_filter_dims *fd, const int8_t *filter, const int32_t *bias,
-                              fb_view *output, int8_t *scratch);
+                              fb_view *output, const fb_scratch *scratch);
 
 /* DEPTHWISE_CONV_2D. filter is 1 x kh x kw x (C*M) with fd->out_c = C*M and
- * fd->in_c = 1; output channel m + ic*M reads input channel ic. scratch:
- * at least fb_dw_conv_s8_buffer_size() bytes (q->prepared == NULL), 4-byte
- * aligned; with prepared tables fb_dw_conv_s8_buffer_size_prepared() bytes,
- * which is 0 (scratch may then be NULL; the portable kernel never needs any).
- * In every build:
- *   fb_dw_conv_s8_prepared_size()        16 + (20 + 2*kh*kw) * out_c (header,
- *                                        requantization records, offset-folded
- *                                        biases, the filter widened to int16)
- *   fb_dw_conv_s8_buffer_size_prepared() 0
- *   fb_dw_conv_s8_buffer_size()          the sum of the two. */
+ * fd->in_c = 1; output channel m + ic*M reads input channel ic. scratch: at
+ * least fb_dw_conv_s8_buffer_size() bytes, which is
+ *   optimized kernels (DSP build)  0 with prepared tables, else
+ *                                  fb_dw_conv_s8_prepared_size() (the tables,
+ *                                  prepared in scratch on every call)
+ *   portable kernels               0
+ *   fb_dw_conv_s8_prepared_size()  16 + (20 + 2*kh*kw) * out_c (header,
+ *                                  requantization records, offset-folded
+ *                                  biases, the filter widened to int16), the
+ *                                  same in every build. */
 fb_status fb_dw_conv_s8(const fb_dw_conv_params *p, const fb_channel_quant *q, const fb_view *input,
                         const fb_filter_dims *fd, const int8_t *filter /* 1HW(C*M) */,
-                        const int32_t *bias /* may be NULL */, fb_view *output, int8_t *scratch);
-int32_t fb_dw_conv_s8_buffer_size(const fb_filter_dims *fd, const fb_view *input, const fb_view *output);
-int32_t fb_dw_conv_s8_buffer_size_prepared(const fb_filter_dims *fd, const fb_view *input,
-                                           const fb_view *output);
+                        const int32_t *bias /* may be NULL */, fb_view *output, const fb_scratch *scratch);
+int32_t fb_dw_conv_s8_buffer_size(const fb_dw_conv_params *p, const fb_channel_quant *q, const fb_view *input,
+                                  const fb_filter_dims *fd, const fb_view *output);
 int32_t fb_dw_conv_s8_prepared_size(const fb_filter_dims *fd);
 fb_status fb_dw_conv_s8_prepare(const fb_dw_conv_params *p, const fb_channel_quant *q, const fb_filter_dims *fd,
                                 const int8_t *filter, const int32_t *bias /* may be NULL */, void *tables);
 fb_status fb_dw_conv_s8_portable(const fb_dw_conv_params *p, const fb_channel_quant *q,
                                  const fb_view *input, const fb_filter_dims *fd, const int8_t *filter,
-                                 const int32_t *bias, fb_view *output, int8_t *scratch);
+                                 const int32_t *bias, fb_view *output, const fb_scratch *scratch);
 
 /* ADD (same shapes, no broadcast). Offsets are -zero_point for inputs and
  * +zero_point for the output; input*_shift/output_shift are exponents <= 0. */
@@ -183,7 +199,8 @@ fb_status fb_add_s8_portable(const fb_add_params *p, const fb_view *a, const fb_
  * Biases may be NULL. input and output are whole maps (y0 = x0 = 0, h = full_h,
  * w = full_w; rows may be padded) that must not overlap; output is H' x W' x
  * out_c. band_rows: 1..H' (H' = one band: accumulators for the whole output).
- * scratch: fb_bottleneck_s8_buffer_size() bytes, 4-byte aligned, laid out as
+ * scratch: at least fb_bottleneck_s8_buffer_size() bytes (the same in every build),
+ * laid out as
  *   int32 accumulators   4 * band_rows * W' * out_c
  *   depthwise band       band_rows * W'                   (one channel, int8)
  *   expansion rows       R * C (has_expand only; one channel, int8), where
@@ -193,7 +210,8 @@ fb_status fb_add_s8_portable(const fb_add_params *p, const fb_view *a, const fb_
  *                        largest count of rows in [b*sh - pad_top,
  *                        (b + n - 1)*sh - pad_top + (kh - 1)*dh] inside [0, H)
  *                        over the bands (b, n) (at most (band_rows-1)*sh + (kh-1)*dh + 1).
- * The buffer size is 0 for unusable arguments (which the kernel refuses with
+ * The buffer size reads only the shapes and parameters (not the pointers, nor
+ * the views' data) and is 0 for unusable ones (which the kernel refuses with
  * FB_ERR_ARG). */
 typedef struct {
     int32_t has_expand;     /* 0: no expansion op (expansion ratio 1) */
@@ -215,7 +233,8 @@ typedef struct {
     int32_t band_rows;                    /* output rows per band, 1..H' */
 } fb_bottleneck_params;
 int32_t fb_bottleneck_s8_buffer_size(const fb_bottleneck_params *p, const fb_view *input, const fb_view *output);
-fb_status fb_bottleneck_s8(const fb_bottleneck_params *p, const fb_view *input, fb_view *output, int8_t *scratch);
+fb_status fb_bottleneck_s8(const fb_bottleneck_params *p, const fb_view *input, fb_view *output,
+                           const fb_scratch *scratch);
 
 /* MEAN over H and W (TFLite MEAN int8 with axes [1,2], keep_dims either way).
  * multiplier/shift quantize input_scale / output_scale (the kernel folds in
@@ -223,11 +242,10 @@ fb_status fb_bottleneck_s8(const fb_bottleneck_params *p, const fb_view *input, 
  * values. */
 typedef struct { int32_t input_zero_point, output_zero_point, multiplier, shift; } fb_mean_params;
 fb_status fb_mean_s8(const fb_mean_params *p, const fb_view *input, int8_t *output);
-int32_t fb_mean_s8_buffer_size(const fb_view *input);
 /* The same MEAN computed tile by tile, so the map never exists whole: reset an
  * int32 accumulator per channel, add every pixel exactly once (any tiling, any
  * order), then finish with the map's pixel count (H*W). Bit-exact with fb_mean_s8. */
-int32_t fb_mean_acc_buffer_size(int32_t channels);      /* bytes of the accumulator */
+int32_t fb_mean_acc_bytes(int32_t channels);      /* bytes of the int32 accumulator (not scratch) */
 void fb_mean_acc_reset(int32_t *acc, int32_t channels);
 fb_status fb_mean_acc_s8(const fb_view *tile, int32_t *acc);
 fb_status fb_mean_finish_s8(const fb_mean_params *p, int32_t count, int32_t channels, const int32_t *acc,
@@ -239,7 +257,6 @@ typedef struct {
     int32_t stride_h, stride_w, filter_h, filter_w, pad_top, pad_left, act_min, act_max;
 } fb_pool_params;
 fb_status fb_avgpool_s8(const fb_pool_params *p, const fb_view *input, fb_view *output);
-int32_t fb_avgpool_s8_buffer_size(const fb_view *input, const fb_view *output);
 
 /* FULLY_CONNECTED int8 (input batches x accum_depth, filter out_depth x
  * accum_depth, output batches x out_depth). LiteRT's reference kernel scales the
@@ -253,7 +270,6 @@ typedef struct {
 fb_status fb_fully_connected_s8(const fb_fc_params *p, const double *effective_scale,
                                 const int8_t *input, const int8_t *filter,
                                 const int32_t *bias /* may be NULL */, int8_t *output);
-int32_t fb_fully_connected_s8_buffer_size(const fb_fc_params *p);
 fb_status fb_fully_connected_s8_portable(const fb_fc_params *p, const double *effective_scale,
                                          const int8_t *input, const int8_t *filter, const int32_t *bias,
                                          int8_t *output);
@@ -263,13 +279,11 @@ fb_status fb_fully_connected_s8_portable(const fb_fc_params *p, const double *ef
  * `outer` rows. Parameters from PreprocessSoftmaxScaling (see harness/quant.py). */
 typedef struct { int32_t input_multiplier, input_left_shift, diff_min, outer, depth; } fb_softmax_params;
 fb_status fb_softmax_s8(const fb_softmax_params *p, const int8_t *input, int8_t *output);
-int32_t fb_softmax_s8_buffer_size(const fb_softmax_params *p);
 
 /* PAD of H and W with pad_value (the zero point). output is a window of the
  * padded map; input is a window of the unpadded map with the same channels. */
 typedef struct { int32_t pad_top, pad_left, pad_value; } fb_pad_params;
 fb_status fb_pad_s8(const fb_pad_params *p, const fb_view *input, fb_view *output);
-int32_t fb_pad_s8_buffer_size(const fb_view *input, const fb_view *output);
 
 /* QUANTIZE int8 -> int8 (requantize `size` values). */
 typedef struct { int32_t input_zero_point, output_zero_point, multiplier, shift, size; } fb_requantize_params;

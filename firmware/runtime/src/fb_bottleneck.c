@@ -59,7 +59,8 @@ static int pointwise_ok(const fb_conv_params *c)
            c->pad_left == 0 && c->act_min <= c->act_max;
 }
 
-/* Everything but the data pointers (the buffer size needs only the shapes). */
+/* Everything but the pointers: the buffer size needs only the shapes, so a
+ * planner can size a block before it has its weights. */
 static fb_status check_params(const fb_bottleneck_params *p, const fb_view *in, const fb_view *out)
 {
     if (p == NULL || !whole_map_dims(in) || !whole_map_dims(out)) {
@@ -71,7 +72,7 @@ static fb_status check_params(const fb_bottleneck_params *p, const fb_view *in, 
         return FB_ERR_ARG;
     }
     if (p->has_expand) {
-        if (!pointwise_ok(&p->expand) || !quant_ok(&p->expand_q) || p->expand_filter == NULL) {
+        if (!pointwise_ok(&p->expand)) {
             return FB_ERR_ARG;
         }
     } else if (p->mid_c != p->in_c) {
@@ -79,10 +80,10 @@ static fb_status check_params(const fb_bottleneck_params *p, const fb_view *in, 
     }
     const fb_conv_params *d = &p->dw.conv;
     if (p->dw.depth_multiplier != 1 || d->stride_h <= 0 || d->stride_w <= 0 || d->dilation_h <= 0 ||
-        d->dilation_w <= 0 || d->act_min > d->act_max || !quant_ok(&p->dw_q) || p->dw_filter == NULL) {
+        d->dilation_w <= 0 || d->act_min > d->act_max) {
         return FB_ERR_ARG;
     }
-    if (!pointwise_ok(&p->project) || !quant_ok(&p->project_q) || p->project_filter == NULL) {
+    if (!pointwise_ok(&p->project)) {
         return FB_ERR_ARG;
     }
     if (p->has_residual) {
@@ -108,7 +109,9 @@ static fb_status check_args(const fb_bottleneck_params *p, const fb_view *in, co
     if (st != FB_OK) {
         return st;
     }
-    if (in->data == NULL || out->data == NULL) {
+    if (in->data == NULL || out->data == NULL || (p->has_expand && (!quant_ok(&p->expand_q) ||
+        p->expand_filter == NULL)) || !quant_ok(&p->dw_q) || p->dw_filter == NULL ||
+        !quant_ok(&p->project_q) || p->project_filter == NULL) {
         return FB_ERR_ARG;
     }
     /* the output must not overwrite input rows a later band still reads */
@@ -274,20 +277,21 @@ static void write_band(const fb_bottleneck_params *p, const fb_view *input, fb_v
     }
 }
 
-fb_status fb_bottleneck_s8(const fb_bottleneck_params *p, const fb_view *input, fb_view *output, int8_t *scratch)
+fb_status fb_bottleneck_s8(const fb_bottleneck_params *p, const fb_view *input, fb_view *output,
+                           const fb_scratch *scratch)
 {
     const fb_status st = check_args(p, input, output);
     if (st != FB_OK) {
         return st;
     }
-    if (scratch == NULL || !fb_aligned4(scratch)) {
+    if (!fb_scratch_ok(scratch, fb_bottleneck_s8_buffer_size(p, input, output))) {
         return FB_ERR_SCRATCH;
     }
     const fb_conv_params *d = &p->dw.conv;
     const int32_t in_h = input->h, in_w = input->w, out_h = output->h, out_w = output->w;
     const int32_t out_c = p->out_c;
-    int32_t *acc = (int32_t *)(void *)scratch;
-    int8_t *dw = scratch + 4 * p->band_rows * out_w * out_c;
+    int32_t *acc = (int32_t *)(void *)scratch->buf;
+    int8_t *dw = scratch->buf + 4 * p->band_rows * out_w * out_c;
     int8_t *expanded = dw + p->band_rows * out_w;
     int32_t col_lo, cols;
     read_range(0, out_w, d->stride_w, d->pad_left, p->kw, d->dilation_w, in_w, &col_lo, &cols);

@@ -29,26 +29,33 @@ int32_t fb_conv_s8_prepared_size(const fb_filter_dims *fd)
     return FB_PREPARED_HEADER_BYTES + 16 * fd->out_c + ((taps & 3) ? 4 * groups : 0);
 }
 
-/* Scratch beside prepared tables: the optimized kernel's four int16 columns of
- * whole 4-tap groups and, for kernels larger than 1x1, a byte patch. It covers
- * the portable kernel's int16 column (2 * taps bytes). Independent of the
- * build, so the lowering can compute it. */
-int32_t fb_conv_s8_buffer_size_prepared(const fb_filter_dims *fd, const fb_view *input, const fb_view *output)
+/* The portable kernel's scratch: the receptive patch as one int16 column. */
+static int32_t portable_scratch_bytes(const fb_filter_dims *fd)
 {
-    (void)input;
-    (void)output;
-    if (!fb_conv_dims_ok(fd)) {
-        return 0;
-    }
-    const int32_t taps = fd->kh * fd->kw * fd->in_c;
-    const int32_t groups = (taps + 3) / 4;
-    return 32 * groups + ((fd->kh == 1 && fd->kw == 1) ? 0 : taps);
+    return 2 * fd->kh * fd->kw * fd->in_c;
 }
 
-/* Without prepared tables the optimized kernel prepares them at the start of scratch. */
-int32_t fb_conv_s8_buffer_size(const fb_filter_dims *fd, const fb_view *input, const fb_view *output)
+/* The optimized kernel (fb_conv_dsp.c): the tables at the start of scratch
+ * unless they are prepared, then four int16 columns of whole 4-tap groups and,
+ * for kernels larger than 1x1, a byte patch. That covers the portable code it
+ * falls back to (2 * taps <= 32 * groups). */
+int32_t fb_conv_s8_buffer_size(const fb_conv_params *p, const fb_channel_quant *q, const fb_view *input,
+                               const fb_filter_dims *fd, const fb_view *output)
 {
-    return fb_conv_s8_prepared_size(fd) + fb_conv_s8_buffer_size_prepared(fd, input, output);
+    (void)p;
+    (void)input;
+    (void)output;
+    if (q == NULL || !fb_conv_dims_ok(fd)) {
+        return 0;
+    }
+#if FB_KERNELS_DSP
+    const int32_t taps = fd->kh * fd->kw * fd->in_c;
+    const int32_t groups = (taps + 3) / 4;
+    const int32_t tables = q->prepared == NULL ? fb_conv_s8_prepared_size(fd) : 0;
+    return tables + 32 * groups + ((fd->kh == 1 && fd->kw == 1) ? 0 : taps);
+#else
+    return portable_scratch_bytes(fd);
+#endif
 }
 
 fb_status fb_conv_s8_prepare(const fb_conv_params *p, const fb_channel_quant *q, const fb_filter_dims *fd,
@@ -137,16 +144,16 @@ static void output_pixel(const fb_conv_params *p, const fb_channel_quant *q, con
 
 fb_status fb_conv_s8_portable(const fb_conv_params *p, const fb_channel_quant *q, const fb_view *input,
                               const fb_filter_dims *fd, const int8_t *filter, const int32_t *bias,
-                              fb_view *output, int8_t *scratch)
+                              fb_view *output, const fb_scratch *scratch)
 {
     const fb_status st = fb_conv_check_args(p, q, input, fd, filter, output);
     if (st != FB_OK) {
         return st;
     }
-    if (scratch == NULL || !fb_aligned4(scratch)) {
+    if (!fb_scratch_ok(scratch, portable_scratch_bytes(fd))) {
         return FB_ERR_SCRATCH;
     }
-    int16_t *col = (int16_t *)(void *)scratch;
+    int16_t *col = (int16_t *)(void *)scratch->buf;
     const int32_t in_c = fd->in_c;
 
     if (fd->kh == 1 && fd->kw == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_top == 0 &&
@@ -204,7 +211,7 @@ fb_status fb_conv_s8_portable(const fb_conv_params *p, const fb_channel_quant *q
 
 fb_status fb_conv_s8(const fb_conv_params *p, const fb_channel_quant *q, const fb_view *input,
                      const fb_filter_dims *fd, const int8_t *filter, const int32_t *bias,
-                     fb_view *output, int8_t *scratch)
+                     fb_view *output, const fb_scratch *scratch)
 {
 #if FB_KERNELS_DSP
     return fb_conv_s8_dsp(p, q, input, fd, filter, bias, output, scratch);

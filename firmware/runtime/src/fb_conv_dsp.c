@@ -239,25 +239,25 @@ static inline __attribute__((always_inline)) void quad_outputs(const conv_job *j
 
 fb_status fb_conv_s8_dsp(const fb_conv_params *p, const fb_channel_quant *q, const fb_view *input,
                          const fb_filter_dims *fd, const int8_t *filter, const int32_t *bias,
-                         fb_view *output, int8_t *scratch)
+                         fb_view *output, const fb_scratch *scratch)
 {
     const fb_status st = fb_conv_check_args(p, q, input, fd, filter, output);
     if (st != FB_OK) {
         return st;
     }
-    if (scratch == NULL || !fb_aligned4(scratch)) {
+    if (!fb_scratch_ok(scratch, fb_conv_s8_buffer_size(p, q, input, fd, output))) {
         return FB_ERR_SCRATCH;
     }
     const void *tables = q->prepared;
-    int8_t *work = scratch;
+    int8_t *work = scratch->buf;
     if (tables == NULL) {
         /* prepare the tables at the start of scratch (whether or not the fast path applies) */
-        const fb_status prep = fb_conv_s8_prepare(p, q, fd, filter, bias, scratch);
+        const fb_status prep = fb_conv_s8_prepare(p, q, fd, filter, bias, scratch->buf);
         if (prep != FB_OK) {
             return prep;
         }
-        tables = scratch;
-        work = scratch + fb_conv_s8_prepared_size(fd);
+        tables = scratch->buf;
+        work = scratch->buf + fb_conv_s8_prepared_size(fd);
     }
     const fb_prepared_header *header = fb_prepared_check(tables, FB_PREPARED_CONV, fd);
     if (header == NULL) {

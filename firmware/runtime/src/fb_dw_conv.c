@@ -24,21 +24,22 @@ int32_t fb_dw_conv_s8_prepared_size(const fb_filter_dims *fd)
     return FB_PREPARED_HEADER_BYTES + fd->out_c * (20 + 2 * fd->kh * fd->kw);
 }
 
-/* With prepared tables neither kernel needs scratch. */
-int32_t fb_dw_conv_s8_buffer_size_prepared(const fb_filter_dims *fd, const fb_view *input,
-                                           const fb_view *output)
+/* The portable kernel needs no scratch; the optimized one only for the tables
+ * when they are not prepared (it builds them in scratch). */
+int32_t fb_dw_conv_s8_buffer_size(const fb_dw_conv_params *p, const fb_channel_quant *q, const fb_view *input,
+                                  const fb_filter_dims *fd, const fb_view *output)
 {
-    (void)fd;
+    (void)p;
     (void)input;
     (void)output;
+    if (q == NULL || !fb_dw_dims_ok(fd)) {
+        return 0;
+    }
+#if FB_KERNELS_DSP
+    return q->prepared == NULL ? fb_dw_conv_s8_prepared_size(fd) : 0;
+#else
     return 0;
-}
-
-/* Without prepared tables the optimized kernel prepares them in scratch. The
- * same in every build, so the lowering can compute it. */
-int32_t fb_dw_conv_s8_buffer_size(const fb_filter_dims *fd, const fb_view *input, const fb_view *output)
-{
-    return fb_dw_conv_s8_prepared_size(fd) + fb_dw_conv_s8_buffer_size_prepared(fd, input, output);
+#endif
 }
 
 fb_status fb_dw_conv_s8_prepare(const fb_dw_conv_params *p, const fb_channel_quant *q, const fb_filter_dims *fd,
@@ -147,7 +148,7 @@ static inline int8_t dw_output(const fb_conv_params *cp, const fb_channel_quant 
 
 fb_status fb_dw_conv_s8_portable(const fb_dw_conv_params *p, const fb_channel_quant *q,
                                  const fb_view *input, const fb_filter_dims *fd, const int8_t *filter,
-                                 const int32_t *bias, fb_view *output, int8_t *scratch)
+                                 const int32_t *bias, fb_view *output, const fb_scratch *scratch)
 {
     (void)scratch;              /* none needed */
     const fb_status st = fb_dw_conv_check_args(p, q, input, fd, filter, output);
@@ -204,7 +205,7 @@ fb_status fb_dw_conv_s8_portable(const fb_dw_conv_params *p, const fb_channel_qu
 
 fb_status fb_dw_conv_s8(const fb_dw_conv_params *p, const fb_channel_quant *q, const fb_view *input,
                         const fb_filter_dims *fd, const int8_t *filter, const int32_t *bias,
-                        fb_view *output, int8_t *scratch)
+                        fb_view *output, const fb_scratch *scratch)
 {
 #if FB_KERNELS_DSP
     return fb_dw_conv_s8_dsp(p, q, input, fd, filter, bias, output, scratch);

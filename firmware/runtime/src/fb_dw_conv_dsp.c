@@ -179,7 +179,7 @@ static inline __attribute__((always_inline)) void dw_rows(const fb_conv_params *
 
 fb_status fb_dw_conv_s8_dsp(const fb_dw_conv_params *p, const fb_channel_quant *q, const fb_view *input,
                             const fb_filter_dims *fd, const int8_t *filter, const int32_t *bias,
-                            fb_view *output, int8_t *scratch)
+                            fb_view *output, const fb_scratch *scratch)
 {
     const fb_status st = fb_dw_conv_check_args(p, q, input, fd, filter, output);
     if (st != FB_OK) {
@@ -190,14 +190,14 @@ fb_status fb_dw_conv_s8_dsp(const fb_dw_conv_params *p, const fb_channel_quant *
     const void *tables = q->prepared;
     if (tables == NULL) {
         /* prepare the tables in scratch (whether or not the fast path applies) */
-        if (scratch == NULL || !fb_aligned4(scratch)) {
+        if (!fb_scratch_ok(scratch, fb_dw_conv_s8_buffer_size(p, q, input, fd, output))) {
             return FB_ERR_SCRATCH;
         }
-        const fb_status prep = fb_dw_conv_s8_prepare(p, q, fd, filter, bias, scratch);
+        const fb_status prep = fb_dw_conv_s8_prepare(p, q, fd, filter, bias, scratch->buf);
         if (prep != FB_OK) {
             return prep;
         }
-        tables = scratch;
+        tables = scratch->buf;
     }
     const fb_prepared_header *header = fb_prepared_check(tables, FB_PREPARED_DW, fd);
     if (header == NULL) {

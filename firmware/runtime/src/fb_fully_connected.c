@@ -4,12 +4,6 @@
 #include "fb_arith.h"
 #include "fb_dsp.h"
 
-int32_t fb_fully_connected_s8_buffer_size(const fb_fc_params *p)
-{
-    (void)p;
-    return 0;
-}
-
 fb_status fb_fully_connected_s8_portable(const fb_fc_params *p, const double *effective_scale,
                                          const int8_t *input, const int8_t *filter, const int32_t *bias,
                                          int8_t *output)

@@ -3,13 +3,6 @@
 
 #include "fb_arith.h"
 
-int32_t fb_pad_s8_buffer_size(const fb_view *input, const fb_view *output)
-{
-    (void)input;
-    (void)output;
-    return 0;
-}
-
 fb_status fb_pad_s8(const fb_pad_params *p, const fb_view *input, fb_view *output)
 {
     if (p == NULL || !fb_view_valid(input) || !fb_view_valid(output)) {

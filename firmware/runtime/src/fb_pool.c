@@ -1,13 +1,6 @@
 /* AVERAGE_POOL_2D int8 and MEAN over H, W (LiteRT reference kernels). */
 #include "fb_arith.h"
 
-int32_t fb_avgpool_s8_buffer_size(const fb_view *input, const fb_view *output)
-{
-    (void)input;
-    (void)output;
-    return 0;
-}
-
 fb_status fb_avgpool_s8(const fb_pool_params *p, const fb_view *input, fb_view *output)
 {
     if (p == NULL || !fb_view_valid(input) || !fb_view_valid(output)) {
@@ -69,13 +62,7 @@ static int32_t floor_log2_u32(uint32_t n)
     return log;
 }
 
-int32_t fb_mean_s8_buffer_size(const fb_view *input)
-{
-    (void)input;
-    return 0;
-}
-
-int32_t fb_mean_acc_buffer_size(int32_t channels)
+int32_t fb_mean_acc_bytes(int32_t channels)
 {
     return channels > 0 ? channels * (int32_t)sizeof(int32_t) : 0;
 }

@@ -94,12 +94,6 @@ static int32_t one_over_one_plus_x(int32_t a)
     return saturating_shift_left(x, 1);   /* x / 2 as Q1 -> Q0 */
 }
 
-int32_t fb_softmax_s8_buffer_size(const fb_softmax_params *p)
-{
-    (void)p;
-    return 0;
-}
-
 fb_status fb_softmax_s8(const fb_softmax_params *p, const int8_t *input, int8_t *output)
 {
     if (p == NULL || input == NULL || output == NULL || p->outer <= 0 || p->depth <= 0 ||
