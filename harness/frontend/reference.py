@@ -64,8 +64,11 @@ def reference_output_of_inputs(model: str | Path | bytes, inputs: list[np.ndarra
 
 
 def reference_outputs(model: str | Path | bytes, xs: list[np.ndarray]) -> list[np.ndarray]:
-    """Outputs for several inputs with one interpreter."""
-    interp = _interpreter(model)
+    """Outputs for several inputs with one interpreter (LiteRT's reference kernels)."""
+    return _litert_outputs(_interpreter(model), xs)
+
+
+def _litert_outputs(interp, xs: list[np.ndarray]) -> list[np.ndarray]:
     out_index = interp.get_output_details()[0]["index"]
     results = []
     for x in xs:
@@ -116,13 +119,7 @@ def reference_outputs_with_source(model: str | Path | bytes, xs: list[np.ndarray
             return TFLM, _tflm_outputs(model, xs)
         except FusebenchError as tflm_refused:
             raise FusebenchError(f"{litert_refused}; {tflm_refused}") from None
-    out_index = interp.get_output_details()[0]["index"]
-    results = []
-    for x in xs:
-        _set_input(interp, x)
-        interp.invoke()
-        results.append(interp.get_tensor(out_index).reshape(-1).copy())
-    return LITERT, results
+    return LITERT, _litert_outputs(interp, xs)
 
 
 def reference_intermediates(model: str | Path | bytes, x: np.ndarray) -> dict[int, np.ndarray]:
