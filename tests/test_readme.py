@@ -43,3 +43,12 @@ def test_every_harness_module_is_in_the_readme_table():
     assert not missing, f"modules missing from the README's module table: {sorted(missing)}"
     for path in named:
         assert (ROOT / path).exists(), f"the README's module table names {path}, which does not exist"
+
+
+def test_the_readme_lists_exactly_the_supported_ops():
+    from harness.frontend.tflite_import import supported_ops
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    start = readme.index("Models given with `--model` may be any int8 `.tflite` with the supported ops (")
+    listed = readme[start:readme.index(")", start)].split("(", 1)[1].split(";")[0]
+    named = {w.strip(" ,.") for w in listed.replace(" and ", ", ").split(",") if w.strip(" ,.")}
+    assert named == supported_ops(), (sorted(named), sorted(supported_ops()))

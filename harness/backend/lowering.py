@@ -380,7 +380,7 @@ def _with_prepared(kernel: str, params: dict[str, int], arrays: dict[str, np.nda
 
 def lower_op(graph: Graph, op: Op) -> KernelCall:
     """The kernel call that computes `op` exactly as LiteRT's reference kernel."""
-    lower = _LOWERINGS.get(op.kind)
+    lower = LOWERINGS.get(op.kind)
     if lower is None:
         raise FusebenchError(f"op {op.index} is {op.kind}, which the fusebench runtime does not implement")
     call = lower(graph, op)
@@ -715,7 +715,8 @@ def _call(name: str, params: dict, arrays: dict, inputs: list[Tensor], outputs: 
     return KernelCall(name, params, arrays, [t.index for t in inputs], [t.index for t in outputs])
 
 
-_LOWERINGS = {
+# Every op the runtime implements, and its lowering (the importer refuses the others).
+LOWERINGS = {
     "CONV_2D": _conv,
     "DEPTHWISE_CONV_2D": _depthwise,
     "ADD": _add,

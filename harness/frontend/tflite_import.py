@@ -16,11 +16,6 @@ import tflite
 from harness.errors import FusebenchError
 from harness.frontend.graph import Block, Graph, Op, Quant, Tensor
 
-# Ops the runtime implements (MobileNetV2 as TFLite's and other converters emit it).
-SUPPORTED_OPS = {
-    "CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "MEAN", "FULLY_CONNECTED", "SOFTMAX",
-    "AVERAGE_POOL_2D", "RESHAPE", "PAD", "QUANTIZE", "DEQUANTIZE",
-}
 
 # Ops folded into constants at import when their result is known then.
 FOLDABLE_OPS = {"SHAPE", "PACK", "STRIDED_SLICE", "CONCATENATION", "RESHAPE", "CAST"}
@@ -39,6 +34,12 @@ _ACTIVATION = {
     tflite.ActivationFunctionType.SIGN_BIT: "SIGN_BIT",
 }
 _OPCODE_NAMES = tflite.BUILTIN_OPCODE2NAME
+
+
+def supported_ops() -> set[str]:
+    """The ops the runtime implements: those the lowering has a kernel call for."""
+    from harness.backend.lowering import LOWERINGS
+    return set(LOWERINGS)
 
 
 def load_model(path: str | Path) -> Graph:
@@ -159,9 +160,10 @@ class _Importer:
                 raise self.fail(f"op {index} ({kind}) refers to missing tensor {t}")
         if kind in FOLDABLE_OPS and len(outputs) == 1 and self.fold(o, kind, index, inputs, outputs[0], tensors):
             return None
-        if kind not in SUPPORTED_OPS:
+        supported = supported_ops()
+        if kind not in supported:
             raise self.fail(f"op {index} is {kind}, which fusebench does not support "
-                            f"(supported: {', '.join(sorted(SUPPORTED_OPS))})")
+                            f"(supported: {', '.join(sorted(supported))})")
         return Op(index=index, kind=kind, inputs=inputs, outputs=outputs, file_index=index,
                   options=self.options(o, kind, index, inputs, tensors))
 
