@@ -153,23 +153,26 @@ def build(c, board="stm32h7", model=None, variant="unfused", **schedule):
 
 
 @task(help={"board": "board name", "model": "a .tflite file or shipped model name",
-            "variant": "schedule (unfused)", "inputs": "folder of images or .npy files",
+            "variant": f"schedule (default unfused): {VARIANT_HELP}",
+            "inputs": "a folder of images or .npy files, or one .npy holding a batch",
             "max_inputs": "use only the first N inputs", "timeout": "seconds for the session",
             "runner": "a runner kind: qemu, renode, serial, ... (default: as bench chooses)",
             "port": "serial port of a real board (e.g. /dev/ttyACM0; `auto` finds it by USB id)",
             "renode": "Renode executable or its folder (default: $RENODE, pyrenode3, `renode` on PATH)",
             "flash_tool": "pyocd, openocd, st-flash or dfu-util (default: the board file's first installed)",
             "probe": "debug probe serial number, when several are plugged in",
-            "no_flash": "the board already runs this firmware: do not flash"})
+            "no_flash": "the board already runs this firmware: do not flash", **SCHEDULE_HELP})
 @_cli
+@_with_schedule_options
 def run(c, board="stm32h7", model=None, variant="unfused", inputs=None, max_inputs=None, timeout=600,
-        runner=None, port=None, renode=None, flash_tool=None, probe=None, no_flash=False):
-    """Run a built firmware on a runner and compare with the host reference."""
+        runner=None, port=None, renode=None, flash_tool=None, probe=None, no_flash=False, **schedule):
+    """Run a built firmware on a runner and compare with the host reference
+    (the schedule options it was built with find its build folder)."""
     from harness.commands import run_command
     run_command(board=board, model=model, variant=variant, inputs=inputs,
                 max_inputs=int(max_inputs) if max_inputs else None, timeout=float(timeout),
                 runner=runner, port=port, renode=renode, flash_tool=flash_tool, probe=probe,
-                no_flash=bool(no_flash))
+                no_flash=bool(no_flash), options=parse_cli_options(schedule))
 
 
 @task(help={"board": "board name(s), comma-separated", "width": "MobileNetV2 width (0.35 or 1.0)",
@@ -224,15 +227,17 @@ def profile(c, run="results/latest", board=None, model=None, variant="unfused", 
 
 @task(help={"board": "a board with a [runners.serial] table (nucleo-h743zi, nucleo-f446re, openmv-h7, ...)",
             "model": "a .tflite file or shipped model name (default: the first shipped model)",
-            "variant": "schedule (default unfused)",
+            "variant": f"schedule (default unfused): {VARIANT_HELP}",
             "tool": "pyocd, openocd, st-flash or dfu-util (default: the board file's first installed)",
             "probe": "debug probe serial number, when several are plugged in",
-            "elf": "flash this ELF instead of building one"})
+            "elf": "flash this ELF instead of building one", **SCHEDULE_HELP})
 @_cli
-def flash(c, board, model=None, variant="unfused", tool=None, probe=None, elf=None):
+@_with_schedule_options
+def flash(c, board, model=None, variant="unfused", tool=None, probe=None, elf=None, **schedule):
     """Build the silicon firmware for a real board and flash it (pyocd, openocd, st-flash, dfu-util)."""
     from harness.targets.flash import flash_command
-    flash_command(board=board, model=model, variant=variant, tool=tool, probe=probe, elf=elf)
+    flash_command(board=board, model=model, variant=variant, tool=tool, probe=probe, elf=elf,
+                  options=parse_cli_options(schedule))
 
 
 @task

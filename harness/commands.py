@@ -145,9 +145,11 @@ def build_command(board: str, model: Optional[str], variant: str = "unfused",
 def run_command(board: str, model: Optional[str], variant: str = "unfused", inputs: Optional[str] = None,
                 max_inputs: Optional[int] = None, timeout: float = 600.0, runner: Optional[str] = None,
                 port: Optional[str] = None, renode: Optional[str] = None, flash_tool: Optional[str] = None,
-                probe: Optional[str] = None, no_flash: bool = False) -> None:
+                probe: Optional[str] = None, no_flash: bool = False, options: Optional[dict] = None) -> None:
     """Run already-built firmware on the inputs and print one line per input.
-    The runner is chosen as `invoke bench` chooses it, with the same options."""
+    The runner is chosen as `invoke bench` chooses it, with the same options;
+    the schedule options it was built with find its folder."""
+    from harness.schedules.registry import recorded_options
     import numpy as np
 
     from harness.report.bench import firmware_dir, load_inputs, reference_outputs_isolated
@@ -161,7 +163,7 @@ def run_command(board: str, model: Optional[str], variant: str = "unfused", inpu
                           flash=not no_flash)
     for path in resolve_models(model):
         graph = load_model(path)
-        elf = firmware_dir(b.name, graph, variant, kind) / "firmware.elf"
+        elf = firmware_dir(b.name, graph, variant, kind, recorded_options(variant, options or {})) / "firmware.elf"
         if not elf.exists():
             how = (f"invoke bench --board {board} --model {path} --variant {variant} --runner {kind} "
                    f"--max-inputs 1" if runner_class(kind).silicon_image else

@@ -189,6 +189,8 @@ def parse_cli_options(given: dict[str, Any]) -> dict[str, Any]:
             raise FusebenchError(f"unknown schedule option {name}")
         if value is None or (value == "" and not known[name].switch):
             continue
+        if known[name].switch and value == known[name].default:
+            continue                 # a switch left at its default: as if not given
         values[name] = parsers[name](value, known[name].flag[2:])
     return values
 
@@ -197,16 +199,28 @@ def make_plan(graph, variant: str, board=None, **options):
     """The plan of one schedule variant. `options` are plan() keyword values
     (already parsed); each schedule gets only the ones it declares, so one set
     of options serves a sweep over several variants."""
+    mine = own_options(variant, options)
+    plan = get_schedule(variant).plan(graph, board=board, **mine)
+    plan.options = recorded_options(variant, options)
+    return plan
+
+
+def own_options(variant: str, options: dict) -> dict:
+    """The options (plan() values; None: absent) that schedule `variant` reads."""
     schedule = get_schedule(variant)
     given = {k: v for k, v in options.items() if v is not None}
     declared = {o.name for s in all_schedules() for o in s.options}
     unknown = set(given) - declared
     if unknown:
         raise FusebenchError(f"unknown schedule option(s) {', '.join(sorted(unknown))}")
-    mine = {k: v for k, v in given.items() if schedule.option(k) is not None}
-    plan = schedule.plan(graph, board=board, **mine)
-    plan.options = {k: (v if isinstance(v, (bool, int, float, str)) else str(v)) for k, v in sorted(mine.items())}
-    return plan
+    return {k: v for k, v in given.items() if schedule.option(k) is not None}
+
+
+def recorded_options(variant: str, options: dict) -> dict:
+    """own_options as plain JSON values, sorted: what a plan records (and what
+    tells its build folder from those of other options)."""
+    return {k: (v if isinstance(v, (bool, int, float, str)) else str(v))
+            for k, v in sorted(own_options(variant, options).items())}
 
 
 def readme_table() -> str:

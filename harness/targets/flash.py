@@ -231,18 +231,18 @@ def boards_report(comports=None) -> str:
 # -- `invoke flash` ------------------------------------------------------------------------------
 
 def build_silicon_image(board_name: str, model_path: str, variant: str = "unfused",
-                        runner: str = "serial"):
+                        runner: str = "serial", options: Optional[dict] = None):
     """Plan, generate and build the silicon image of one model into
     build/<board>/<model>/<variant>/<runner>/ (as `invoke bench --runner` does)."""
     from harness.report.bench import build_planned, plan_variant
 
-    board, graph, plan = plan_variant(board_name, model_path, variant)
+    board, graph, plan = plan_variant(board_name, model_path, variant, options)
     return board, build_planned(board, graph, plan, runner)
 
 
 def flash_command(board: str, model: Optional[str] = None, variant: str = "unfused",
                   tool: Optional[str] = None, probe: Optional[str] = None,
-                  elf: Optional[str] = None) -> Path:
+                  elf: Optional[str] = None, options: Optional[dict] = None) -> Path:
     """Build (unless `elf` is given) and flash one firmware; returns the ELF.
     The model defaults to the first shipped one."""
     from harness.frontend.catalog import resolve_models
@@ -254,7 +254,7 @@ def flash_command(board: str, model: Optional[str] = None, variant: str = "unfus
         image = Path(elf)
     else:
         path = resolve_models(model)[0]
-        _, build = build_silicon_image(b.name, str(path), variant)
+        _, build = build_silicon_image(b.name, str(path), variant, options=options)
         image = build.elf
         print(f"{b.name}: built {image} (flash {build.flash_bytes} of {b.flash.size} bytes)")
     flasher.flash(image)

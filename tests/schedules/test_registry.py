@@ -77,6 +77,7 @@ def test_option_parsers_give_values_or_one_line_errors():
             parse(bad, option)
     with pytest.raises(FusebenchError, match="unknown schedule option"):
         parse_cli_options({"tiles": "3"})
+    assert parse_cli_options({"ram_budget": "1K", "blocks": None, "stream_input": True}) == {"ram_budget": 1024}
     assert parse_cli_options({"ram_budget": "1K", "blocks": None, "stream_input": False}) == \
         {"ram_budget": 1024, "stream_input": False}
 
