@@ -400,7 +400,8 @@ def lower_graph(graph: Graph) -> list[KernelCall]:
 def receptive_window(call: KernelCall, output_window: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
     """The window (y0, x0, h, w) of the first input map that the kernel reads to
     compute `output_window` of the output map (clipped to the map; zero padding
-    is not read). For fused tiling and for window tests."""
+    is not read; a window made only of padding reads an empty window, h or w
+    0). For fused tiling and for window tests."""
     y0, x0, h, w = output_window
     in_h, in_w, _ = map_hwc(call.input_shapes[0])
     p = call.params
@@ -421,9 +422,7 @@ def receptive_window(call: KernelCall, output_window: tuple[int, int, int, int])
         return 0, 0, in_h, in_w
     lo_y, lo_x = max(lo_y, 0), max(lo_x, 0)
     hi_y, hi_x = min(hi_y, in_h - 1), min(hi_x, in_w - 1)
-    if lo_y > hi_y or lo_x > hi_x:       # all padding: any 1-pixel window will do
-        return 0, 0, 1, 1
-    return lo_y, lo_x, hi_y - lo_y + 1, hi_x - lo_x + 1
+    return min(lo_y, in_h), min(lo_x, in_w), max(hi_y - lo_y + 1, 0), max(hi_x - lo_x + 1, 0)
 
 
 # -- helpers -----------------------------------------------------------------------------

@@ -26,7 +26,15 @@ from harness.errors import FusebenchError
 from harness.frontend.graph import Graph, Op
 from harness.schedules.stages import TiledStage
 
-WINDOW_KINDS = ("CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "PAD", "AVERAGE_POOL_2D")
+# How a kernel's input window follows from its output window (its table
+# entry's `window`, harness.backend.kernels): the kernels with one of these run
+# on tiles; a MEAN over H and W may end a stage too.
+TILE_WINDOWS = ("conv", "pad", "elementwise")
+
+
+def tileable(call: KernelCall) -> bool:
+    """Can this kernel call compute a window of its output from windows of its inputs?"""
+    return call.spec.window in TILE_WINDOWS and call.spec.takes_windows
 MODES = ("recompute", "linebuffer")      # how a tiled stage treats the halo
 
 Region = tuple[int, int, int, int]          # y0, y1, x0, x1 (half-open)
@@ -42,7 +50,8 @@ def axis_receptive(call: KernelCall, axis: int, lo, hi, size: int, clip: bool = 
     row interval and its column interval, so both the tile tables and the
     search's cost model are built from these 1-D walks."""
     p = call.params
-    if call.kernel in ("fb_conv_s8", "fb_dw_conv_s8", "fb_avgpool_s8"):
+    window = call.spec.window
+    if window == "conv":
         if axis == 0:
             k = p["kh"] if "kh" in p else p["filter_h"]
             s, pad, d = p["stride_h"], p["pad_top"], p.get("dilation_h", 1)
@@ -51,10 +60,10 @@ def axis_receptive(call: KernelCall, axis: int, lo, hi, size: int, clip: bool = 
             s, pad, d = p["stride_w"], p["pad_left"], p.get("dilation_w", 1)
         a = lo * s - pad
         b = (hi - 1) * s - pad + (k - 1) * d + 1
-    elif call.kernel == "fb_pad_s8":
+    elif window == "pad":
         pad = p["pad_top"] if axis == 0 else p["pad_left"]
         a, b = lo - pad, hi - pad
-    elif call.kernel == "fb_add_s8":
+    elif window == "elementwise":
         a, b = lo, hi
     else:
         raise FusebenchError(f"{call.kernel} cannot run on tiles")
@@ -163,13 +172,12 @@ class StageGeometry:
         last = graph.ops[self.ops[-1]]
         self.reduce = len(self.ops) > 1 and is_global_mean(graph, last)
         self.tile_ops = self.ops[:-1] if self.reduce else self.ops
-        for i in self.tile_ops:
-            op = graph.ops[i]
-            if op.kind not in WINDOW_KINDS:
-                raise FusebenchError(f"op {i} ({op.kind}) cannot be part of a fused stage "
-                                     f"(tileable: {', '.join(WINDOW_KINDS)}, and a global MEAN last)")
         self.calls = {i: (calls[i] if calls and i in calls else lower_op(graph, graph.ops[i]))
                       for i in self.ops}
+        for i in self.tile_ops:
+            if not tileable(self.calls[i]) or len(graph.tensors[graph.ops[i].outputs[0]].shape) != 4:
+                raise FusebenchError(f"op {i} ({graph.ops[i].kind}) cannot be part of a fused stage "
+                                     "(only ops computed window by window, and a global MEAN last)")
         inside = set(self.ops)
         produced = [graph.ops[i].outputs[0] for i in self.ops]
         self.inputs = []

@@ -34,7 +34,7 @@ from typing import Optional
 import numpy as np
 
 from harness.errors import FusebenchError
-from harness.schedules.geometry import (MODES, WINDOW_KINDS, LineWalk, StageGeometry, anchor_may_overlay, axis_receptive, bands,
+from harness.schedules.geometry import (MODES, LineWalk, tileable, StageGeometry, anchor_may_overlay, axis_receptive, bands,
                      inplace_footprint, inplace_offset, interval_hull, is_global_mean, line_bands)
 from harness.frontend.graph import Graph
 from harness.backend.lowering import lower_op, map_hwc
@@ -177,7 +177,7 @@ class FusionSpace:
 
     def _tileable(self, k: int) -> bool:
         op = self.graph.ops[k]
-        return op.kind in WINDOW_KINDS and len(self.graph.tensors[op.outputs[0]].shape) == 4
+        return k in self.calls and tileable(self.calls[k]) and len(self.graph.tensors[op.outputs[0]].shape) == 4
 
     def _stage_edges(self) -> None:
         """Every fused stage, priced. Per anchor (a stage's last map) one walk back

@@ -297,7 +297,8 @@ class TiledStage(Stage):
                     call = lower(graph, graph.ops[i])
                     window = (y0, x0, h, w)
                     ins = [whole(t) for t in call.inputs]
-                    reads = [window] * len(ins) if call.kernel == "fb_add_s8" else [receptive_window(call, window)]
+                    reads = ([window] * len(ins) if call.spec.window == "elementwise"
+                             else [receptive_window(call, window)])
                     for t, (wy, wx, wh, ww) in zip(call.inputs, reads):
                         if t in written and not written[t][wy:wy + wh, wx:wx + ww].all():
                             raise FusebenchError(f"stage ops {self.ops[0]}-{self.ops[-1]}: op {i} reads "

@@ -164,14 +164,16 @@ def reshape_model(input_shape: Sequence[int], output_shape: Sequence[int], q: Q)
 
 def inverted_residual_chain_model(rng: np.random.Generator, input_hw: tuple[int, int], in_channels: int,
                                   blocks: Sequence[tuple[int, int, int]], first_conv: Optional[int] = None,
-                                  head: Optional[tuple[int, int]] = None) -> bytes:
+                                  head: Optional[tuple[int, int]] = None, explicit_pad: bool = False) -> bytes:
     """A MobileNetV2-like chain: an optional 3x3 stride-2 first convolution with
     `first_conv` output channels, then inverted residual blocks given as
     (expansion ratio, out channels, depthwise stride); a block with stride 1 and
     equal in/out channels gets the residual ADD. Random int8 weights, per-channel
     scales, random zero points: for fused-stage tests against LiteRT.
     `head` = (channels, classes) adds MobileNetV2's tail: a 1x1 convolution to
-    `channels`, a global average (MEAN over H, W) and a fully connected layer."""
+    `channels`, a global average (MEAN over H, W) and a fully connected layer.
+    `explicit_pad` pads every 3x3 layer by one pixel on each side with an
+    explicit PAD and runs it VALID, as PyTorch exports do."""
     m = ModelBuilder()
     h, w = input_hw
 
@@ -181,6 +183,13 @@ def inverted_residual_chain_model(rng: np.random.Generator, input_hw: tuple[int,
     def conv(x: int, xq: Q, c_in: int, c_out: int, k: int, stride: int, depthwise: bool,
              relu6: bool, hw: tuple[int, int]) -> tuple[int, Q, tuple[int, int]]:
         oh, ow = ((hw[0] + stride - 1) // stride, (hw[1] + stride - 1) // stride)
+        padding = "SAME"
+        if explicit_pad and k > 1:
+            pads = m.tensor([4, 2], "int32", data=np.array([[0, 0], [1, 1], [1, 1], [0, 0]], np.int32))
+            padded = m.tensor([1, hw[0] + 2, hw[1] + 2, c_in], q=xq)
+            m.op(_OP.PAD, [x, pads], [padded], _OPT.PadOptions, table_options("Pad"))
+            x, padding = padded, "VALID"
+            oh, ow = (hw[0] + 2 - k) // stride + 1, (hw[1] + 2 - k) // stride + 1
         if depthwise:
             wshape = (1, k, k, c_out)
         else:
@@ -197,10 +206,10 @@ def inverted_residual_chain_model(rng: np.random.Generator, input_hw: tuple[int,
         act = "RELU6" if relu6 else "NONE"
         if depthwise:
             m.op(_OP.DEPTHWISE_CONV_2D, [x, f, b], [y], _OPT.DepthwiseConv2DOptions,
-                 depthwise_options((stride, stride), "SAME", (1, 1), 1, act))
+                 depthwise_options((stride, stride), padding, (1, 1), 1, act))
         else:
             m.op(_OP.CONV_2D, [x, f, b], [y], _OPT.Conv2DOptions,
-                 conv_options((stride, stride), "SAME", (1, 1), act))
+                 conv_options((stride, stride), padding, (1, 1), act))
         return y, yq, (oh, ow)
 
     xq = act_q()

@@ -181,3 +181,22 @@ def test_fused_on_a_depthwise_separable_chain_without_residuals(tmp_path):
     assert check_plan(plan) == [] and plan.stages
     assert plan.arena_bytes < make_plan(graph, "unfused").arena_bytes
     assert_plan_bit_exact(graph, plan, path, tmp_path / "gen")
+
+
+@pytest.mark.parametrize("variant", ["fused", "msf"])
+def test_explicit_pads_in_fused_stages_with_bands_of_padding_only(tmp_path, variant):
+    """PyTorch exports pad every 3x3 layer with an explicit PAD (one pixel all
+    round) and run it VALID. In a line-buffered stage the PAD's first band is
+    one row of padding only: its input window is empty, which the kernel must
+    take (MobileNetV2 1.0@224 from PyTorch returned -1 from fb_pad_s8)."""
+    data = inverted_residual_chain_model(np.random.default_rng(1), (16, 16), 3,
+                                         [(1, 8, 1), (6, 12, 2), (6, 12, 1), (6, 16, 2)], 8, explicit_pad=True)
+    path = tmp_path / "padded.tflite"
+    path.write_bytes(data)
+    graph = load_model(path)
+    assert [op.kind for op in graph.ops[:3]] == ["PAD", "CONV_2D", "PAD"]
+    plan = make_plan(graph, variant)
+    pads = [i for st in plan.stages for i in st.ops if graph.ops[i].kind == "PAD"]
+    assert pads and any(st.mode == "linebuffer" for st in plan.stages), plan.stages
+    assert plan.arena_bytes < make_plan(graph, "unfused").arena_bytes
+    assert_plan_bit_exact(graph, plan, path, tmp_path / "gen")

@@ -79,6 +79,18 @@ static inline int fb_view_valid(const fb_view *v)
            v->y0 + v->h <= v->full_h && v->x0 + v->w <= v->full_w;
 }
 
+/* A window that may be empty (h or w 0): the input of a tile made only of
+ * padding (an explicit PAD's first rows in a fused stage) reads nothing, and its
+ * tile buffer holds no rows yet. Its data pointer is then never read. */
+static inline int fb_view_valid_or_empty(const fb_view *v)
+{
+    if (v != NULL && (v->h == 0 || v->w == 0)) {
+        return v->c > 0 && v->h >= 0 && v->w >= 0 && v->y0 >= 0 && v->x0 >= 0 &&
+               v->y0 + v->h <= v->full_h && v->x0 + v->w <= v->full_w;
+    }
+    return fb_view_valid(v);
+}
+
 /* Does window v hold every row in [y_lo, y_hi] and column in [x_lo, x_hi]?
  * An empty range (lo > hi) needs nothing. */
 static inline int fb_view_covers(const fb_view *v, int32_t y_lo, int32_t y_hi, int32_t x_lo,

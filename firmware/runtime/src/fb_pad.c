@@ -5,7 +5,7 @@
 
 fb_status fb_pad_s8(const fb_pad_params *p, const fb_view *input, fb_view *output)
 {
-    if (p == NULL || !fb_view_valid(input) || !fb_view_valid(output)) {
+    if (p == NULL || !fb_view_valid_or_empty(input) || !fb_view_valid(output)) {
         return FB_ERR_ARG;
     }
     if (input->c != output->c || p->pad_top < 0 || p->pad_left < 0 || p->pad_value < -128 ||
