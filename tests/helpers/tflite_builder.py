@@ -167,7 +167,7 @@ def inverted_residual_chain_model(rng: np.random.Generator, input_hw: tuple[int,
                                   head: Optional[tuple[int, int]] = None, explicit_pad: bool = False) -> bytes:
     """A MobileNetV2-like chain: an optional 3x3 stride-2 first convolution with
     `first_conv` output channels, then inverted residual blocks given as
-    (expansion ratio, out channels, depthwise stride); a block with stride 1 and
+    (expansion ratio, out channels, depthwise stride[, depth multiplier]); a block with stride 1 and
     equal in/out channels gets the residual ADD. Random int8 weights, per-channel
     scales, random zero points: for fused-stage tests against LiteRT.
     `head` = (channels, classes) adds MobileNetV2's tail: a 1x1 convolution to
@@ -206,7 +206,7 @@ def inverted_residual_chain_model(rng: np.random.Generator, input_hw: tuple[int,
         act = "RELU6" if relu6 else "NONE"
         if depthwise:
             m.op(_OP.DEPTHWISE_CONV_2D, [x, f, b], [y], _OPT.DepthwiseConv2DOptions,
-                 depthwise_options((stride, stride), padding, (1, 1), 1, act))
+                 depthwise_options((stride, stride), padding, (1, 1), c_out // c_in, act))
         else:
             m.op(_OP.CONV_2D, [x, f, b], [y], _OPT.Conv2DOptions,
                  conv_options((stride, stride), padding, (1, 1), act))
@@ -220,13 +220,14 @@ def inverted_residual_chain_model(rng: np.random.Generator, input_hw: tuple[int,
     if first_conv:
         x, xq, hw = conv(x, xq, c, first_conv, 3, 2, False, True, hw)
         c = first_conv
-    for expansion, c_out, stride in blocks:
+    for expansion, c_out, stride, *multiplier in blocks:
         block_in = x
         mid = c * expansion
         if expansion != 1:
             x, xq, _ = conv(x, xq, c, mid, 1, 1, False, True, hw)
-        x, xq, hw = conv(x, xq, mid, mid, 3, stride, True, True, hw)
-        x, xq, _ = conv(x, xq, mid, c_out, 1, 1, False, False, hw)
+        depth = mid * (multiplier[0] if multiplier else 1)       # a depth multiplier > 1 widens the depthwise
+        x, xq, hw = conv(x, xq, mid, depth, 3, stride, True, True, hw)
+        x, xq, _ = conv(x, xq, depth, c_out, 1, 1, False, False, hw)
         if stride == 1 and c_out == c:
             yq = act_q()
             y = m.tensor([1, hw[0], hw[1], c_out], q=yq)

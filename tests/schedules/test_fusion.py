@@ -200,3 +200,21 @@ def test_explicit_pads_in_fused_stages_with_bands_of_padding_only(tmp_path, vari
     assert pads and any(st.mode == "linebuffer" for st in plan.stages), plan.stages
     assert plan.arena_bytes < make_plan(graph, "unfused").arena_bytes
     assert_plan_bit_exact(graph, plan, path, tmp_path / "gen")
+
+
+@pytest.mark.parametrize("variant", ["fused", "msf", "patch"])
+def test_a_depthwise_with_a_depth_multiplier_runs_in_every_tiled_schedule(tmp_path, variant):
+    """person_detect's first depthwise has depth multiplier 8 (and micro_speech's):
+    such a layer inside a tiled stage reads input channel ic for outputs
+    ic*M .. ic*M+M-1 on every tile."""
+    data = inverted_residual_chain_model(np.random.default_rng(8), (18, 14), 3,
+                                         [(1, 12, 1, 4), (1, 16, 2, 2), (2, 16, 1)], 6)
+    path = tmp_path / "multiplier.tflite"
+    path.write_bytes(data)
+    graph = load_model(path)
+    wide = [op.index for op in graph.ops if op.kind == "DEPTHWISE_CONV_2D"
+            and op.options["depth_multiplier"] > 1]
+    assert len(wide) == 2
+    plan = make_plan(graph, variant)
+    assert any(i in st.ops for st in plan.stages for i in wide), (variant, [st.ops for st in plan.stages])
+    assert_plan_bit_exact(graph, plan, path, tmp_path / "gen")
