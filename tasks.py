@@ -175,6 +175,25 @@ def run(c, board="stm32h7", model=None, variant="unfused", inputs=None, max_inpu
                 no_flash=bool(no_flash), options=parse_cli_options(schedule))
 
 
+@task(help={"folder": "a folder of .tflite files (default: ../shared/field-models)",
+            "board": "board to bench on (default stm32h7)",
+            "fallback_board": "board for models whose weights do not fit the first one's flash "
+                              "(default stm32h7-qspi; 'none' for none)",
+            "variant": f"schedule(s), comma-separated: {VARIANT_HELP} (default: all)",
+            "max_inputs": "inputs per model (default 4)", "jobs": "parallel firmware jobs (default: cores)",
+            "timeout": "seconds per firmware session", **SCHEDULE_HELP})
+@_cli
+@_with_schedule_options
+def corpus(c, folder="../shared/field-models", board="stm32h7", fallback_board="stm32h7-qspi", variant=None,
+           max_inputs=4, jobs=None, timeout=600, **schedule):
+    """Bench every model in a folder: one line per model (bit-exact variants, not applicable, refused and why)."""
+    from harness.report.corpus import corpus_command
+    corpus_command(folder, board=board, fallback_board=None if fallback_board in ("", "none") else fallback_board,
+                   variants=[v.strip() for v in variant.split(",") if v.strip()] if variant else None,
+                   max_inputs=int(max_inputs), jobs=int(jobs) if jobs else None, timeout_s=float(timeout),
+                   options=parse_cli_options(schedule))
+
+
 @task(help={"board": "board name(s), comma-separated", "width": "MobileNetV2 width (0.35 or 1.0)",
             "variant": "schedules, comma-separated (default unfused,fused,msf)",
             "resolutions": "first:last:step (default 64:320:16)",

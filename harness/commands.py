@@ -74,10 +74,6 @@ def bench_command(board: str = "stm32h7", model: Optional[str] = None, variant: 
 
     from harness.report.bench import BAD_STATUSES, run_sweep
     from harness.targets.boards import load_board
-    from harness.report.plots import plot_bench_bars, plot_memory_profile
-    from harness.report.tables import summarize_bench
-    from harness.schedules.plan import Plan
-    from harness.frontend.tflite_import import load_model
 
     boards = [b.strip() for b in board.split(",") if b.strip()]
     variants = [v.strip() for v in (variant or ",".join(schedule_names())).split(",") if v.strip()]
@@ -94,33 +90,7 @@ def bench_command(board: str = "stm32h7", model: Optional[str] = None, variant: 
     run_dir = run_sweep(boards, model_paths, variants, inputs_dir=inputs, runs=runs, jobs=jobs,
                         max_inputs=max_inputs, timeout_s=timeout, options=options,
                         runner=runner_kind, runner_options=runner_options)
-    rows = pd.read_csv(run_dir / "bench.csv")
-    summary = summarize_bench(rows)
-    summary.to_csv(run_dir / "summary.csv", index=False)
-
-    # Pictures: memory profile per model (all variants, boards' RAM), then bars.
-    ram = {b: load_board(b).ram.size for b in boards}
-    for path in model_paths:         # the plans the jobs ran (results/<run>/plans/), first board's
-        name = load_model(path).name
-        plans = [Plan.from_json(f.read_text()) for v in variants
-                 if (f := run_dir / "plans" / f"{boards[0]}-{name}-{v}.json").is_file()]
-        if plans:
-            plot_memory_profile(plans, run_dir / f"memory-profile-{name}.png", ram_bytes=ram)
-    summary = summary.assign(ram_peak_kib=summary["ram_bytes_total"])
-    plot_bench_bars(summary, run_dir / "peak-ram.png", "ram_bytes_total", "measured peak RAM (KiB)",
-                    scale=1024, title="Measured peak RAM (arena + stack + static data)", ram_lines=True)
-    count_col = next((c for c in summary.columns if c.endswith("_median")), None)
-    if count_col:
-        plot_bench_bars(summary, run_dir / "instructions.png", count_col,
-                        f"{count_col.replace('_median', '')} per inference (millions)", scale=1e6,
-                        title=f"{count_col.replace('_median', '').capitalize()} per inference")
-
-    with pd.option_context("display.width", 200, "display.max_columns", 30):
-        shown = [c for c in ("board", "model", "variant", "ok", "mismatch", "crash", "timeout", "error",
-                             "does_not_fit", "not_applicable", count_col, "arena_bytes_planned", "arena_bytes_peak",
-                             "stack_bytes_peak", "ram_bytes_total", "flash_bytes", "top1_accuracy")
-                 if c and c in summary.columns]
-        print(summary[shown].to_string(index=False))
+    rows, _ = write_summary(run_dir, verbose=True)
     print(f"results: {run_dir} (bench.csv, summary.csv, plots); results/latest points there")
     bad = rows[rows["status"].isin(BAD_STATUSES)]
     if len(bad):
@@ -129,6 +99,47 @@ def bench_command(board: str = "stm32h7", model: Optional[str] = None, variant: 
                              f"first: {first['board']}/{first['model']}/{first['variant']}/{first['input']}: "
                              f"{first['status']} {first['detail'] if pd.notna(first['detail']) else ''}")
     return run_dir
+
+
+def write_summary(run_dir: Path, verbose: bool = False):
+    """summary.csv and the plots of a run folder, from its bench.csv and the
+    plans its jobs ran (plans/); prints the summary table when `verbose`.
+    Returns (rows, summary)."""
+    import pandas as pd
+
+    from harness.report.plots import plot_bench_bars, plot_memory_profile
+    from harness.report.tables import summarize_bench
+    from harness.schedules.plan import Plan
+    from harness.targets.boards import load_board
+
+    rows = pd.read_csv(run_dir / "bench.csv")
+    summary = summarize_bench(rows)
+    summary.to_csv(run_dir / "summary.csv", index=False)
+    boards = list(dict.fromkeys(rows["board"]))
+    ram = {b: load_board(b).ram.size for b in boards}
+    # memory profile per model: all its variants' plans, on the first board that ran it
+    for model, group in rows.groupby("model", sort=False):
+        first = group["board"].iloc[0]
+        plans = [Plan.from_json(f.read_text()) for v in dict.fromkeys(group["variant"])
+                 if (f := run_dir / "plans" / f"{first}-{model}-{v}.json").is_file()]
+        if plans:
+            plot_memory_profile(plans, run_dir / f"memory-profile-{model}.png", ram_bytes=ram)
+    plot_bench_bars(summary, run_dir / "peak-ram.png", "ram_bytes_total", "measured peak RAM (KiB)",
+                    scale=1024, title="Measured peak RAM (arena + stack + static data)", ram_lines=True)
+    count_col = next((c for c in summary.columns if c.endswith("_median")), None)
+    if count_col:
+        plot_bench_bars(summary, run_dir / "instructions.png", count_col,
+                        f"{count_col.replace('_median', '')} per inference (millions)", scale=1e6,
+                        title=f"{count_col.replace('_median', '').capitalize()} per inference")
+    if verbose:
+        with pd.option_context("display.width", 200, "display.max_columns", 30):
+            shown = [c for c in ("board", "model", "variant", "ok", "mismatch", "crash", "timeout", "error",
+                                 "does_not_fit", "not_applicable", count_col, "arena_bytes_planned",
+                                 "arena_bytes_peak", "stack_bytes_peak", "ram_bytes_total", "flash_bytes",
+                                 "top1_accuracy")
+                     if c and c in summary.columns]
+            print(summary[shown].to_string(index=False))
+    return rows, summary
 
 
 def build_command(board: str, model: Optional[str], variant: str = "unfused",

@@ -177,7 +177,8 @@ class InputSample:
 @dataclass
 class InputSet:
     """The inputs of a run and what they are: `source` says where they came
-    from (for the tables); `labels_apply` is False when the labels do not
+    from (for the tables: "fashion-mnist test images, 96x96x1", "random int8,
+    seed 0", a folder's name); `labels_apply` is False when the labels do not
     belong to this model (no top-1 accuracy is scored then)."""
     samples: list[InputSample]
     source: str
@@ -197,14 +198,12 @@ def model_inputs(spec: InputSpec, source: str | Path | None = None, classes: int
         else:
             samples = load_folder(path, spec)
         labelled = any(s.label is not None for s in samples)
-        return InputSet(samples, f"{path.name} ({len(samples)})", labelled)
+        return InputSet(samples, path.name, labelled)
     if spec.is_image:
         samples = default_image_inputs(spec)
         h, w, c = spec.hwc
-        return InputSet(samples, f"fashion-mnist test images, {h}x{w}x{c} ({len(samples)})",
-                        classes == len(CLASS_NAMES))
-    return InputSet(random_inputs(spec), f"random {spec.dtype}, seed {RANDOM_INPUT_SEED} "
-                                         f"({RANDOM_INPUT_COUNT})", False)
+        return InputSet(samples, f"fashion-mnist test images, {h}x{w}x{c}", classes == len(CLASS_NAMES))
+    return InputSet(random_inputs(spec), f"random {spec.dtype}, seed {RANDOM_INPUT_SEED}", False)
 
 
 def default_image_inputs(spec: InputSpec, path: Path = DEFAULT_INPUTS_FILE) -> list[InputSample]:

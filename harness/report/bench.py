@@ -220,8 +220,11 @@ def run_job(job: Job, events) -> None:
 
 def _rows_without_run(job: Job, events, status: str, detail: str) -> None:
     """One row per input for a job that never ran (nothing was measured)."""
+    from harness.targets.boards import load_board
+    board = load_board(job.board)
     base = dict(board=job.board, model=Path(job.model_path).stem, variant=job.variant, runner=job.runner,
-                reference=job.reference, inputs=job.input_source)
+                reference=job.reference, inputs=job.input_source, ram_bytes_available=board.ram.size,
+                flash_bytes_available=board.flash.size)
     for name, _, lbl in job.inputs:
         events.put(("row", dict(base, input=name, run=0, status=status, label=lbl, detail=detail)))
 
@@ -316,7 +319,8 @@ def run_sweep(boards: list[str], model_paths: list[Path], variants: list[str],
         for b in boards:
             for v in variants:
                 job_list.append(Job(board=b, model_path=str(path), variant=v, inputs=inputs,
-                                    references=refs, reference=reference, input_source=input_set.source,
+                                    references=refs, reference=reference,
+                                    input_source=f"{input_set.source} ({len(inputs)})",
                                     runs=runs, timeout_s=timeout_s,
                                     options=options or {}, runner=runner,
                                     runner_options=runner_options or {}))

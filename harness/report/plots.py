@@ -77,7 +77,10 @@ def plot_bench_bars(summary, path: Path, column: str, ylabel: str, scale: float 
     if ram_lines:
         for j, (model, board) in enumerate(groups):
             sel = summary[(summary["model"] == model) & (summary["board"] == board)]
-            ram = float(sel["ram_bytes_available"].iloc[0]) / scale
+            known = pd.to_numeric(sel["ram_bytes_available"], errors="coerce").dropna()
+            if known.empty:
+                continue
+            ram = float(known.iloc[0]) / scale
             ax.hlines(ram, j - 0.45, j + 0.45, colors="black", linestyles="--", linewidth=1)
             ax.text(j, ram, f"{board} RAM", ha="center", va="bottom", fontsize=7)
     ax.set_xticks(np.arange(len(groups)))

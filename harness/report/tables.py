@@ -65,6 +65,11 @@ def format_plan(graph: Graph, plan: Plan, tflm_arena_bytes: Optional[int],
     return "\n".join(lines)
 
 
+def _first_known(column: pd.Series):
+    known = column.dropna()
+    return known.iloc[0] if len(known) else None
+
+
 def summarize_bench(rows: pd.DataFrame) -> pd.DataFrame:
     """One row per (board, model, variant): status counts and the measured figures."""
     out = []
@@ -94,7 +99,7 @@ def summarize_bench(rows: pd.DataFrame) -> pd.DataFrame:
                               if "ram_bytes_needed" in g and pd.to_numeric(g["ram_bytes_needed"],
                                                                          errors="coerce").notna().any()
                               else None),
-            ram_bytes_available=g["ram_bytes_available"].iloc[0],
+            ram_bytes_available=_first_known(g["ram_bytes_available"]),
             flash_bytes=peak("flash_bytes"),
             top1_accuracy=(float((pd.to_numeric(labelled["top1"]) == pd.to_numeric(labelled["label"])).mean())
                            if len(labelled) else None),
