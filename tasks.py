@@ -93,9 +93,11 @@ def plan(c, model=None, variant="unfused", csv=None, plot=None, json=None, tflm=
                          "(default 6, Keras' own; other ratios get a _t<t> file suffix)",
             "training": "full (the shipped models' schedule) or short (one epoch per model at its own "
                         "resolution; default when any expansion other than 6 is asked for)",
-            "out": "output folder, gets the models, models.json and README.md (default: models/)"})
+            "out": "output folder, gets the models, models.json and README.md (default: models/)",
+            "edges": "input and output types: int8 (default) or uint8-float32 (uint8 pixels in, float "
+                     "scores out, as the STM32 model zoo's MobileNets)"})
 @_cli
-def models(c, resolution=None, out=None, width=None, expansion=None, training=None):
+def models(c, resolution=None, out=None, width=None, expansion=None, training=None, edges="int8"):
     """Regenerate the shipped int8 MobileNetV2 models (needs the `models` extra: TensorFlow)."""
     from pathlib import Path
 
@@ -112,7 +114,7 @@ def models(c, resolution=None, out=None, width=None, expansion=None, training=No
                 resolutions=numbers(resolution, int, "resolution") if resolution else None,
                 widths=numbers(width, float, "width") if width else DEFAULT_WIDTHS,
                 expansions=numbers(expansion, int, "expansion") if expansion else (DEFAULT_EXPANSION,),
-                training=training)
+                training=training, edges=edges)
 
 
 @task(help={"board": "board name(s), comma-separated (see boards/)",

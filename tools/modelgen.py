@@ -109,8 +109,16 @@ def expansion_tag(expansion: int) -> str:
     return "" if int(expansion) == DEFAULT_EXPANSION else f"_t{int(expansion)}"
 
 
-def model_filename(width: float, resolution: int, expansion: int = DEFAULT_EXPANSION) -> str:
-    return f"mobilenetv2_{width_tag(width)}_{resolution}{expansion_tag(expansion)}.tflite"
+# The model's edges: int8 in and out (the shipped models), or the STM32 model
+# zoo's uint8 pixels in and float scores out (int8 inside either way).
+EDGES = {"int8": ("int8", "int8"), "uint8-float32": ("uint8", "float32")}
+DEFAULT_EDGES = "int8"
+
+
+def model_filename(width: float, resolution: int, expansion: int = DEFAULT_EXPANSION,
+                   edges: str = DEFAULT_EDGES) -> str:
+    suffix = "" if edges == DEFAULT_EDGES else "_" + edges.replace("-", "_")
+    return f"mobilenetv2_{width_tag(width)}_{resolution}{expansion_tag(expansion)}{suffix}.tflite"
 
 
 # MobileNetV2's inverted residual blocks: (t, c, n, s) = expansion ratio,
@@ -372,8 +380,9 @@ def _reestimate_batch_norm(tf, model, images: np.ndarray, resolution: int, seed:
         layer.momentum = 0.9
 
 
-def convert_int8(tf, model, calibration: np.ndarray) -> bytes:
-    """Full-integer quantization: int8 in/out, per-channel weights."""
+def convert_int8(tf, model, calibration: np.ndarray, edges: str = DEFAULT_EDGES) -> bytes:
+    """Full-integer quantization, per-channel weights; the input and output
+    types as `edges` says (EDGES: int8 in and out, or uint8 in, float32 out)."""
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
 
@@ -383,8 +392,9 @@ def convert_int8(tf, model, calibration: np.ndarray) -> bytes:
 
     converter.representative_dataset = representative_dataset
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
+    input_type, output_type = EDGES[edges]
+    converter.inference_input_type = getattr(tf, input_type)
+    converter.inference_output_type = getattr(tf, output_type)
     return converter.convert()
 
 
@@ -402,19 +412,20 @@ def evaluate_int8(model_path: Path, count: int) -> dict:
     out = interpreter.get_output_details()[0]
     _, height, width, _ = inp["shape"]
     scale, zero_point = inp["quantization"]
+    spec = datasets.InputSpec(tuple(int(d) for d in inp["shape"]), np.dtype(inp["dtype"]).name,
+                              float(scale), int(zero_point))
     images, labels = fashion_mnist.load_fashion_mnist("test")
     correct = 0
     distinct: set[bytes] = set()
     for start in range(0, count, 100):
-        x = datasets.quantize_input(datasets.preprocess(images[start:start + 100], height, width),
-                                    scale, zero_point)
+        x = spec.from_float(datasets.preprocess(images[start:start + 100], height, width))
         for i in range(len(x)):
             interpreter.set_tensor(inp["index"], x[i:i + 1])
             interpreter.invoke()
             y = interpreter.get_tensor(out["index"])[0]
             distinct.add(y.tobytes())
             correct += int(np.argmax(y) == labels[start + i])
-    shipped = datasets.load_default_inputs(height, width, scale, zero_point)
+    shipped = datasets.default_image_inputs(spec)
     shipped_correct = 0
     for sample in shipped:
         interpreter.set_tensor(inp["index"], sample.data)
@@ -539,7 +550,7 @@ def make_models(out_dir: Path, resolutions: list[int] | None = None,
                 eval_images: int = DEFAULT_EVAL_IMAGES,
                 cache_dir: Path = WEIGHTS_CACHE_DIR,
                 expansions: Iterable[int] = (DEFAULT_EXPANSION,),
-                training: str | None = None) -> list[Path]:
+                training: str | None = None, edges: str = DEFAULT_EDGES) -> list[Path]:
     """Write the int8 models (default set, or every width at each of
     `resolutions`; each at every expansion ratio of `expansions`), the default
     inputs, models.json and README.md into `out_dir`; returns the model paths.
@@ -549,7 +560,9 @@ def make_models(out_dir: Path, resolutions: list[int] | None = None,
     epoch from scratch per model at its own resolution); default "short" when
     any expansion other than 6 is asked for, so a ratio sweep is trained alike.
     Trained float weights are cached in `cache_dir`, keyed by width,
-    expansion, seed and training."""
+    expansion, seed and training. `edges`: the input and output types (EDGES)."""
+    if edges not in EDGES:
+        raise FusebenchError(f"edges must be one of {', '.join(EDGES)} (got {edges!r})")
     out_dir = Path(out_dir)
     widths = tuple(float(w) for w in widths)
     expansions = tuple(dict.fromkeys(int(e) for e in expansions))
@@ -592,7 +605,7 @@ def make_models(out_dir: Path, resolutions: list[int] | None = None,
             # Full training shares one set of weights across resolutions.
             cfg = config(width, expansion, resolution)
             weights, train_record = trained_weights(cfg, cache_dir, log)
-        name = model_filename(width, resolution, expansion)
+        name = model_filename(width, resolution, expansion, edges)
         log(f"converting {name}")
         _set_determinism(tf, seed)
         model = build_model(tf, width, resolution, cfg.bn_momentum, expansion)
@@ -608,7 +621,7 @@ def make_models(out_dir: Path, resolutions: list[int] | None = None,
         calib_rows = np.random.default_rng([seed, resolution, 1]).permutation(len(train_x))[:CALIBRATION_IMAGES]
         calibration = datasets.preprocess(train_x[np.sort(calib_rows)], resolution, resolution)
         path = out_dir / name
-        path.write_bytes(convert_int8(tf, model, calibration))
+        path.write_bytes(convert_int8(tf, model, calibration, edges))
         result = _evaluate_in_child(path, eval_images)
         if result["distinct_outputs"] < 2:
             raise FusebenchError(f"{name}: the int8 model gives the same output for every input")
@@ -623,6 +636,8 @@ def make_models(out_dir: Path, resolutions: list[int] | None = None,
         }
         if expansion != DEFAULT_EXPANSION or training != "full":
             records[name].update(expansion=expansion, training=training)
+        if edges != DEFAULT_EDGES:
+            records[name].update(edges=edges)
         log(f"  {name}: {path.stat().st_size / 1024:.0f} KiB, int8 top-1 "
             f"{100 * result['int8_top1']:.1f}% on {eval_images} test images")
         paths.append(path)
@@ -642,6 +657,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="expansion ratio t of the inverted residual blocks (repeatable; default 6)")
     parser.add_argument("--training", choices=TRAININGS,
                         help="default: full for t = 6 only, short when other ratios are asked for")
+    parser.add_argument("--edges", choices=tuple(EDGES), default=DEFAULT_EDGES,
+                        help="input and output types: int8 (default) or uint8-float32 (the STM32 model zoo's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-images", type=int, default=DEFAULT_EVAL_IMAGES)
     parser.add_argument("--evaluate", type=Path, help=argparse.SUPPRESS)   # child-process mode
@@ -653,7 +670,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         make_models(args.out, args.resolution, tuple(args.width or DEFAULT_WIDTHS), args.seed,
                     eval_images=args.eval_images,
-                    expansions=tuple(args.expansion or (DEFAULT_EXPANSION,)), training=args.training)
+                    expansions=tuple(args.expansion or (DEFAULT_EXPANSION,)), training=args.training,
+                    edges=args.edges)
     except FusebenchError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -154,3 +154,24 @@ def test_a_schedule_that_does_not_apply_is_a_row_and_the_sweep_goes_on(tmp_path)
     summary = summarize_bench(rows)
     assert summary.set_index("variant").loc["fused", "not_applicable"] == 2
     assert (run_dir / "plans" / "stm32h7-dense-unfused.json").is_file()
+
+
+ZOO_STYLE = MODELS_DIR.parent / "tests" / "fixtures" / "models" / "mobilenetv2_w035_64_uint8_float32.tflite"
+
+
+@pytest.mark.qemu
+def test_a_keras_export_with_uint8_input_and_float_output_runs_every_variant(tmp_path):
+    """The STM32 model zoo's MobileNets take uint8 pixels and give float
+    scores (QUANTIZE and DEQUANTIZE at the edges, int8 inside): unmodified,
+    every variant runs bit-exact, the arena as planned."""
+    from harness.frontend.tflite_import import load_model
+    graph = load_model(ZOO_STYLE)
+    assert (graph.input.dtype, graph.output.dtype) == ("uint8", "float32")
+    variants = ["unfused", "fused", "msf", "patch", "reordered"]
+    run_dir = run_sweep(["stm32h7"], [ZOO_STYLE], variants, max_inputs=2, jobs=2, run_dir=tmp_path)
+    rows = pd.read_csv(run_dir / "bench.csv")
+    assert sorted(set(rows["variant"])) == sorted(variants)
+    assert (rows["status"] == "ok").all(), rows[["variant", "status", "detail"]]
+    assert (rows["arena_bytes_peak"] == rows["arena_bytes_planned"]).all()
+    assert (rows["inputs"] == "fashion-mnist test images, 64x64x3 (2)").all()
+    assert rows["label"].notna().all()                 # 10 classes: the shipped labels apply
