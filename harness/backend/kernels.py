@@ -19,7 +19,9 @@ Roles:
                           tiled schedule passes: 'in' (a window holding the
                           receptive field), 'elementwise' (the window computed),
                           'out' (the window computed), 'whole' (always the whole map)
-  Flat(input)             int8_t * to a whole tensor: input k, or the output (None)
+  Flat(input, dtype)      T * to a whole tensor: input k, or the output (None); T is
+                          int8_t unless dtype says otherwise (uint8, float32: the
+                          model's edges, e.g. QUANTIZE's float input)
   Const(key, dtype)       const T * into the weight blob: call.arrays[key]
                           (optional: absent is a null pointer)
   Scalar(key)             int32_t call.params[key]
@@ -67,9 +69,16 @@ class View:
         assert self.role in VIEW_ROLES, self.role
 
 
+FLAT_DTYPES = ("int8", "uint8", "float32")
+
+
 @dataclass(frozen=True)
 class Flat:
     input: Optional[int] = None          # None: the output
+    dtype: str = "int8"                  # numpy dtype name of the tensor's values
+
+    def __post_init__(self) -> None:
+        assert self.dtype in FLAT_DTYPES, self.dtype
 
     @property
     def name(self) -> str:
@@ -79,7 +88,7 @@ class Flat:
 @dataclass(frozen=True)
 class Const:
     name: str                            # the key in call.arrays
-    dtype: str                           # numpy dtype name: int8, int32, float64
+    dtype: str                           # numpy dtype name: int8, int32, float32, float64
     optional: bool = False
 
 
@@ -149,6 +158,14 @@ class Kernel:
             elif isinstance(a, Scalar):
                 fields.append(a.name)
         return tuple(fields)
+
+    def dtype_of(self, input: Optional[int]) -> str:
+        """The dtype of the kernel's input k (None: its output): its Flat's
+        dtype, else int8 (views are int8 maps)."""
+        for a in self.args:
+            if isinstance(a, Flat) and a.input == input:
+                return a.dtype
+        return "int8"
 
     @property
     def takes_windows(self) -> bool:
