@@ -53,7 +53,8 @@ class WeightBlob:
         return b"".join(self.chunks)
 
 
-_C_TYPES = {"int8": "int8_t", "int32": "int32_t", "float64": "double", "int16": "int16_t"}
+_C_TYPES = {"int8": "int8_t", "int32": "int32_t", "float64": "double", "int16": "int16_t", "uint8": "uint8_t",
+            "float32": "float"}
 
 
 def _write_if_changed(path: Path, content: bytes) -> None:
@@ -190,7 +191,9 @@ class _Emitter:
             if isinstance(arg, (Params, Quant, View)):
                 exprs.append(f"&{arg.name}")
             elif isinstance(arg, Flat):
-                exprs.append(self.arena(call.outputs[0] if arg.input is None else call.inputs[arg.input]))
+                expr = self.arena(call.outputs[0] if arg.input is None else call.inputs[arg.input])
+                # uint8 / float32 tensors at the model's edges (arena offsets are 16-byte aligned)
+                exprs.append(expr if arg.dtype == "int8" else f"({_C_TYPES[arg.dtype]} *){expr}")
             elif isinstance(arg, Const):
                 value = call.arrays.get(arg.name)
                 if value is None and not arg.optional:
@@ -281,6 +284,8 @@ def generate_sources(graph: Graph, plan: Plan, board=None, out_dir: Optional[Pat
 #define FB_MODEL_H
 #include <stdint.h>
 
+/* input {in_t.dtype} {list(in_t.shape)}, output {out_t.dtype} {list(out_t.shape)}: the bytes
+ * of those values (little-endian), whatever their type */
 #define FB_INPUT_BYTES  {in_t.nbytes}
 #define FB_OUTPUT_BYTES {out_t.nbytes}
 #define FB_ARENA_BYTES  {plan.arena_bytes}
@@ -297,7 +302,7 @@ extern const char fb_model_variant[];
 int8_t *fb_model_input(void);
 const int8_t *fb_model_output(void);
 int fb_model_run(void);
-/* Streamed input: copies `len` bytes of the flat NHWC int8 input, from byte
+/* Streamed input: copies `len` bytes of the flat NHWC input, from byte
  * `offset` on, to `dst`; 0 on success. Implemented by whoever runs the model. */
 int fb_model_read_input(uint32_t offset, int8_t *dst, uint32_t len);
 /* Called after every layer; the default does nothing, the app may time layers. */

@@ -37,10 +37,22 @@ def build_host_model(gen_dir: Path, out: Path | None = None) -> Path:
     return out
 
 
-def run_host_model(exe: Path, inputs: list[np.ndarray], output_bytes: int) -> list[np.ndarray]:
-    data = b"".join(np.ascontiguousarray(x, dtype=np.int8).tobytes() for x in inputs)
+# The dtypes a model's input and output may have (int8 inside; uint8 / float32 at
+# QUANTIZE / DEQUANTIZE edges): their bytes go to and come from the model as they are.
+EDGE_DTYPES = (np.int8, np.uint8, np.float32)
+
+
+def run_host_model(exe: Path, inputs: list[np.ndarray], output_bytes: int,
+                   output_dtype: str = "int8") -> list[np.ndarray]:
+    """Run the host build on each input (its bytes as they are when it is an
+    int8, uint8 or float32 array, else converted to int8); each output is
+    `output_bytes` bytes read as `output_dtype` (the model output's dtype)."""
+    def raw(x) -> bytes:
+        x = np.asarray(x)
+        return np.ascontiguousarray(x if x.dtype in EDGE_DTYPES else x.astype(np.int8)).tobytes()
+    data = b"".join(raw(x) for x in inputs)
     proc = subprocess.run([str(exe)], input=data, capture_output=True, timeout=600)
     if proc.returncode != 0:
         raise FusebenchError(f"{exe} failed: {proc.stderr.decode(errors='replace').strip()}")
-    raw = np.frombuffer(proc.stdout, dtype=np.int8)
-    return [raw[i * output_bytes:(i + 1) * output_bytes].copy() for i in range(len(inputs))]
+    out = np.frombuffer(proc.stdout, dtype=np.uint8)
+    return [out[i * output_bytes:(i + 1) * output_bytes].view(output_dtype).copy() for i in range(len(inputs))]

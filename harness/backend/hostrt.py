@@ -7,7 +7,9 @@ model can be checked against LiteRT in seconds before any emulator:
     run_op(call, inputs, output_window=(y0, x0, h, w), input_windows=[...])
                                     the same kernel on a window, reading its input
                                     through a separate window buffer (tile tests)
-    run_graph(graph, x)             every op in order -> the model output
+    run_graph(graph, x)             every op in order -> the model output (x and the result in
+                                    the model's input and output dtypes: int8, or uint8 /
+                                    float32 at QUANTIZE / DEQUANTIZE edges)
     buffer_size(call, kernels)      the kernel's fb_*_buffer_size() for a call in one build
     planned_scratch_bytes(call)     the most any build needs (the lowering's scratch_bytes)
     prepare_tables(kernel, params, arrays)
@@ -81,8 +83,10 @@ PREPARED_HEADER_BYTES = ctypes.sizeof(ctypes_struct("fb_prepared_header"))   # t
 # machine that prepared them; the host and Cortex-M are both little-endian.
 assert sys.byteorder == "little", "prepared tables are computed in the target's (little-endian) byte order"
 
-_DTYPE_CTYPES = {"int8": c_int8, "int16": ctypes.c_int16, "int32": c_int32, "float64": c_double}
-_C_DTYPES = {"int8_t": "int8", "int16_t": "int16", "int32_t": "int32", "double": "float64"}
+_DTYPE_CTYPES = {"int8": c_int8, "uint8": ctypes.c_uint8, "int16": ctypes.c_int16, "int32": c_int32,
+                 "float32": ctypes.c_float, "float64": c_double}
+_C_DTYPES = {"int8_t": "int8", "uint8_t": "uint8", "int16_t": "int16", "int32_t": "int32", "float": "float32",
+             "double": "float64"}
 
 
 def _argtype(arg: Arg):
@@ -94,7 +98,7 @@ def _argtype(arg: Arg):
     if isinstance(arg, View):
         return POINTER(FbView)
     if isinstance(arg, Flat):
-        return POINTER(c_int8)
+        return POINTER(_DTYPE_CTYPES[arg.dtype])
     if isinstance(arg, Scratch):
         return POINTER(FbScratch)
     if isinstance(arg, Const):
@@ -398,8 +402,9 @@ def run_op(call: KernelCall, inputs: list[np.ndarray], *, output_window: Optiona
            input_windows: Optional[list[Window]] = None, row_padding: int = 0,
            out: Optional[np.ndarray] = None, kernels: str = DEFAULT_KERNELS,
            prepared: bool = True, scratch_bytes: Optional[int] = None) -> list[np.ndarray]:
-    """Run one kernel call on numpy int8 arrays (the activation inputs, in
-    `call.inputs` order) and return its outputs.
+    """Run one kernel call on numpy arrays (the activation inputs, in
+    `call.inputs` order: int8, or the dtype of the kernel's Flat argument,
+    e.g. float32 for QUANTIZE's input) and return its outputs.
 
     With `output_window`, only that window of the output map is computed, into
     `out` if given (else into zeros). With `input_windows`, each input is handed
@@ -453,16 +458,19 @@ def _run_op(call: KernelCall, inputs: list[np.ndarray], *, output_window: Option
     if len(inputs) != len(call.inputs):
         raise FusebenchError(f"{call.kernel} takes {len(call.inputs)} inputs, got {len(inputs)}")
     arrays = []
-    for array, shape in zip(inputs, call.input_shapes):
+    for k, (array, shape) in enumerate(zip(inputs, call.input_shapes)):
         array = np.ascontiguousarray(array)
-        if array.dtype != np.int8 or array.size != int(np.prod(shape, dtype=np.int64)):
-            raise FusebenchError(f"{call.kernel}: input must be int8 of shape {list(shape)}, "
+        dtype = spec.dtype_of(k)               # int8, or a Flat's dtype (the model's edges)
+        if array.dtype != np.dtype(dtype) or array.size != int(np.prod(shape, dtype=np.int64)):
+            raise FusebenchError(f"{call.kernel}: input must be {dtype} of shape {list(shape)}, "
                                  f"got {array.dtype} {list(array.shape)}")
         arrays.append(array)
     out_shape = call.output_shapes[0]
-    output = np.zeros(out_shape, dtype=np.int8) if out is None else out
-    if output.dtype != np.int8 or not output.flags.c_contiguous or output.size != int(np.prod(out_shape)):
-        raise FusebenchError(f"{call.kernel}: output buffer must be contiguous int8 {list(out_shape)}")
+    out_dtype = spec.dtype_of(None)
+    output = np.zeros(out_shape, dtype=out_dtype) if out is None else out
+    if output.dtype != np.dtype(out_dtype) or not output.flags.c_contiguous or \
+            output.size != int(np.prod(out_shape)):
+        raise FusebenchError(f"{call.kernel}: output buffer must be contiguous {out_dtype} {list(out_shape)}")
     if (output_window is not None or input_windows is not None) and not spec.takes_windows:
         raise FusebenchError(f"{call.kernel} works on whole tensors, not windows")
 
@@ -470,7 +478,10 @@ def _run_op(call: KernelCall, inputs: list[np.ndarray], *, output_window: Option
     objs: dict = {}                          # the ctypes objects passed by reference, by argument name
     staged_inputs = []                       # (map, window, buffer) of inputs handed over in their own buffer
     staged_output = None                     # (map, buffer, view)
-    out_map = output.reshape(map_hwc(out_shape))
+    # the output as an H x W x C map, for a kernel that writes it through a view (a Flat
+    # output may have any shape, e.g. [N, ...] with N > 1)
+    out_map = output.reshape(map_hwc(out_shape)) if any(isinstance(a, View) and a.input is None
+                                                        for a in spec.args) else None
     for arg in spec.args:
         if isinstance(arg, Params):
             objs[arg.name] = _params_struct(call, arg, keep)
@@ -511,7 +522,7 @@ def _run_op(call: KernelCall, inputs: list[np.ndarray], *, output_window: Option
         if isinstance(arg, (Params, Quant, View)):
             args.append(ctypes.byref(objs[arg.name]))
         elif isinstance(arg, Flat):
-            args.append(_ptr(output if arg.input is None else arrays[arg.input]))
+            args.append(_ptr(output if arg.input is None else arrays[arg.input], _DTYPE_CTYPES[arg.dtype]))
         elif isinstance(arg, Const):
             args.append(_const_pointer(call, arg, keep))
         elif isinstance(arg, Scalar):
@@ -583,7 +594,7 @@ def run_graph_tensors(graph: Graph, x: np.ndarray, kernels: str = DEFAULT_KERNEL
     """Run every op in order on the host; every activation tensor by index."""
     x = np.asarray(x)
     inp = graph.input
-    if x.dtype != np.int8:
+    if x.dtype != np.dtype(inp.dtype):          # int8, or uint8 / float32 at a QUANTIZE edge
         raise FusebenchError(f"input has dtype {x.dtype}; the model's input is {inp.dtype}")
     if x.size != int(np.prod(inp.shape, dtype=np.int64)):
         raise FusebenchError(f"input has {x.size} values, the model expects shape {list(inp.shape)}")
@@ -608,7 +619,7 @@ def run_plan(graph: Graph, plan, x: np.ndarray, kernels: str = DEFAULT_KERNELS) 
     ops with run_op, each stage by its own run_host (harness.schedules.stages),
     so a schedule's tile tables or reordered blocks are checked on the host
     without building its C."""
-    tensors = {graph.inputs[0]: np.ascontiguousarray(np.asarray(x, np.int8).reshape(graph.input.shape))}
+    tensors = {graph.inputs[0]: np.ascontiguousarray(np.asarray(x, graph.input.dtype).reshape(graph.input.shape))}
     for op in graph.ops:
         stage = plan.stage_at(op.index)
         if stage is not None:

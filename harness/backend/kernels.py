@@ -19,7 +19,9 @@ Roles:
                           tiled schedule passes: 'in' (a window holding the
                           receptive field), 'elementwise' (the window computed),
                           'out' (the window computed), 'whole' (always the whole map)
-  Flat(input)             int8_t * to a whole tensor: input k, or the output (None)
+  Flat(input, dtype)      T * to a whole tensor: input k, or the output (None); T is
+                          int8_t unless dtype says otherwise (uint8, float32: the
+                          model's edges, e.g. QUANTIZE's float input)
   Const(key, dtype)       const T * into the weight blob: call.arrays[key]
                           (optional: absent is a null pointer)
   Scalar(key)             int32_t call.params[key]
@@ -67,9 +69,16 @@ class View:
         assert self.role in VIEW_ROLES, self.role
 
 
+FLAT_DTYPES = ("int8", "uint8", "float32")
+
+
 @dataclass(frozen=True)
 class Flat:
     input: Optional[int] = None          # None: the output
+    dtype: str = "int8"                  # numpy dtype name of the tensor's values
+
+    def __post_init__(self) -> None:
+        assert self.dtype in FLAT_DTYPES, self.dtype
 
     @property
     def name(self) -> str:
@@ -79,7 +88,7 @@ class Flat:
 @dataclass(frozen=True)
 class Const:
     name: str                            # the key in call.arrays
-    dtype: str                           # numpy dtype name: int8, int32, float64
+    dtype: str                           # numpy dtype name: int8, int32, float32, float64
     optional: bool = False
 
 
@@ -150,6 +159,14 @@ class Kernel:
                 fields.append(a.name)
         return tuple(fields)
 
+    def dtype_of(self, input: Optional[int]) -> str:
+        """The dtype of the kernel's input k (None: its output): its Flat's
+        dtype, else int8 (views are int8 maps)."""
+        for a in self.args:
+            if isinstance(a, Flat) and a.input == input:
+                return a.dtype
+        return "int8"
+
     @property
     def takes_windows(self) -> bool:
         """Its views may be windows (else they are whole maps, if any)."""
@@ -179,6 +196,15 @@ KERNELS: dict[str, Kernel] = {k.name: k for k in (
             Const("bias", "int32", optional=True), Flat())),
     Kernel("fb_softmax_s8", (Params("fb_softmax_params", "prm"), Flat(0), Flat())),
     Kernel("fb_requantize_s8", (Params("fb_requantize_params", "prm"), Flat(0), Flat())),
+    # Model edges: float32 / uint8 input, float32 output (scale: the int8 side's, float32)
+    Kernel("fb_requantize_u8_s8", (Params("fb_requantize_params", "prm"), Flat(0, "uint8"), Flat())),
+    Kernel("fb_quantize_f32_s8",
+           (Params("fb_quantize_params", "prm"), Const("scale", "float32"), Flat(0, "float32"), Flat())),
+    Kernel("fb_dequantize_s8_f32",
+           (Params("fb_dequantize_params", "prm"), Const("scale", "float32"), Flat(0), Flat(None, "float32"))),
+    # Elementwise activations: LOGISTIC (a 256-entry table), HARD_SWISH
+    Kernel("fb_lut_s8", (Params("fb_lut_params", "prm"), Const("table", "int8"), Flat(0), Flat())),
+    Kernel("fb_hard_swish_s8", (Params("fb_hard_swish_params", "prm"), Flat(0), Flat())),
     Kernel("fb_copy_s8", (Flat(0), Flat(), Scalar("size")), skip_when_aliased=True),
     # A whole inverted residual block; its params are the call's own value tree
     # (lowering.bottleneck_call builds it from the block's lowered calls).

@@ -19,7 +19,9 @@ A call's values:
            for fully connected), bias (int32, absent when the op has none),
            multiplier and shift (int32 per channel, the fb_channel_quant),
            prepared (the tables below), effective_scale (float64, emitted as
-           C99 hex floats: float.hex() round-trips the exact double)
+           C99 hex floats: float.hex() round-trips the exact double), scale
+           (float32[1]: the int8 side's scale of QUANTIZE from float32 and of
+           DEQUANTIZE), table (int8[256]: LOGISTIC's lookup table)
   scratch_bytes
            the most the kernel's fb_*_buffer_size() returns for this call with
            its prepared tables in either build (through the host libraries):
@@ -670,24 +672,99 @@ def _pad(graph: Graph, op: Op) -> KernelCall:
     return _call("fb_pad_s8", params, {}, [x], [y])
 
 
-def _quantize(graph: Graph, op: Op) -> KernelCall:
+# -- model edges: QUANTIZE from float32 / uint8 / int8 to int8, DEQUANTIZE int8 to float32 --
+
+EDGE_SUPPORT = ("fusebench runs QUANTIZE from float32, uint8 or int8 to int8 and DEQUANTIZE from int8 to "
+                "float32 (the model's edges); other types: convert with inference_input_type / "
+                "inference_output_type = tf.int8, tf.uint8 or tf.float32")
+
+
+def _edge_refused(graph: Graph, op: Op) -> FusebenchError:
     x, y = graph.tensor(op.inputs[0]), graph.tensor(op.outputs[0])
-    if x.dtype != "int8" or y.dtype != "int8":
-        raise FusebenchError(f"{_where(op)}: {x.dtype} -> {y.dtype} QUANTIZE at the model edge; "
-                             "fusebench needs a model with int8 input and output "
-                             "(convert with inference_input_type/inference_output_type = tf.int8)")
-    x = _int8_activation(graph, op, op.inputs[0], "input")
+    return FusebenchError(f"{_where(op)}: {x.dtype} -> {y.dtype} {op.kind} is not supported; {EDGE_SUPPORT}")
+
+
+def _edge_tensor(graph: Graph, op: Op, index: int, role: str, dtypes: tuple[str, ...]) -> Tensor:
+    """The float32 / uint8 side of a QUANTIZE or DEQUANTIZE: an activation of
+    one of `dtypes` (uint8 with a per-tensor quantization)."""
+    t = graph.tensor(index)
+    if t.dtype not in dtypes:
+        raise _edge_refused(graph, op)
+    if t.is_const:
+        raise FusebenchError(f"{_where(op)}: constant {role} tensor '{t.name}' is not supported")
+    if t.dtype == "uint8" and (t.quant is None or t.quant.per_channel):
+        raise FusebenchError(f"{_where(op)}: {role} tensor '{t.name}' needs per-tensor quantization")
+    return t
+
+
+def _flat_size(t: Tensor) -> int:
+    return int(np.prod(t.shape, dtype=np.int64))
+
+
+def _quantize(graph: Graph, op: Op) -> KernelCall:
+    """QUANTIZE to int8: requantize (int8 or uint8 input, quantize.cc's double
+    multiplier) or quantize a float32 input (the kernel divides by the output's
+    float32 scale)."""
+    if graph.tensor(op.outputs[0]).dtype != "int8":
+        raise _edge_refused(graph, op)
     y = _int8_activation(graph, op, op.outputs[0], "output")
-    params = quant.requantize_params(x.scale, x.zero_point, y.scale, y.zero_point,
-                                     int(np.prod(x.shape, dtype=np.int64)))
-    return _call("fb_requantize_s8", params, {}, [x], [y])
+    if graph.tensor(op.inputs[0]).dtype == "int8":
+        x = _int8_activation(graph, op, op.inputs[0], "input")
+        params = quant.requantize_params(x.scale, x.zero_point, y.scale, y.zero_point, _flat_size(x))
+        return _call("fb_requantize_s8", params, {}, [x], [y])
+    x = _edge_tensor(graph, op, op.inputs[0], "input", ("float32", "uint8"))
+    if tuple(x.shape) != tuple(y.shape):
+        raise FusebenchError(f"{_where(op)}: input shape {list(x.shape)} != output shape {list(y.shape)}")
+    if x.dtype == "uint8":
+        params = quant.requantize_params(x.scale, x.zero_point, y.scale, y.zero_point, _flat_size(x))
+        return _call("fb_requantize_u8_s8", params, {}, [x], [y])
+    scale = np.array([quant.check_scale(y.scale, "QUANTIZE output")], dtype=np.float32)
+    return _call("fb_quantize_f32_s8", quant.quantize_params(y.zero_point, _flat_size(x)), dict(scale=scale),
+                 [x], [y])
 
 
 def _dequantize(graph: Graph, op: Op) -> KernelCall:
-    x, y = graph.tensor(op.inputs[0]), graph.tensor(op.outputs[0])
-    raise FusebenchError(f"{_where(op)}: {x.dtype} -> {y.dtype} DEQUANTIZE at the model edge; "
-                         "fusebench needs a model with int8 input and output "
-                         "(convert with inference_input_type/inference_output_type = tf.int8)")
+    """DEQUANTIZE int8 -> float32 (the kernel multiplies by the input's scale in double)."""
+    if graph.tensor(op.inputs[0]).dtype != "int8":
+        raise _edge_refused(graph, op)
+    x = _int8_activation(graph, op, op.inputs[0], "input")
+    y = _edge_tensor(graph, op, op.outputs[0], "output", ("float32",))
+    if tuple(x.shape) != tuple(y.shape):
+        raise FusebenchError(f"{_where(op)}: input shape {list(x.shape)} != output shape {list(y.shape)}")
+    scale = np.array([quant.check_scale(x.scale, "DEQUANTIZE input")], dtype=np.float32)
+    return _call("fb_dequantize_s8_f32", quant.dequantize_params(x.zero_point, _flat_size(x)),
+                 dict(scale=scale), [x], [y])
+
+
+# -- elementwise activations: LOGISTIC, HARD_SWISH ------------------------------------------
+
+def _same_shape_activation(graph: Graph, op: Op) -> tuple[Tensor, Tensor]:
+    x = _int8_activation(graph, op, op.inputs[0], "input")
+    y = _int8_activation(graph, op, op.outputs[0], "output")
+    if tuple(x.shape) != tuple(y.shape):
+        raise FusebenchError(f"{_where(op)}: input shape {list(x.shape)} != output shape {list(y.shape)}")
+    return x, y
+
+
+def _logistic(graph: Graph, op: Op) -> KernelCall:
+    """LOGISTIC int8: LiteRT's reference kernel looks every input up in a table
+    its Prepare computes in float (quant.logistic_table)."""
+    x, y = _same_shape_activation(graph, op)
+    try:
+        table = quant.logistic_table(x.scale, x.zero_point, y.scale, y.zero_point)
+    except FusebenchError as exc:
+        raise FusebenchError(f"{_where(op)}: {exc}") from None
+    return _call("fb_lut_s8", dict(size=_flat_size(x)), dict(table=table), [x], [y])
+
+
+def _hard_swish(graph: Graph, op: Op) -> KernelCall:
+    """HARD_SWISH int8: HardSwishParams as HardSwishPrepare computes them."""
+    x, y = _same_shape_activation(graph, op)
+    try:
+        params = quant.hard_swish_params(x.scale, x.zero_point, y.scale, y.zero_point, _flat_size(x))
+    except FusebenchError as exc:
+        raise FusebenchError(f"{_where(op)}: {exc}") from None
+    return _call("fb_hard_swish_s8", params, {}, [x], [y])
 
 
 def _reshape(graph: Graph, op: Op) -> KernelCall:
@@ -723,6 +800,8 @@ LOWERINGS = {
     "AVERAGE_POOL_2D": _avgpool,
     "FULLY_CONNECTED": _fully_connected,
     "SOFTMAX": _softmax,
+    "LOGISTIC": _logistic,
+    "HARD_SWISH": _hard_swish,
     "PAD": _pad,
     "QUANTIZE": _quantize,
     "DEQUANTIZE": _dequantize,

@@ -206,6 +206,125 @@ def softmax_params(input_scale: float, beta: float, outer: int, depth: int) -> d
                 outer=int(outer), depth=int(depth))
 
 
+# -- model edges (QUANTIZE from float32 / uint8, DEQUANTIZE to float32) ----------------------
+#
+# QUANTIZE uint8 -> int8 takes requantize_params (quantize.cc computes the same
+# double multiplier for every integer input type). QUANTIZE float32 -> int8 and
+# DEQUANTIZE have no Prepare arithmetic: their kernels get the int8 side's float32
+# scale as it is and do the float arithmetic themselves (fb_runtime.h).
+
+def check_scale(scale: float, what: str) -> float:
+    """A quantization scale as LiteRT stores it (float32), finite and > 0."""
+    s = f32(scale)
+    if not (math.isfinite(s) and s > 0.0):
+        raise FusebenchError(f"{what} scale {scale} is not a positive finite float32")
+    return s
+
+
+def quantize_params(output_zero_point: int, size: int) -> dict[str, int]:
+    """fb_quantize_params of QUANTIZE float32 -> int8 (the scale travels as a float32 array)."""
+    return dict(output_zero_point=int(output_zero_point), size=int(size))
+
+
+def dequantize_params(input_zero_point: int, size: int) -> dict[str, int]:
+    """fb_dequantize_params of DEQUANTIZE int8 -> float32 (the scale travels as a float32 array)."""
+    return dict(input_zero_point=int(input_zero_point), size=int(size))
+
+
+# -- LOGISTIC (activations.cc SigmoidPrepare, reference kernel, int8) ------------------------
+
+LOGISTIC_OUTPUT_SCALE = 1.0 / 256     # the only output scale LiteRT's int8 LOGISTIC takes
+
+
+def _libm_expf():
+    """The C library's expf (ctypes): the function LiteRT's Prepare calls as std::exp(float)."""
+    import ctypes
+    import ctypes.util
+    name = ctypes.util.find_library("m") or "libm.so.6"
+    try:
+        fn = ctypes.CDLL(name).expf
+    except (OSError, AttributeError) as exc:
+        raise FusebenchError(f"cannot load expf from the C library ({name}): {exc}") from None
+    fn.restype, fn.argtypes = ctypes.c_float, [ctypes.c_float]
+    return fn
+
+
+_EXPF = None
+
+
+def expf(x: float) -> float:
+    """float32 exp(x) by the host C library: LiteRT's LOGISTIC table calls it, so
+    its last bit (not numpy's float32 exp, which may differ) decides ties."""
+    global _EXPF
+    if _EXPF is None:
+        _EXPF = _libm_expf()
+    return float(_EXPF(x))
+
+
+def logistic_table(input_scale: float, input_zero_point: int, output_scale: float,
+                   output_zero_point: int) -> np.ndarray:
+    """The 256-entry int8 table of LiteRT's reference int8 LOGISTIC, entry
+    (uint8)x for input x (LUTPopulate<int8_t> in float32 arithmetic): the input
+    dequantized as float(scale) * float(x - zero point), 1 / (1 + expf(-v)) in
+    float, times 1 / output_scale (float), rounded half away from zero, plus the
+    output zero point (in float), converted to int32 and clamped. SigmoidPrepare
+    requires output_scale == 1/256 exactly, and no particular zero point."""
+    s_in = np.float32(check_scale(input_scale, "LOGISTIC input"))
+    if f32(output_scale) != LOGISTIC_OUTPUT_SCALE:
+        raise FusebenchError(f"int8 LOGISTIC output scale must be 1/256 (got {output_scale}; "
+                             "LiteRT refuses this model)")
+    one = np.float32(1.0)
+    inverse_scale = one / np.float32(output_scale)
+    table = np.zeros(256, dtype=np.int8)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        for x in range(INT8_MIN, INT8_MAX + 1):
+            dequantized = s_in * np.float32(x - int(input_zero_point))
+            transformed = one / (one + np.float32(expf(float(-dequantized))))
+            rescaled = np.float32(round_half_away(float(transformed * inverse_scale)))
+            quantized = int(rescaled + np.float32(output_zero_point))
+            table[x & 0xFF] = min(max(quantized, INT8_MIN), INT8_MAX)
+    return table
+
+
+# -- HARD_SWISH (activations.cc HardSwishPrepare, int8) ---------------------------------------
+
+def downscale_int32_to_int16_multiplier(multiplier: int) -> int:
+    """DownScaleInt32ToInt16Multiplier: the int32 multiplier's top 16 bits,
+    rounded (saturating at 32767 just below 2^31)."""
+    rounding = 1 << 15
+    if multiplier >= INT32_MAX - rounding:
+        return 32767
+    return (int(multiplier) + rounding) >> 16
+
+
+def hard_swish_params(input_scale: float, input_zero_point: int, output_scale: float,
+                      output_zero_point: int, size: int) -> dict[str, int]:
+    """HardSwishPrepare for int8: hires_input_scale = input_scale / 128, and the
+    output and "relu-ish" multipliers hires / output_scale and hires / (3/32768),
+    all in float32 (the divisions are float divisions whose results are then
+    widened to double for QuantizeMultiplier), each cut down to an int16
+    fixed-point multiplier and an exponent. LiteRT refuses an output exponent
+    > 0 (output scale below input_scale / 256)."""
+    s_in = np.float32(check_scale(input_scale, "HARD_SWISH input"))
+    s_out = np.float32(check_scale(output_scale, "HARD_SWISH output"))
+    with np.errstate(over="ignore", under="ignore"):
+        hires = np.float32(np.float32(1.0) / np.float32(128.0)) * s_in
+        reluish_scale = np.float32(3.0) / np.float32(32768.0)
+        output_multiplier = hires / s_out
+        reluish_multiplier = hires / reluish_scale
+    om, oe = quantize_multiplier(float(output_multiplier))
+    if oe > 0:
+        raise FusebenchError(f"HARD_SWISH output scale {output_scale} is below input scale {input_scale} / 256 "
+                             f"(output multiplier exponent {oe} > 0: LiteRT refuses this model)")
+    rm, re_ = quantize_multiplier(float(reluish_multiplier))
+    if not -31 <= re_ <= 31:
+        raise FusebenchError(f"HARD_SWISH input scale {input_scale} is too large (relu-ish exponent {re_})")
+    return dict(input_zero_point=int(input_zero_point), output_zero_point=int(output_zero_point),
+                reluish_multiplier=downscale_int32_to_int16_multiplier(rm), reluish_exponent=re_,
+                output_multiplier=downscale_int32_to_int16_multiplier(om), output_exponent=oe,
+                size=int(size))
+
+
 # -- integer arithmetic mirrors of fb_arith.h (for tests and host checks) ---------------
 
 def _wrap32(x: int) -> int:

@@ -20,6 +20,15 @@ from tests.helpers import tflite_builder as tb
 _OP = tflite.BuiltinOperator
 _OPT = tflite.BuiltinOptions
 
+# Ops whose output has their input's shape and no options to carry over:
+# (builtin options type, options writer) to re-emit them.
+_SAME_SHAPE_OPS = {
+    "QUANTIZE": (_OPT.QuantizeOptions, tb.table_options("Quantize")),
+    "DEQUANTIZE": (_OPT.DequantizeOptions, tb.table_options("Dequantize")),
+    "LOGISTIC": (0, None),
+    "HARD_SWISH": (_OPT.HardSwishOptions, tb.table_options("HardSwish")),
+}
+
 
 def _out_hw(op, hw, kh, kw):
     o = op.options
@@ -49,6 +58,8 @@ def resized_shapes(graph: Graph, resolution: int) -> dict[int, tuple[int, ...]]:
             shapes[y] = x
         elif op.kind == "MEAN":
             shapes[y] = old                   # (1, C) or (1, 1, 1, C): independent of H, W
+        elif op.kind in _SAME_SHAPE_OPS:      # model edges and elementwise activations
+            shapes[y] = x
         elif op.kind in ("FULLY_CONNECTED", "SOFTMAX", "RESHAPE"):
             if int(np.prod(x)) != int(np.prod(graph.tensors[op.inputs[0]].shape)):
                 raise FusebenchError(f"op {op.index} {op.kind} sees a resolution-dependent input; "
@@ -96,6 +107,9 @@ def resize_model(graph: Graph, resolution: int) -> bytes:
             m.op(_OP.PAD, op.inputs, op.outputs)
         elif op.kind == "RESHAPE":
             m.op(_OP.RESHAPE, op.inputs, op.outputs, _OPT.ReshapeOptions, tb.reshape_options(o["new_shape"]))
+        elif op.kind in _SAME_SHAPE_OPS:
+            options_table, options = _SAME_SHAPE_OPS[op.kind]
+            m.op(getattr(_OP, op.kind), op.inputs, op.outputs, options_table, options)
         else:
             raise FusebenchError(f"cannot re-emit op {op.index} {op.kind}")
     return m.build(graph.inputs, graph.outputs, description=f"{graph.name} resized to {resolution}")

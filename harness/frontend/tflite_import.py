@@ -20,6 +20,10 @@ from harness.frontend.graph import Block, Graph, Op, Quant, Tensor
 # Ops folded into constants at import when their result is known then.
 FOLDABLE_OPS = {"SHAPE", "PACK", "STRIDED_SLICE", "CONCATENATION", "RESHAPE", "CAST"}
 
+# The model's edges: (input dtypes, output dtypes) the runtime's QUANTIZE and
+# DEQUANTIZE kernels take; every other op is int8 in and out.
+EDGE_DTYPES = {"QUANTIZE": (("float32", "uint8", "int8"), ("int8",)), "DEQUANTIZE": (("int8",), ("float32",))}
+
 _DTYPES = {
     tflite.TensorType.FLOAT32: "float32", tflite.TensorType.INT32: "int32",
     tflite.TensorType.UINT8: "uint8", tflite.TensorType.INT64: "int64",
@@ -291,9 +295,16 @@ class _Importer:
     # -- checks ----------------------------------------------------------------
     def check_int8(self, graph: Graph) -> None:
         """Every activation the runtime touches must be int8 with a per-tensor
-        quantization; float only at QUANTIZE/DEQUANTIZE edges."""
+        quantization; float32 or uint8 only at QUANTIZE/DEQUANTIZE edges (the
+        dtypes EDGE_DTYPES lists; the lowering checks their quantization)."""
         for op in graph.ops:
-            if op.kind in ("QUANTIZE", "DEQUANTIZE"):
+            if op.kind in EDGE_DTYPES:
+                ins, outs = EDGE_DTYPES[op.kind]
+                x, y = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
+                if x.dtype not in ins or y.dtype not in outs:
+                    raise self.fail(f"op {op.index} {op.kind} from {x.dtype} to {y.dtype} is not supported "
+                                    "(fusebench runs QUANTIZE from float32, uint8 or int8 to int8 and "
+                                    "DEQUANTIZE from int8 to float32, at the model's edges)")
                 continue
             for t_index in [op.inputs[0]] + op.outputs:
                 t = graph.tensors[t_index]

@@ -106,13 +106,57 @@ def test_reshape_is_an_aliasable_copy():
     assert call.kernel == "fb_copy_s8" and call.alias and call.params == {"size": 12}
 
 
-def test_float_edges_are_refused_with_a_clear_message():
-    graph = load_model_bytes(tb.quantize_model([1, 4], None, Q(0.1, 0), input_dtype="float32"), "fq")
-    with pytest.raises(FusebenchError, match="int8 input and output"):
-        lower_op(graph, graph.ops[0])
-    graph = load_model_bytes(tb.dequantize_model([1, 4], Q(0.1, 0)), "dq")
-    with pytest.raises(FusebenchError, match="int8 input and output"):
-        lower_graph(graph)
+def test_float_and_uint8_edges_lower_to_their_kernels():
+    _, call = only_call(tb.quantize_model([1, 4], None, Q(0.1, -3), input_dtype="float32"))
+    assert call.kernel == "fb_quantize_f32_s8" and call.params == {"output_zero_point": -3, "size": 4}
+    assert call.arrays["scale"].dtype == np.float32 and call.arrays["scale"].tolist() == [np.float32(0.1)]
+    assert call.spec.dtype_of(0) == "float32" and call.spec.dtype_of(None) == "int8"
+    _, call = only_call(tb.quantize_model([2, 3], Q(0.02, 128), Q(0.02, 0), input_dtype="uint8"))
+    assert call.kernel == "fb_requantize_u8_s8" and call.spec.dtype_of(0) == "uint8"
+    assert (call.params["multiplier"], call.params["shift"]) == (1 << 30, 1)      # the same scale
+    assert (call.params["input_zero_point"], call.params["output_zero_point"]) == (128, 0)
+    graph, call = only_call(tb.dequantize_model([1, 4], Q(0.1, 5)))
+    assert call.kernel == "fb_dequantize_s8_f32" and call.params == {"input_zero_point": 5, "size": 4}
+    assert call.spec.dtype_of(None) == "float32" and [c.kernel for c in lower_graph(graph)] == [call.kernel]
+
+
+def _edge_op_model(in_dtype: str, out_dtype: str, code) -> bytes:
+    m = tb.ModelBuilder()
+    x = m.tensor([1, 4], in_dtype, q=None if in_dtype == "float32" else Q(0.1, 0), name="x")
+    y = m.tensor([1, 4], out_dtype, q=None if out_dtype == "float32" else Q(0.1, 0), name="y")
+    m.op(code, [x], [y])
+    return m.build([x], [y])
+
+
+@pytest.mark.parametrize("in_dtype,out_dtype,code", [
+    ("int8", "uint8", tb._OP.QUANTIZE), ("float32", "uint8", tb._OP.QUANTIZE),
+    ("uint8", "float32", tb._OP.DEQUANTIZE), ("int8", "int8", tb._OP.DEQUANTIZE)])
+def test_other_edges_are_refused_with_a_clear_message(in_dtype, out_dtype, code):
+    with pytest.raises(FusebenchError, match=f"from {in_dtype} to {out_dtype} is not supported"):
+        load_model_bytes(_edge_op_model(in_dtype, out_dtype, code), "edge")
+
+
+def test_logistic_and_hard_swish_calls():
+    _, call = only_call(tb.logistic_model([2, 5], Q(0.05, 3)))
+    assert call.kernel == "fb_lut_s8" and call.params == {"size": 10}
+    table = call.arrays["table"]
+    assert table.dtype == np.int8 and table.shape == (256,)
+    assert table[3] == 0 and table[127] == 127 and table[128] == -128     # x = zp: 1/2; x = -128: ~0
+    _, call = only_call(tb.hard_swish_model([1, 3, 3, 2], Q(0.05, 3), Q(0.03, -100)))
+    assert call.kernel == "fb_hard_swish_s8"
+    assert tuple(call.params) == struct("fb_hard_swish_params").flat_fields()
+    assert 1 << 14 <= call.params["output_multiplier"] <= 1 << 15 and call.params["output_exponent"] <= 0
+
+
+def test_logistic_and_hard_swish_refuse_what_litert_refuses():
+    from harness.frontend.reference import reference_output
+    for data, reason in ((tb.logistic_model([4], Q(0.05, 0), out_scale=1.0 / 255), "1/256"),
+                         (tb.hard_swish_model([4], Q(0.5, 0), Q(0.001, 0)), "> 0: LiteRT refuses")):
+        graph = load_model_bytes(data, "refused")
+        with pytest.raises(FusebenchError, match=reason):
+            lower_op(graph, graph.ops[0])
+        with pytest.raises(FusebenchError, match="LiteRT cannot load"):
+            reference_output(data, np.zeros(4, np.int8))
 
 
 def test_mean_over_other_axes_is_refused():

@@ -135,9 +135,11 @@ def pad_model(input_shape: Sequence[int], paddings: Sequence[tuple[int, int]], q
 
 
 def quantize_model(shape: Sequence[int], in_q: Q, out_q: Q, input_dtype: str = "int8") -> bytes:
-    """QUANTIZE int8 -> int8 (requantize), or float32 -> int8 with input_dtype='float32'."""
+    """QUANTIZE int8 -> int8 (requantize), uint8 -> int8 with input_dtype='uint8'
+    (in_q is the uint8 quantization), or float32 -> int8 with input_dtype='float32'
+    (in_q is ignored: a float input has none)."""
     m = ModelBuilder()
-    x = m.tensor(shape, input_dtype, q=in_q if input_dtype == "int8" else None, name="input")
+    x = m.tensor(shape, input_dtype, q=None if input_dtype == "float32" else in_q, name="input")
     y = m.tensor(shape, q=out_q, name="output")
     m.op(_OP.QUANTIZE, [x], [y], _OPT.QuantizeOptions,
          table_options("Quantize"))
@@ -151,6 +153,99 @@ def dequantize_model(shape: Sequence[int], in_q: Q) -> bytes:
     m.op(_OP.DEQUANTIZE, [x], [y], _OPT.DequantizeOptions,
          table_options("Dequantize"))
     return m.build([x], [y])
+
+
+# -- elementwise activations and whole models with their edges (float32 / uint8) ------------
+
+def logistic_model(shape: Sequence[int], in_q: Q, out_zero_point: int = -128, out_scale: float = 1.0 / 256) -> bytes:
+    """LOGISTIC int8 -> int8 with the output scale LiteRT requires (1/256); LiteRT's
+    reference kernel takes any output zero point (the converter writes -128)."""
+    m = ModelBuilder()
+    x = m.tensor(shape, q=in_q, name="input")
+    y = m.tensor(shape, q=Q(out_scale, out_zero_point), name="output")
+    m.op(_OP.LOGISTIC, [x], [y])
+    return m.build([x], [y])
+
+
+def hard_swish_model(shape: Sequence[int], in_q: Q, out_q: Q) -> bytes:
+    """HARD_SWISH int8 -> int8."""
+    m = ModelBuilder()
+    x = m.tensor(shape, q=in_q, name="input")
+    y = m.tensor(shape, q=out_q, name="output")
+    m.op(_OP.HARD_SWISH, [x], [y], _OPT.HardSwishOptions, table_options("HardSwish"))
+    return m.build([x], [y])
+
+
+def edge_model(rng: np.random.Generator, input_dtype: str = "float32", input_hw: tuple[int, int] = (12, 10),
+               channels: int = 3, mid: int = 8, classes: int = 5) -> bytes:
+    """A small CNN with the edges of real deployments: a float32 (MCUNet's
+    export) or uint8 (the STM32 model zoo's) input, QUANTIZE to int8, conv 3x3
+    (RELU6) -> depthwise 3x3 stride 2 -> conv 1x1 (a fusable chain) ->
+    HARD_SWISH -> conv 1x1 -> MEAN -> FULLY_CONNECTED -> LOGISTIC (float32
+    input) or SOFTMAX (uint8 input) -> DEQUANTIZE to a float32 output. The
+    uint8 input has zero point 128 and the int8 one 0 at the same scale:
+    LiteRT's x ^ 0x80 shortcut."""
+    assert input_dtype in ("float32", "uint8")
+    SPREAD = 2.0
+    m = ModelBuilder()
+    h, w = input_hw
+
+    def conv(x: int, xq: Q, c_in: int, c_out: int, k: int, stride: int, depthwise: bool, act: str,
+             hw: tuple[int, int]) -> tuple[int, Q, tuple[int, int]]:
+        oh, ow = -(-hw[0] // stride), -(-hw[1] // stride)
+        wshape = (1, k, k, c_out) if depthwise else (c_out, k, k, c_in)
+        scales = rng.uniform(0.002, 0.02, c_out)
+        f = m.tensor(wshape, scales=scales, zero_points=[0] * c_out, axis=3 if depthwise else 0,
+                     data=rng.integers(-127, 128, wshape, dtype=np.int8))
+        b = m.tensor([c_out], "int32", scales=[xq.scale * s for s in scales], zero_points=[0] * c_out,
+                     data=rng.integers(-2000, 2000, c_out).astype(np.int32))
+        fan_in = k * k * (1 if depthwise else c_in)
+        # accumulators of full-range int8 activations: most outputs in range, some clamp
+        yq = Q(float(xq.scale * scales.mean() * 127 * np.sqrt(fan_in) / SPREAD), int(rng.integers(-10, 10)))
+        y = m.tensor([1, oh, ow, c_out], q=yq)
+        if depthwise:
+            m.op(_OP.DEPTHWISE_CONV_2D, [x, f, b], [y], _OPT.DepthwiseConv2DOptions,
+                 depthwise_options((stride, stride), "SAME", (1, 1), 1, act))
+        else:
+            m.op(_OP.CONV_2D, [x, f, b], [y], _OPT.Conv2DOptions, conv_options((stride, stride), "SAME", (1, 1), act))
+        return y, yq, (oh, ow)
+
+    if input_dtype == "float32":
+        inp = m.tensor([1, h, w, channels], "float32", name="input")
+        xq = Q(1.0 / 127.5, -1)
+    else:
+        inp = m.tensor([1, h, w, channels], "uint8", q=Q(1.0 / 128, 128), name="input")
+        xq = Q(1.0 / 128, 0)
+    x = m.tensor([1, h, w, channels], q=xq, name="quantized")
+    m.op(_OP.QUANTIZE, [inp], [x], _OPT.QuantizeOptions, table_options("Quantize"))
+    hw = (h, w)
+    x, xq, hw = conv(x, xq, channels, mid, 3, 1, False, "RELU6", hw)
+    x, xq, hw = conv(x, xq, mid, mid, 3, 2, True, "RELU6", hw)
+    x, xq, hw = conv(x, xq, mid, mid, 1, 1, False, "NONE", hw)
+    sq = Q(float(xq.scale * rng.uniform(0.5, 1.0)), int(rng.integers(-110, -90)))
+    y = m.tensor([1, hw[0], hw[1], mid], q=sq)
+    m.op(_OP.HARD_SWISH, [x], [y], _OPT.HardSwishOptions, table_options("HardSwish"))
+    x, xq, hw = conv(y, sq, mid, 2 * mid, 1, 1, False, "RELU", hw)
+    ax = m.tensor([2], "int32", data=np.asarray([1, 2], dtype=np.int32))
+    pq = Q(float(xq.scale * rng.uniform(0.6, 1.0)), int(rng.integers(-10, 10)))
+    pooled = m.tensor([1, 2 * mid], q=pq)
+    m.op(_OP.MEAN, [x, ax], [pooled], _OPT.ReducerOptions, reducer_options(False))
+    scales = rng.uniform(0.002, 0.02, classes)
+    f = m.tensor((classes, 2 * mid), scales=scales, zero_points=[0] * classes, axis=0,
+                 data=rng.integers(-127, 128, (classes, 2 * mid), dtype=np.int8))
+    b = m.tensor([classes], "int32", scales=[pq.scale * s for s in scales], zero_points=[0] * classes,
+                 data=rng.integers(-2000, 2000, classes).astype(np.int32))
+    lq = Q(float(pq.scale * scales.mean() * 127 * np.sqrt(2 * mid) / SPREAD), int(rng.integers(-10, 10)))
+    logits = m.tensor([1, classes], q=lq)
+    m.op(_OP.FULLY_CONNECTED, [pooled, f, b], [logits], _OPT.FullyConnectedOptions, fc_options("NONE", False))
+    probs = m.tensor([1, classes], q=Q(1.0 / 256, -128))
+    if input_dtype == "float32":
+        m.op(_OP.LOGISTIC, [logits], [probs])
+    else:
+        m.op(_OP.SOFTMAX, [logits], [probs], _OPT.SoftmaxOptions, softmax_options(1.0))
+    out = m.tensor([1, classes], "float32", name="output")
+    m.op(_OP.DEQUANTIZE, [probs], [out], _OPT.DequantizeOptions, table_options("Dequantize"))
+    return m.build([inp], [out])
 
 
 def reshape_model(input_shape: Sequence[int], output_shape: Sequence[int], q: Q) -> bytes:

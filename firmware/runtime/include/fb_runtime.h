@@ -280,6 +280,36 @@ fb_status fb_fully_connected_s8_portable(const fb_fc_params *p, const double *ef
 typedef struct { int32_t input_multiplier, input_left_shift, diff_min, outer, depth; } fb_softmax_params;
 fb_status fb_softmax_s8(const fb_softmax_params *p, const int8_t *input, int8_t *output);
 
+/* LOGISTIC int8 -> int8 (and any other int8 -> int8 function of one value):
+ * output[i] = table[(uint8_t)input[i]]. LiteRT's reference LOGISTIC for int8 is
+ * such a lookup: its Prepare fills a 256-entry table in float arithmetic
+ * (1 / (1 + expf(-x)) of every dequantized input value, rounded half away from
+ * zero to the output scale 1/256 plus the output zero point, clamped); the
+ * table is a model constant, computed on the host (harness/frontend/quant.py)
+ * and stored in flash, indexed by the input byte read as unsigned
+ * (entry 0 is input 0, entry 255 is input -1). */
+typedef struct { int32_t size; } fb_lut_params;
+fb_status fb_lut_s8(const fb_lut_params *p, const int8_t *table /* 256 entries */, const int8_t *input,
+                    int8_t *output);
+
+/* HARD_SWISH int8 -> int8 as LiteRT's reference kernel (HardSwishParams): the
+ * input minus its zero point, times 2^7, is carried in int16 fixed point; the
+ * "relu-ish" factor ((x + 3) / 6 clamped to [0, 1]) comes from it through
+ * reluish_multiplier * 2^reluish_exponent (a rounding doubling high multiply,
+ * with a saturating left shift or a rounding right shift for either sign of
+ * the exponent), the value on the output scale through output_multiplier *
+ * 2^output_exponent (output_exponent <= 0); their product (a truncating
+ * doubling high multiply), shifted and offset, is clamped to int8. The two
+ * multipliers are int16 values (0..32767) in int32 fields, from HardSwishPrepare
+ * (harness/frontend/quant.py: hard_swish_params). */
+typedef struct {
+    int32_t input_zero_point, output_zero_point;
+    int32_t reluish_multiplier, reluish_exponent;   /* exponent: -31..31 */
+    int32_t output_multiplier, output_exponent;     /* exponent: -31..0 */
+    int32_t size;
+} fb_hard_swish_params;
+fb_status fb_hard_swish_s8(const fb_hard_swish_params *p, const int8_t *input, int8_t *output);
+
 /* PAD of H and W with pad_value (the zero point). output is a window of the
  * padded map; input is a window of the unpadded map with the same channels. */
 typedef struct { int32_t pad_top, pad_left, pad_value; } fb_pad_params;
@@ -288,6 +318,30 @@ fb_status fb_pad_s8(const fb_pad_params *p, const fb_view *input, fb_view *outpu
 /* QUANTIZE int8 -> int8 (requantize `size` values). */
 typedef struct { int32_t input_zero_point, output_zero_point, multiplier, shift, size; } fb_requantize_params;
 fb_status fb_requantize_s8(const fb_requantize_params *p, const int8_t *input, int8_t *output);
+
+/* Model edges: a model's float32 or uint8 input and float32 output. `size`
+ * values; the float tensors are 4-byte aligned. `scale` points at the int8
+ * side's scale, the float32 of the model file.
+ *
+ * QUANTIZE uint8 -> int8 (LiteRT reference Requantize): as fb_requantize_s8
+ * with uint8 input values. */
+fb_status fb_requantize_u8_s8(const fb_requantize_params *p, const uint8_t *input, int8_t *output);
+
+/* QUANTIZE float32 -> int8 (LiteRT reference AffineQuantize): q = x / scale
+ * in float (single precision), rounded half away from zero, converted to
+ * int32, plus output_zero_point, clamped to int8. Where the conversion has no
+ * int32 value (NaN, |q| >= 2^31, infinities) the result is what LiteRT gives
+ * on its x86-64 host: INT32_MIN, to which the zero point is added modulo 2^32
+ * (so -128 for a zero point >= 0, 127 for a negative one). */
+typedef struct { int32_t output_zero_point, size; } fb_quantize_params;
+fb_status fb_quantize_f32_s8(const fb_quantize_params *p, const float *scale /* 1 value */,
+                             const float *input, int8_t *output);
+
+/* DEQUANTIZE int8 -> float32 (LiteRT reference Dequantize): the float of
+ * (double)scale * (x - input_zero_point), computed in double precision. */
+typedef struct { int32_t input_zero_point, size; } fb_dequantize_params;
+fb_status fb_dequantize_s8_f32(const fb_dequantize_params *p, const float *scale /* 1 value */,
+                               const int8_t *input, float *output);
 
 /* RESHAPE: a byte copy (NHWC bytes do not move); in == out is allowed. */
 fb_status fb_copy_s8(const int8_t *input, int8_t *output, int32_t size);
