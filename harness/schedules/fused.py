@@ -13,7 +13,7 @@ from typing import Optional
 
 from harness.errors import FusebenchError
 from harness.frontend.graph import Graph
-from harness.schedules.geometry import MODES, StageGeometry, block_op_ranges, stage_live_bytes
+from harness.schedules.geometry import MODES, StageGeometry, block_op_ranges, first_tileable_op, stage_live_bytes
 from harness.schedules.plan import plan_schedule
 from harness.schedules.registry import NotApplicable, Option, Schedule, percent, text, yes_no
 from harness.schedules.stages import TiledStage
@@ -124,7 +124,7 @@ def plan_fused(graph: Graph, max_overhead: Optional[float] = None, blocks: Optio
         if key not in cache:
             ops = [i for r in ranges[lo:hi + 1] for i in r]
             if with_conv:
-                ops = list(range(0, ops[0])) + ops
+                ops = list(range(stem_start, ops[0])) + ops
             try:
                 geo = StageGeometry(graph, ops, calls)
                 calls.update(geo.calls)
@@ -140,7 +140,8 @@ def plan_fused(graph: Graph, max_overhead: Optional[float] = None, blocks: Optio
         return min(options, key=lambda s: (stage_live_bytes(graph, s), s.macs))
 
     first_block_start = ranges[0][0]
-    conv_options = [False] if first_block_start == 0 else (
+    stem_start = first_tileable_op(graph)      # the ops before the first block, after the edge ops
+    conv_options = [False] if first_block_start <= stem_start else (
         [first_conv] if first_conv is not None else [True, False])
     if blocks:
         candidates = [parse_blocks(blocks, len(ranges))]

@@ -35,6 +35,22 @@ TILE_WINDOWS = ("conv", "pad", "elementwise")
 def tileable(call: KernelCall) -> bool:
     """Can this kernel call compute a window of its output from windows of its inputs?"""
     return call.spec.window in TILE_WINDOWS and call.spec.takes_windows
+
+
+def first_tileable_op(graph: Graph, calls: Optional[dict[int, KernelCall]] = None) -> int:
+    """Where a network's first stage can start: after the edge ops that run on
+    whole tensors (a QUANTIZE of uint8 or float pixels, a TRANSPOSE of an NCHW
+    input); the graph's length when no op tiles."""
+    for op in graph.ops:
+        call = (calls or {}).get(op.index)
+        if call is None and op.kind != "RESHAPE":
+            try:
+                call = lower_op(graph, op)
+            except FusebenchError:
+                continue
+        if call is not None and tileable(call):
+            return op.index
+    return len(graph.ops)
 MODES = ("recompute", "linebuffer")      # how a tiled stage treats the halo
 
 Region = tuple[int, int, int, int]          # y0, y1, x0, x1 (half-open)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Optional
 
 from harness.errors import FusebenchError
-from harness.schedules.geometry import StageGeometry
+from harness.schedules.geometry import StageGeometry, first_tileable_op
 from harness.frontend.graph import Graph
 from harness.backend.lowering import lower_op, map_hwc
 from harness.schedules.plan import Note, Plan, plan_schedule
@@ -39,11 +39,11 @@ def parse_grid(spec) -> int:
     return values[0]
 
 
-def patch_stage(graph: Graph, end: int, grid: int, calls=None):
-    """The fused stage ops 0..end computed on a grid x grid patch grid (or None
-    when ops 0..end cannot form one stage)."""
+def patch_stage(graph: Graph, end: int, grid: int, calls=None, start: int = 0):
+    """The fused stage ops start..end computed on a grid x grid patch grid (or
+    None when they cannot form one stage)."""
     try:
-        geo = StageGeometry(graph, list(range(0, end + 1)), calls)
+        geo = StageGeometry(graph, list(range(start, end + 1)), calls)
     except FusebenchError:
         return None
     h, w, _ = map_hwc(graph.tensors[geo.anchor].shape)
@@ -62,11 +62,12 @@ def plan_patch(graph: Graph, patches=None, patch_end: Optional[int] = None) -> P
     if patch_end is not None and not 0 <= int(patch_end) < len(graph.ops):
         raise FusebenchError(f"--patch-end {patch_end}: the model has ops 0-{len(graph.ops) - 1}")
     calls = {op.index: lower_op(graph, op) for op in graph.ops if op.kind != "RESHAPE"}
-    ends = [int(patch_end)] if patch_end is not None else list(range(1, len(graph.ops)))
+    start = first_tileable_op(graph, calls)     # after edge ops such as a QUANTIZE of uint8 pixels
+    ends = [int(patch_end)] if patch_end is not None else list(range(start + 1, len(graph.ops)))
     best = None
     for end in ends:
         for grid in grids:
-            stage = patch_stage(graph, end, grid, calls)
+            stage = patch_stage(graph, end, grid, calls, start)
             if stage is None:
                 continue
             plan = plan_schedule(graph, [stage], variant="patch")
@@ -75,7 +76,7 @@ def plan_patch(graph: Graph, patches=None, patch_end: Optional[int] = None) -> P
                 best = (key, plan, grid)
     if best is None:
         if patch_end is not None:
-            raise FusebenchError(f"{graph.name}: ops 0-{patch_end} cannot run patch by patch")
+            raise FusebenchError(f"{graph.name}: ops {start}-{patch_end} cannot run patch by patch")
         raise NotApplicable("patch", graph.name, "no first stage of its ops can run patch by patch (its first "
                             "maps are not tileable or smaller than the grids)")
     plan, grid = best[1], best[2]
@@ -83,10 +84,10 @@ def plan_patch(graph: Graph, patches=None, patch_end: Optional[int] = None) -> P
     unfused = plan_layer_by_layer(graph)
     extra = 100.0 * (plan.macs / plan.base_macs - 1)
     n_y, n_x = len(st.row_table), len(st.col_table)
-    plan.notes.append(Note("patch-stage", f"patch-based: ops 0-{st.ops[-1]} in {n_y}x{n_x} patches "
+    plan.notes.append(Note("patch-stage", f"patch-based: ops {st.ops[0]}-{st.ops[-1]} in {n_y}x{n_x} patches "
                            f"(--patches {grid}x{grid}), {extra:.1f}% extra MACs (halo recomputed); the input "
                            f"({graph.input.nbytes} B) is counted",
-                           dict(end=st.ops[-1], grid=grid, patches=[n_y, n_x], extra_macs_percent=round(extra, 3),
+                           dict(start=st.ops[0], end=st.ops[-1], grid=grid, patches=[n_y, n_x], extra_macs_percent=round(extra, 3),
                                 input_bytes=graph.input.nbytes)))
     if plan.arena_bytes >= unfused.arena_bytes:
         plan.notes.append(Note("patch-no-gain", f"NOTE: its peak {plan.arena_bytes} B is not below layer by "
