@@ -121,6 +121,9 @@ class Kernel:
     prepared: tuple[str, ...] = ()
     window: str = "whole"
     skip_when_aliased: bool = False      # Flat input == Flat output: nothing to do
+    # Its output may overlay its input (the same address): it writes each
+    # output element after reading its input element, and no wider.
+    in_place: bool = False
 
     def __post_init__(self) -> None:
         names = [a.name for a in self.args]
@@ -195,16 +198,17 @@ KERNELS: dict[str, Kernel] = {k.name: k for k in (
            (Params("fb_fc_params", "prm"), Const("effective_scale", "float64"), Flat(0), Const("filter", "int8"),
             Const("bias", "int32", optional=True), Flat())),
     Kernel("fb_softmax_s8", (Params("fb_softmax_params", "prm"), Flat(0), Flat())),
-    Kernel("fb_requantize_s8", (Params("fb_requantize_params", "prm"), Flat(0), Flat())),
+    Kernel("fb_requantize_s8", (Params("fb_requantize_params", "prm"), Flat(0), Flat()), in_place=True),
     # Model edges: float32 / uint8 input, float32 output (scale: the int8 side's, float32)
-    Kernel("fb_requantize_u8_s8", (Params("fb_requantize_params", "prm"), Flat(0, "uint8"), Flat())),
+    Kernel("fb_requantize_u8_s8", (Params("fb_requantize_params", "prm"), Flat(0, "uint8"), Flat()), in_place=True),
     Kernel("fb_quantize_f32_s8",
-           (Params("fb_quantize_params", "prm"), Const("scale", "float32"), Flat(0, "float32"), Flat())),
+           (Params("fb_quantize_params", "prm"), Const("scale", "float32"), Flat(0, "float32"), Flat()),
+           in_place=True),
     Kernel("fb_dequantize_s8_f32",
            (Params("fb_dequantize_params", "prm"), Const("scale", "float32"), Flat(0), Flat(None, "float32"))),
     # Elementwise activations: LOGISTIC (a 256-entry table), HARD_SWISH
-    Kernel("fb_lut_s8", (Params("fb_lut_params", "prm"), Const("table", "int8"), Flat(0), Flat())),
-    Kernel("fb_hard_swish_s8", (Params("fb_hard_swish_params", "prm"), Flat(0), Flat())),
+    Kernel("fb_lut_s8", (Params("fb_lut_params", "prm"), Const("table", "int8"), Flat(0), Flat()), in_place=True),
+    Kernel("fb_hard_swish_s8", (Params("fb_hard_swish_params", "prm"), Flat(0), Flat()), in_place=True),
     Kernel("fb_copy_s8", (Flat(0), Flat(), Scalar("size")), skip_when_aliased=True),
     # A whole inverted residual block; its params are the call's own value tree
     # (lowering.bottleneck_call builds it from the block's lowered calls).

@@ -791,6 +791,11 @@ def _call(name: str, params: dict, arrays: dict, inputs: list[Tensor], outputs: 
     return KernelCall(name, params, arrays, [t.index for t in inputs], [t.index for t in outputs])
 
 
+# Ops whose kernel may write its output over its own input (kernels.Kernel
+# in_place: each output element is written after its input element is read,
+# and is no wider): the planner lets the output share a dying input's bytes.
+IN_PLACE_OPS = {"QUANTIZE", "LOGISTIC", "HARD_SWISH"}
+
 # Every op the runtime implements, and its lowering (the importer refuses the others).
 LOWERINGS = {
     "CONV_2D": _conv,

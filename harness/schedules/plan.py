@@ -158,12 +158,34 @@ def kernel_scratch(graph: Graph, op: Op) -> int:
 
 
 def lifetimes(graph: Graph) -> tuple[dict[int, tuple[int, int]], dict[int, int]]:
-    """First and last step of every arena tensor, and the RESHAPE aliases."""
-    aliases: dict[int, int] = {}
+    """First and last step of every arena tensor, and the aliases: a RESHAPE's
+    output shares its input's bytes, and so does the output of an op whose
+    kernel may write over its own input (lowering.IN_PLACE_OPS: a QUANTIZE of
+    the uint8 or float32 pixels) when that input dies there."""
+    from harness.backend.lowering import IN_PLACE_OPS
+
+    last_read: dict[int, int] = {}
     for op in graph.ops:
+        for t in op.inputs:
+            last_read[t] = op.index
+    aliases: dict[int, int] = {}
+
+    def root(t: int) -> int:
+        return aliases.get(t, t)
+
+    def dies_at(t: int, op) -> bool:
+        """Does (root) tensor t have no reader after `op` and is it no graph output?"""
+        group = [u for u in last_read if root(u) == root(t)] + [t]
+        return all(last_read.get(u, -1) <= op.index for u in group) and \
+            not any(root(o) == root(t) for o in graph.outputs)
+
+    for op in graph.ops:
+        src = op.inputs[0] if op.inputs else -1
         if op.kind == "RESHAPE":
-            src = op.inputs[0]
-            aliases[op.outputs[0]] = aliases.get(src, src)
+            aliases[op.outputs[0]] = root(src)
+        elif op.kind in IN_PLACE_OPS and src >= 0 and not graph.tensors[src].is_const and \
+                graph.tensors[op.outputs[0]].nbytes <= graph.tensors[root(src)].nbytes and dies_at(src, op):
+            aliases[op.outputs[0]] = root(src)
     life: dict[int, tuple[int, int]] = {}
 
     def touch(t: int, step: int) -> None:
