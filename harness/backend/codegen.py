@@ -19,7 +19,7 @@ from typing import Optional
 import numpy as np
 
 from harness.backend.cstructs import struct as cstruct
-from harness.backend.kernels import Const, Flat, Params, Quant, Scalar, Scratch, View
+from harness.backend.kernels import Const, Flat, FlatList, Params, Quant, Scalar, Scratch, View
 from harness.errors import FusebenchError
 from harness.frontend.graph import Graph, Op
 from harness.schedules.plan import Plan
@@ -186,6 +186,10 @@ class _Emitter:
         for arg in spec.of_role(View):
             tensor = call.outputs[0] if arg.input is None else call.inputs[arg.input]
             decls.append(self.view(arg.name, tensor) if arg.role == "whole" else view(arg.name, tensor, arg.role))
+        for arg in spec.of_role(FlatList):
+            # the inputs' addresses in the arena: a constant table (flash)
+            pointers = ", ".join(self.arena(t) for t in call.inputs[arg.first:])
+            decls.append(f"static const int8_t *const {arg.name}[] = {{ {pointers} }};")
         exprs = []
         for arg in spec.args:
             if isinstance(arg, (Params, Quant, View)):
@@ -194,6 +198,8 @@ class _Emitter:
                 expr = self.arena(call.outputs[0] if arg.input is None else call.inputs[arg.input])
                 # uint8 / float32 tensors at the model's edges (arena offsets are 16-byte aligned)
                 exprs.append(expr if arg.dtype == "int8" else f"({_C_TYPES[arg.dtype]} *){expr}")
+            elif isinstance(arg, FlatList):
+                exprs.append(arg.name)
             elif isinstance(arg, Const):
                 value = call.arrays.get(arg.name)
                 if value is None and not arg.optional:

@@ -52,7 +52,7 @@ from harness.errors import FusebenchError
 from harness.paths import FIRMWARE_DIR
 from harness.frontend.graph import Graph
 from harness.backend.cstructs import ctypes_struct, fill
-from harness.backend.kernels import KERNELS, Arg, Const, Flat, Params, Quant, Scalar, Scratch, View, kernel
+from harness.backend.kernels import KERNELS, Arg, Const, Flat, FlatList, Params, Quant, Scalar, Scratch, View, kernel
 from harness.backend.lowering import KernelCall, bottleneck_call, lower_op, map_hwc
 
 RUNTIME_DIR = FIRMWARE_DIR / "runtime"
@@ -99,6 +99,8 @@ def _argtype(arg: Arg):
         return POINTER(FbView)
     if isinstance(arg, Flat):
         return POINTER(_DTYPE_CTYPES[arg.dtype])
+    if isinstance(arg, FlatList):
+        return POINTER(POINTER(c_int8))
     if isinstance(arg, Scratch):
         return POINTER(FbScratch)
     if isinstance(arg, Const):
@@ -523,6 +525,10 @@ def _run_op(call: KernelCall, inputs: list[np.ndarray], *, output_window: Option
             args.append(ctypes.byref(objs[arg.name]))
         elif isinstance(arg, Flat):
             args.append(_ptr(output if arg.input is None else arrays[arg.input], _DTYPE_CTYPES[arg.dtype]))
+        elif isinstance(arg, FlatList):
+            pointers = (POINTER(c_int8) * max(len(arrays) - arg.first, 1))(*[_ptr(a) for a in arrays[arg.first:]])
+            keep.append(pointers)
+            args.append(pointers)
         elif isinstance(arg, Const):
             args.append(_const_pointer(call, arg, keep))
         elif isinstance(arg, Scalar):

@@ -22,6 +22,10 @@ Roles:
   Flat(input, dtype)      T * to a whole tensor: input k, or the output (None); T is
                           int8_t unless dtype says otherwise (uint8, float32: the
                           model's edges, e.g. QUANTIZE's float input)
+  FlatList(first)         const int8_t *const *: an array of pointers to the whole
+                          tensors of the call's inputs first, first + 1, ... (all the
+                          rest; a kernel with a variable number of inputs, e.g.
+                          CONCATENATION)
   Const(key, dtype)       const T * into the weight blob: call.arrays[key]
                           (optional: absent is a null pointer)
   Scalar(key)             int32_t call.params[key]
@@ -86,6 +90,15 @@ class Flat:
 
 
 @dataclass(frozen=True)
+class FlatList:
+    first: int = 0                       # the call's inputs from this one on
+
+    @property
+    def name(self) -> str:
+        return f"inputs{self.first}_on"
+
+
+@dataclass(frozen=True)
 class Const:
     name: str                            # the key in call.arrays
     dtype: str                           # numpy dtype name: int8, int32, float32, float64
@@ -102,7 +115,7 @@ class Scratch:
     name: str = "scratch"
 
 
-Arg = Union[Params, Quant, View, Flat, Const, Scalar, Scratch]
+Arg = Union[Params, Quant, View, Flat, FlatList, Const, Scalar, Scratch]
 
 # How the input window a kernel reads follows from the output window it
 # computes (lowering.receptive_window): 'conv' (kernel size, stride, dilation,
@@ -139,7 +152,7 @@ class Kernel:
     @property
     def size_args(self) -> tuple[Arg, ...]:
         """The arguments of fb_<name>_buffer_size: the kernel's but data pointers and scratch."""
-        return tuple(a for a in self.args if not isinstance(a, (Const, Flat, Scratch)))
+        return tuple(a for a in self.args if not isinstance(a, (Const, Flat, FlatList, Scratch)))
 
     def arg(self, name: str) -> Arg:
         for a in self.args:
@@ -214,6 +227,22 @@ KERNELS: dict[str, Kernel] = {k.name: k for k in (
     # (lowering.bottleneck_call builds it from the block's lowered calls).
     Kernel("fb_bottleneck_s8",
            (Params("fb_bottleneck_params", "prm"), View("in", "whole", 0), View("out", "whole"), Scratch())),
+    # -- layout, broadcast and reduction kernels (fb_layout.c, fb_maxpool.c, fb_mul.c, fb_reduce.c)
+    Kernel("fb_transpose_s8", (Params("fb_transpose_params", "prm"), Const("in_shape", "int32"),
+                               Const("perm", "int32"), Flat(0), Flat())),
+    Kernel("fb_strided_slice_s8", (Params("fb_strided_slice_params", "prm"), Const("in_shape", "int32"),
+                                   Const("start", "int32"), Const("stop", "int32"), Const("stride", "int32"),
+                                   Flat(0), Flat())),
+    Kernel("fb_concatenation_s8", (Params("fb_concat_params", "prm"), Const("copy_bytes", "int32"), FlatList(0),
+                                   Flat())),
+    Kernel("fb_resize_nearest_s8", (Const("rows", "int32"), Const("cols", "int32"), View("in", "whole", 0),
+                                    View("out", "whole"))),
+    Kernel("fb_maxpool_s8", (Params("fb_pool_params", "prm"), View("in", "in", 0), View("out", "out")),
+           window="conv"),
+    Kernel("fb_mul_s8", (Params("fb_mul_params", "prm"), Const("shape1", "int32"), Const("shape2", "int32"),
+                         Const("out_shape", "int32"), Flat(0), Flat(1), Flat())),
+    Kernel("fb_reduce_mean_s8", (Params("fb_reduce_mean_params", "prm"), Const("in_shape", "int32"), Flat(0),
+                                 Flat())),
 )}
 
 

@@ -21,7 +21,10 @@ A call's values:
            prepared (the tables below), effective_scale (float64, emitted as
            C99 hex floats: float.hex() round-trips the exact double), scale
            (float32[1]: the int8 side's scale of QUANTIZE from float32 and of
-           DEQUANTIZE), table (int8[256]: LOGISTIC's lookup table)
+           DEQUANTIZE), table (int8[256]: LOGISTIC's lookup table);
+           for the layout, broadcast and reduction kernels int32 shapes and index
+           tables (in_shape, perm, start/stop/stride, copy_bytes, rows/cols,
+           shape1/shape2/out_shape)
   scratch_bytes
            the most the kernel's fb_*_buffer_size() returns for this call with
            its prepared tables in either build (through the host libraries):
@@ -38,7 +41,7 @@ and bottleneck_macs() the MACs it executes with halo rows recomputed per band.
 
 `inputs`/`outputs` are the activation tensor indices (constants travel in
 `arrays`), in the kernel's argument order; `input_shapes`/`output_shapes` are
-their shapes. View-based kernels (conv, dw_conv, add, avgpool, pad, mean input)
+their shapes. View-based kernels (conv, dw_conv, add, avgpool, maxpool, pad, resize, mean input)
 take NHWC windows: a 4-D [1, H, W, C] tensor is an H x W x C map; any other
 shape is viewed as 1 x 1 x N.
 
@@ -580,9 +583,8 @@ def _mean(graph: Graph, op: Op) -> KernelCall:
         axes = [int(a) for a in graph.tensor(op.inputs[1]).data.reshape(-1)]
     rank = len(x.shape)
     axes = sorted({int(a) % rank for a in (axes or [])}) if rank else []
-    if rank != 4 or axes != [1, 2]:
-        raise FusebenchError(f"{_where(op)}: only the global mean over H and W of a 4-D tensor "
-                             f"(axes [1, 2]) is supported, got axes {axes} of {list(x.shape)}")
+    if rank != 4 or axes != [1, 2] or x.shape[0] != 1:
+        return _reduce_mean(graph, op, x, y, axes)       # any other axes: fb_reduce_mean_s8
     if int(np.prod(y.shape)) != x.shape[3]:
         raise FusebenchError(f"{_where(op)}: output shape {list(y.shape)} is not the {x.shape[3]} channel means")
     params = quant.mean_params(x.scale, x.zero_point, y.scale, y.zero_point)
@@ -796,6 +798,210 @@ def _call(name: str, params: dict, arrays: dict, inputs: list[Tensor], outputs: 
 # and is no wider): the planner lets the output share a dying input's bytes.
 IN_PLACE_OPS = {"QUANTIZE", "LOGISTIC", "HARD_SWISH"}
 
+
+# -- layout, broadcast and reduction ops: TRANSPOSE, STRIDED_SLICE, CONCATENATION,
+# RESIZE_NEAREST_NEIGHBOR, MAX_POOL_2D, MUL, MEAN over any axes (fb_runtime.h) -----------
+
+MAX_DIMS = 6                    # FB_MAX_DIMS
+
+
+def _const_ints(graph: Graph, op: Op, position: int, what: str) -> list[int]:
+    """The values of constant int32 input `position` of the op."""
+    if len(op.inputs) <= position or op.inputs[position] < 0:
+        raise FusebenchError(f"{_where(op)}: missing {what} tensor")
+    t = graph.tensor(op.inputs[position])
+    if t.data is None:
+        raise FusebenchError(f"{_where(op)}: {what} must be constant")
+    return [int(v) for v in np.asarray(t.data).reshape(-1)]
+
+
+def _rank_of(op: Op, t: Tensor, role: str) -> int:
+    rank = len(t.shape)
+    if not 1 <= rank <= MAX_DIMS:
+        raise FusebenchError(f"{_where(op)}: {role} '{t.name}' has rank {rank}; the runtime takes 1 to "
+                             f"{MAX_DIMS} dimensions")
+    return rank
+
+
+def _shape_array(shape) -> np.ndarray:
+    return np.asarray([int(d) for d in shape], dtype=np.int32)
+
+
+def _transpose(graph: Graph, op: Op) -> KernelCall:
+    x = _int8_activation(graph, op, op.inputs[0], "input")
+    y = _int8_activation(graph, op, op.outputs[0], "output")
+    rank = _rank_of(op, x, "input")
+    perm = _const_ints(graph, op, 1, "perm")
+    # transpose.cc Prepare: exactly rank entries, each in [0, rank)
+    if sorted(perm) != list(range(rank)):
+        raise FusebenchError(f"{_where(op)}: perm {perm} is not a permutation of the {rank} input dimensions")
+    expected = tuple(int(x.shape[a]) for a in perm)
+    if tuple(y.shape) != expected:
+        raise FusebenchError(f"{_where(op)}: output shape {list(y.shape)} != transposed {list(expected)}")
+    arrays = dict(in_shape=_shape_array(x.shape), perm=np.asarray(perm, dtype=np.int32))
+    return _call("fb_transpose_s8", dict(rank=rank), arrays, [x], [y])
+
+
+def strided_slice_indices(shape, begin, end, strides, begin_mask: int, end_mask: int, shrink_axis_mask: int,
+                          offset: bool = False) -> tuple[list[int], list[int], list[int], list[int]]:
+    """LiteRT's STRIDED_SLICE index resolution (strided_slice.cc
+    BuildStridedSliceParams without ellipsis and new axes; reference
+    StartForAxis / EndForAxis): per input axis the first index, the stop (one
+    past the last, in the direction of the stride), the stride, and the output
+    shape (shrunk axes left out)."""
+    rank = len(shape)
+    starts, stops, steps, out_shape = [], [], [], []
+    for d in range(rank):
+        size = int(shape[d])
+        if d < len(begin):
+            b, e, s = int(begin[d]), int(end[d]), int(strides[d])
+            bm, em, shrink = begin_mask >> d & 1, end_mask >> d & 1, shrink_axis_mask >> d & 1
+        else:                                   # axes past the given indices: whole
+            b, e, s, bm, em, shrink = 0, 0, 1, 1, 1, 0
+        if s == 0:
+            raise FusebenchError(f"strided slice with stride 0 on axis {d}")
+        # start
+        start = b + size if b < 0 else b
+        start = min(max(start, 0), size) if s > 0 else min(max(start, -1), size - 1)
+        if bm:
+            start = 0 if s > 0 else size - 1
+        # stop
+        if shrink:
+            stop = start if start >= size else start + 1
+        else:
+            stop = e + start if offset else e
+            stop = stop + size if stop < 0 else stop
+            stop = min(max(stop, 0), size) if s > 0 else min(max(stop, -1), size - 1)
+            if em:
+                stop = size if s > 0 else -1
+        count = len(range(start, stop, s))
+        starts.append(start)
+        stops.append(stop)
+        steps.append(s)
+        if not shrink:
+            out_shape.append(count)
+    return starts, stops, steps, out_shape
+
+
+def _strided_slice(graph: Graph, op: Op) -> KernelCall:
+    x = _int8_activation(graph, op, op.inputs[0], "input")
+    y = _int8_activation(graph, op, op.outputs[0], "output")
+    rank = _rank_of(op, x, "input")
+    o = op.options
+    if o.get("ellipsis_mask", 0) or o.get("new_axis_mask", 0):
+        raise FusebenchError(f"{_where(op)}: ellipsis and new-axis masks are not supported")
+    begin = _const_ints(graph, op, 1, "begin")
+    end = _const_ints(graph, op, 2, "end")
+    strides = _const_ints(graph, op, 3, "strides")
+    if not len(begin) == len(end) == len(strides) or len(begin) > rank:
+        raise FusebenchError(f"{_where(op)}: begin, end and strides have {len(begin)}, {len(end)} and "
+                             f"{len(strides)} entries for {rank} dimensions")
+    if 0 in strides:
+        raise FusebenchError(f"{_where(op)}: stride value has to be non-zero")
+    starts, stops, steps, out_shape = strided_slice_indices(
+        x.shape, begin, end, strides, int(o.get("begin_mask", 0)), int(o.get("end_mask", 0)),
+        int(o.get("shrink_axis_mask", 0)), bool(o.get("offset", False)))
+    if any(len(range(b, e, st)) == 0 for b, e, st in zip(starts, stops, steps)):
+        # LiteRT writes nothing then (a shrunk axis may be empty too: stride < 0)
+        raise FusebenchError(f"{_where(op)}: the slice is empty")
+    if int(np.prod(out_shape, dtype=np.int64)) != y.nbytes or \
+            [int(d) for d in y.shape if d != 1] != [d for d in out_shape if d != 1]:
+        raise FusebenchError(f"{_where(op)}: output shape {list(y.shape)} != sliced {out_shape}")
+    arrays = dict(in_shape=_shape_array(x.shape), start=np.asarray(starts, np.int32),
+                  stop=np.asarray(stops, np.int32), stride=np.asarray(steps, np.int32))
+    return _call("fb_strided_slice_s8", dict(rank=rank), arrays, [x], [y])
+
+
+def _concatenation(graph: Graph, op: Op) -> KernelCall:
+    y = _int8_activation(graph, op, op.outputs[0], "output")
+    xs = [_int8_activation(graph, op, t, f"input {i}") for i, t in enumerate(op.inputs)]
+    if not xs:
+        raise FusebenchError(f"{_where(op)}: no inputs")
+    if op.options.get("activation", "NONE") != "NONE":
+        raise FusebenchError(f"{_where(op)}: fused activation {op.options['activation']} (LiteRT refuses it)")
+    rank = len(y.shape)
+    axis = int(op.options.get("axis", 0))
+    axis = axis + rank if axis < 0 else axis
+    if not 0 <= axis < rank:
+        raise FusebenchError(f"{_where(op)}: axis {op.options.get('axis')} of a rank-{rank} output")
+    for i, x in enumerate(xs):
+        # concatenation.cc Prepare: no rescaling in the int8 kernel
+        if np.float32(x.scale) != np.float32(y.scale) or x.zero_point != y.zero_point:
+            raise FusebenchError(f"{_where(op)}: input {i} is quantized ({x.scale:g}, {x.zero_point}) unlike the "
+                                 f"output ({y.scale:g}, {y.zero_point}); LiteRT's int8 CONCATENATION refuses that")
+        if len(x.shape) != rank or any(int(x.shape[d]) != int(y.shape[d]) for d in range(rank) if d != axis):
+            raise FusebenchError(f"{_where(op)}: input {i} of shape {list(x.shape)} does not concatenate into "
+                                 f"{list(y.shape)} along axis {axis}")
+    if sum(int(x.shape[axis]) for x in xs) != int(y.shape[axis]):
+        raise FusebenchError(f"{_where(op)}: inputs along axis {axis} do not add up to the output's "
+                             f"{y.shape[axis]}")
+    outer = int(np.prod(y.shape[:axis], dtype=np.int64))
+    inner = int(np.prod(y.shape[axis + 1:], dtype=np.int64))
+    copy_bytes = np.asarray([int(x.shape[axis]) * inner for x in xs], dtype=np.int32)
+    return _call("fb_concatenation_s8", dict(num_inputs=len(xs), outer=outer), dict(copy_bytes=copy_bytes),
+                 xs, [y])
+
+
+def _resize_nearest(graph: Graph, op: Op) -> KernelCall:
+    x = _int8_activation(graph, op, op.inputs[0], "input")
+    y = _int8_activation(graph, op, op.outputs[0], "output")
+    _require_4d(op, x, "input")
+    _require_4d(op, y, "output")
+    if x.shape[3] != y.shape[3]:
+        raise FusebenchError(f"{_where(op)}: input and output channels differ")
+    size = _const_ints(graph, op, 1, "size")
+    if size != [int(y.shape[1]), int(y.shape[2])]:
+        raise FusebenchError(f"{_where(op)}: size {size} != output {list(y.shape[1:3])}")
+    align, half = bool(op.options.get("align_corners")), bool(op.options.get("half_pixel_centers"))
+    arrays = dict(rows=quant.nearest_neighbor_indices(int(x.shape[1]), int(y.shape[1]), align, half),
+                  cols=quant.nearest_neighbor_indices(int(x.shape[2]), int(y.shape[2]), align, half))
+    return _call("fb_resize_nearest_s8", {}, arrays, [x], [y])
+
+
+def _maxpool(graph: Graph, op: Op) -> KernelCall:
+    # the same fb_pool_params as AVERAGE_POOL_2D, computed and checked the same way
+    call = _avgpool(graph, op)
+    call.kernel = "fb_maxpool_s8"
+    return call
+
+
+def _mul(graph: Graph, op: Op) -> KernelCall:
+    a = _int8_activation(graph, op, op.inputs[0], "first input")
+    b = _int8_activation(graph, op, op.inputs[1], "second input")
+    y = _int8_activation(graph, op, op.outputs[0], "output")
+    rank = max(len(a.shape), len(b.shape), len(y.shape), 1)
+    if rank > MAX_DIMS:
+        raise FusebenchError(f"{_where(op)}: rank {rank}; the runtime takes up to {MAX_DIMS} dimensions")
+
+    def extended(shape):
+        return [1] * (rank - len(shape)) + [int(d) for d in shape]
+    sa, sb = extended(a.shape), extended(b.shape)
+    out = []
+    for da, db in zip(sa, sb):
+        if da != db and 1 not in (da, db):
+            raise FusebenchError(f"{_where(op)}: shapes {list(a.shape)} and {list(b.shape)} do not broadcast")
+        out.append(max(da, db))
+    if extended(y.shape) != out:
+        raise FusebenchError(f"{_where(op)}: output shape {list(y.shape)} != broadcast {out}")
+    params = quant.mul_params(a.scale, a.zero_point, b.scale, b.zero_point, y.scale, y.zero_point,
+                              op.options.get("activation", "NONE"))
+    params["rank"] = rank
+    arrays = dict(shape1=_shape_array(sa), shape2=_shape_array(sb), out_shape=_shape_array(out))
+    return _call("fb_mul_s8", params, arrays, [a, b], [y])
+
+
+def _reduce_mean(graph: Graph, op: Op, x: Tensor, y: Tensor, axes: list[int]) -> KernelCall:
+    """MEAN over any (resolved, distinct) axes: fb_reduce_mean_s8."""
+    rank = _rank_of(op, x, "input")
+    kept = [int(x.shape[d]) for d in range(rank) if d not in axes]
+    if int(np.prod(kept, dtype=np.int64)) != y.nbytes:
+        raise FusebenchError(f"{_where(op)}: output shape {list(y.shape)} is not the mean of "
+                             f"{list(x.shape)} over axes {axes}")
+    params = dict(quant.mean_params(x.scale, x.zero_point, y.scale, y.zero_point), rank=rank,
+                  reduced_mask=sum(1 << d for d in axes))
+    return _call("fb_reduce_mean_s8", params, dict(in_shape=_shape_array(x.shape)), [x], [y])
+
+
 # Every op the runtime implements, and its lowering (the importer refuses the others).
 LOWERINGS = {
     "CONV_2D": _conv,
@@ -811,4 +1017,10 @@ LOWERINGS = {
     "QUANTIZE": _quantize,
     "DEQUANTIZE": _dequantize,
     "RESHAPE": _reshape,
+    "TRANSPOSE": _transpose,
+    "STRIDED_SLICE": _strided_slice,
+    "CONCATENATION": _concatenation,
+    "RESIZE_NEAREST_NEIGHBOR": _resize_nearest,
+    "MAX_POOL_2D": _maxpool,
+    "MUL": _mul,
 }

@@ -355,3 +355,43 @@ def multiply_by_quantized_multiplier(x: int, multiplier: int, shift: int) -> int
     left = shift if shift > 0 else 0
     right = 0 if shift > 0 else -shift
     return rounding_divide_by_pot(srdhm(_wrap32(x << left), multiplier), right)
+
+
+# -- MUL and RESIZE_NEAREST_NEIGHBOR --------------------------------------------------
+
+def mul_params(input1_scale: float, input1_zero_point: int, input2_scale: float, input2_zero_point: int,
+               output_scale: float, output_zero_point: int, activation: str) -> dict[str, int]:
+    """mul.cc Prepare for int8 (the fb_mul_params fields but rank): the real
+    multiplier input1_scale * input2_scale / output_scale is computed in float32
+    (the three scales are floats; only the quotient is widened to double)."""
+    s1, s2, so = np.float32(input1_scale), np.float32(input2_scale), np.float32(output_scale)
+    with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
+        real = np.float32(np.float32(s1 * s2) / so)
+    multiplier, shift = quantize_multiplier(float(real))
+    act_min, act_max = activation_range(activation, float(so), output_zero_point)
+    return dict(input1_offset=-int(input1_zero_point), input2_offset=-int(input2_zero_point),
+                output_offset=int(output_zero_point), output_multiplier=multiplier, output_shift=shift,
+                act_min=act_min, act_max=act_max)
+
+
+def nearest_neighbor_indices(in_size: int, out_size: int, align_corners: bool,
+                             half_pixel_centers: bool) -> np.ndarray:
+    """reference_ops GetNearestNeighbor for every output coordinate (int32), in
+    its float32 arithmetic: scale = in/out (align_corners: (in-1)/(out-1) when
+    out > 1), index = floor((i + offset) * scale) or, with align_corners,
+    round half away from zero; capped at in-1, and at 0 from below with
+    half_pixel_centers (offset 0.5)."""
+    if align_corners and out_size > 1:
+        scale = np.float32(in_size - 1) / np.float32(out_size - 1)
+    else:
+        scale = np.float32(in_size) / np.float32(out_size)
+    offset = np.float32(0.5 if half_pixel_centers else 0.0)
+    out = np.empty(out_size, dtype=np.int32)
+    for i in range(out_size):
+        value = float(np.float32(np.float32(i) + offset) * np.float32(scale))
+        index = round_half_away(value) if align_corners else math.floor(value)
+        index = min(index, in_size - 1)
+        if half_pixel_centers:
+            index = max(0, index)
+        out[i] = index
+    return out

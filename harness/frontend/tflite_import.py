@@ -290,6 +290,30 @@ class _Importer:
             return dict(paddings=[tuple(int(v) for v in row) for row in pads_t.data.reshape(-1, 2)])
         if kind == "RESHAPE":
             return dict(new_shape=list(tensors[o.OutputsAsNumpy()[0]].shape))
+        # -- layout, broadcast and pooling ops (TRANSPOSE takes its perm from input 1)
+        if kind == "MAX_POOL_2D":
+            p = parse(tflite.Pool2DOptions)
+            return dict(padding=_PADDING[p.Padding()], stride_h=p.StrideH(), stride_w=p.StrideW(),
+                        filter_h=p.FilterHeight(), filter_w=p.FilterWidth(),
+                        activation=act(p.FusedActivationFunction()))
+        if kind == "MUL":
+            p = parse(tflite.MulOptions)
+            return dict(activation=act(p.FusedActivationFunction()) if p else "NONE")
+        if kind == "CONCATENATION":
+            p = parse(tflite.ConcatenationOptions)
+            return dict(axis=int(p.Axis()) if p else 0,
+                        activation=act(p.FusedActivationFunction()) if p else "NONE")
+        if kind == "STRIDED_SLICE":
+            p = parse(tflite.StridedSliceOptions)
+            return dict(begin_mask=int(p.BeginMask()) if p else 0, end_mask=int(p.EndMask()) if p else 0,
+                        shrink_axis_mask=int(p.ShrinkAxisMask()) if p else 0,
+                        ellipsis_mask=int(p.EllipsisMask()) if p else 0,
+                        new_axis_mask=int(p.NewAxisMask()) if p else 0,
+                        offset=bool(p.Offset()) if p else False)
+        if kind == "RESIZE_NEAREST_NEIGHBOR":
+            p = parse(tflite.ResizeNearestNeighborOptions)
+            return dict(align_corners=bool(p.AlignCorners()) if p else False,
+                        half_pixel_centers=bool(p.HalfPixelCenters()) if p else False)
         return {}
 
     # -- checks ----------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from harness import paths
 from harness.errors import FusebenchError
 from harness.backend.cstructs import struct
 from harness.backend.lowering import lower_graph, lower_op, receptive_window
@@ -230,3 +231,10 @@ def test_planning_without_a_host_compiler_fails_with_one_line(monkeypatch):
     with pytest.raises(FusebenchError, match="host C compiler 'no-such-cc' not found") as error:
         lower_op(graph, graph.ops[0])
     assert "\n" not in str(error.value) and "apt-get install gcc" in str(error.value)
+
+
+def test_the_rank_limit_is_the_runtimes():
+    import re
+    from harness.backend import lowering
+    header = (paths.FIRMWARE_DIR / "runtime" / "include" / "fb_runtime.h").read_text()
+    assert int(re.search(r"#define FB_MAX_DIMS (\d+)", header).group(1)) == lowering.MAX_DIMS

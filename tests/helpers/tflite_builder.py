@@ -381,3 +381,107 @@ def resnet_shortcut_model(rng: np.random.Generator, input_hw: tuple[int, int] = 
     y = m.tensor([1, hw2[0], hw2[1], 2 * channels], q=oq, name="output")
     m.op(_OP.ADD, [t2, t3], [y], _OPT.AddOptions, add_options("RELU"))
     return m.build([x], [y])
+
+
+# -- layout, broadcast and reduction ops: TRANSPOSE, STRIDED_SLICE, CONCATENATION,
+# RESIZE_NEAREST_NEIGHBOR, MAX_POOL_2D, MUL, MEAN over any axes ----------------------------
+
+from harness.frontend.tflite_writer import _ACTIVATION  # noqa: E402  (the writer's activation codes)
+
+def _int32_const(m: ModelBuilder, values, name: str) -> int:
+    values = np.asarray(values, dtype=np.int32).reshape(-1)
+    return m.tensor([values.size], "int32", data=values, name=name)
+
+
+def transpose_model(input_shape: Sequence[int], perm: Sequence[int], q: Q, out_q: Optional[Q] = None) -> bytes:
+    """TRANSPOSE by a constant perm."""
+    m = ModelBuilder()
+    x = m.tensor(input_shape, q=q, name="input")
+    p = _int32_const(m, perm, "perm")
+    y = m.tensor([input_shape[a] for a in perm], q=out_q or q, name="output")
+    m.op(_OP.TRANSPOSE, [x, p], [y], _OPT.TransposeOptions, table_options("Transpose"))
+    return m.build([x], [y])
+
+
+def strided_slice_model(input_shape: Sequence[int], begin: Sequence[int], end: Sequence[int],
+                        strides: Sequence[int], q: Q, begin_mask: int = 0, end_mask: int = 0,
+                        shrink_axis_mask: int = 0, ellipsis_mask: int = 0, new_axis_mask: int = 0,
+                        output_shape: Optional[Sequence[int]] = None) -> bytes:
+    """STRIDED_SLICE of an activation with constant begin/end/strides; the
+    output shape as LiteRT resolves it (harness.backend.lowering.strided_slice_indices)
+    unless given."""
+    if output_shape is None:
+        from harness.backend.lowering import strided_slice_indices
+        output_shape = strided_slice_indices(input_shape, begin, end, strides, begin_mask, end_mask,
+                                             shrink_axis_mask)[3]
+    m = ModelBuilder()
+    x = m.tensor(input_shape, q=q, name="input")
+    b, e, s = _int32_const(m, begin, "begin"), _int32_const(m, end, "end"), _int32_const(m, strides, "strides")
+    y = m.tensor(output_shape, q=q, name="output")
+    m.op(_OP.STRIDED_SLICE, [x, b, e, s], [y], _OPT.StridedSliceOptions,
+         table_options("StridedSlice", BeginMask=begin_mask, EndMask=end_mask, ShrinkAxisMask=shrink_axis_mask,
+                       EllipsisMask=ellipsis_mask, NewAxisMask=new_axis_mask))
+    return m.build([x], [y])
+
+
+def concatenation_model(input_shapes: Sequence[Sequence[int]], axis: int, q: Q,
+                        input_qs: Optional[Sequence[Q]] = None) -> bytes:
+    """CONCATENATION of len(input_shapes) model inputs along `axis` (output quantized with q)."""
+    m = ModelBuilder()
+    xs = [m.tensor(s, q=(input_qs[i] if input_qs else q), name=f"input{i}") for i, s in enumerate(input_shapes)]
+    rank = len(input_shapes[0])
+    a = axis % rank
+    out_shape = list(input_shapes[0])
+    out_shape[a] = sum(s[a] for s in input_shapes)
+    y = m.tensor(out_shape, q=q, name="output")
+    m.op(_OP.CONCATENATION, xs, [y], _OPT.ConcatenationOptions, table_options("Concatenation", Axis=axis))
+    return m.build(xs, [y])
+
+
+def resize_nearest_model(input_shape: Sequence[int], size: tuple[int, int], q: Q, align_corners: bool = False,
+                         half_pixel_centers: bool = False) -> bytes:
+    """RESIZE_NEAREST_NEIGHBOR of [1, H, W, C] to size = (out_h, out_w)."""
+    m = ModelBuilder()
+    x = m.tensor(input_shape, q=q, name="input")
+    s = _int32_const(m, size, "size")
+    y = m.tensor([input_shape[0], size[0], size[1], input_shape[3]], q=q, name="output")
+    m.op(_OP.RESIZE_NEAREST_NEIGHBOR, [x, s], [y], _OPT.ResizeNearestNeighborOptions,
+         table_options("ResizeNearestNeighbor", AlignCorners=align_corners, HalfPixelCenters=half_pixel_centers))
+    return m.build([x], [y])
+
+
+def max_pool_model(input_shape: Sequence[int], q: Q, filter_hw=(2, 2), stride=(2, 2), padding="VALID",
+                   activation="NONE") -> bytes:
+    n, h, w, c = input_shape
+    oh = quant.output_size(padding, h, filter_hw[0], stride[0])
+    ow = quant.output_size(padding, w, filter_hw[1], stride[1])
+    m = ModelBuilder()
+    x = m.tensor(input_shape, q=q, name="input")
+    y = m.tensor([n, oh, ow, c], q=q, name="output")
+    m.op(_OP.MAX_POOL_2D, [x], [y], _OPT.Pool2DOptions, pool_options(filter_hw, stride, padding, activation))
+    return m.build([x], [y])
+
+
+def mul_model(shape1: Sequence[int], shape2: Sequence[int], q1: Q, q2: Q, out_q: Q, activation="NONE") -> bytes:
+    """MUL of two model inputs with numpy broadcasting."""
+    out_shape = list(np.broadcast_shapes(tuple(shape1), tuple(shape2)))
+    m = ModelBuilder()
+    a = m.tensor(shape1, q=q1, name="a")
+    b = m.tensor(shape2, q=q2, name="b")
+    y = m.tensor(out_shape, q=out_q, name="output")
+    m.op(_OP.MUL, [a, b], [y], _OPT.MulOptions, table_options("Mul", FusedActivationFunction=_ACTIVATION[activation]))
+    return m.build([a, b], [y])
+
+
+def reduce_mean_model(input_shape: Sequence[int], axes: Sequence[int], in_q: Q, out_q: Q, keep_dims: bool) -> bytes:
+    """MEAN over any axes of a tensor of any rank."""
+    rank = len(input_shape)
+    resolved = {a % rank for a in axes}
+    out_shape = [1 if d in resolved else s for d, s in enumerate(input_shape)] if keep_dims else \
+        [s for d, s in enumerate(input_shape) if d not in resolved]
+    m = ModelBuilder()
+    x = m.tensor(input_shape, q=in_q, name="input")
+    ax = _int32_const(m, axes, "axes")
+    y = m.tensor(out_shape, q=out_q, name="output")
+    m.op(_OP.MEAN, [x, ax], [y], _OPT.ReducerOptions, reducer_options(keep_dims))
+    return m.build([x], [y])

@@ -346,6 +346,81 @@ fb_status fb_dequantize_s8_f32(const fb_dequantize_params *p, const float *scale
 /* RESHAPE: a byte copy (NHWC bytes do not move); in == out is allowed. */
 fb_status fb_copy_s8(const int8_t *input, int8_t *output, int32_t size);
 
+/* ---- Layout, broadcast and reduction kernels (TRANSPOSE, STRIDED_SLICE,
+ * CONCATENATION, RESIZE_NEAREST_NEIGHBOR, MAX_POOL_2D, MUL, MEAN over any axes).
+ * Tensors of up to FB_MAX_DIMS dimensions are whole and contiguous (row-major,
+ * the last dimension fastest); their shapes and index tables are constant
+ * int32 arrays (in flash next to the weights). Quantization passes through the
+ * pure data movements unchanged, as in LiteRT's reference kernels. */
+#define FB_MAX_DIMS 6
+
+/* TRANSPOSE: output dimension k is input dimension perm[k] (a permutation of
+ * 0..rank-1); in_shape has rank entries, 1 <= rank <= FB_MAX_DIMS. input and
+ * output must not overlap. */
+typedef struct { int32_t rank; } fb_transpose_params;
+fb_status fb_transpose_s8(const fb_transpose_params *p, const int32_t *in_shape, const int32_t *perm,
+                          const int8_t *input, int8_t *output);
+
+/* STRIDED_SLICE with the indices already resolved as LiteRT's StartForAxis /
+ * EndForAxis do (masks, negative indices, clamping, shrink-axis): along axis d
+ * the kernel reads start[d], start[d] + stride[d], ... while the index is
+ * < stop[d] (stride > 0) or > stop[d] (stride < 0), and writes the picked
+ * elements in order. 0 <= start[d] < in_shape[d] unless the axis is empty;
+ * stride[d] != 0. input and output must not overlap. */
+typedef struct { int32_t rank; } fb_strided_slice_params;
+fb_status fb_strided_slice_s8(const fb_strided_slice_params *p, const int32_t *in_shape, const int32_t *start,
+                              const int32_t *stop, const int32_t *stride, const int8_t *input,
+                              int8_t *output);
+
+/* CONCATENATION of num_inputs tensors along one axis (LiteRT's int8 kernel
+ * requires every input's scale and zero point to equal the output's: a byte
+ * copy). outer = the product of the dimensions before the axis; input i
+ * contributes copy_bytes[i] = (its size along the axis) * (the product of the
+ * dimensions after it) bytes per outer step. inputs holds num_inputs pointers. */
+typedef struct { int32_t num_inputs, outer; } fb_concat_params;
+fb_status fb_concatenation_s8(const fb_concat_params *p, const int32_t *copy_bytes, const int8_t *const *inputs,
+                              int8_t *output);
+
+/* RESIZE_NEAREST_NEIGHBOR of whole maps: output pixel (y, x) is input pixel
+ * (rows[y], cols[x]), all channels. rows has output->h entries in [0, input->h),
+ * cols output->w entries in [0, input->w): LiteRT's float index arithmetic
+ * (align_corners, half_pixel_centers) is done once when the model is built. */
+fb_status fb_resize_nearest_s8(const int32_t *rows, const int32_t *cols, const fb_view *input, fb_view *output);
+
+/* MAX_POOL_2D int8 (fb_pool_params as AVERAGE_POOL_2D): the largest tap inside
+ * the map (padding is never a tap; -128 when a window holds none), then clamped
+ * to [act_min, act_max]. Computes the output window from an input window that
+ * holds its receptive field, like fb_avgpool_s8. */
+fb_status fb_maxpool_s8(const fb_pool_params *p, const fb_view *input, fb_view *output);
+
+/* MUL int8 with broadcasting (LiteRT reference integer Mul): out =
+ * clamp(output_offset + MultiplyByQuantizedMultiplier((a + input1_offset) *
+ * (b + input2_offset), output_multiplier, output_shift), act_min, act_max).
+ * Offsets are -zero_point for the inputs, +zero_point for the output;
+ * output_multiplier/shift quantize input1_scale * input2_scale / output_scale.
+ * shape1, shape2 and out_shape have rank entries (inputs padded with leading
+ * 1s to the output's rank); an input dimension of 1 where the output's is
+ * larger is broadcast. */
+typedef struct {
+    int32_t input1_offset, input2_offset, output_offset, output_multiplier, output_shift, act_min, act_max;
+    int32_t rank;
+} fb_mul_params;
+fb_status fb_mul_s8(const fb_mul_params *p, const int32_t *shape1, const int32_t *shape2, const int32_t *out_shape,
+                    const int8_t *input1, const int8_t *input2, int8_t *output);
+
+/* MEAN int8 over any axes (LiteRT's reference QuantizedMeanOrSum): per output
+ * element the int32 sum of its count input values, minus input_zero_point *
+ * count, requantized by multiplier/shift (input_scale / output_scale) with
+ * 1/count folded in exactly as fb_mean_finish_s8 does, plus output_zero_point,
+ * clamped to int8. Bit `d` of reduced_mask set: axis d is reduced. Outputs come
+ * in input order with the reduced axes left out (keep_dims does not change the
+ * bytes). in_shape has rank entries. */
+typedef struct {
+    int32_t input_zero_point, output_zero_point, multiplier, shift, rank, reduced_mask;
+} fb_reduce_mean_params;
+fb_status fb_reduce_mean_s8(const fb_reduce_mean_params *p, const int32_t *in_shape, const int8_t *input,
+                            int8_t *output);
+
 /* TFLite's double-rounding MultiplyByQuantizedMultiplier, exported for tests. */
 int32_t fb_multiply_by_quantized_multiplier(int32_t x, int32_t multiplier, int32_t shift);
 
