@@ -145,18 +145,38 @@ class InputSpec:
                    int(tensor.quant.zero_point[0]) if quantized else None)
 
     @property
+    def layout(self) -> str | None:
+        """'NHWC' for a [1, H, W, C] map with 1 or 3 channels, 'NCHW' for a
+        channels-first [1, C, H, W] one (PyTorch exports, which TRANSPOSE it
+        first), None when the input is not an image."""
+        if len(self.shape) != 4:
+            return None
+        if self.shape[3] in (1, 3):
+            return "NHWC"
+        if self.shape[1] in (1, 3) and min(self.shape[2:]) > 3:
+            return "NCHW"
+        return None
+
+    @property
     def is_image(self) -> bool:
-        """A [1, H, W, C] map with 1 or 3 channels: images can be made for it."""
-        return len(self.shape) == 4 and self.shape[3] in (1, 3)
+        """Images can be made for the input."""
+        return self.layout is not None
 
     @property
     def hwc(self) -> tuple[int, int, int]:
+        if self.layout == "NCHW":
+            return self.shape[2], self.shape[3], self.shape[1]
         return self.shape[1], self.shape[2], self.shape[3]
+
+    def from_nhwc(self, x: np.ndarray) -> np.ndarray:
+        """A batch of [N, H, W, C] images in the input's layout."""
+        return np.ascontiguousarray(x.transpose(0, 3, 1, 2)) if self.layout == "NCHW" else x
 
     def describe(self) -> str:
         if self.is_image:
             h, w, c = self.hwc
-            return f"an image of {h}x{w} pixels with {c} channel{'s' if c > 1 else ''} ({self.dtype})"
+            first = ", channels first" if self.layout == "NCHW" else ""
+            return f"an image of {h}x{w} pixels with {c} channel{'s' if c > 1 else ''}{first} ({self.dtype})"
         return f"a tensor of shape {list(self.shape)} ({self.dtype})"
 
     def from_float(self, x: np.ndarray) -> np.ndarray:
@@ -202,7 +222,8 @@ def model_inputs(spec: InputSpec, source: str | Path | None = None, classes: int
     if spec.is_image:
         samples = default_image_inputs(spec)
         h, w, c = spec.hwc
-        return InputSet(samples, f"fashion-mnist test images, {h}x{w}x{c}", classes == len(CLASS_NAMES))
+        first = ", channels first" if spec.layout == "NCHW" else ""
+        return InputSet(samples, f"fashion-mnist test images, {h}x{w}x{c}{first}", classes == len(CLASS_NAMES))
     return InputSet(random_inputs(spec), f"random {spec.dtype}, seed {RANDOM_INPUT_SEED}", False)
 
 
@@ -219,7 +240,7 @@ def default_image_inputs(spec: InputSpec, path: Path = DEFAULT_INPUTS_FILE) -> l
     except (OSError, KeyError, ValueError) as e:
         raise FusebenchError(f"cannot read default inputs {path}: {e}") from None
     h, w, c = spec.hwc
-    x = spec.from_float(preprocess(images, h, w, c))
+    x = spec.from_float(spec.from_nhwc(preprocess(images, h, w, c)))
     return [InputSample(name=f"fmnist_test_{int(idx):05d}", data=x[i:i + 1], label=int(labels[i]))
             for i, idx in enumerate(indices)]
 
@@ -302,7 +323,7 @@ def _read_image(path: Path) -> np.ndarray:
 
 
 def _wrong_shape(name: str, what: str, spec: InputSpec) -> FusebenchError:
-    hint = (f"give {spec.dtype} arrays of {'x'.join(map(str, spec.hwc))}, or images (uint8 pixels, or floats "
+    hint = (f"give {spec.dtype} arrays of {'x'.join(map(str, spec.shape[1:]))}, or images (uint8 pixels, or floats "
             f"in [-1, 1]) of any size" if spec.is_image else
             f"give arrays of shape {list(spec.shape)} (or without the leading 1), {spec.dtype} or float")
     return FusebenchError(f"{name}: holds {what}, but the model takes {spec.describe()}: {hint}")
@@ -335,8 +356,9 @@ def sample_from_array(array: np.ndarray, name: str, spec: InputSpec) -> np.ndarr
     h, w, c = spec.hwc
     if array.ndim == 4 and array.shape[0] == 1:
         array = array[0]
-    if array.dtype == np.dtype(spec.dtype) and not (spec.dtype == "uint8" and array.shape != (h, w, c)):
-        if array.shape != (h, w, c):
+    tensor_shape = spec.shape[1:]          # (h, w, c), or (c, h, w) channels first
+    if array.dtype == np.dtype(spec.dtype) and not (spec.dtype == "uint8" and array.shape != tensor_shape):
+        if array.shape != tensor_shape:
             raise _wrong_shape(name, _array_words(array), spec)
         return array[None].copy()
     if array.ndim == 2:
@@ -353,7 +375,7 @@ def sample_from_array(array: np.ndarray, name: str, spec: InputSpec) -> np.ndarr
             x = np.repeat(x, 3, axis=-1) if c == 3 else (x @ _LUMA)[..., None].astype(np.float32)
     else:
         raise _wrong_shape(name, _array_words(array), spec)
-    return spec.from_float(x)
+    return spec.from_float(spec.from_nhwc(x))
 
 
 def load_input_batch(path: Path, spec: InputSpec) -> list[InputSample]:

@@ -320,3 +320,25 @@ def test_colour_images_become_one_channel_for_a_grey_model(tmp_path):
     assert sample.data.shape == (1, 6, 8, 1)
     expected = quantize_input(np.float32(0.299 * 255 / 127.5 - 1.0), 1 / 128, 0)
     assert np.all(sample.data == expected)
+
+
+def test_a_channels_first_input_gets_the_same_images_transposed(tmp_path):
+    # PyTorch exports take [1, C, H, W] and TRANSPOSE it first
+    nchw = InputSpec((1, 3, 20, 24), "int8", 1 / 127.5, -1)
+    nhwc = InputSpec((1, 20, 24, 3), "int8", 1 / 127.5, -1)
+    assert nchw.layout == "NCHW" and nchw.hwc == (20, 24, 3) and "channels first" in nchw.describe()
+    first, last = model_inputs(nchw, classes=10), model_inputs(nhwc, classes=10)
+    assert first.labels_apply and "channels first" in first.source
+    for a, b in zip(first.samples, last.samples):
+        assert a.data.shape == (1, 3, 20, 24) and np.array_equal(a.data, b.data.transpose(0, 3, 1, 2))
+    from PIL import Image
+    Image.fromarray(np.full((10, 12, 3), (255, 0, 0), np.uint8)).save(tmp_path / "red.png")
+    np.save(tmp_path / "as_tensor.npy", np.ones((3, 20, 24), np.int8))      # the tensor's own layout
+    tensor, red = model_inputs(nchw, tmp_path).samples           # sorted by name
+    assert red.data.shape == (1, 3, 20, 24) and red.data[0, 0].min() > red.data[0, 1].max()
+    assert np.array_equal(tensor.data, np.ones((1, 3, 20, 24), np.int8))
+    np.save(tmp_path / "as_tensor.npy", np.ones((20, 24, 3), np.int8))
+    with pytest.raises(FusebenchError, match=r"give int8 arrays of 3x20x24"):
+        model_inputs(nchw, tmp_path)
+    # a map whose last dimension is not a channel count and whose second is not either: no image
+    assert InputSpec((1, 8, 8, 16), "int8", 0.1, 0).layout is None
