@@ -280,8 +280,8 @@ def _shape_view(shape: tuple[int, ...]) -> FbView:
 
 
 _SIZES: dict = {}
-# Stands in for prepared tables that are not computed yet: the size functions
-# read only whether q->prepared is NULL.
+# Stands in for prepared tables that are not computed yet (tag 0: no kernel
+# takes them for its own, so the size is the most it may need).
 _TABLES_STAND_IN = np.zeros(PREPARED_HEADER_BYTES // 4, np.int32)
 
 
@@ -293,10 +293,16 @@ def buffer_size(call: KernelCall, kernels: str = DEFAULT_KERNELS, prepared: bool
     spec = call.spec
     if spec.buffer_size is None:
         return 0
+    # The size functions read at most the prepared tables' header (whether the
+    # optimized code takes the layer): the call's own where the kernel's size
+    # depends on it, else a stand-in (lowering leaves the tables uncomputed).
+    tables = prepared and spec.size_reads_tables and "prepared" in call.arrays
+    header = (np.ascontiguousarray(call.arrays["prepared"][:PREPARED_HEADER_BYTES // 4], dtype=np.int32)
+              if tables else None)
     key = None
     if not call.trees:
         key = (kernels, prepared, call.kernel, tuple(call.params.items()), tuple(call.input_shapes),
-               tuple(call.output_shapes))
+               tuple(call.output_shapes), None if header is None else header.tobytes())
         if key in _SIZES:
             return _SIZES[key]
     keep: list = []
@@ -305,9 +311,12 @@ def buffer_size(call: KernelCall, kernels: str = DEFAULT_KERNELS, prepared: bool
         if isinstance(arg, Params):
             args.append(ctypes.byref(_params_struct(call, arg, keep)))
         elif isinstance(arg, Quant):
-            tables = prepared and "prepared" in call.arrays      # `in` does not compute them
             q = _channel_quant(call, keep, tables=False)
-            q.prepared = _TABLES_STAND_IN.ctypes.data if tables else None
+            if header is not None:
+                keep.append(header)
+                q.prepared = header.ctypes.data
+            else:
+                q.prepared = _TABLES_STAND_IN.ctypes.data if prepared and spec.prepared else None
             args.append(ctypes.byref(q))
         elif isinstance(arg, View):
             shape = call.output_shapes[0] if arg.input is None else call.input_shapes[arg.input]

@@ -132,6 +132,9 @@ class Kernel:
     # arguments but views and scratch, then the tables; fb_<name>_prepared_size()
     # these arguments. Empty: no prepared tables.
     prepared: tuple[str, ...] = ()
+    # fb_<name>_buffer_size reads the prepared tables' header (tables that leave
+    # the layer to the portable code need less): sizes then compute the tables.
+    size_reads_tables: bool = False
     window: str = "whole"
     skip_when_aliased: bool = False      # Flat input == Flat output: nothing to do
     # Its output may overlay its input (the same address): it writes each
@@ -194,7 +197,7 @@ KERNELS: dict[str, Kernel] = {k.name: k for k in (
     Kernel("fb_conv_s8",
            (Params("fb_conv_params", "prm"), Quant(), View("in", "in", 0), Params("fb_filter_dims", "fd"),
             Const("filter", "int8"), Const("bias", "int32", optional=True), View("out", "out"), Scratch()),
-           prepared=("fd",), window="conv"),
+           prepared=("fd",), size_reads_tables=True, window="conv"),
     Kernel("fb_dw_conv_s8",
            (Params("fb_dw_conv_params", "prm"), Quant(), View("in", "in", 0), Params("fb_filter_dims", "fd"),
             Const("filter", "int8"), Const("bias", "int32", optional=True), View("out", "out"), Scratch()),

@@ -638,3 +638,26 @@ def test_dsp_kernels_on_both_cores_match_litert(tmp_path):
     for board in ("stm32h7", "stm32f4"):
         log = (firmware_dir(board, graph, "unfused") / "build.log").read_text()
         assert re.search(r"-DFB_KERNELS_DSP=1\b", log), f"{board} firmware was not built with the DSP kernels"
+
+
+@pytest.mark.parametrize("k", [3, 1])
+def test_a_conv_left_to_the_portable_code_asks_only_for_its_scratch(k):
+    """An effective scale of 1/2 or more in one channel (MCUNet's first layer)
+    prepares tables with fast == 0: the DSP build then runs the portable
+    code, and its fb_conv_s8_buffer_size() asks for that code's column only, so
+    the plan's scratch is what the firmware touches."""
+    rng = np.random.default_rng(11)
+    filters = rand_int8(rng, (8, k, k, 3))
+    scales = [0.01] * 7 + [2.0]
+    in_q, out_q = Q(0.01, 3), Q(0.02, -5)     # the last channel's effective scale is 1: no fast record
+    bias = rng.integers(-5000, 5000, 8).astype(np.int32)
+    data = tb.conv2d_model([1, 5, 6, 3], filters, scales, bias, in_q, out_q, (1, 1), "VALID", (1, 1), "NONE")
+    graph = load_model_bytes(data, "conv")
+    call = lower_op(graph, graph.ops[0])
+    assert call.arrays["prepared"][1] == 0                                    # header.fast
+    portable = hostrt.buffer_size(call, "portable")
+    assert hostrt.buffer_size(call, "dsp") == portable == call.scratch_bytes == 2 * k * k * 3
+    assert hostrt.buffer_size(call, "dsp", prepared=False) > portable          # tables of its own, in scratch
+    x = rand_int8(rng, graph.input.shape)
+    (ours,) = hostrt.run_op(call, [x], kernels="dsp", scratch_bytes=portable)
+    assert np.array_equal(ours.reshape(-1), reference_output(data, x).reshape(-1))

@@ -38,7 +38,8 @@ static int32_t portable_scratch_bytes(const fb_filter_dims *fd)
 /* The optimized kernel (fb_conv_dsp.c): the tables at the start of scratch
  * unless they are prepared, then four int16 columns of whole 4-tap groups and,
  * for kernels larger than 1x1, a byte patch. That covers the portable code it
- * falls back to (2 * taps <= 32 * groups). */
+ * falls back to (2 * taps <= 32 * groups); tables prepared for the fallback
+ * (fast == 0) need only the portable column. */
 int32_t fb_conv_s8_buffer_size(const fb_conv_params *p, const fb_channel_quant *q, const fb_view *input,
                                const fb_filter_dims *fd, const fb_view *output)
 {
@@ -49,6 +50,11 @@ int32_t fb_conv_s8_buffer_size(const fb_conv_params *p, const fb_channel_quant *
         return 0;
     }
 #if FB_KERNELS_DSP
+    /* prepared tables that leave the layer to the portable code: its column only */
+    const fb_prepared_header *header = (const fb_prepared_header *)q->prepared;
+    if (header != NULL && header->tag == FB_PREPARED_CONV && header->fast == 0) {
+        return portable_scratch_bytes(fd);
+    }
     const int32_t taps = fd->kh * fd->kw * fd->in_c;
     const int32_t groups = (taps + 3) / 4;
     const int32_t tables = q->prepared == NULL ? fb_conv_s8_prepared_size(fd) : 0;
