@@ -35,3 +35,52 @@ def test_a_missing_folder_is_one_line():
     from harness.errors import FusebenchError
     with pytest.raises(FusebenchError, match="does not exist"):
         corpus_command("/no/such/folder")
+
+
+# -- the field corpus (../shared/field-models), on the host ---------------------------------
+
+from harness import paths  # noqa: E402
+
+FIELD_MODELS = paths.ROOT.parent / "shared" / "field-models"
+FIELD_FILES = sorted(FIELD_MODELS.glob("*.tflite")) if FIELD_MODELS.is_dir() else []
+# what the corpus must keep refusing, in one line naming the op
+FIELD_REFUSED = {"keyword_scrambled": "op 1 is SVDF"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", FIELD_FILES or [None], ids=[p.stem for p in FIELD_FILES] or ["absent"])
+def test_every_field_model_runs_every_variant_bit_exact_on_the_host_or_is_refused_in_one_line(path):
+    """Every schedule's plan of every field model, run by the C runtime on the
+    host (DSP build, as the Cortex-M7 runs it), equals the reference (LiteRT,
+    or TFLite Micro where LiteRT refuses the model) on a default input; a
+    variant that does not apply says so; an unsupported model is one line."""
+    from harness.backend import hostrt
+    from harness.errors import FusebenchError
+    from harness.frontend.inputs import InputSpec, model_inputs
+    from harness.frontend.reference import reference_outputs_with_source
+    from harness.frontend.tflite_import import load_model
+    from harness.schedules.registry import NotApplicable, make_plan, schedule_names
+    from harness.targets.boards import load_board
+
+    if path is None:
+        pytest.skip(f"{FIELD_MODELS} is absent (the field models are not part of the repository)")
+    if path.stem in FIELD_REFUSED:
+        with pytest.raises(FusebenchError) as refused:
+            load_model(path)
+        assert FIELD_REFUSED[path.stem] in str(refused.value) and "\n" not in str(refused.value)
+        return
+    graph = load_model(path)
+    x = model_inputs(InputSpec.of(graph.input)).samples[0].data
+    _, (expected,) = reference_outputs_with_source(path, [x])
+    board = load_board("stm32h7")
+    ran = []
+    for variant in schedule_names():
+        try:
+            plan = make_plan(graph, variant, board=board)
+        except NotApplicable as e:
+            assert str(e) and "\n" not in str(e)
+            continue
+        ours = hostrt.run_plan(graph, plan, x, kernels="dsp")
+        assert np.array_equal(ours.reshape(-1), np.asarray(expected).reshape(-1)), f"{variant} differs"
+        ran.append(variant)
+    assert "unfused" in ran and "msf" in ran
