@@ -201,6 +201,28 @@ static inline fb_status fb_add_check_args(const fb_add_params *p, const fb_view 
     return FB_OK;
 }
 
+/* Argument checks of the pooling kernels (AVERAGE_POOL_2D, MAX_POOL_2D): the
+ * input window holds the output window's receptive field inside the map. */
+static inline fb_status fb_pool_check_args(const fb_pool_params *p, const fb_view *input, const fb_view *output)
+{
+    if (p == NULL || !fb_view_valid(input) || !fb_view_valid(output)) {
+        return FB_ERR_ARG;
+    }
+    if (input->c != output->c || p->stride_h <= 0 || p->stride_w <= 0 || p->filter_h <= 0 ||
+        p->filter_w <= 0 || p->act_min > p->act_max) {
+        return FB_ERR_ARG;
+    }
+    const int32_t y_lo = output->y0 * p->stride_h - p->pad_top;
+    const int32_t y_hi = (output->y0 + output->h - 1) * p->stride_h - p->pad_top + p->filter_h - 1;
+    const int32_t x_lo = output->x0 * p->stride_w - p->pad_left;
+    const int32_t x_hi = (output->x0 + output->w - 1) * p->stride_w - p->pad_left + p->filter_w - 1;
+    if (!fb_view_covers(input, y_lo < 0 ? 0 : y_lo, y_hi >= input->full_h ? input->full_h - 1 : y_hi,
+                        x_lo < 0 ? 0 : x_lo, x_hi >= input->full_w ? input->full_w - 1 : x_hi)) {
+        return FB_ERR_ARG;
+    }
+    return FB_OK;
+}
+
 /* -- FULLY_CONNECTED output stage (double precision, as LiteRT's reference) -- */
 
 /* round(v) half away from zero, saturated to int32 (std::round, no libm). */

@@ -3,19 +3,11 @@
 
 fb_status fb_maxpool_s8(const fb_pool_params *p, const fb_view *input, fb_view *output)
 {
-    if (p == NULL || !fb_view_valid(input) || !fb_view_valid(output)) {
-        return FB_ERR_ARG;
+    const fb_status status = fb_pool_check_args(p, input, output);
+    if (status != FB_OK) {
+        return status;
     }
-    if (input->c != output->c || p->stride_h <= 0 || p->stride_w <= 0 || p->filter_h <= 0 ||
-        p->filter_w <= 0 || p->act_min > p->act_max || p->act_min < -128 || p->act_max > 127) {
-        return FB_ERR_ARG;
-    }
-    const int32_t y_lo = output->y0 * p->stride_h - p->pad_top;
-    const int32_t y_hi = (output->y0 + output->h - 1) * p->stride_h - p->pad_top + p->filter_h - 1;
-    const int32_t x_lo = output->x0 * p->stride_w - p->pad_left;
-    const int32_t x_hi = (output->x0 + output->w - 1) * p->stride_w - p->pad_left + p->filter_w - 1;
-    if (!fb_view_covers(input, y_lo < 0 ? 0 : y_lo, y_hi >= input->full_h ? input->full_h - 1 : y_hi,
-                        x_lo < 0 ? 0 : x_lo, x_hi >= input->full_w ? input->full_w - 1 : x_hi)) {
+    if (p->act_min < -128 || p->act_max > 127) {
         return FB_ERR_ARG;
     }
     const int32_t channels = output->c;
