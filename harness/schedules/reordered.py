@@ -52,7 +52,8 @@ def _block_peak(plan: Plan, ops: list[int]) -> int:
 
 def plan_reordered(graph: Graph, max_overhead: Optional[float] = None, band_rows: Optional[int] = None) -> Plan:
     """Every inverted residual block whose peak drops when it runs one expansion
-    channel at a time does so; the rest runs layer by layer."""
+    channel at a time, and whose layer-by-layer peak is above the model's, does
+    so; the rest runs layer by layer."""
     limit = DEFAULT_MAX_OVERHEAD if max_overhead is None else float(max_overhead)
     if limit < 0:
         raise FusebenchError("--max-overhead must not be negative")
@@ -91,6 +92,25 @@ def plan_reordered(graph: Graph, max_overhead: Optional[float] = None, band_rows
         raise NotApplicable("reordered", graph.name, "no inverted residual block has a lower peak one channel "
                             "at a time")
     plan = plan_schedule(graph, stages, variant="reordered")
+    # A block whose layer-by-layer peak is already below the model's peak buys
+    # no RAM by running one channel at a time, only recomputed MACs and the
+    # per-channel loop: it runs layer by layer unless that raises the arena.
+    needed = [n.data["peak_before"] > plan.arena_bytes for n in notes]
+    if not all(needed):
+        kept = [s for s, keep in zip(stages, needed) if keep]
+        leaner = plan_schedule(graph, kept, variant="reordered") if kept else base
+        if leaner.arena_bytes <= plan.arena_bytes:
+            if not kept:
+                raise NotApplicable("reordered", graph.name,
+                                    f"reordering no block lowers the model's peak ({base.arena_bytes} B "
+                                    f"layer by layer is set outside the blocks that gain)")
+            declined = [n for n, keep in zip(notes, needed) if not keep]
+            stages, notes, plan = kept, [n for n, keep in zip(notes, needed) if keep], leaner
+            plan.notes.append(Note("reordered-declined",
+                                   f"layer by layer, already below the model's peak of {plan.arena_bytes} B: "
+                                   + ", ".join(f"ops {n.data['ops'][0]}-{n.data['ops'][1]} "
+                                               f"({n.data['peak_before']} B)" for n in declined),
+                                   dict(blocks=[n.data["ops"] for n in declined])))
     plan.notes.append(Note("reordered-blocks", "reordered blocks (block peak before -> after):"))
     plan.notes.extend(Note(n.kind, "  " + n.text, n.data) for n in notes)
     return plan
@@ -98,8 +118,8 @@ def plan_reordered(graph: Graph, max_overhead: Optional[float] = None, band_rows
 
 SCHEDULE = Schedule(
     name="reordered", order=50,
-    runs="bottleneck reordering (Lee et al.): each inverted residual block whose peak drops runs one expansion "
-         "channel at a time (`fb_bottleneck_s8`): expand channel i, its depthwise, and its share of the "
+    runs="bottleneck reordering (Lee et al.): each inverted residual block whose peak drops, and is above the "
+         "model's peak otherwise, runs one expansion channel at a time (`fb_bottleneck_s8`): expand channel i, its depthwise, and its share of the "
          "projection into int32 accumulators, in bands of output rows (neighbouring bands recompute the "
          "expansion rows they share)",
     ram="the block's input and output, one channel of the expanded and depthwise maps, and a band of int32 "

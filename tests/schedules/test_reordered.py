@@ -12,7 +12,7 @@ from harness.schedules.unfused import plan_layer_by_layer
 from harness.schedules.reordered import plan_reordered
 from tests.helpers.hostcheck import assert_plan_bit_exact
 from tests.helpers.tflite_builder import inverted_residual_chain_model
-from harness.frontend.tflite_import import load_model
+from harness.frontend.tflite_import import load_model, load_model_bytes
 from harness.schedules.stages import ReorderedBlock
 
 
@@ -51,3 +51,28 @@ def test_reordered_plan_on_a_shipped_model_lowers_each_chosen_block(model_paths)
         assert note.data["peak_after"] < note.data["peak_before"]
     with pytest.raises(FusebenchError, match="band-rows"):
         plan_reordered(graph, band_rows=0)
+
+
+def test_blocks_already_below_the_model_s_peak_run_layer_by_layer(model_paths):
+    """Reordering a block under the model's peak saves no RAM and costs MACs:
+    only the blocks above it run one channel at a time."""
+    graph = load_model(next(p for p in model_paths if p.stem == "mobilenetv2_w035_144"))
+    plan = make_plan(graph, "reordered")
+    (declined,) = plan.notes_of("reordered-declined")
+    kept = plan.notes_of("reordered-block")
+    assert kept and all(n.data["peak_before"] > plan.arena_bytes for n in kept)
+    base = plan_layer_by_layer(graph)
+    for first, last in declined.data["blocks"]:
+        ops = set(range(first, last + 1))
+        assert max(s.live_bytes for s in base.steps if s.op in ops) <= plan.arena_bytes
+    assert [[st.ops[0], st.ops[-1]] for st in plan.stages] == [n.data["ops"] for n in kept]
+
+
+def test_reordered_does_not_apply_when_the_peak_is_outside_every_block():
+    from harness.schedules.registry import NotApplicable
+    # tiny blocks, then a 1x1 head to 200 channels: the head sets the peak
+    data = inverted_residual_chain_model(np.random.default_rng(3), (12, 12), 3, [(2, 4, 1), (2, 4, 1)],
+                                         head=(200, 5))
+    graph = load_model_bytes(data, "head-heavy")
+    with pytest.raises(NotApplicable, match="reordering no block lowers the model's peak"):
+        plan_reordered(graph)
