@@ -563,7 +563,49 @@ def _depthwise(graph: Graph, op: Op) -> KernelCall:
     return _call("fb_dw_conv_s8", params, arrays, [x], [y])
 
 
+def _scalar_constant(graph: Graph, op: Op) -> Optional[tuple[int, int]]:
+    """(position, int8 value) of a binary op's constant operand when it holds
+    one value, broadcast over an activation of the output's shape (MobileNetV3's
+    hard-sigmoid: x + 3, then * 1/6); None otherwise."""
+    if len(op.inputs) != 2:
+        return None
+    for position in (0, 1):
+        c = graph.tensor(op.inputs[position])
+        x = graph.tensor(op.inputs[1 - position])
+        y = graph.tensor(op.outputs[0])
+        if c.data is None or x.data is not None or c.dtype != "int8" or c.quant is None or c.quant.per_channel:
+            continue
+        values = np.unique(np.asarray(c.data).reshape(-1))
+        if values.size == 1 and tuple(x.shape) == tuple(y.shape) and len(c.shape) <= max(len(y.shape), 1):
+            return position, int(values[0])
+    return None
+
+
+def _as_table(graph: Graph, op: Op, name: str, params: dict, arrays: dict, position: int, value: int
+              ) -> KernelCall:
+    """An elementwise op of one int8 activation and a one-valued constant as a
+    256-entry lookup table (fb_lut_s8, in place): the table is the op's own
+    kernel (`name`, bit-exact with LiteRT) run on the host over every int8
+    input value, so its arithmetic is written once."""
+    from harness.backend.hostrt import run_op      # hostrt imports this module
+    values = np.arange(-128, 128, dtype=np.int8)
+    const = np.full(256, value, np.int8)
+    vector = KernelCall(name, params, arrays, [0, 1], [2], input_shapes=[(256,), (256,)], output_shapes=[(256,)])
+    (out,) = run_op(vector, [const, values] if position == 0 else [values, const])
+    table = np.empty(256, np.int8)
+    table[values.view(np.uint8)] = out.reshape(-1)
+    x = graph.tensor(op.inputs[1 - position])
+    return _call("fb_lut_s8", dict(size=_flat_size(x)), dict(table=table), [x], [graph.tensor(op.outputs[0])])
+
+
 def _add(graph: Graph, op: Op) -> KernelCall:
+    scalar = _scalar_constant(graph, op)
+    if scalar is not None:
+        a, b, y = graph.tensor(op.inputs[0]), graph.tensor(op.inputs[1]), graph.tensor(op.outputs[0])
+        _int8_activation(graph, op, op.outputs[0], "output")
+        params = quant.add_params(a.scale, a.zero_point, b.scale, b.zero_point, y.scale, y.zero_point,
+                                  op.options.get("activation", "NONE"))
+        return _as_table(graph, op, "fb_add_s8", params, {}, *scalar)
     a = _int8_activation(graph, op, op.inputs[0], "first input")
     b = _int8_activation(graph, op, op.inputs[1], "second input")
     y = _int8_activation(graph, op, op.outputs[0], "output")
@@ -966,6 +1008,14 @@ def _maxpool(graph: Graph, op: Op) -> KernelCall:
 
 
 def _mul(graph: Graph, op: Op) -> KernelCall:
+    scalar = _scalar_constant(graph, op)
+    if scalar is not None:
+        a, b, y = graph.tensor(op.inputs[0]), graph.tensor(op.inputs[1]), graph.tensor(op.outputs[0])
+        _int8_activation(graph, op, op.outputs[0], "output")
+        params = dict(quant.mul_params(a.scale, a.zero_point, b.scale, b.zero_point, y.scale, y.zero_point,
+                                       op.options.get("activation", "NONE")), rank=1)
+        arrays = {k: np.asarray([256], np.int32) for k in ("shape1", "shape2", "out_shape")}
+        return _as_table(graph, op, "fb_mul_s8", params, arrays, *scalar)
     a = _int8_activation(graph, op, op.inputs[0], "first input")
     b = _int8_activation(graph, op, op.inputs[1], "second input")
     y = _int8_activation(graph, op, op.outputs[0], "output")

@@ -12,11 +12,15 @@ which reference it used (LITERT or TFLM).
 """
 from __future__ import annotations
 
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from harness.errors import FusebenchError
+from harness.paths import ROOT
 
 
 def _interpreter(model: str | Path | bytes, preserve_all_tensors: bool = False):
@@ -111,15 +115,55 @@ def _tflm_arena(model_bytes: int) -> int:
 def reference_outputs_with_source(model: str | Path | bytes, xs: list[np.ndarray]) -> tuple[str, list[np.ndarray]]:
     """The outputs for `xs` and which reference computed them: LiteRT's
     reference kernels, or TFLite Micro's interpreter for a model LiteRT
-    refuses to load (input mismatches are errors either way)."""
+    refuses to load (input mismatches are errors either way).
+
+    Each interpreter runs in a child process: both abort their whole process
+    on some models (degenerate quantization, e.g. an untrained network's
+    collapsed softmax), and that must cost the model its rows, not end the
+    sweep."""
+    with tempfile.TemporaryDirectory(prefix="fusebench-reference-") as tmp:
+        tmp = Path(tmp)
+        if isinstance(model, (bytes, bytearray)):
+            path = tmp / "model.tflite"
+            path.write_bytes(bytes(model))
+        else:
+            path = Path(model)
+        np.savez(tmp / "inputs.npz", *[np.asarray(x) for x in xs])
+        refusals = []
+        for engine, name in ((LITERT, "LiteRT"), (TFLM, "TFLite Micro")):
+            cmd = [sys.executable, "-m", "harness.frontend.reference", engine, str(path), str(tmp / "inputs.npz"),
+                   str(tmp / "outputs.npz")]
+            done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+            said = (done.stderr.strip().splitlines() or [""])[-1]
+            if done.returncode == 0:
+                with np.load(tmp / "outputs.npz") as npz:
+                    return engine, [npz[f"arr_{i}"] for i in range(len(xs))]
+            if done.returncode == _BAD_INPUT:
+                raise FusebenchError(said)
+            refusals.append(said if done.returncode == _REFUSED else
+                            f"{name} crashed loading the model (exit {done.returncode})")
+    raise FusebenchError("; ".join(refusals))
+
+
+_REFUSED, _BAD_INPUT = 3, 4          # the child's exit codes
+
+
+def _child(engine: str, model: str, inputs: str, outputs: str) -> int:
+    """`python -m harness.frontend.reference ENGINE MODEL INPUTS.npz OUTPUTS.npz`."""
+    with np.load(inputs) as npz:
+        xs = [npz[f"arr_{i}"] for i in range(len(npz.files))]
     try:
-        interp = _interpreter(model)
-    except FusebenchError as litert_refused:
-        try:
-            return TFLM, _tflm_outputs(model, xs)
-        except FusebenchError as tflm_refused:
-            raise FusebenchError(f"{litert_refused}; {tflm_refused}") from None
-    return LITERT, _litert_outputs(interp, xs)
+        interp = _interpreter(model) if engine == LITERT else None
+    except FusebenchError as exc:
+        print(exc, file=sys.stderr)
+        return _REFUSED
+    try:
+        results = _litert_outputs(interp, xs) if engine == LITERT else _tflm_outputs(model, xs)
+    except FusebenchError as exc:
+        print(exc, file=sys.stderr)
+        return _REFUSED if "cannot load" in str(exc) else _BAD_INPUT
+    np.savez(outputs, *results)
+    return 0
 
 
 def reference_intermediates(model: str | Path | bytes, x: np.ndarray) -> dict[int, np.ndarray]:
@@ -149,3 +193,7 @@ def first_mismatch(graph, model: str | Path | bytes, x: np.ndarray,
             return (f"op {op.index} {op.kind} (tensor '{graph.tensors[t].name}'): "
                     f"{int((diff > 0).sum())} of {diff.size} values differ, max by {int(diff.max())}")
     return None
+
+
+if __name__ == "__main__":
+    sys.exit(_child(*sys.argv[1:5]))

@@ -15,7 +15,6 @@ import multiprocessing as mp
 import os
 import queue as _queue
 from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -256,18 +255,12 @@ def _layer_rows(base: dict, input_name: str, plan, graph, res) -> list[dict]:
 
 
 def reference_outputs_isolated(model_path: str, xs: list[np.ndarray], with_source: bool = False):
-    """Host reference in a child process (LiteRT aborts the whole process on
-    some degenerate models, e.g. collapsed softmax scales): the outputs, or
-    with `with_source` (which reference, outputs); see
-    harness.frontend.reference.reference_outputs_with_source."""
+    """Host reference outputs, or with `with_source` (which reference, outputs):
+    harness.frontend.reference.reference_outputs_with_source, which runs the
+    interpreters in a child process (LiteRT aborts the whole process on some
+    models), falling back to TFLite Micro where LiteRT refuses or aborts."""
     from harness.frontend.reference import reference_outputs_with_source
-    ctx = mp.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
-        try:
-            source, outputs = pool.submit(reference_outputs_with_source, model_path, xs).result()
-        except BrokenProcessPool:
-            raise FusebenchError(f"{model_path}: the reference kernels aborted on this model "
-                                 "(degenerate quantization parameters?)") from None
+    source, outputs = reference_outputs_with_source(model_path, xs)
     return (source, outputs) if with_source else outputs
 
 

@@ -95,3 +95,23 @@ def test_a_model_litert_refuses_gets_tflite_micro_as_its_reference(tmp_path):
         np.testing.assert_array_equal(run_graph(graph, x).reshape(-1), out)
     shipped = sorted(MODELS_DIR.glob("*.tflite"))[0]
     assert reference_outputs_with_source(shipped, [])[0] == LITERT
+
+
+def test_a_model_the_reference_aborts_on_is_one_line_not_a_dead_process(tmp_path):
+    """LiteRT's reference SOFTMAX aborts the process (SIGABRT) on an input scale
+    of 1e-30; the interpreters run in a child, so this is an error message."""
+    from harness.frontend.reference import reference_outputs_with_source
+    import tflite
+
+    from harness.frontend.tflite_writer import Q, ModelBuilder, table_options
+    m = ModelBuilder()
+    x = m.tensor((1, 10), q=Q(1e-30, 0), name="input")
+    y = m.tensor((1, 10), q=Q(1 / 256, -128), name="output")
+    m.op(tflite.BuiltinOperator.SOFTMAX, [x], [y], tflite.BuiltinOptions.SoftmaxOptions,
+         table_options("Softmax", Beta=1.0))
+    path = tmp_path / "collapsed.tflite"
+    path.write_bytes(m.build([x], [y]))
+    with pytest.raises(FusebenchError) as err:
+        reference_outputs_with_source(path, [np.zeros((1, 10), np.int8)])
+    message = str(err.value)
+    assert "LiteRT crashed loading the model" in message and "\n" not in message

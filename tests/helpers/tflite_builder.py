@@ -485,3 +485,19 @@ def reduce_mean_model(input_shape: Sequence[int], axes: Sequence[int], in_q: Q, 
     y = m.tensor(out_shape, q=out_q, name="output")
     m.op(_OP.MEAN, [x, ax], [y], _OPT.ReducerOptions, reducer_options(keep_dims))
     return m.build([x], [y])
+
+
+def scalar_constant_model(kind: str, input_shape: Sequence[int], value: int, in_q: Q, const_q: Q, out_q: Q,
+                          activation: str = "NONE", const_first: bool = False, const_shape=(1,)) -> bytes:
+    """ADD or MUL of an activation and an int8 constant holding one value (the
+    hard-sigmoid of MobileNetV3: relu6(x + 3) * 1/6), the constant first or second."""
+    m = ModelBuilder()
+    x = m.tensor(input_shape, q=in_q, name="input")
+    c = m.tensor(list(const_shape), q=const_q, data=np.full(const_shape, value, np.int8), name="constant")
+    y = m.tensor(input_shape, q=out_q, name="output")
+    ins = [c, x] if const_first else [x, c]
+    if kind == "ADD":
+        m.op(_OP.ADD, ins, [y], _OPT.AddOptions, add_options(activation))
+    else:
+        m.op(_OP.MUL, ins, [y], _OPT.MulOptions, table_options("Mul", FusedActivationFunction=_ACTIVATION[activation]))
+    return m.build([x], [y])
