@@ -95,10 +95,12 @@ def plan(c, model=None, variant="unfused", csv=None, plot=None, json=None, tflm=
                         "resolution; default when any expansion other than 6 is asked for)",
             "out": "output folder, gets the models, models.json and README.md (default: models/)",
             "edges": "input and output types: int8 (default) or uint8-float32 (uint8 pixels in, float "
-                     "scores out, as the STM32 model zoo's MobileNets)"})
+                     "scores out, as the STM32 model zoo's MobileNets)",
+            "arch": "architecture(s), comma-separated: mobilenetv2 (default), efficientnet_lite, "
+                    "mobilenetv3_small, shufflenetv2, mobilenetv1 (tools/architectures.py; trained short)"})
 @_cli
-def models(c, resolution=None, out=None, width=None, expansion=None, training=None, edges="int8"):
-    """Regenerate the shipped int8 MobileNetV2 models (needs the `models` extra: TensorFlow)."""
+def models(c, resolution=None, out=None, width=None, expansion=None, training=None, edges="int8", arch=None):
+    """Regenerate the shipped int8 models (needs the `models` extra: TensorFlow)."""
     from pathlib import Path
 
     from harness.errors import FusebenchError
@@ -114,7 +116,8 @@ def models(c, resolution=None, out=None, width=None, expansion=None, training=No
                 resolutions=numbers(resolution, int, "resolution") if resolution else None,
                 widths=numbers(width, float, "width") if width else DEFAULT_WIDTHS,
                 expansions=numbers(expansion, int, "expansion") if expansion else (DEFAULT_EXPANSION,),
-                training=training, edges=edges)
+                training=training, edges=edges,
+                archs=[a.strip() for a in str(arch).split(",") if a.strip()] if arch else ("mobilenetv2",))
 
 
 @task(help={"board": "board name(s), comma-separated (see boards/)",

@@ -14,6 +14,10 @@ their files get a `_t<t>` suffix. Runs asking for any t other than 6 train
 "short" by default (one epoch on a subset, at each model's own resolution,
 no fine-tuning): those models are for memory measurements.
 
+The report's other backbones (`tools.architectures`: EfficientNet-Lite,
+MobileNetV3-Small, ShuffleNetV2, MobileNetV1) are made with `--arch`: each is
+trained "short" at its own resolution, files named `<arch>_w<width>_<px>`.
+
 TensorFlow is imported inside functions only, so `import tools.modelgen`
 works without it. Run: `python -m tools.modelgen [--resolution N ...]`.
 """
@@ -45,6 +49,11 @@ DEFAULT_EXPANSION = 6           # Keras' (and the paper's) t of the 16 expanding
 # so no PAD op doubles the expanded 32x32x48 tensor).
 DEFAULT_MODELS: tuple[tuple[float, int], ...] = ((0.35, 128), (0.35, 144), (1.0, 128), (0.35, 64))
 NUM_CLASSES = 10
+DEFAULT_ARCH = "mobilenetv2"
+# The other backbones train short (one pass at their own resolution) on more
+# images than the expansion study: they are for memory and time measurements,
+# and their accuracy says only that they learned (models/README.md has it).
+ARCH_TRAIN_SUBSET = 12800
 
 
 @dataclass(frozen=True)
@@ -61,10 +70,11 @@ class TrainConfig:
     keras_version: str = ""
     expansion: int = DEFAULT_EXPANSION
     training: str = "full"            # "full" (shared mixed-resolution weights) or "short"
+    arch: str = DEFAULT_ARCH          # MobileNetV2, or one of tools.architectures
 
     @property
     def cache_stem(self) -> str:
-        stem = f"mobilenetv2_{width_tag(self.width)}{expansion_tag(self.expansion)}_seed{self.seed}"
+        stem = f"{self.arch}_{width_tag(self.width)}{expansion_tag(self.expansion)}_seed{self.seed}"
         if self.training != "full":
             stem += f"_{self.training}{'-'.join(map(str, self.train_resolutions))}"
         return stem
@@ -72,7 +82,7 @@ class TrainConfig:
 
 # Fields added to TrainConfig after caches were written: a cached record
 # without them was made with these values.
-_CONFIG_FIELD_DEFAULTS = {"expansion": DEFAULT_EXPANSION, "training": "full"}
+_CONFIG_FIELD_DEFAULTS = {"expansion": DEFAULT_EXPANSION, "training": "full", "arch": "mobilenetv2"}
 
 
 # Per-width training on the shared 2-core CPU (measured: 17 min for 0.35, 20 for 1.0).
@@ -116,9 +126,9 @@ DEFAULT_EDGES = "int8"
 
 
 def model_filename(width: float, resolution: int, expansion: int = DEFAULT_EXPANSION,
-                   edges: str = DEFAULT_EDGES) -> str:
+                   edges: str = DEFAULT_EDGES, arch: str = DEFAULT_ARCH) -> str:
     suffix = "" if edges == DEFAULT_EDGES else "_" + edges.replace("-", "_")
-    return f"mobilenetv2_{width_tag(width)}_{resolution}{expansion_tag(expansion)}{suffix}.tflite"
+    return f"{arch}_{width_tag(width)}_{resolution}{expansion_tag(expansion)}{suffix}.tflite"
 
 
 # MobileNetV2's inverted residual blocks: (t, c, n, s) = expansion ratio,
@@ -244,14 +254,22 @@ def mobilenetv2_backbone(tf, input_shape: tuple, alpha: float, expansion: int = 
 
 
 def build_model(tf, width: float, resolution: int | None, bn_momentum: float,
-                expansion: int = DEFAULT_EXPANSION):
+                expansion: int = DEFAULT_EXPANSION, arch: str = DEFAULT_ARCH):
     """Keras MobileNetV2 (random init, 10 classes); None = any resolution.
 
     Expansion 6 uses keras.applications itself (the shipped models), any
     other ratio `mobilenetv2_backbone`. The classifier head is added here
     exactly as Keras' include_top=True would (global average pool + softmax
     Dense), because Keras only allows its own head with a fixed input size and
-    training mixes sizes."""
+    training mixes sizes. Other architectures: tools.architectures (head
+    included), at a fixed resolution."""
+    if arch != DEFAULT_ARCH:
+        from tools.architectures import ARCHITECTURES
+        model = ARCHITECTURES[arch].build(tf, (resolution, resolution, 3), width)
+        for layer in model.layers:
+            if isinstance(layer, tf.keras.layers.BatchNormalization):
+                layer.momentum = bn_momentum
+        return model
     if int(expansion) == DEFAULT_EXPANSION:
         backbone = tf.keras.applications.MobileNetV2(
             input_shape=(resolution, resolution, 3), alpha=width, weights=None, include_top=False)
@@ -311,10 +329,12 @@ def train_weights(cfg: TrainConfig, log: Callable[[str], None]) -> tuple[list[np
     _set_determinism(tf, cfg.seed)
     train_x, train_y = fashion_mnist.load_fashion_mnist("train")
     rows = _train_rows(cfg, len(train_x))
-    model = build_model(tf, cfg.width, None, cfg.bn_momentum, cfg.expansion)
+    # MobileNetV2 trains at any size; the others (ShuffleNet's reshapes) at their one resolution
+    resolution = None if cfg.arch == DEFAULT_ARCH else cfg.train_resolutions[0]
+    model = build_model(tf, cfg.width, resolution, cfg.bn_momentum, cfg.expansion, cfg.arch)
     batches = _train_batches(tf, train_x[rows], train_y[rows], cfg)
     _compile(tf, model, cfg.learning_rate, cfg.epochs * len(batches))
-    log(f"training MobileNetV2 width {cfg.width}, expansion {cfg.expansion} ({cfg.training}): "
+    log(f"training {cfg.arch} width {cfg.width}, expansion {cfg.expansion} ({cfg.training}): "
         f"{cfg.train_subset} images x {cfg.epochs} epochs at {'/'.join(map(str, cfg.train_resolutions))} px")
     start = time.monotonic()
     history = model.fit(batches, epochs=cfg.epochs, verbose=2, shuffle=False)
@@ -471,21 +491,26 @@ def _write_readme(out_dir: Path, records: dict[str, dict]) -> None:
     # only when such records exist, so models/README.md keeps its form.
     show_expansion = any(r.get("expansion", DEFAULT_EXPANSION) != DEFAULT_EXPANSION for r in records.values())
     short = sorted(n for n, r in records.items() if r.get("training", "full") == "short")
+    show_arch = any(r.get("arch", DEFAULT_ARCH) != DEFAULT_ARCH for r in records.values())
     is_default_dir = Path(out_dir).resolve() == MODELS_DIR.resolve()
     lines = [
         "# Default models" if is_default_dir else "# Generated models",
         "",
         "Generated by `tools/modelgen.py` (`invoke models`); do not edit by hand.",
         "",
-        "Keras MobileNetV2 (random init, 10 classes) trained here on Fashion-MNIST",
+        ("Keras MobileNetV2" if any(r.get("arch", DEFAULT_ARCH) == DEFAULT_ARCH for r in records.values())
+         else "Keras backbones") + " (random init, 10 classes) trained here on Fashion-MNIST",
         "(28x28 grey, bilinear upscale, replicated to 3 channels, scaled to [-1, 1] by",
         "`harness.frontend.inputs.preprocess`), then converted with full-integer quantization:",
         "int8 input and output, per-channel int8 weights, calibrated on",
-        f"{CALIBRATION_IMAGES} training images at the model's resolution. Each width is trained",
+        f"{CALIBRATION_IMAGES} training images at the model's resolution."
+        + (" Each width is trained" if len(short) < len(records) else ""),
+    ] + ([
         "once on batches of mixed resolution (train px); each model starts from those",
         f"weights, is fine-tuned for one short epoch ({FINETUNE_IMAGES} of the training images,",
         f"learning rate {FINETUNE_LEARNING_RATE}) at its own resolution and gets its batch-norm",
         "statistics re-estimated there.",
+    ] if len(short) < len(records) else []) + [
         "",
         "int8 top-1 is measured with LiteRT's reference kernels (BUILTIN_REF) on the",
         "first N images of the Fashion-MNIST test split (never trained on).",
@@ -499,6 +524,13 @@ def _write_readme(out_dir: Path, records: dict[str, dict]) -> None:
             "network with t replaced; their files end in `_t<t>`.",
             "",
         ]
+    if show_arch:
+        from tools.architectures import ARCHITECTURES
+        lines += ["Beside MobileNetV2, the re-implementation report's other backbones "
+                  "(`tools/architectures.py`), trained short (below) with the same data and conversion:", ""]
+        lines += [f"- `{a.name}`: {a.describe}" for a in ARCHITECTURES.values()
+                  if any(r.get("arch") == a.name for r in records.values())]
+        lines += [""]
     if short:
         lines += [
             f"Short training ({', '.join(f'`{n}`' for n in short)}): these models",
@@ -508,14 +540,15 @@ def _write_readme(out_dir: Path, records: dict[str, dict]) -> None:
             "re-estimated, then converted as above). Their train time is per file.",
             "",
         ]
-    head = ["file", "width"] + (["expansion"] if show_expansion else []) + [
+    head = ["file"] + (["architecture"] if show_arch else []) + ["width"] + \
+        (["expansion"] if show_expansion else []) + [
         "input", "train px (mixed)", "epochs", "train images", "train time", "int8 top-1", "N test",
         "top-1 on the shipped inputs", "size"]
     lines += ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for name in sorted(records):
         r = records[name]
         lines.append(
-            f"| `{name}` | {r['width']} | "
+            f"| `{name}` | " + (f"{r.get('arch', DEFAULT_ARCH)} | " if show_arch else "") + f"{r['width']} | "
             + (f"{r.get('expansion', DEFAULT_EXPANSION)} | " if show_expansion else "")
             + f"{r['resolution']}x{r['resolution']}x3 | "
             f"{'/'.join(map(str, r['train_resolutions']))} | {r['epochs']} | {r['train_subset']} | "
@@ -533,7 +566,7 @@ def _write_readme(out_dir: Path, records: dict[str, dict]) -> None:
         ]
     if notes:
         lines += [""] + notes
-    lines += [
+    lines += [""] if not is_default_dir else [
         "",
         "`inputs/fashion_mnist_test.npz`: the default benchmark inputs, "
         f"{DEFAULT_INPUT_COUNT} held-out test",
@@ -550,7 +583,8 @@ def make_models(out_dir: Path, resolutions: list[int] | None = None,
                 eval_images: int = DEFAULT_EVAL_IMAGES,
                 cache_dir: Path = WEIGHTS_CACHE_DIR,
                 expansions: Iterable[int] = (DEFAULT_EXPANSION,),
-                training: str | None = None, edges: str = DEFAULT_EDGES) -> list[Path]:
+                training: str | None = None, edges: str = DEFAULT_EDGES,
+                archs: Iterable[str] = (DEFAULT_ARCH,)) -> list[Path]:
     """Write the int8 models (default set, or every width at each of
     `resolutions`; each at every expansion ratio of `expansions`), the default
     inputs, models.json and README.md into `out_dir`; returns the model paths.
@@ -560,7 +594,16 @@ def make_models(out_dir: Path, resolutions: list[int] | None = None,
     epoch from scratch per model at its own resolution); default "short" when
     any expansion other than 6 is asked for, so a ratio sweep is trained alike.
     Trained float weights are cached in `cache_dir`, keyed by width,
-    expansion, seed and training. `edges`: the input and output types (EDGES)."""
+    expansion, seed and training. `edges`: the input and output types (EDGES).
+    `archs`: MobileNetV2 and/or tools.architectures names; the others make
+    their shipped (width, resolution) pairs, or their widths at `resolutions`,
+    trained short."""
+    from tools.architectures import ARCHITECTURES
+    archs = tuple(dict.fromkeys(archs))
+    unknown = [a for a in archs if a != DEFAULT_ARCH and a not in ARCHITECTURES]
+    if unknown:
+        raise FusebenchError(f"unknown architecture {unknown[0]!r} (known: "
+                             f"{', '.join((DEFAULT_ARCH,) + tuple(ARCHITECTURES))})")
     if edges not in EDGES:
         raise FusebenchError(f"edges must be one of {', '.join(EDGES)} (got {edges!r})")
     out_dir = Path(out_dir)
@@ -572,20 +615,31 @@ def make_models(out_dir: Path, resolutions: list[int] | None = None,
         training = "full" if expansions == (DEFAULT_EXPANSION,) else "short"
     if training not in TRAININGS:
         raise FusebenchError(f"training must be one of {', '.join(TRAININGS)} (got {training!r})")
-    if resolutions is None:
-        wanted = [(w, r) for (w, r) in DEFAULT_MODELS if w in widths]
-    else:
-        for r in resolutions:
-            if not 32 <= int(r) <= 512:
-                raise FusebenchError(f"resolution {r} out of range (32..512)")
-        wanted = [(w, int(r)) for w in widths for r in resolutions]
+    for r in resolutions or ():
+        if not 32 <= int(r) <= 512:
+            raise FusebenchError(f"resolution {r} out of range (32..512)")
+    wanted = []                                  # (arch, width, resolution)
+    for arch in archs:
+        if arch == DEFAULT_ARCH:
+            pairs = [(w, r) for (w, r) in DEFAULT_MODELS if w in widths] if resolutions is None else \
+                [(w, int(r)) for w in widths for r in resolutions]
+        else:
+            shipped = ARCHITECTURES[arch].models
+            pairs = list(shipped) if resolutions is None else \
+                [(w, int(r)) for w in dict.fromkeys(w for w, _ in shipped) for r in resolutions]
+        wanted += [(arch, w, r) for w, r in pairs]
     if not wanted:
         raise FusebenchError("no models to make (check --width / --resolution)")
     tf = _import_tf()
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_default_inputs(out_dir / "inputs" / "fashion_mnist_test.npz")
+    if out_dir.resolve() == MODELS_DIR.resolve():       # the benchmark's inputs, for every model
+        write_default_inputs(out_dir / "inputs" / "fashion_mnist_test.npz")
 
-    def config(width: float, expansion: int, resolution: int) -> TrainConfig:
+    def config(arch: str, width: float, expansion: int, resolution: int) -> TrainConfig:
+        if arch != DEFAULT_ARCH:
+            return TrainConfig(width=width, seed=seed, training="short", train_resolutions=(resolution,),
+                               train_subset=ARCH_TRAIN_SUBSET, epochs=SHORT_EPOCHS, arch=arch,
+                               keras_version=tf.keras.__version__)
         if training == "short":
             return TrainConfig(width=width, seed=seed, expansion=expansion, training="short",
                                train_resolutions=(resolution,), train_subset=SHORT_TRAIN_SUBSET,
@@ -600,18 +654,20 @@ def make_models(out_dir: Path, resolutions: list[int] | None = None,
     train_x, train_y = fashion_mnist.load_fashion_mnist("train")
     paths: list[Path] = []
     cfg = weights = train_record = None
-    for width, expansion, resolution in sorted({(w, e, r) for w, r in wanted for e in expansions}):
-        if config(width, expansion, resolution) != cfg:
+    jobs = sorted({(a, w, e if a == DEFAULT_ARCH else DEFAULT_EXPANSION, r)
+                   for a, w, r in wanted for e in expansions})
+    for arch, width, expansion, resolution in jobs:
+        if config(arch, width, expansion, resolution) != cfg:
             # Full training shares one set of weights across resolutions.
-            cfg = config(width, expansion, resolution)
+            cfg = config(arch, width, expansion, resolution)
             weights, train_record = trained_weights(cfg, cache_dir, log)
-        name = model_filename(width, resolution, expansion, edges)
+        name = model_filename(width, resolution, expansion, edges, arch)
         log(f"converting {name}")
         _set_determinism(tf, seed)
-        model = build_model(tf, width, resolution, cfg.bn_momentum, expansion)
+        model = build_model(tf, width, resolution, cfg.bn_momentum, expansion, arch)
         model.set_weights(weights)
         start = time.monotonic()
-        if training == "full":
+        if cfg.training == "full":
             tune_accuracy = _finetune_at_resolution(tf, model, cfg, resolution, train_x, train_y)
             tune_seconds = time.monotonic() - start
             log(f"  fine-tuned at {resolution} px in {tune_seconds:.0f} s (accuracy {tune_accuracy:.3f})")
@@ -630,12 +686,14 @@ def make_models(out_dir: Path, resolutions: list[int] | None = None,
             "train_resolutions": list(cfg.train_resolutions), "epochs": cfg.epochs,
             "train_subset": cfg.train_subset, "seed": seed,
             "train_seconds": train_record["train_seconds"],
-            "finetune_images": FINETUNE_IMAGES if training == "full" else 0,
+            "finetune_images": FINETUNE_IMAGES if cfg.training == "full" else 0,
             "finetune_seconds": round(tune_seconds, 1),
             "bytes": path.stat().st_size, **result,
         }
-        if expansion != DEFAULT_EXPANSION or training != "full":
-            records[name].update(expansion=expansion, training=training)
+        if expansion != DEFAULT_EXPANSION or cfg.training != "full":
+            records[name].update(expansion=expansion, training=cfg.training)
+        if arch != DEFAULT_ARCH:
+            records[name].update(arch=arch)
         if edges != DEFAULT_EDGES:
             records[name].update(edges=edges)
         log(f"  {name}: {path.stat().st_size / 1024:.0f} KiB, int8 top-1 "
@@ -659,6 +717,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="default: full for t = 6 only, short when other ratios are asked for")
     parser.add_argument("--edges", choices=tuple(EDGES), default=DEFAULT_EDGES,
                         help="input and output types: int8 (default) or uint8-float32 (the STM32 model zoo's)")
+    parser.add_argument("--arch", action="append",
+                        help="mobilenetv2 (default) or a tools.architectures backbone (repeatable)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-images", type=int, default=DEFAULT_EVAL_IMAGES)
     parser.add_argument("--evaluate", type=Path, help=argparse.SUPPRESS)   # child-process mode
@@ -671,7 +731,7 @@ def main(argv: list[str] | None = None) -> int:
         make_models(args.out, args.resolution, tuple(args.width or DEFAULT_WIDTHS), args.seed,
                     eval_images=args.eval_images,
                     expansions=tuple(args.expansion or (DEFAULT_EXPANSION,)), training=args.training,
-                    edges=args.edges)
+                    edges=args.edges, archs=tuple(args.arch or (DEFAULT_ARCH,)))
     except FusebenchError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

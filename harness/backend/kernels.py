@@ -223,8 +223,11 @@ KERNELS: dict[str, Kernel] = {k.name: k for k in (
     Kernel("fb_dequantize_s8_f32",
            (Params("fb_dequantize_params", "prm"), Const("scale", "float32"), Flat(0), Flat(None, "float32"))),
     # Elementwise activations: LOGISTIC (a 256-entry table), HARD_SWISH
-    Kernel("fb_lut_s8", (Params("fb_lut_params", "prm"), Const("table", "int8"), Flat(0), Flat()), in_place=True),
-    Kernel("fb_hard_swish_s8", (Params("fb_hard_swish_params", "prm"), Flat(0), Flat()), in_place=True),
+    # elementwise on windows: they tile (MobileNetV3's hard-swish inside fused stages)
+    Kernel("fb_lut_s8", (Const("table", "int8"), View("in", "elementwise", 0), View("out", "out")),
+           window="elementwise", in_place=True),
+    Kernel("fb_hard_swish_s8", (Params("fb_hard_swish_params", "prm"), View("in", "elementwise", 0),
+                                View("out", "out")), window="elementwise", in_place=True),
     Kernel("fb_copy_s8", (Flat(0), Flat(), Scalar("size")), skip_when_aliased=True),
     # A whole inverted residual block; its params are the call's own value tree
     # (lowering.bottleneck_call builds it from the block's lowered calls).

@@ -170,10 +170,11 @@ def _nest(struct_name: str, flat: dict[str, int]) -> dict:
 
 
 def map_hwc(shape: tuple[int, ...]) -> tuple[int, int, int]:
-    """The H x W x C map a tensor of this shape is viewed as (batch 1)."""
-    if len(shape) == 4:
-        if shape[0] != 1:
-            raise FusebenchError(f"batch size {shape[0]} in shape {list(shape)}: fusebench runs batch 1")
+    """The H x W x C map a tensor of this shape is viewed as: [1, H, W, C] is
+    that map; any other shape (a vector, a 5-D channel shuffle, a 4-D tensor
+    whose first axis is not a batch of 1) is 1 x 1 x N (the kernels that need
+    a real map check [1, H, W, C] when they are lowered)."""
+    if len(shape) == 4 and shape[0] == 1:
         return int(shape[1]), int(shape[2]), int(shape[3])
     n = int(np.prod(shape, dtype=np.int64)) if shape else 1
     return 1, 1, n
@@ -595,7 +596,7 @@ def _as_table(graph: Graph, op: Op, name: str, params: dict, arrays: dict, posit
     table = np.empty(256, np.int8)
     table[values.view(np.uint8)] = out.reshape(-1)
     x = graph.tensor(op.inputs[1 - position])
-    return _call("fb_lut_s8", dict(size=_flat_size(x)), dict(table=table), [x], [graph.tensor(op.outputs[0])])
+    return _call("fb_lut_s8", {}, dict(table=table), [x], [graph.tensor(op.outputs[0])])
 
 
 def _add(graph: Graph, op: Op) -> KernelCall:
@@ -798,14 +799,14 @@ def _logistic(graph: Graph, op: Op) -> KernelCall:
         table = quant.logistic_table(x.scale, x.zero_point, y.scale, y.zero_point)
     except FusebenchError as exc:
         raise FusebenchError(f"{_where(op)}: {exc}") from None
-    return _call("fb_lut_s8", dict(size=_flat_size(x)), dict(table=table), [x], [y])
+    return _call("fb_lut_s8", {}, dict(table=table), [x], [y])
 
 
 def _hard_swish(graph: Graph, op: Op) -> KernelCall:
     """HARD_SWISH int8: HardSwishParams as HardSwishPrepare computes them."""
     x, y = _same_shape_activation(graph, op)
     try:
-        params = quant.hard_swish_params(x.scale, x.zero_point, y.scale, y.zero_point, _flat_size(x))
+        params = quant.hard_swish_params(x.scale, x.zero_point, y.scale, y.zero_point)
     except FusebenchError as exc:
         raise FusebenchError(f"{_where(op)}: {exc}") from None
     return _call("fb_hard_swish_s8", params, {}, [x], [y])

@@ -16,8 +16,10 @@ def default_models() -> list[Path]:
 
 
 def resolve_models(spec: str | None) -> list[Path]:
-    """`--model` values: a path, a comma-separated list of paths, or a shipped
-    model's name (with or without `.tflite`); None means the shipped defaults."""
+    """`--model` values: a path, a comma-separated list of paths, a shipped
+    model's name (with or without `.tflite`), or a folder (a path, or a folder
+    of models/ such as `architectures`): its .tflite files, smallest first;
+    None means the shipped defaults."""
     if not spec:
         return default_models()
     paths = []
@@ -25,7 +27,14 @@ def resolve_models(spec: str | None) -> list[Path]:
         p = Path(item)
         candidates = [p, MODELS_DIR / item, MODELS_DIR / f"{item}.tflite"]
         found = next((c for c in candidates if c.is_file()), None)
-        if found is None:
+        folder = next((c for c in candidates[:2] if c.is_dir()), None)
+        if found is not None:
+            paths.append(found)
+        elif folder is not None:
+            inside = sorted(folder.glob("*.tflite"), key=lambda q: (q.stat().st_size, q.name))
+            if not inside:
+                raise FusebenchError(f"no .tflite models in {folder}")
+            paths.extend(inside)
+        else:
             raise FusebenchError(f"model not found: {item}")
-        paths.append(found)
     return paths

@@ -298,7 +298,7 @@ def downscale_int32_to_int16_multiplier(multiplier: int) -> int:
 
 
 def hard_swish_params(input_scale: float, input_zero_point: int, output_scale: float,
-                      output_zero_point: int, size: int) -> dict[str, int]:
+                      output_zero_point: int) -> dict[str, int]:
     """HardSwishPrepare for int8: hires_input_scale = input_scale / 128, and the
     output and "relu-ish" multipliers hires / output_scale and hires / (3/32768),
     all in float32 (the divisions are float divisions whose results are then
@@ -321,8 +321,7 @@ def hard_swish_params(input_scale: float, input_zero_point: int, output_scale: f
         raise FusebenchError(f"HARD_SWISH input scale {input_scale} is too large (relu-ish exponent {re_})")
     return dict(input_zero_point=int(input_zero_point), output_zero_point=int(output_zero_point),
                 reluish_multiplier=downscale_int32_to_int16_multiplier(rm), reluish_exponent=re_,
-                output_multiplier=downscale_int32_to_int16_multiplier(om), output_exponent=oe,
-                size=int(size))
+                output_multiplier=downscale_int32_to_int16_multiplier(om), output_exponent=oe)
 
 
 # -- integer arithmetic mirrors of fb_arith.h (for tests and host checks) ---------------

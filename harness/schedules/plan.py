@@ -157,11 +157,13 @@ def kernel_scratch(graph: Graph, op: Op) -> int:
     return int(lower_op(graph, op).scratch_bytes)
 
 
-def lifetimes(graph: Graph) -> tuple[dict[int, tuple[int, int]], dict[int, int]]:
+def lifetimes(graph: Graph, staged_ops: frozenset = frozenset()) -> tuple[dict[int, tuple[int, int]], dict[int, int]]:
     """First and last step of every arena tensor, and the aliases: a RESHAPE's
     output shares its input's bytes, and so does the output of an op whose
     kernel may write over its own input (lowering.IN_PLACE_OPS: a QUANTIZE of
-    the uint8 or float32 pixels) when that input dies there."""
+    the uint8 or float32 pixels) when that input dies there and the op runs on
+    whole tensors (not inside a tiled stage, `staged_ops`, whose input may be
+    a tile buffer only)."""
     from harness.backend.lowering import IN_PLACE_OPS
 
     last_read: dict[int, int] = {}
@@ -183,7 +185,8 @@ def lifetimes(graph: Graph) -> tuple[dict[int, tuple[int, int]], dict[int, int]]
         src = op.inputs[0] if op.inputs else -1
         if op.kind == "RESHAPE":
             aliases[op.outputs[0]] = root(src)
-        elif op.kind in IN_PLACE_OPS and src >= 0 and not graph.tensors[src].is_const and \
+        elif op.kind in IN_PLACE_OPS and op.index not in staged_ops and src >= 0 and \
+                not graph.tensors[src].is_const and \
                 graph.tensors[op.outputs[0]].nbytes <= graph.tensors[root(src)].nbytes and dies_at(src, op):
             aliases[op.outputs[0]] = root(src)
     life: dict[int, tuple[int, int]] = {}
@@ -287,7 +290,7 @@ def plan_schedule(graph: Graph, stages: list, scratch: ScratchFn = kernel_scratc
     A fused stage occupies its steps as one unit: its whole inputs and output
     live through all of them, its inner tensors exist only as tile buffers, and
     its kernels share one scratch buffer."""
-    life, aliases = lifetimes(graph)
+    life, aliases = lifetimes(graph, frozenset(i for st in stages for i in st.ops))
     for st in stages:                     # a streamed input never sits in the arena
         if st.streamed >= 0:
             life.pop(aliases.get(st.streamed, st.streamed), None)

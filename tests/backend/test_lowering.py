@@ -139,7 +139,7 @@ def test_other_edges_are_refused_with_a_clear_message(in_dtype, out_dtype, code)
 
 def test_logistic_and_hard_swish_calls():
     _, call = only_call(tb.logistic_model([2, 5], Q(0.05, 3)))
-    assert call.kernel == "fb_lut_s8" and call.params == {"size": 10}
+    assert call.kernel == "fb_lut_s8" and call.params == {}
     table = call.arrays["table"]
     assert table.dtype == np.int8 and table.shape == (256,)
     assert table[3] == 0 and table[127] == 127 and table[128] == -128     # x = zp: 1/2; x = -128: ~0
@@ -185,10 +185,11 @@ def test_grouped_convolution_is_refused():
         lower_op(graph, graph.ops[0])
 
 
-def test_add_of_a_constant_is_refused():
+def test_add_of_a_constant_of_several_values_is_refused():
+    # (a one-valued constant becomes a table: tests/firmware/test_elementwise_tables.py)
     m = tb.ModelBuilder()
     x = m.tensor([1, 2, 2, 3], q=Q(0.1, 0))
-    c = m.tensor([1, 2, 2, 3], q=Q(0.1, 0), data=np.ones(12, np.int8))
+    c = m.tensor([1, 2, 2, 3], q=Q(0.1, 0), data=np.arange(12, dtype=np.int8))
     y = m.tensor([1, 2, 2, 3], q=Q(0.1, 0))
     m.op(tb._OP.ADD, [x, c], [y], tb._OPT.AddOptions, tb.add_options("NONE"))
     graph = load_model_bytes(m.build([x], [y]), "addc")

@@ -349,3 +349,21 @@ def test_edge_models_run_bit_exact_on_qemu(tmp_path):
     assert len(rows) == 2 * 2 * 2, rows[["model", "variant", "input", "status", "detail"]]
     assert (rows["status"] == "ok").all(), rows[["model", "variant", "input", "status", "detail"]]
     assert rows["outputs_match"].all()
+
+
+# -- elementwise kernels on windows: they run tile by tile inside fused stages --------------
+
+@pytest.mark.parametrize("kind", ["hard_swish", "logistic", "table"])
+@pytest.mark.parametrize("shape", [(1, 7, 5, 3), (1, 1, 9, 16), (1, 6, 1, 1)])
+def test_elementwise_kernels_tile_by_tile_equal_the_whole_map(kind, shape):
+    from tests.firmware.test_kernels import check_tiles
+    q = Q(0.05, 3)
+    if kind == "hard_swish":
+        data = tb.hard_swish_model(shape, q, Q(0.04, -7))
+    elif kind == "logistic":
+        data = tb.logistic_model(shape, q)
+    else:                                           # ADD of a one-valued constant: a table
+        data = tb.scalar_constant_model("ADD", shape, 50, q, Q(0.06, -20), Q(0.07, 4), "RELU6")
+    graph = load_model_bytes(data, kind)
+    assert lower_op(graph, graph.ops[0]).spec.window == "elementwise"
+    check_tiles(graph, seed=sum(shape))

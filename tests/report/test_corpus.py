@@ -54,13 +54,8 @@ def test_every_field_model_runs_every_variant_bit_exact_on_the_host_or_is_refuse
     host (DSP build, as the Cortex-M7 runs it), equals the reference (LiteRT,
     or TFLite Micro where LiteRT refuses the model) on a default input; a
     variant that does not apply says so; an unsupported model is one line."""
-    from harness.backend import hostrt
     from harness.errors import FusebenchError
-    from harness.frontend.inputs import InputSpec, model_inputs
-    from harness.frontend.reference import reference_outputs_with_source
     from harness.frontend.tflite_import import load_model
-    from harness.schedules.registry import NotApplicable, make_plan, schedule_names
-    from harness.targets.boards import load_board
 
     if path is None:
         pytest.skip(f"{FIELD_MODELS} is absent (the field models are not part of the repository)")
@@ -69,6 +64,28 @@ def test_every_field_model_runs_every_variant_bit_exact_on_the_host_or_is_refuse
             load_model(path)
         assert FIELD_REFUSED[path.stem] in str(refused.value) and "\n" not in str(refused.value)
         return
+    assert_every_variant_bit_exact_on_the_host(path)
+
+
+ARCHITECTURE_FILES = sorted((paths.MODELS_DIR / "architectures").glob("*.tflite"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", ARCHITECTURE_FILES, ids=[p.stem for p in ARCHITECTURE_FILES])
+def test_every_shipped_architecture_runs_every_variant_bit_exact_on_the_host(path):
+    """EfficientNet-Lite, MobileNetV3 (squeeze-excite, hard-swish), ShuffleNetV2
+    (split, concatenation, shuffle) and MobileNetV1 under every schedule."""
+    assert_every_variant_bit_exact_on_the_host(path)
+
+
+def assert_every_variant_bit_exact_on_the_host(path):
+    from harness.backend import hostrt
+    from harness.frontend.inputs import InputSpec, model_inputs
+    from harness.frontend.reference import reference_outputs_with_source
+    from harness.frontend.tflite_import import load_model
+    from harness.schedules.registry import NotApplicable, make_plan, schedule_names
+    from harness.targets.boards import load_board
+
     graph = load_model(path)
     x = model_inputs(InputSpec.of(graph.input)).samples[0].data
     _, (expected,) = reference_outputs_with_source(path, [x])

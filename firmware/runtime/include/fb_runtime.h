@@ -280,17 +280,19 @@ fb_status fb_fully_connected_s8_portable(const fb_fc_params *p, const double *ef
 typedef struct { int32_t input_multiplier, input_left_shift, diff_min, outer, depth; } fb_softmax_params;
 fb_status fb_softmax_s8(const fb_softmax_params *p, const int8_t *input, int8_t *output);
 
-/* LOGISTIC int8 -> int8 (and any other int8 -> int8 function of one value):
- * output[i] = table[(uint8_t)input[i]]. LiteRT's reference LOGISTIC for int8 is
+/* Elementwise kernels (LOGISTIC and tables, HARD_SWISH) take same-shape
+ * windows: a tile of a fused stage or the whole map (1 x 1 x N for a tensor
+ * that is not a map); input and output may be the same bytes (in place).
+ *
+ * LOGISTIC int8 -> int8 (and any other int8 -> int8 function of one value,
+ * e.g. ADD or MUL of a one-valued constant): output = table[(uint8_t)input]. LiteRT's reference LOGISTIC for int8 is
  * such a lookup: its Prepare fills a 256-entry table in float arithmetic
  * (1 / (1 + expf(-x)) of every dequantized input value, rounded half away from
  * zero to the output scale 1/256 plus the output zero point, clamped); the
  * table is a model constant, computed on the host (harness/frontend/quant.py)
  * and stored in flash, indexed by the input byte read as unsigned
  * (entry 0 is input 0, entry 255 is input -1). */
-typedef struct { int32_t size; } fb_lut_params;
-fb_status fb_lut_s8(const fb_lut_params *p, const int8_t *table /* 256 entries */, const int8_t *input,
-                    int8_t *output);
+fb_status fb_lut_s8(const int8_t *table /* 256 entries */, const fb_view *input, fb_view *output);
 
 /* HARD_SWISH int8 -> int8 as LiteRT's reference kernel (HardSwishParams): the
  * input minus its zero point, times 2^7, is carried in int16 fixed point; the
@@ -306,9 +308,8 @@ typedef struct {
     int32_t input_zero_point, output_zero_point;
     int32_t reluish_multiplier, reluish_exponent;   /* exponent: -31..31 */
     int32_t output_multiplier, output_exponent;     /* exponent: -31..0 */
-    int32_t size;
 } fb_hard_swish_params;
-fb_status fb_hard_swish_s8(const fb_hard_swish_params *p, const int8_t *input, int8_t *output);
+fb_status fb_hard_swish_s8(const fb_hard_swish_params *p, const fb_view *input, fb_view *output);
 
 /* PAD of H and W with pad_value (the zero point). output is a window of the
  * padded map; input is a window of the unpadded map with the same channels. */

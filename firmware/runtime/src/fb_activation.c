@@ -3,13 +3,26 @@
  * fixed point, HardSwishParams). See fb_runtime.h. */
 #include "fb_arith.h"
 
-fb_status fb_lut_s8(const fb_lut_params *p, const int8_t *table, const int8_t *input, int8_t *output)
+/* Same-shape windows of an elementwise op: a tile in a fused stage, or the whole
+ * map (1 x 1 x N for tensors that are not maps). */
+static int elementwise_views_ok(const fb_view *input, const fb_view *output)
 {
-    if (p == NULL || table == NULL || input == NULL || output == NULL || p->size < 0) {
+    return fb_view_valid(input) && fb_view_valid(output) && input->h == output->h && input->w == output->w &&
+           input->c == output->c;
+}
+
+fb_status fb_lut_s8(const int8_t *table, const fb_view *input, fb_view *output)
+{
+    if (table == NULL || !elementwise_views_ok(input, output)) {
         return FB_ERR_ARG;
     }
-    for (int32_t i = 0; i < p->size; ++i) {
-        output[i] = table[(uint8_t)input[i]];
+    const int32_t row = output->w * output->c;
+    for (int32_t y = 0; y < output->h; ++y) {
+        const int8_t *in = input->data + y * input->row_stride;
+        int8_t *out = output->data + y * output->row_stride;
+        for (int32_t i = 0; i < row; ++i) {
+            out[i] = table[(uint8_t)in[i]];
+        }
     }
     return FB_OK;
 }
@@ -65,9 +78,9 @@ static int16_t rounding_divide_by_pot16(int16_t x, int32_t exponent)
     return wrap16(((int32_t)x >> exponent) + (remainder > threshold ? 1 : 0));
 }
 
-fb_status fb_hard_swish_s8(const fb_hard_swish_params *p, const int8_t *input, int8_t *output)
+fb_status fb_hard_swish_s8(const fb_hard_swish_params *p, const fb_view *input, fb_view *output)
 {
-    if (p == NULL || input == NULL || output == NULL || p->size < 0 || p->reluish_exponent < -31 ||
+    if (p == NULL || !elementwise_views_ok(input, output) || p->reluish_exponent < -31 ||
         p->reluish_exponent > 31 || p->output_exponent < -31 || p->output_exponent > 0 ||
         p->reluish_multiplier < 0 || p->reluish_multiplier > FB_INT16_MAX || p->output_multiplier < 0 ||
         p->output_multiplier > FB_INT16_MAX) {
@@ -75,9 +88,13 @@ fb_status fb_hard_swish_s8(const fb_hard_swish_params *p, const int8_t *input, i
     }
     const int16_t reluish_multiplier = (int16_t)p->reluish_multiplier;
     const int16_t output_multiplier = (int16_t)p->output_multiplier;
-    for (int32_t i = 0; i < p->size; ++i) {
+    const int32_t row = output->w * output->c;
+    for (int32_t k = 0; k < output->h * row; ++k) {
+        const int32_t y = k / row, i = k % row;
+        const int8_t *in = input->data + y * input->row_stride;
+        int8_t *out_row = output->data + y * output->row_stride;
         /* |x - zero point| <= 255, so x * 2^7 fits int16 */
-        const int16_t hires = (int16_t)(((int32_t)input[i] - p->input_zero_point) * 128);
+        const int16_t hires = (int16_t)(((int32_t)in[i] - p->input_zero_point) * 128);
         /* the input on the output scale, not yet shifted */
         const int16_t preshift = srdhm16(hires, output_multiplier);
         /* the relu-ish value: 3.0 on the input is 2^15 here (saturates at 32767) */
@@ -96,7 +113,7 @@ fb_status fb_hard_swish_s8(const fb_hard_swish_params *p, const int8_t *input, i
         const int16_t product = sdhm16(reluish, preshift);
         const int16_t shifted = rounding_divide_by_pot16(product, -p->output_exponent);
         const int16_t out = wrap16((int32_t)shifted + p->output_zero_point);
-        output[i] = (int8_t)(out > 127 ? 127 : (out < -128 ? -128 : out));
+        out_row[i] = (int8_t)(out > 127 ? 127 : (out < -128 ? -128 : out));
     }
     return FB_OK;
 }
