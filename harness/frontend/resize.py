@@ -1,9 +1,11 @@
 """Re-emit a `.tflite` at another square input resolution, with the SAME int8
 weights and quantization parameters (no TensorFlow).
 
-MobileNetV2 is fully convolutional up to its global pool, so only the
+The backbones are fully convolutional up to their global pool, so only the
 activation shapes change; they are propagated op by op exactly as TFLite
-computes them. Used by `invoke resolution` to find the largest input each
+computes them (a RESHAPE that keeps [1, H, W] in front, as ShuffleNet's
+channel shuffle, follows the new H and W; one that flattens must see the
+same size). Used by `invoke resolution` to find the largest input each
 schedule fits: RAM and bit-exactness depend on shapes, not on accuracy (the
 quantization ranges stay those calibrated at the original resolution).
 """
@@ -15,7 +17,7 @@ import tflite
 from harness.frontend import quant
 from harness.errors import FusebenchError
 from harness.frontend.graph import Graph
-from tests.helpers import tflite_builder as tb
+from harness.frontend import tflite_writer as tb
 
 _OP = tflite.BuiltinOperator
 _OPT = tflite.BuiltinOptions
@@ -36,7 +38,19 @@ def _out_hw(op, hw, kh, kw):
             quant.output_size(o["padding"], hw[1], kw, o["stride_w"], o.get("dilation_w", 1)))
 
 
+def _resized_reshape(x_old, x_new, y_old) -> tuple[int, ...]:
+    """A RESHAPE's output at the new resolution: [1, H, W, ...] keeps the
+    input's new H and W; any other reshape must see the same size."""
+    if len(x_old) >= 3 and len(y_old) >= 3 and tuple(y_old[:3]) == tuple(x_old[:3]):
+        return tuple(x_new[:3]) + tuple(y_old[3:])
+    if int(np.prod(x_new)) != int(np.prod(x_old)):
+        raise FusebenchError("a RESHAPE sees a resolution-dependent input; the model is not fully "
+                             "convolutional up to its pool")
+    return tuple(y_old)
+
+
 def resized_shapes(graph: Graph, resolution: int) -> dict[int, tuple[int, ...]]:
+    from harness.backend.lowering import strided_slice_indices
     shapes = {t.index: tuple(t.shape) for t in graph.tensors}
     n, _, _, c = graph.input.shape
     shapes[graph.inputs[0]] = (n, resolution, resolution, c)
@@ -44,23 +58,43 @@ def resized_shapes(graph: Graph, resolution: int) -> dict[int, tuple[int, ...]]:
         x = shapes[op.inputs[0]]
         y = op.outputs[0]
         old = graph.tensors[y].shape
+        o = op.options
         if op.kind in ("CONV_2D", "DEPTHWISE_CONV_2D"):
             w = graph.tensors[op.inputs[1]].shape
             h2, w2 = _out_hw(op, x[1:3], w[1], w[2])
             shapes[y] = (1, h2, w2, old[3])
-        elif op.kind == "AVERAGE_POOL_2D":
-            h2, w2 = _out_hw(op, x[1:3], op.options["filter_h"], op.options["filter_w"])
+        elif op.kind in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
+            h2, w2 = _out_hw(op, x[1:3], o["filter_h"], o["filter_w"])
             shapes[y] = (1, h2, w2, old[3])
         elif op.kind == "PAD":
-            p = op.options["paddings"]
+            p = o["paddings"]
             shapes[y] = tuple(d + a + b for d, (a, b) in zip(x, p))
-        elif op.kind in ("ADD", "QUANTIZE"):
-            shapes[y] = x
+        elif op.kind in ("ADD", "MUL"):
+            shapes[y] = tuple(int(d) for d in np.broadcast_shapes(*(shapes[t] for t in op.inputs)))
+        elif op.kind == "CONCATENATION":
+            axis = int(o.get("axis", 0)) % len(x)
+            shapes[y] = tuple(sum(shapes[t][axis] for t in op.inputs) if d == axis else x[d]
+                              for d in range(len(x)))
+        elif op.kind == "TRANSPOSE":
+            perm = [int(a) for a in graph.tensors[op.inputs[1]].data.reshape(-1)]
+            shapes[y] = tuple(x[a] for a in perm)
+        elif op.kind == "STRIDED_SLICE":
+            begin, end, strides = (graph.tensors[t].data.reshape(-1) for t in op.inputs[1:4])
+            old_x = graph.tensors[op.inputs[0]].shape
+            masks = [int(o.get(k, 0)) for k in ("begin_mask", "end_mask", "shrink_axis_mask")]
+            before = strided_slice_indices(old_x, begin, end, strides, *masks)
+            after = strided_slice_indices(x, begin, end, strides, *masks)
+            for d in range(len(x)):         # an axis that changes size must be taken whole
+                if x[d] != old_x[d] and (before[0][d], before[1][d], before[2][d]) != (0, old_x[d], 1):
+                    raise FusebenchError(f"op {op.index} STRIDED_SLICE cuts a resolution-dependent axis")
+            shapes[y] = tuple(after[3])
         elif op.kind == "MEAN":
             shapes[y] = old                   # (1, C) or (1, 1, 1, C): independent of H, W
         elif op.kind in _SAME_SHAPE_OPS:      # model edges and elementwise activations
             shapes[y] = x
-        elif op.kind in ("FULLY_CONNECTED", "SOFTMAX", "RESHAPE"):
+        elif op.kind == "RESHAPE":
+            shapes[y] = _resized_reshape(graph.tensors[op.inputs[0]].shape, x, old)
+        elif op.kind in ("FULLY_CONNECTED", "SOFTMAX"):
             if int(np.prod(x)) != int(np.prod(graph.tensors[op.inputs[0]].shape)):
                 raise FusebenchError(f"op {op.index} {op.kind} sees a resolution-dependent input; "
                                      "the model is not fully convolutional up to its pool")
@@ -73,12 +107,16 @@ def resized_shapes(graph: Graph, resolution: int) -> dict[int, tuple[int, ...]]:
 def resize_model(graph: Graph, resolution: int) -> bytes:
     """The model's bytes at `resolution` x `resolution`."""
     shapes = resized_shapes(graph, resolution)
+    data = {t.index: t.data for t in graph.tensors}
+    for op in graph.ops:                  # a RESHAPE's shape operand follows its new output
+        if op.kind == "RESHAPE" and len(op.inputs) > 1 and op.inputs[1] >= 0:
+            data[op.inputs[1]] = np.asarray(shapes[op.outputs[0]], dtype=np.int32)
     m = tb.ModelBuilder()
     for t in graph.tensors:
         q = t.quant
         m.tensor(shapes[t.index], t.dtype,
                  scales=None if q is None else q.scale, zero_points=None if q is None else q.zero_point,
-                 axis=0 if q is None else q.axis, data=t.data, name=t.name)
+                 axis=0 if q is None else q.axis, data=data[t.index], name=t.name)
     for op in graph.ops:
         o = op.options
         if op.kind == "CONV_2D":
@@ -106,7 +144,27 @@ def resize_model(graph: Graph, resolution: int) -> bytes:
         elif op.kind == "PAD":
             m.op(_OP.PAD, op.inputs, op.outputs)
         elif op.kind == "RESHAPE":
-            m.op(_OP.RESHAPE, op.inputs, op.outputs, _OPT.ReshapeOptions, tb.reshape_options(o["new_shape"]))
+            m.op(_OP.RESHAPE, op.inputs, op.outputs, _OPT.ReshapeOptions,
+                 tb.reshape_options(shapes[op.outputs[0]]))
+        elif op.kind == "MAX_POOL_2D":
+            m.op(_OP.MAX_POOL_2D, op.inputs, op.outputs, _OPT.Pool2DOptions,
+                 tb.pool_options((o["filter_h"], o["filter_w"]), (o["stride_h"], o["stride_w"]),
+                                 o["padding"], o["activation"]))
+        elif op.kind == "MUL":
+            m.op(_OP.MUL, op.inputs, op.outputs, _OPT.MulOptions,
+                 tb.table_options("Mul", FusedActivationFunction=tb._ACTIVATION[o["activation"]]))
+        elif op.kind == "CONCATENATION":
+            m.op(_OP.CONCATENATION, op.inputs, op.outputs, _OPT.ConcatenationOptions,
+                 tb.table_options("Concatenation", Axis=int(o["axis"]),
+                                  FusedActivationFunction=tb._ACTIVATION[o["activation"]]))
+        elif op.kind == "TRANSPOSE":
+            m.op(_OP.TRANSPOSE, op.inputs, op.outputs, _OPT.TransposeOptions, tb.table_options("Transpose"))
+        elif op.kind == "STRIDED_SLICE":
+            m.op(_OP.STRIDED_SLICE, op.inputs, op.outputs, _OPT.StridedSliceOptions,
+                 tb.table_options("StridedSlice", BeginMask=int(o["begin_mask"]), EndMask=int(o["end_mask"]),
+                                  ShrinkAxisMask=int(o["shrink_axis_mask"]),
+                                  EllipsisMask=int(o["ellipsis_mask"]), NewAxisMask=int(o["new_axis_mask"]),
+                                  Offset=bool(o["offset"])))
         elif op.kind in _SAME_SHAPE_OPS:
             options_table, options = _SAME_SHAPE_OPS[op.kind]
             m.op(getattr(_OP, op.kind), op.inputs, op.outputs, options_table, options)

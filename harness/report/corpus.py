@@ -58,7 +58,11 @@ def _flash_short(rows: pd.DataFrame) -> bool:
 
 
 def _summarize(model: str, rows: pd.DataFrame) -> ModelLine:
+    from harness.schedules.registry import schedule_names
+    order = {v: i for i, v in enumerate(schedule_names())}
     statuses = rows.groupby("variant", sort=False)["status"].agg(lambda s: set(s))
+    # in the registry's order, not the order the runs finished in
+    statuses = statuses.reindex(sorted(statuses.index, key=lambda v: (order.get(v, len(order)), v)))
     ok = [v for v, s in statuses.items() if s == {"ok"}]
     not_applicable = [v for v, s in statuses.items() if s == {"not-applicable"}]
     unfit = [v for v, s in statuses.items() if s == {"does-not-fit"}]

@@ -27,39 +27,48 @@ RESOLUTION_MODELS_DIR = BUILD_DIR / "models" / "resolutions"
 BASE_MODELS = {0.35: "mobilenetv2_w035_144.tflite", 1.0: "mobilenetv2_w100_128.tflite"}
 
 
-def model_path(width: float, resolution: int) -> Path:
-    base = Path(BASE_MODELS[width]).stem
-    return RESOLUTION_MODELS_DIR / f"{base}-at-{resolution}.tflite"
-
-
-def ensure_models(width: float, resolutions: Sequence[int], log=print) -> dict[int, Path]:
-    """The shipped model of this width re-emitted at each resolution."""
-    from harness.frontend.resize import resize_model
-    from harness.frontend.tflite_import import load_model
+def base_models(width: Optional[float] = None, model: Optional[str] = None) -> list[Path]:
+    """The models a sweep re-emits: `--model` (any models, e.g. `architectures`)
+    or the shipped MobileNetV2 of `--width`."""
+    if model:
+        from harness.frontend.catalog import resolve_models
+        return resolve_models(model)
     if width not in BASE_MODELS:
         raise FusebenchError(f"--width {width}: shipped widths are {', '.join(map(str, BASE_MODELS))}")
-    base = load_model(MODELS_DIR / BASE_MODELS[width])
+    return [MODELS_DIR / BASE_MODELS[width]]
+
+
+def model_path(base: Path, resolution: int) -> Path:
+    return RESOLUTION_MODELS_DIR / f"{Path(base).stem}-at-{resolution}.tflite"
+
+
+def ensure_models(base: Path, resolutions: Sequence[int], log=print) -> dict[int, Path]:
+    """The model re-emitted at each resolution."""
+    from harness.frontend.resize import resize_model
+    from harness.frontend.tflite_import import load_model
+    graph = load_model(base)
     RESOLUTION_MODELS_DIR.mkdir(parents=True, exist_ok=True)
     paths = {}
     for r in resolutions:
         if r < 32 or r % 2:
             raise FusebenchError(f"resolution {r}: use even sizes of at least 32")
-        path = model_path(width, r)
-        data = resize_model(base, r)
+        path = model_path(base, r)
+        data = resize_model(graph, r)
         if not path.exists() or path.read_bytes() != data:
             path.write_bytes(data)
         paths[r] = path
     return paths
 
 
-def predict(boards: Sequence[str], width: float, resolutions: Sequence[int], variants: Sequence[str],
+def predict(boards: Sequence[str], base: Path, resolutions: Sequence[int], variants: Sequence[str],
             options: Optional[dict] = None, log=print) -> pd.DataFrame:
     """One row per (resolution, variant): planned arena and predicted RAM per board."""
     from harness.targets.boards import load_board
     from harness.schedules import make_plan
+    from harness.schedules.registry import NotApplicable
     from harness.frontend.tflite_import import load_model
 
-    paths = ensure_models(width, resolutions, log)
+    paths = ensure_models(base, resolutions, log)
     board_objs = [load_board(b) for b in boards]
     rows = []
     for r in resolutions:
@@ -70,15 +79,19 @@ def predict(boards: Sequence[str], width: float, resolutions: Sequence[int], var
                 # whether some msf schedule fits: the least peak at any overhead (the
                 # run then takes the fewest MACs that fit the board)
                 opts.setdefault("max_overhead", 100.0)
-            plan = make_plan(graph, v, **opts)
-            row = dict(width=width, resolution=r, variant=v, model=graph.name,
+            try:
+                plan = make_plan(graph, v, **opts)
+            except NotApplicable as e:
+                log(f"resolution {r:>3} {v:<8} {e}")
+                continue
+            row = dict(base_model=Path(base).stem, resolution=r, variant=v, model=graph.name,
                        arena_bytes_planned=plan.arena_bytes, macs=plan.macs)
             for b in board_objs:
                 # arena + the stack the linker reserves + the app's other static data
                 row[f"ram_bytes_{b.name}"] = plan.arena_bytes + b.stack_bytes + APP_STATIC_RESERVE
                 row[f"fits_{b.name}"] = row[f"ram_bytes_{b.name}"] <= b.ram.size
             rows.append(row)
-            log(f"resolution {r:>3} {v:<8} arena {plan.arena_bytes:>8} B")
+            log(f"resolution {r:>3} {v:<8} arena {plan.arena_bytes:>8} B  ({Path(base).stem})")
     return pd.DataFrame(rows)
 
 
@@ -110,7 +123,7 @@ def plot_resolution(table: pd.DataFrame, boards: Sequence[str], path: Path, runs
                 va="bottom", fontsize=8)
     ax.set_xlabel("input resolution (square, pixels)")
     ax.set_ylabel("arena (KiB)")
-    ax.set_title(f"Peak RAM vs input resolution (MobileNetV2 w{table['width'].iloc[0]})")
+    ax.set_title(f"Peak RAM vs input resolution ({table['base_model'].iloc[0]}, same weights)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
@@ -121,38 +134,53 @@ def plot_resolution(table: pd.DataFrame, boards: Sequence[str], path: Path, runs
 
 def resolution_sweep(boards: Sequence[str], width: float = 0.35, variants: Sequence[str] = ("unfused", "fused"),
                      resolutions: Sequence[int] = tuple(range(64, 321, 16)), max_inputs: int = 3,
-                     options: Optional[dict] = None, run: bool = True, log=print) -> Path:
+                     options: Optional[dict] = None, run: bool = True, log=print,
+                     model: Optional[str] = None) -> Path:
+    """Per base model (`model`, else the shipped MobileNetV2 of `width`): the
+    planned RAM at every resolution, the largest that fits each board per
+    schedule (linked and run bit-exact on the emulator), one plot per model."""
     from harness.report.bench import new_run_dir, run_sweep
 
-    table = predict(boards, width, resolutions, variants, options, log)
+    bases = base_models(width, model)
     run_dir = new_run_dir()
-    table.to_csv(run_dir / "resolution.csv", index=False)
-    runs: dict = {}
-    failed: dict = {}
-    for b in boards:
-        for v in variants:
-            res = largest_fitting(table, b, v)
-            runs[(b, v)] = (res, None)
-            if res is None or not run:
-                continue
-            log(f"resolution: running {v} at {res}x{res} on {b}")
-            try:
-                run_sweep([b], [model_path(width, res)], [v], max_inputs=max_inputs, options=options,
-                          run_dir=run_dir, jobs=1)
-            except FusebenchError as exc:          # keep going: the other runs still count
-                log(f"resolution: {v} at {res}x{res} on {b} failed: {exc}")
-                failed[(b, v)] = str(exc)
-    if run and (run_dir / "bench.csv").exists():
-        rows = pd.read_csv(run_dir / "bench.csv")
-        for (b, v), (res, _) in runs.items():
-            sel = rows[(rows["board"] == b) & (rows["variant"] == v)]
-            runs[(b, v)] = (res, bool(len(sel)) and bool((sel["status"] == "ok").all())
-                            and (b, v) not in failed)
-    plot_resolution(table, boards, run_dir / "resolution.png", runs)
-    summary = pd.DataFrame([dict(board=b, variant=v, largest_resolution=res, ran_bit_exact=ok)
-                            for (b, v), (res, ok) in runs.items()])
+    tables, summaries, failed_runs = [], [], []
+    for base in bases:
+        table = predict(boards, base, resolutions, variants, options, log)
+        tables.append(table)
+        pd.concat(tables).to_csv(run_dir / "resolution.csv", index=False)
+        runs: dict = {}
+        failed: dict = {}
+        for b in boards:
+            for v in variants:
+                res = largest_fitting(table, b, v) if len(table) else None
+                runs[(b, v)] = (res, None)
+                if res is None or not run:
+                    continue
+                log(f"resolution: running {Path(base).stem} {v} at {res}x{res} on {b}")
+                try:
+                    run_sweep([b], [model_path(base, res)], [v], max_inputs=max_inputs, options=options,
+                              run_dir=run_dir, jobs=1)
+                except FusebenchError as exc:          # keep going: the other runs still count
+                    log(f"resolution: {v} at {res}x{res} on {b} failed: {exc}")
+                    failed[(b, v)] = str(exc)
+        if run and (run_dir / "bench.csv").exists():
+            rows = pd.read_csv(run_dir / "bench.csv")
+            for (b, v), (res, _) in runs.items():
+                if res is None:
+                    continue
+                name = model_path(base, res).stem
+                sel = rows[(rows["board"] == b) & (rows["variant"] == v) & (rows["model"] == name)]
+                runs[(b, v)] = (res, bool(len(sel)) and bool((sel["status"] == "ok").all())
+                                and (b, v) not in failed)
+        if len(table):
+            plot_resolution(table, boards, run_dir / ("resolution.png" if len(bases) == 1
+                                                      else f"resolution-{Path(base).stem}.png"), runs)
+        summaries += [dict(base_model=Path(base).stem, board=b, variant=v, largest_resolution=res,
+                           ran_bit_exact=ok) for (b, v), (res, ok) in runs.items()]
+        failed_runs += [ok is False for _, ok in runs.values()]
+    summary = pd.DataFrame(summaries)
     summary.to_csv(run_dir / "resolution-summary.csv", index=False)
     log(summary.to_string(index=False))
-    if run and any(ok is False for _, ok in runs.values()):
+    if run and any(failed_runs):
         raise FusebenchError(f"a largest-resolution run failed; see {run_dir / 'bench.csv'}")
     return run_dir

@@ -46,3 +46,30 @@ def test_models_with_float_and_uint8_edges_resize_bit_exact():
              else rng.integers(0, 256, g.input.shape, dtype=np.uint8))
         ours, ref = run_graph(g, x).reshape(-1), reference_output(data, x)
         assert ours.dtype == ref.dtype == np.float32 and ours.tobytes() == ref.tobytes()
+
+
+def test_the_other_architectures_resize_bit_exact():
+    """MobileNetV3 (SE: MUL broadcast, tables), ShuffleNetV2 (STRIDED_SLICE on
+    channels, CONCATENATION, the [1, H, W, 2, C/2] shuffle's RESHAPE and
+    TRANSPOSE, MAX_POOL_2D) at other resolutions: shapes follow, outputs equal
+    LiteRT's on the re-emitted model."""
+    import pytest
+    from harness import paths
+    from harness.errors import FusebenchError
+    folder = paths.MODELS_DIR / "architectures"
+    for name in ("mobilenetv3_small_w075_96", "shufflenetv2_w050_96"):
+        graph = load_model(folder / f"{name}.tflite")
+        for resolution in (64, 128):
+            data = resize_model(graph, resolution)
+            resized = load_model_bytes(data, name)
+            assert resized.input.shape == (1, resolution, resolution, 3)
+            x = np.random.default_rng(resolution).integers(-128, 128, resized.input.shape, dtype=np.int8)
+            np.testing.assert_array_equal(run_graph(resized, x).reshape(-1), reference_output(data, x))
+    # a slice that cuts rows depends on the resolution: refused
+    import tflite
+    from harness.frontend.tflite_writer import Q
+    from tests.helpers import tflite_builder as tb
+    rows = load_model_bytes(tb.strided_slice_model([1, 8, 8, 4], [0, 0, 0, 0], [1, 4, 8, 4], [1, 1, 1, 1],
+                                                   Q(0.1, 0)), "rows")
+    with pytest.raises(FusebenchError, match="cuts a resolution-dependent axis"):
+        resize_model(rows, 16)
