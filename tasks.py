@@ -93,7 +93,8 @@ def plan(c, model=None, variant="unfused", csv=None, plot=None, json=None, tflm=
                          "(default 6, Keras' own; other ratios get a _t<t> file suffix)",
             "training": "full (the shipped models' schedule) or short (one epoch per model at its own "
                         "resolution; default when any expansion other than 6 is asked for)",
-            "out": "output folder, gets the models, models.json and README.md (default: models/)",
+            "out": "output folder, gets the models, models.json and README.md (default: models/, or "
+                   "models/architectures for --arch without mobilenetv2)",
             "edges": "input and output types: int8 (default) or uint8-float32 (uint8 pixels in, float "
                      "scores out, as the STM32 model zoo's MobileNets)",
             "arch": "architecture(s), comma-separated: mobilenetv2 (default), efficientnet_lite, "
@@ -104,7 +105,7 @@ def models(c, resolution=None, out=None, width=None, expansion=None, training=No
     from pathlib import Path
 
     from harness.errors import FusebenchError
-    from tools.modelgen import DEFAULT_EXPANSION, DEFAULT_WIDTHS, MODELS_DIR, make_models
+    from tools.modelgen import DEFAULT_EXPANSION, DEFAULT_WIDTHS, default_out_dir, make_models
 
     def numbers(text, kind, option):
         try:
@@ -112,12 +113,13 @@ def models(c, resolution=None, out=None, width=None, expansion=None, training=No
         except ValueError:
             raise FusebenchError(f"--{option}: expected comma-separated numbers, got {text!r}") from None
 
-    make_models(Path(out) if out else MODELS_DIR,
+    archs = [a.strip() for a in str(arch).split(",") if a.strip()] if arch else ["mobilenetv2"]
+    make_models(Path(out) if out else default_out_dir(archs),
                 resolutions=numbers(resolution, int, "resolution") if resolution else None,
                 widths=numbers(width, float, "width") if width else DEFAULT_WIDTHS,
                 expansions=numbers(expansion, int, "expansion") if expansion else (DEFAULT_EXPANSION,),
                 training=training, edges=edges,
-                archs=[a.strip() for a in str(arch).split(",") if a.strip()] if arch else ("mobilenetv2",))
+                archs=archs)
 
 
 @task(help={"board": "board name(s), comma-separated (see boards/)",

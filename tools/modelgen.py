@@ -705,9 +705,15 @@ def make_models(out_dir: Path, resolutions: list[int] | None = None,
     return paths
 
 
+def default_out_dir(archs: Iterable[str]) -> Path:
+    """models/ for MobileNetV2 (the main job's set), models/architectures for the others."""
+    return MODELS_DIR if DEFAULT_ARCH in tuple(archs) else MODELS_DIR / "architectures"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.modelgen", description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, default=MODELS_DIR)
+    parser.add_argument("--out", type=Path,
+                        help="default models/, or models/architectures for the other backbones")
     parser.add_argument("--resolution", type=int, action="append",
                         help="make every width at this resolution (repeatable); default: the shipped set")
     parser.add_argument("--width", type=float, action="append", help="default: 0.35 and 1.0")
@@ -728,10 +734,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.evaluate is not None:
             print(json.dumps(evaluate_int8(args.evaluate, args.count)))
             return 0
-        make_models(args.out, args.resolution, tuple(args.width or DEFAULT_WIDTHS), args.seed,
+        archs = tuple(args.arch or (DEFAULT_ARCH,))
+        make_models(args.out or default_out_dir(archs), args.resolution, tuple(args.width or DEFAULT_WIDTHS), args.seed,
                     eval_images=args.eval_images,
                     expansions=tuple(args.expansion or (DEFAULT_EXPANSION,)), training=args.training,
-                    edges=args.edges, archs=tuple(args.arch or (DEFAULT_ARCH,)))
+                    edges=args.edges, archs=archs)
     except FusebenchError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -112,7 +112,9 @@ def plot_resolution(table: pd.DataFrame, boards: Sequence[str], path: Path, runs
         for (board, variant), (res, ok) in runs.items():
             if variant == v and res is not None:
                 y = float(g[g["resolution"] == res]["arena_bytes_planned"].iloc[0]) / 1024
-                ax.annotate(f"{res}x{res} on {board}: {'bit-exact' if ok else 'FAILED'}", (res, y),
+                said = {True: "bit-exact", False: "FAILED", "flash": "weights exceed flash",
+                        None: "planned"}[ok]
+                ax.annotate(f"{res}x{res} on {board}: {said}", (res, y),
                             textcoords="offset points", xytext=(5, 5 if board.endswith("h7") else -12),
                             fontsize=8, color=line.get_color())
     for b in boards:
@@ -150,6 +152,7 @@ def resolution_sweep(boards: Sequence[str], width: float = 0.35, variants: Seque
         pd.concat(tables).to_csv(run_dir / "resolution.csv", index=False)
         runs: dict = {}
         failed: dict = {}
+        unfit: dict = {}
         for b in boards:
             for v in variants:
                 res = largest_fitting(table, b, v) if len(table) else None
@@ -170,13 +173,21 @@ def resolution_sweep(boards: Sequence[str], width: float = 0.35, variants: Seque
                     continue
                 name = model_path(base, res).stem
                 sel = rows[(rows["board"] == b) & (rows["variant"] == v) & (rows["model"] == name)]
+                if len(sel) and (sel["status"] == "does-not-fit").all():
+                    # the RAM fits but the weights do not fit the board's flash: no run, no failure
+                    runs[(b, v)] = (res, "flash")
+                    unfit[(b, v)] = str(sel["detail"].iloc[0])
+                    continue
                 runs[(b, v)] = (res, bool(len(sel)) and bool((sel["status"] == "ok").all())
                                 and (b, v) not in failed)
         if len(table):
             plot_resolution(table, boards, run_dir / ("resolution.png" if len(bases) == 1
                                                       else f"resolution-{Path(base).stem}.png"), runs)
         summaries += [dict(base_model=Path(base).stem, board=b, variant=v, largest_resolution=res,
-                           ran_bit_exact=ok) for (b, v), (res, ok) in runs.items()]
+                           ran_bit_exact=None if ok == "flash" else ok,
+                           detail=unfit.get((b, v), "the largest tried: a larger one may fit"
+                                            if res == max(resolutions) else ""))
+                      for (b, v), (res, ok) in runs.items()]
         failed_runs += [ok is False for _, ok in runs.values()]
     summary = pd.DataFrame(summaries)
     summary.to_csv(run_dir / "resolution-summary.csv", index=False)
