@@ -40,10 +40,16 @@ _ACTIVATION = {
 _OPCODE_NAMES = tflite.BUILTIN_OPCODE2NAME
 
 
+# Ops the importer rewrites into supported ones: SPLIT / SPLIT_V along one axis
+# become one STRIDED_SLICE per output (ShuffleNet's channel split).
+REWRITTEN_OPS = {"SPLIT", "SPLIT_V"}
+
+
 def supported_ops() -> set[str]:
-    """The ops the runtime implements: those the lowering has a kernel call for."""
+    """The ops a model may hold: those the lowering has a kernel call for, and
+    those the importer rewrites into them."""
     from harness.backend.lowering import LOWERINGS
-    return set(LOWERINGS)
+    return set(LOWERINGS) | REWRITTEN_OPS
 
 
 def load_model(path: str | Path) -> Graph:
@@ -88,9 +94,9 @@ class _Importer:
         ops = []
         for i in range(sg.OperatorsLength()):
             op = self.op(sg.Operators(i), i, tensors)
-            if op is not None:                      # None: folded into a constant
-                op.index = len(ops)
-                ops.append(op)
+            for one in (op if isinstance(op, list) else [] if op is None else [op]):   # None: folded
+                one.index = len(ops)
+                ops.append(one)
         inputs = [int(i) for i in sg.InputsAsNumpy()]
         outputs = [int(i) for i in sg.OutputsAsNumpy()]
         if len(inputs) != 1 or len(outputs) != 1:
@@ -151,7 +157,7 @@ class _Importer:
         return np.frombuffer(raw.tobytes(), dtype=dtype).reshape(shape).copy()
 
     # -- operators -------------------------------------------------------------
-    def op(self, o: "tflite.Operator", index: int, tensors: list[Tensor]) -> Optional[Op]:
+    def op(self, o: "tflite.Operator", index: int, tensors: list[Tensor]) -> Optional[Op] | list[Op]:
         opcode = self.model.OperatorCodes(o.OpcodeIndex())
         code = max(int(opcode.BuiltinCode()), int(opcode.DeprecatedBuiltinCode()))
         kind = _OPCODE_NAMES.get(code, f"builtin code {code}")
@@ -165,11 +171,47 @@ class _Importer:
         if kind in FOLDABLE_OPS and len(outputs) == 1 and self.fold(o, kind, index, inputs, outputs[0], tensors):
             return None
         supported = supported_ops()
+        if kind in REWRITTEN_OPS:
+            return self.split(o, kind, index, inputs, outputs, tensors)
         if kind not in supported:
             raise self.fail(f"op {index} is {kind}, which fusebench does not support "
                             f"(supported: {', '.join(sorted(supported))})")
         return Op(index=index, kind=kind, inputs=inputs, outputs=outputs, file_index=index,
                   options=self.options(o, kind, index, inputs, tensors))
+
+    # -- SPLIT / SPLIT_V as slices -----------------------------------------------
+    def split(self, o, kind: str, index: int, inputs: list[int], outputs: list[int],
+              tensors: list[Tensor]) -> list[Op]:
+        """One STRIDED_SLICE per output, its begin/end/strides new int32
+        constants appended to `tensors` (the slices read the same input)."""
+        x_index, axis_index = (inputs[1], inputs[0]) if kind == "SPLIT" else (inputs[0], inputs[2])
+        axis_t = tensors[axis_index]
+        if axis_t.data is None or axis_t.data.size != 1:
+            raise self.fail(f"op {index} ({kind}) has a non-constant axis")
+        x = tensors[x_index]
+        rank = len(x.shape)
+        axis = int(axis_t.data.reshape(-1)[0])
+        if not -rank <= axis < rank:
+            raise self.fail(f"op {index} ({kind}) splits axis {axis} of a rank-{rank} tensor")
+        axis %= rank
+        sizes = [int(tensors[t].shape[axis]) for t in outputs]
+        if sum(sizes) != x.shape[axis]:
+            raise self.fail(f"op {index} ({kind}): outputs along axis {axis} ({sizes}) do not add up to "
+                            f"{x.shape[axis]}")
+        ops, start = [], 0
+        for k, (t, size) in enumerate(zip(outputs, sizes)):
+            begin = [start if d == axis else 0 for d in range(rank)]
+            end = [start + size if d == axis else int(x.shape[d]) for d in range(rank)]
+            consts = []
+            for what, values in (("begin", begin), ("end", end), ("strides", [1] * rank)):
+                tensors.append(Tensor(index=len(tensors), name=f"{kind.lower()}{index}_{k}_{what}", shape=(rank,),
+                                      dtype="int32", data=np.asarray(values, dtype=np.int32)))
+                consts.append(len(tensors) - 1)
+            ops.append(Op(index=index, kind="STRIDED_SLICE", inputs=[x_index] + consts, outputs=[t],
+                          file_index=index, options=dict(begin_mask=0, end_mask=0, shrink_axis_mask=0,
+                                                         ellipsis_mask=0, new_axis_mask=0, offset=False)))
+            start += size
+        return ops
 
     # -- constant shape arithmetic ---------------------------------------------
     def fold(self, o, kind: str, index: int, inputs: list[int], output: int, tensors: list[Tensor]) -> bool:

@@ -458,3 +458,36 @@ def test_layout_ops_model_runs_bit_exact_on_the_emulated_stm32h7(tmp_path):
     assert len(rows) >= 1
     assert (rows["status"] == "ok").all(), rows[["board", "variant", "status", "detail"]]
     assert rows["outputs_match"].all()
+
+
+# -- SPLIT / SPLIT_V: rewritten at import into one STRIDED_SLICE per output --------------------
+
+@pytest.mark.parametrize("kind, shape, axis, sizes", [
+    ("SPLIT", (1, 4, 5, 6), 3, [3, 3]), ("SPLIT", (1, 6, 5, 4), -3, [2, 2, 2]),
+    ("SPLIT_V", (1, 4, 5, 6), 3, [2, 4]), ("SPLIT_V", (2, 9), 1, [1, 5, 3])])
+def test_split_matches_litert(kind, shape, axis, sizes):
+    """The parts come back concatenated in reverse order, so the output depends on each."""
+    import tflite
+    m = ModelBuilder()
+    q = Q(0.05, 3)
+    x = m.tensor(shape, q=q, name="input")
+    a = axis % len(shape)
+    parts = [m.tensor([s if d == a else shape[d] for d in range(len(shape))], q=q) for s in sizes]
+    ax = m.tensor([], "int32", data=np.asarray(axis, np.int32), name="axis")
+    if kind == "SPLIT":
+        m.op(tflite.BuiltinOperator.SPLIT, [ax, x], parts, tflite.BuiltinOptions.SplitOptions,
+             table_options("Split", NumSplits=len(sizes)))
+    else:
+        sz = m.tensor([len(sizes)], "int32", data=np.asarray(sizes, np.int32), name="sizes")
+        m.op(tflite.BuiltinOperator.SPLIT_V, [x, sz, ax], parts, tflite.BuiltinOptions.SplitVOptions,
+             table_options("SplitV", NumSplits=len(sizes)))
+    y = m.tensor(shape, q=q, name="output")
+    m.op(tflite.BuiltinOperator.CONCATENATION, parts[::-1], [y], tflite.BuiltinOptions.ConcatenationOptions,
+         table_options("Concatenation", Axis=axis))
+    data = m.build([x], [y])
+    graph = load_model_bytes(data, kind.lower())
+    assert [op.kind for op in graph.ops] == ["STRIDED_SLICE"] * len(sizes) + ["CONCATENATION"]
+    rng = np.random.default_rng(len(sizes))
+    for _ in range(2):
+        xs = rng.integers(-128, 128, shape, dtype=np.int8)
+        np.testing.assert_array_equal(hostrt.run_graph(graph, xs).reshape(-1), reference_output(data, xs))
