@@ -144,9 +144,12 @@ def test_logistic_and_hard_swish_calls():
     assert table.dtype == np.int8 and table.shape == (256,)
     assert table[3] == 0 and table[127] == 127 and table[128] == -128     # x = zp: 1/2; x = -128: ~0
     _, call = only_call(tb.hard_swish_model([1, 3, 3, 2], Q(0.05, 3), Q(0.03, -100)))
-    assert call.kernel == "fb_hard_swish_s8"
-    assert tuple(call.params) == struct("fb_hard_swish_params").flat_fields()
-    assert 1 << 14 <= call.params["output_multiplier"] <= 1 << 15 and call.params["output_exponent"] <= 0
+    assert call.kernel == "fb_lut_s8"          # the table of fb_hard_swish_s8 over all 256 inputs
+    from harness.frontend import quant
+    params = quant.hard_swish_params(0.05, 3, 0.03, -100)
+    assert tuple(params) == struct("fb_hard_swish_params").flat_fields()
+    assert 1 << 14 <= params["output_multiplier"] <= 1 << 15 and params["output_exponent"] <= 0
+    assert call.arrays["table"][3] == -100                 # hard_swish(0) = 0: the output zero point
 
 
 def test_logistic_and_hard_swish_refuse_what_litert_refuses():

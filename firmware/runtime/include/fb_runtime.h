@@ -303,7 +303,9 @@ fb_status fb_lut_s8(const int8_t *table /* 256 entries */, const fb_view *input,
  * 2^output_exponent (output_exponent <= 0); their product (a truncating
  * doubling high multiply), shifted and offset, is clamped to int8. The two
  * multipliers are int16 values (0..32767) in int32 fields, from HardSwishPrepare
- * (harness/frontend/quant.py: hard_swish_params). */
+ * (harness/frontend/quant.py: hard_swish_params). The harness runs it on the
+ * host over all 256 inputs to make HARD_SWISH's fb_lut_s8 table: the firmware
+ * looks the values up instead (about 40 instructions per value less). */
 typedef struct {
     int32_t input_zero_point, output_zero_point;
     int32_t reluish_multiplier, reluish_exponent;   /* exponent: -31..31 */
