@@ -582,20 +582,32 @@ def _scalar_constant(graph: Graph, op: Op) -> Optional[tuple[int, int]]:
     return None
 
 
-def _as_table(graph: Graph, op: Op, name: str, params: dict, arrays: dict, position: int, value: int
-              ) -> KernelCall:
-    """An elementwise op of one int8 activation and a one-valued constant as a
-    256-entry lookup table (fb_lut_s8, in place): the table is the op's own
-    kernel (`name`, bit-exact with LiteRT) run on the host over every int8
-    input value, so its arithmetic is written once."""
+def kernel_table(name: str, params: dict, arrays: dict, const: Optional[tuple[int, int]] = None) -> np.ndarray:
+    """A 256-entry lookup table (as fb_lut_s8 reads it) of a kernel run on the
+    host over every int8 input value: for an elementwise op that is a function
+    of one int8 value (HARD_SWISH; ADD or MUL with a one-valued constant, given
+    as `const` = (its operand position, its value)), so the op's arithmetic is
+    written once, in its kernel, and the firmware only looks values up."""
     from harness.backend.hostrt import run_op      # hostrt imports this module
     values = np.arange(-128, 128, dtype=np.int8)
-    const = np.full(256, value, np.int8)
-    vector = KernelCall(name, params, arrays, [0, 1], [2], input_shapes=[(256,), (256,)], output_shapes=[(256,)])
-    (out,) = run_op(vector, [const, values] if position == 0 else [values, const])
+    operands = [values]
+    if const is not None:
+        position, value = const
+        operands.insert(position, np.full(256, value, np.int8))
+    n = len(operands)
+    call = KernelCall(name, dict(params), arrays, list(range(n)), [n], input_shapes=[(256,)] * n,
+                      output_shapes=[(256,)])
+    (out,) = run_op(call, operands)
     table = np.empty(256, np.int8)
     table[values.view(np.uint8)] = out.reshape(-1)
+    return table
+
+
+def _as_table(graph: Graph, op: Op, name: str, params: dict, arrays: dict, position: int, value: int
+              ) -> KernelCall:
+    """ADD or MUL of one int8 activation and a one-valued constant: fb_lut_s8 (in place)."""
     x = graph.tensor(op.inputs[1 - position])
+    table = kernel_table(name, params, arrays, (position, value))
     return _call("fb_lut_s8", {}, dict(table=table), [x], [graph.tensor(op.outputs[0])])
 
 
@@ -808,7 +820,8 @@ def _hard_swish(graph: Graph, op: Op) -> KernelCall:
     on the host over all 256 inputs gives a table the firmware looks up
     (MobileNetV3-Small spent 42 % of its instructions in the arithmetic)."""
     x, y = _same_shape_activation(graph, op)
-    return _call("fb_lut_s8", {}, dict(table=hard_swish_table(hard_swish_call(graph, op).params)), [x], [y])
+    table = kernel_table("fb_hard_swish_s8", hard_swish_call(graph, op).params, {})
+    return _call("fb_lut_s8", {}, dict(table=table), [x], [y])
 
 
 def hard_swish_call(graph: Graph, op: Op) -> KernelCall:
@@ -822,18 +835,6 @@ def hard_swish_call(graph: Graph, op: Op) -> KernelCall:
     call = _call("fb_hard_swish_s8", params, {}, [x], [y])
     call.input_shapes, call.output_shapes = [tuple(x.shape)], [tuple(y.shape)]
     return call
-
-
-def hard_swish_table(params: dict) -> np.ndarray:
-    """fb_hard_swish_s8 on every int8 value, indexed as fb_lut_s8 reads it."""
-    from harness.backend.hostrt import run_op      # hostrt imports this module
-    values = np.arange(-128, 128, dtype=np.int8)
-    call = KernelCall("fb_hard_swish_s8", dict(params), {}, [0], [1], input_shapes=[(256,)],
-                      output_shapes=[(256,)])
-    (out,) = run_op(call, [values])
-    table = np.empty(256, np.int8)
-    table[values.view(np.uint8)] = out.reshape(-1)
-    return table
 
 
 def _reshape(graph: Graph, op: Op) -> KernelCall:
