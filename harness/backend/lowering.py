@@ -646,13 +646,19 @@ def _mean(graph: Graph, op: Op) -> KernelCall:
     return _call("fb_mean_s8", params, {}, [x], [y])
 
 
-def _avgpool(graph: Graph, op: Op) -> KernelCall:
+def _maps_of_equal_channels(graph: Graph, op: Op) -> tuple[Tensor, Tensor]:
+    """The input and output of a pooling or resize op: [1, H, W, C] maps with the same C."""
     x = _int8_activation(graph, op, op.inputs[0], "input")
     y = _int8_activation(graph, op, op.outputs[0], "output")
     _require_4d(op, x, "input")
     _require_4d(op, y, "output")
     if x.shape[3] != y.shape[3]:
         raise FusebenchError(f"{_where(op)}: input and output channels differ")
+    return x, y
+
+
+def _avgpool(graph: Graph, op: Op) -> KernelCall:
+    x, y = _maps_of_equal_channels(graph, op)
     fh, fw = int(op.options["filter_h"]), int(op.options["filter_w"])
     spatial = _spatial(graph, op, x, y, fh, fw)
     if spatial["dilation_h"] != 1 or spatial["dilation_w"] != 1:
@@ -1011,12 +1017,7 @@ def _concatenation(graph: Graph, op: Op) -> KernelCall:
 
 
 def _resize_nearest(graph: Graph, op: Op) -> KernelCall:
-    x = _int8_activation(graph, op, op.inputs[0], "input")
-    y = _int8_activation(graph, op, op.outputs[0], "output")
-    _require_4d(op, x, "input")
-    _require_4d(op, y, "output")
-    if x.shape[3] != y.shape[3]:
-        raise FusebenchError(f"{_where(op)}: input and output channels differ")
+    x, y = _maps_of_equal_channels(graph, op)
     size = _const_ints(graph, op, 1, "size")
     if size != [int(y.shape[1]), int(y.shape[2])]:
         raise FusebenchError(f"{_where(op)}: size {size} != output {list(y.shape[1:3])}")

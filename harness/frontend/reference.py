@@ -86,15 +86,17 @@ LITERT = "litert-ref"        # LiteRT, OpResolverType.BUILTIN_REF
 TFLM = "tflite-micro"         # TFLite Micro's interpreter (its reference kernels)
 
 
-def _tflm_outputs(model: str | Path | bytes, xs: list[np.ndarray]) -> list[np.ndarray]:
+def _tflm_interpreter(model: str | Path | bytes):
     from tflite_micro.python.tflite_micro import runtime
     try:
         if isinstance(model, (bytes, bytearray)):
-            interp = runtime.Interpreter.from_bytes(bytes(model), arena_size=_tflm_arena(len(model)))
-        else:
-            interp = runtime.Interpreter.from_file(str(model), arena_size=_tflm_arena(Path(model).stat().st_size))
+            return runtime.Interpreter.from_bytes(bytes(model), arena_size=_tflm_arena(len(model)))
+        return runtime.Interpreter.from_file(str(model), arena_size=_tflm_arena(Path(model).stat().st_size))
     except (RuntimeError, ValueError) as exc:
         raise FusebenchError(f"TFLite Micro cannot load the model either: {str(exc).splitlines()[0]}") from None
+
+
+def _tflm_outputs(interp, xs: list[np.ndarray]) -> list[np.ndarray]:
     detail = interp.get_input_details(0)
     results = []
     for x in xs:
@@ -153,15 +155,15 @@ def _child(engine: str, model: str, inputs: str, outputs: str) -> int:
     with np.load(inputs) as npz:
         xs = [npz[f"arr_{i}"] for i in range(len(npz.files))]
     try:
-        interp = _interpreter(model) if engine == LITERT else None
+        interp = _interpreter(model) if engine == LITERT else _tflm_interpreter(model)
     except FusebenchError as exc:
         print(exc, file=sys.stderr)
         return _REFUSED
     try:
-        results = _litert_outputs(interp, xs) if engine == LITERT else _tflm_outputs(model, xs)
+        results = (_litert_outputs if engine == LITERT else _tflm_outputs)(interp, xs)
     except FusebenchError as exc:
         print(exc, file=sys.stderr)
-        return _REFUSED if "cannot load" in str(exc) else _BAD_INPUT
+        return _BAD_INPUT
     np.savez(outputs, *results)
     return 0
 

@@ -568,7 +568,7 @@ def test_both_host_builds_are_warning_free():
 
     compiler = shutil.which("gcc")
     if compiler is None:
-        pytest.skip("no host gcc")
+        pytest.skip("gcc is not on PATH (scripts/setup.sh installs it)")
     for flags in ([], ["-DFB_HOST_DSP=1"]):
         for source in hostrt.runtime_sources():
             cmd = [compiler, "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", *flags, "-I",

@@ -26,8 +26,6 @@ def test_names_paths_and_folders(tmp_path):
 
 def test_the_architectures_folder_is_a_named_set():
     folder = MODELS_DIR / "architectures"
-    if not folder.is_dir():
-        pytest.skip("models/architectures is not made yet")
     models = resolve_models("architectures")
     assert models and all(p.parent == folder for p in models)
     assert all(p not in default_models() for p in models)      # not in the main job's default set
