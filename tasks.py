@@ -206,11 +206,12 @@ def corpus(c, folder="../shared/field-models", board="stm32h7", fallback_board="
             "variant": "schedules, comma-separated (default unfused,fused,msf)",
             "resolutions": "first:last:step (default 64:320:16)",
             "max_inputs": "inputs per emulator run", "run": "run the largest fitting models (default on)",
+            "max_resolution": "search past the range while a schedule still fits, up to this size (default 1024)",
             **SCHEDULE_HELP})
 @_cli
 @_with_schedule_options
 def resolution(c, board="stm32h7,stm32f4", width=0.35, variant="unfused,fused,msf", resolutions="64:320:16",
-               max_inputs=3, run=True, model=None, **schedule):
+               max_inputs=3, run=True, model=None, max_resolution=1024, **schedule):
     """Largest input resolution each schedule fits on each board; plot RAM vs resolution."""
     from harness.errors import FusebenchError
     from harness.report.resolution import resolution_sweep
@@ -220,7 +221,8 @@ def resolution(c, board="stm32h7,stm32f4", width=0.35, variant="unfused,fused,ms
         raise FusebenchError(f"--resolutions '{resolutions}': expected first:last:step") from None
     run_dir = resolution_sweep([b for b in board.split(",") if b], float(width),
                                [v for v in variant.split(",") if v], tuple(range(first, last + 1, step)),
-                               int(max_inputs), parse_cli_options(schedule), run, model=model)
+                               int(max_inputs), parse_cli_options(schedule), run, model=model,
+                               max_resolution=int(max_resolution))
     print(f"results: {run_dir}")
 
 

@@ -85,16 +85,36 @@ class Block:
     """An inverted residual block: 1x1 expansion (absent when the expansion
     ratio is 1), an optional explicit PAD (Keras pads stride-2 blocks with a
     ZeroPadding2D layer), depthwise, 1x1 projection and an optional residual
-    ADD. Values are op indices."""
+    ADD. Values are op indices.
+
+    `activations` are separate activation ops (HARD_SWISH after a convolution
+    with no fused activation, as MobileNetV3 exports them); `se` is a
+    squeeze-and-excite branch between the depthwise and the projection: the
+    whole-map MEAN, its 1x1 convolutions and gate, and the MUL that scales the
+    depthwise map (the last op of `se`)."""
     expand: Optional[int]
     depthwise: int
     project: int
     add: Optional[int] = None
     pad: Optional[int] = None
+    activations: list[int] = field(default_factory=list)
+    se: list[int] = field(default_factory=list)
 
     @property
     def ops(self) -> list[int]:
-        return [i for i in (self.expand, self.pad, self.depthwise, self.project, self.add) if i is not None]
+        named = [i for i in (self.expand, self.pad, self.depthwise, self.project, self.add) if i is not None]
+        return sorted(named + self.activations + self.se)
+
+    @property
+    def fusable_ops(self) -> list[int]:
+        """The ops a tiled stage may hold: all of them, or, with a squeeze-and-
+        excite branch, those up to the depthwise's output (its activation
+        included). The squeeze is a mean over the whole depthwise map, so no
+        gated pixel exists before the last depthwise pixel does: the MEAN is
+        a fusion boundary and the stage ends there."""
+        if not self.se:
+            return self.ops
+        return [i for i in self.ops if i < self.se[0]]
 
 
 @dataclass

@@ -395,8 +395,12 @@ class _Importer:
                                         f"(got {b.dtype})")
 
 
+ACTIVATION_OPS = ("HARD_SWISH", "RELU", "RELU6", "RELU_N1_TO_1", "LEAKY_RELU", "LOGISTIC", "TANH")
+
+
 def find_inverted_residual_blocks(graph: Graph) -> list[Block]:
-    """Group [1x1 expand ->] [PAD ->] depthwise -> 1x1 project [-> ADD] chains."""
+    """Group [1x1 expand [-> activation] ->] [PAD ->] depthwise [-> activation]
+    [-> squeeze-and-excite] -> 1x1 project [-> ADD] chains."""
 
     def only_consumer(tensor: int) -> Optional[Op]:
         users = graph.consumers(tensor)
@@ -408,19 +412,64 @@ def find_inverted_residual_blocks(graph: Graph) -> list[Block]:
         w = graph.tensors[op.inputs[1]].shape
         return w[1] == 1 and w[2] == 1 and op.options["stride_h"] == 1 and op.options["stride_w"] == 1
 
+    def activation_of(op: Op) -> Optional[Op]:
+        """The separate activation op that alone reads `op`'s output."""
+        user = only_consumer(op.outputs[0])
+        return user if user is not None and user.kind in ACTIVATION_OPS else None
+
+    def producing_activation(tensor: int) -> tuple[Optional[Op], int]:
+        """(the activation op making `tensor`, the tensor it reads) or (None, tensor)."""
+        src = graph.producer(tensor)
+        if src is not None and src.kind in ACTIVATION_OPS and only_consumer(src.outputs[0]) is not None:
+            return src, src.inputs[0]
+        return None, tensor
+
+    def squeeze_excite(x: int) -> Optional[list[Op]]:
+        """The SE branch on map `x`: a MEAN over H and W of x whose result only
+        feeds ops ending in one MUL of x by the gate; its ops, MUL last."""
+        users = graph.consumers(x)
+        if len(users) != 2:
+            return None
+        mean = next((u for u in users if u.kind == "MEAN"), None)
+        mul = next((u for u in users if u.kind == "MUL"), None)
+        if mean is None or mul is None or sorted(mean.options.get("axes", ())) != [1, 2] \
+                or not mean.options.get("keep_dims"):
+            return None
+        gate_inputs = [t for t in mul.inputs if t != x]
+        if len(gate_inputs) != 1:
+            return None
+        branch, frontier = [], [gate_inputs[0]]
+        while frontier:                   # walk back from the gate to the MEAN
+            t = frontier.pop()
+            op = graph.producer(t)
+            if op is None or op in branch or op.index < mean.index:
+                return None
+            branch.append(op)
+            if op is not mean:
+                frontier += [i for i in op.inputs if i >= 0 and not graph.tensors[i].is_const]
+        inside = {op.index for op in branch} | {mul.index}
+        if any(u.index not in inside for op in branch for u in graph.consumers(op.outputs[0])):
+            return None                   # a branch tensor is also read elsewhere
+        return sorted(branch, key=lambda op: op.index) + [mul]
+
     blocks = []
     claimed: set[int] = set()          # ops already in a block: in a chain of depthwise and
     for dw in graph.ops:               # pointwise layers (MobileNetV1) a pointwise is the projection
         if dw.kind != "DEPTHWISE_CONV_2D":   # of one block, never also the next one's expansion
             continue
-        pad = expand = None
+        pad = expand = expand_act = None
         src = graph.producer(dw.inputs[0])
         if src is not None and src.kind == "PAD" and only_consumer(src.outputs[0]) is dw:
             pad = src
-            src = graph.producer(src.inputs[0])
-        if is_pointwise(src) and only_consumer(src.outputs[0]) in (dw, pad) and src.index not in claimed:
-            expand = src
-        project = only_consumer(dw.outputs[0])
+        act, before_act = producing_activation((pad or dw).inputs[0])
+        candidate = graph.producer(before_act)
+        if is_pointwise(candidate) and only_consumer(candidate.outputs[0]) in (dw, pad, act) \
+                and candidate.index not in claimed:
+            expand, expand_act = candidate, act
+        dw_act = activation_of(dw)
+        x = (dw_act or dw).outputs[0]
+        se = squeeze_excite(x)
+        project = only_consumer(se[-1].outputs[0]) if se else only_consumer(x)
         if not is_pointwise(project):
             continue
         block_input = (expand or pad or dw).inputs[0]
@@ -431,6 +480,8 @@ def find_inverted_residual_blocks(graph: Graph) -> list[Block]:
             add = project_user
         blocks.append(Block(expand=expand.index if expand else None, depthwise=dw.index,
                             project=project.index, add=add.index if add else None,
-                            pad=pad.index if pad else None))
+                            pad=pad.index if pad else None,
+                            activations=[a.index for a in (expand_act, dw_act) if a is not None],
+                            se=[op.index for op in se or []]))
         claimed.update(blocks[-1].ops)
     return blocks

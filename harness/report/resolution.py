@@ -95,6 +95,59 @@ def predict(boards: Sequence[str], base: Path, resolutions: Sequence[int], varia
     return pd.DataFrame(rows)
 
 
+DEFAULT_MAX_RESOLUTION = 1024
+
+
+def search_limits(boards: Sequence[str], base: Path, resolutions: Sequence[int], variants: Sequence[str],
+                  options: Optional[dict], max_resolution: int, log=print) -> pd.DataFrame:
+    """predict() over `resolutions`, then beyond them until no schedule fits any
+    board (or `max_resolution`): the last resolution grows by half while any
+    schedule still fits, and each schedule's limit is then narrowed by
+    bisection to a multiple of the sweep's step. Plans only: cheap."""
+    table = predict(boards, base, resolutions, variants, options, log)
+    if not len(table):
+        return table
+    step = (resolutions[1] - resolutions[0]) if len(resolutions) > 1 else 16
+    step = max(2, step + step % 2)
+
+    def fitting_at(t: pd.DataFrame, r: int) -> bool:
+        rows = t[t["resolution"] == r]
+        return any(rows[f"fits_{b}"].any() for b in boards)
+
+    def snap(r: float) -> int:
+        return max(resolutions[-1] + step, int(r) // step * step)
+
+    def more(rs) -> None:
+        nonlocal table
+        rs = [r for r in sorted(set(rs)) if r not in set(table["resolution"])]
+        if rs:
+            table = pd.concat([table, predict(boards, base, rs, variants, options, log)], ignore_index=True)
+
+    top = max(resolutions)
+    while fitting_at(table, top) and top < max_resolution:
+        top = min(max_resolution, snap(top * 1.5))
+        more([top])
+    for _ in range(12):                 # bisect each schedule's first misfit down to one step
+        wanted = []
+        for b in boards:
+            for v in variants:
+                rows = table[table["variant"] == v].sort_values("resolution")
+                if not len(rows):
+                    continue
+                fits = rows[rows[f"fits_{b}"]]["resolution"]
+                lo = int(fits.max()) if len(fits) else None
+                above = rows[~rows[f"fits_{b}"] & (rows["resolution"] > (lo or 0))]["resolution"]
+                if lo is None or not len(above):
+                    continue
+                hi = int(above.min())
+                if hi - lo > step:
+                    wanted.append(lo + (hi - lo) // 2 // step * step)
+        if not wanted:
+            break
+        more(wanted)
+    return table.sort_values(["resolution", "variant"], kind="stable").reset_index(drop=True)
+
+
 def largest_fitting(table: pd.DataFrame, board: str, variant: str) -> Optional[int]:
     sel = table[(table["variant"] == variant) & table[f"fits_{board}"]]
     return int(sel["resolution"].max()) if len(sel) else None
@@ -137,17 +190,18 @@ def plot_resolution(table: pd.DataFrame, boards: Sequence[str], path: Path, runs
 def resolution_sweep(boards: Sequence[str], width: float = 0.35, variants: Sequence[str] = ("unfused", "fused"),
                      resolutions: Sequence[int] = tuple(range(64, 321, 16)), max_inputs: int = 3,
                      options: Optional[dict] = None, run: bool = True, log=print,
-                     model: Optional[str] = None) -> Path:
+                     model: Optional[str] = None, max_resolution: int = DEFAULT_MAX_RESOLUTION) -> Path:
     """Per base model (`model`, else the shipped MobileNetV2 of `width`): the
-    planned RAM at every resolution, the largest that fits each board per
-    schedule (linked and run bit-exact on the emulator), one plot per model."""
+    planned RAM at every resolution, and past them until nothing fits (up to
+    `max_resolution`), the largest that fits each board per schedule (linked
+    and run bit-exact on the emulator), one plot per model."""
     from harness.report.bench import new_run_dir, run_sweep
 
     bases = base_models(width, model)
     run_dir = new_run_dir()
     tables, summaries, failed_runs = [], [], []
     for base in bases:
-        table = predict(boards, base, resolutions, variants, options, log)
+        table = search_limits(boards, base, resolutions, variants, options, max_resolution, log)
         tables.append(table)
         pd.concat(tables).to_csv(run_dir / "resolution.csv", index=False)
         runs: dict = {}
@@ -185,8 +239,8 @@ def resolution_sweep(boards: Sequence[str], width: float = 0.35, variants: Seque
                                                       else f"resolution-{Path(base).stem}.png"), runs)
         summaries += [dict(base_model=Path(base).stem, board=b, variant=v, largest_resolution=res,
                            ran_bit_exact=None if ok == "flash" else ok,
-                           detail=unfit.get((b, v), "the largest tried: a larger one may fit"
-                                            if res == max(resolutions) else ""))
+                           detail=unfit.get((b, v), f"fits at --max-resolution {max_resolution}: a larger one "
+                                            "may fit" if res is not None and res >= max_resolution else ""))
                       for (b, v), (res, ok) in runs.items()]
         failed_runs += [ok is False for _, ok in runs.values()]
     summary = pd.DataFrame(summaries)

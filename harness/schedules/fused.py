@@ -13,8 +13,9 @@ from typing import Optional
 
 from harness.errors import FusebenchError
 from harness.frontend.graph import Graph
-from harness.schedules.geometry import MODES, StageGeometry, block_op_ranges, first_tileable_op, stage_live_bytes
-from harness.schedules.plan import plan_schedule
+from harness.schedules.geometry import (MODES, StageGeometry, block_op_ranges, first_tileable_op, fusable_block_ranges,
+                                        stage_live_bytes)
+from harness.schedules.plan import Note, plan_schedule
 from harness.schedules.registry import NotApplicable, Option, Schedule, percent, text, yes_no
 from harness.schedules.stages import TiledStage
 
@@ -113,6 +114,7 @@ def plan_fused(graph: Graph, max_overhead: Optional[float] = None, blocks: Optio
     if mode is not None and mode not in MODES:
         raise FusebenchError(f"--mode '{mode}': expected one of {', '.join(MODES)}")
     ranges = block_op_ranges(graph)
+    fusable = fusable_block_ranges(graph)
     if not ranges:
         raise NotApplicable("fused", graph.name, "it has no inverted residual blocks or depthwise-pointwise "
                             "pairs to fuse")
@@ -122,7 +124,10 @@ def plan_fused(graph: Graph, max_overhead: Optional[float] = None, blocks: Optio
     def options_for(lo: int, hi: int, with_conv: bool) -> Optional[list[TiledStage]]:
         key = (lo, hi, with_conv)
         if key not in cache:
-            ops = [i for r in ranges[lo:hi + 1] for i in r]
+            if any(boundary for _, boundary in fusable[lo:hi]):
+                cache[key] = None       # a squeeze-and-excite inside: its MEAN ends a stage
+                return None
+            ops = [i for r in ranges[lo:hi] for i in r] + fusable[hi][0]
             if with_conv:
                 ops = list(range(stem_start, ops[0])) + ops
             try:
@@ -139,7 +144,7 @@ def plan_fused(graph: Graph, max_overhead: Optional[float] = None, blocks: Optio
             return None
         return min(options, key=lambda s: (stage_live_bytes(graph, s), s.macs))
 
-    first_block_start = ranges[0][0]
+    first_block_start = fusable[0][0][0]
     stem_start = first_tileable_op(graph)      # the ops before the first block, after the edge ops
     conv_options = [False] if first_block_start <= stem_start else (
         [first_conv] if first_conv is not None else [True, False])
@@ -173,6 +178,16 @@ def plan_fused(graph: Graph, max_overhead: Optional[float] = None, blocks: Optio
             if trial.arena_bytes <= plan.arena_bytes:
                 stages[k], plan = option, trial
                 break
+    cut = [ranges[i] for i, (ops, boundary) in enumerate(fusable)
+           if boundary and any(ops[-1] in st.ops for st in stages)]
+    if cut:
+        plan.notes.append(Note(
+            "fused-se-boundary",
+            "squeeze-and-excite blocks end their stage at the depthwise output (ops "
+            + ", ".join(f"{r[0]}-{r[-1]}" for r in cut) + "): the squeeze is a mean over the whole "
+            "depthwise map, so that map is stored whole; the squeeze, gate and projection run layer by layer "
+            "(accumulating the mean tile by tile would save the map only by computing the stage twice)",
+            dict(blocks=[[r[0], r[-1]] for r in cut])))
     return plan
 
 

@@ -409,11 +409,17 @@ def stage_live_bytes(graph: Graph, stage: TiledStage) -> int:
     return whole + stage.buffer_bytes + stage.scratch_bytes + stage.acc_bytes
 
 
+def _contiguous_blocks(graph: Graph):
+    return [b for b in graph.blocks if b.ops == list(range(b.ops[0], b.ops[-1] + 1))]
+
+
 def block_op_ranges(graph: Graph) -> list[list[int]]:
     """The op indices of each inverted residual block, in order (contiguous)."""
-    ranges = []
-    for b in graph.blocks:
-        ops = sorted(b.ops)
-        if ops == list(range(ops[0], ops[-1] + 1)):
-            ranges.append(ops)
-    return ranges
+    return [b.ops for b in _contiguous_blocks(graph)]
+
+
+def fusable_block_ranges(graph: Graph) -> list[tuple[list[int], bool]]:
+    """Per block of block_op_ranges(): the ops a tiled stage may hold, and
+    whether a stage must end there (a squeeze-and-excite's whole-map MEAN
+    follows; see Block.fusable_ops)."""
+    return [(b.fusable_ops, bool(b.se)) for b in _contiguous_blocks(graph)]

@@ -661,3 +661,66 @@ def test_a_conv_left_to_the_portable_code_asks_only_for_its_scratch(k):
     x = rand_int8(rng, graph.input.shape)
     (ours,) = hostrt.run_op(call, [x], kernels="dsp", scratch_bytes=portable)
     assert np.array_equal(ours.reshape(-1), reference_output(data, x).reshape(-1))
+
+
+# -- MUL and MEAN: the squeeze-and-excite's hot ops ----------------------------------------------
+
+class _MulParams(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_int32) for name in ("input1_offset", "input2_offset", "output_offset",
+                                                    "output_multiplier", "output_shift", "act_min", "act_max",
+                                                    "rank")]
+
+
+def _mul_takes_fast_path(call) -> bool:
+    p = call.params
+    params = _MulParams(*(int(p[f]) for f, _ in _MulParams._fields_))
+    job = (ctypes.c_int32 * 8)()
+    return bool(hostrt.library("dsp").fb_mul_dsp_prepare(ctypes.byref(params), job))
+
+
+@pytest.mark.parametrize("zero_points", [(-128, -128, 0), (127, 127, -128), (0, -128, 127), (-3, 17, 5)])
+@pytest.mark.parametrize("activation", ["NONE", "RELU", "RELU6"])
+def test_squeeze_excite_gate_mul_takes_the_fast_path_and_stays_exact(zero_points, activation):
+    """The SE gate: a map times a per-channel gate in 0..1 (scale ~1/256). Its
+    real multiplier is below 1/2, so the single-rounding rows run; extreme zero
+    points make the products as large as they get."""
+    from tests.firmware.test_layout_kernels import check_multi, graph_of
+    rng = np.random.default_rng(abs(sum(zero_points)) + len(activation))
+    z1, z2, zo = zero_points
+    q1, q2, qo = Q(float(rng.uniform(0.02, 0.1)), z1), Q(float(rng.uniform(0.003, 0.005)), z2), \
+        Q(float(rng.uniform(0.02, 0.1)), zo)
+    for a, b in (((1, 7, 6, 20), (1, 1, 1, 20)), ((1, 1, 1, 9), (1, 5, 3, 9)), ((1, 4, 4, 5), (1, 4, 4, 5)),
+                 ((1, 3, 5, 4), (1,))):
+        data = tb.mul_model(a, b, q1, q2, qo, activation)
+        call = lower_op(graph_of(data), graph_of(data).ops[0])
+        assert _mul_takes_fast_path(call), call.params
+        check_multi(data, 3, n_inputs=3)
+
+
+def test_mul_quantization_the_fast_path_declines_stays_exact():
+    """A real multiplier of exactly 1/128 (TFLite's m = 2^30) or above 1/2 (no
+    right shift) takes the portable row, with the same bytes."""
+    from tests.firmware.test_layout_kernels import check_multi, graph_of
+    for scales in ((0.04, 1 / 256, 0.02), (0.1, 0.1, 0.01)):
+        data = tb.mul_model((1, 5, 4, 8), (1, 1, 1, 8), Q(scales[0], -5), Q(scales[1], -128), Q(scales[2], 3))
+        assert not _mul_takes_fast_path(lower_op(graph_of(data), graph_of(data).ops[0]))
+        check_multi(data, 5, n_inputs=3)
+
+
+@pytest.mark.parametrize("hw, channels", [((16, 16), 8), ((17, 19), 11), ((33, 32), 4), ((1, 1), 7), ((5, 3), 3)])
+@pytest.mark.parametrize("fill", [-128, 127, None])
+def test_global_mean_sums_lanes_past_256_pixels_exactly(hw, channels, fill):
+    """fb_mean_s8's four-channel walk keeps 16-bit lane sums for at most 256
+    pixels: maps of 256, 323 and 1056 pixels filled with the extreme values
+    (and random ones), channel counts that leave 0-3 channels to the scalar loop."""
+    from harness.frontend.tflite_import import load_model_bytes as load
+    shape = [1, hw[0], hw[1], channels]
+    data = tb.reduce_mean_model(shape, [1, 2], Q(0.02, -7), Q(0.011, 4), True)
+    graph = load(data)
+    call = lower_op(graph, graph.ops[0])
+    rng = np.random.default_rng(channels)
+    x = rand_int8(rng, shape) if fill is None else np.full(shape, fill, np.int8)
+    ref = reference_output(data, x)
+    for kernels in hostrt.KERNEL_SETS:
+        (ours,) = hostrt.run_op(call, [x], kernels=kernels)
+        assert np.array_equal(ours.reshape(ref.shape), ref), kernels

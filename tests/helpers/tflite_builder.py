@@ -259,7 +259,8 @@ def reshape_model(input_shape: Sequence[int], output_shape: Sequence[int], q: Q)
 
 def inverted_residual_chain_model(rng: np.random.Generator, input_hw: tuple[int, int], in_channels: int,
                                   blocks: Sequence[tuple[int, int, int]], first_conv: Optional[int] = None,
-                                  head: Optional[tuple[int, int]] = None, explicit_pad: bool = False) -> bytes:
+                                  head: Optional[tuple[int, int]] = None, explicit_pad: bool = False,
+                                  squeeze_excite: Sequence[int] = ()) -> bytes:
     """A MobileNetV2-like chain: an optional 3x3 stride-2 first convolution with
     `first_conv` output channels, then inverted residual blocks given as
     (expansion ratio, out channels, depthwise stride[, depth multiplier]); a block with stride 1 and
@@ -268,7 +269,11 @@ def inverted_residual_chain_model(rng: np.random.Generator, input_hw: tuple[int,
     `head` = (channels, classes) adds MobileNetV2's tail: a 1x1 convolution to
     `channels`, a global average (MEAN over H, W) and a fully connected layer.
     `explicit_pad` pads every 3x3 layer by one pixel on each side with an
-    explicit PAD and runs it VALID, as PyTorch exports do."""
+    explicit PAD and runs it VALID, as PyTorch exports do.
+    Blocks whose index is in `squeeze_excite` are MobileNetV3's: HARD_SWISH
+    ops after the expansion and the depthwise, and a squeeze-and-excite branch
+    (MEAN, 1x1 conv + ReLU, 1x1 conv + ReLU6, MUL by a one-valued 1/6, MUL of
+    the map by the gate) before the projection."""
     m = ModelBuilder()
     h, w = input_hw
 
@@ -276,7 +281,7 @@ def inverted_residual_chain_model(rng: np.random.Generator, input_hw: tuple[int,
         return Q(float(rng.uniform(0.02, 0.08)), int(rng.integers(-20, 20)))
 
     def conv(x: int, xq: Q, c_in: int, c_out: int, k: int, stride: int, depthwise: bool,
-             relu6: bool, hw: tuple[int, int]) -> tuple[int, Q, tuple[int, int]]:
+             relu6, hw: tuple[int, int]) -> tuple[int, Q, tuple[int, int]]:
         oh, ow = ((hw[0] + stride - 1) // stride, (hw[1] + stride - 1) // stride)
         padding = "SAME"
         if explicit_pad and k > 1:
@@ -298,7 +303,7 @@ def inverted_residual_chain_model(rng: np.random.Generator, input_hw: tuple[int,
         # an output scale that keeps the accumulators mostly in range
         yq = Q(float(xq.scale * scales.mean() * 127 * np.sqrt(fan_in) / 8), int(rng.integers(-10, 10)))
         y = m.tensor([1, oh, ow, c_out], q=yq)
-        act = "RELU6" if relu6 else "NONE"
+        act = relu6 if isinstance(relu6, str) else "RELU6" if relu6 else "NONE"
         if depthwise:
             m.op(_OP.DEPTHWISE_CONV_2D, [x, f, b], [y], _OPT.DepthwiseConv2DOptions,
                  depthwise_options((stride, stride), padding, (1, 1), c_out // c_in, act))
@@ -315,13 +320,43 @@ def inverted_residual_chain_model(rng: np.random.Generator, input_hw: tuple[int,
     if first_conv:
         x, xq, hw = conv(x, xq, c, first_conv, 3, 2, False, True, hw)
         c = first_conv
-    for expansion, c_out, stride, *multiplier in blocks:
+    def hard_swish(x: int, xq: Q, shape) -> tuple[int, Q]:
+        yq = Q(xq.scale * float(rng.uniform(0.5, 0.9)), int(rng.integers(-40, -10)))
+        y = m.tensor(shape, q=yq)
+        m.op(_OP.HARD_SWISH, [x], [y], _OPT.HardSwishOptions, table_options("HardSwish"))
+        return y, yq
+
+    def squeeze_excite_branch(x: int, xq: Q, c: int, hw) -> tuple[int, Q]:
+        ax = m.tensor([2], "int32", data=np.asarray([1, 2], dtype=np.int32))
+        sq = Q(xq.scale * float(rng.uniform(0.6, 1.0)), int(rng.integers(-10, 10)))
+        s = m.tensor([1, 1, 1, c], q=sq)
+        m.op(_OP.MEAN, [x, ax], [s], _OPT.ReducerOptions, reducer_options(True))
+        s, sq, _ = conv(s, sq, c, max(c // 4, 1), 1, 1, False, "RELU", (1, 1))
+        s, sq, _ = conv(s, sq, max(c // 4, 1), c, 1, 1, False, True, (1, 1))
+        sixth_q = Q(1.0 / 6 / 127, 0)
+        sixth = m.tensor([1], q=sixth_q, data=np.array([127], np.int8))
+        gq = Q(1.0 / 255, -128)                       # the gate's range 0..1
+        gate = m.tensor([1, 1, 1, c], q=gq)
+        m.op(_OP.MUL, [s, sixth], [gate], _OPT.MulOptions, table_options("Mul"))
+        yq = Q(xq.scale * float(rng.uniform(0.4, 0.8)), int(rng.integers(-10, 10)))
+        y = m.tensor([1, hw[0], hw[1], c], q=yq)
+        m.op(_OP.MUL, [x, gate], [y], _OPT.MulOptions, table_options("Mul"))
+        return y, yq
+
+    for index, (expansion, c_out, stride, *multiplier) in enumerate(blocks):
+        se = index in squeeze_excite
+        act = "NONE" if se else True
         block_in = x
         mid = c * expansion
         if expansion != 1:
-            x, xq, _ = conv(x, xq, c, mid, 1, 1, False, True, hw)
+            x, xq, _ = conv(x, xq, c, mid, 1, 1, False, act, hw)
+            if se:
+                x, xq = hard_swish(x, xq, [1, hw[0], hw[1], mid])
         depth = mid * (multiplier[0] if multiplier else 1)       # a depth multiplier > 1 widens the depthwise
-        x, xq, hw = conv(x, xq, mid, depth, 3, stride, True, True, hw)
+        x, xq, hw = conv(x, xq, mid, depth, 3, stride, True, act, hw)
+        if se:
+            x, xq = hard_swish(x, xq, [1, hw[0], hw[1], depth])
+            x, xq = squeeze_excite_branch(x, xq, depth, hw)
         x, xq, _ = conv(x, xq, depth, c_out, 1, 1, False, False, hw)
         if stride == 1 and c_out == c:
             yq = act_q()

@@ -218,3 +218,33 @@ def test_a_depthwise_with_a_depth_multiplier_runs_in_every_tiled_schedule(tmp_pa
     plan = make_plan(graph, variant)
     assert any(i in st.ops for st in plan.stages for i in wide), (variant, [st.ops for st in plan.stages])
     assert_plan_bit_exact(graph, plan, path, tmp_path / "gen")
+
+
+def test_squeeze_excite_blocks_end_a_fused_stage_at_the_depthwise(tmp_path):
+    """MobileNetV3: the squeeze is a mean over the whole depthwise map, so a
+    fused stage ends at the depthwise output of a block with squeeze-and-excite;
+    the branch, gate and projection run layer by layer. The stem convolution
+    still fuses with the block's expansion and depthwise, and the outputs stay
+    bit-exact."""
+    data = inverted_residual_chain_model(np.random.default_rng(21), (24, 20), 3,
+                                         [(4, 8, 2), (1, 8, 1), (3, 12, 2)], 8, squeeze_excite=(0, 2))
+    path = tmp_path / "se.tflite"
+    path.write_bytes(data)
+    graph = load_model(path)
+    se_blocks = [b for b in graph.blocks if b.se]
+    assert len(graph.blocks) == 3 and len(se_blocks) == 2
+    for b in se_blocks:
+        assert graph.ops[b.se[0]].kind == "MEAN" and graph.ops[b.se[-1]].kind == "MUL"
+        assert [graph.ops[i].kind for i in b.activations] == ["HARD_SWISH", "HARD_SWISH"]
+        assert b.fusable_ops[-1] == b.activations[-1] and b.project not in b.fusable_ops
+    plan = plan_fused(graph)
+    assert check_plan(plan) == [] and plan.stages
+    means = [op.index for op in graph.ops if op.kind == "MEAN"]
+    assert not any(i in st.ops for st in plan.stages for i in means)
+    assert any(n.kind == "fused-se-boundary" for n in plan.notes)
+    assert plan.arena_bytes < make_plan(graph, "unfused").arena_bytes
+    assert_plan_bit_exact(graph, plan, path, tmp_path / "gen")
+    with pytest.raises(FusebenchError, match="no valid fused stage"):
+        plan_fused(graph, blocks="0-1")           # a stage across a squeeze-and-excite
+    for variant in ("msf", "unfused"):
+        assert_plan_bit_exact(graph, make_plan(graph, variant), path, tmp_path / variant)

@@ -274,6 +274,21 @@ fb_status fb_fully_connected_s8_dsp(const fb_fc_params *p, const double *effecti
                                     int8_t *output);
 fb_status fb_add_s8_dsp(const fb_add_params *p, const fb_view *a, const fb_view *b, fb_view *out);
 
+/* MUL's optimized rows (fb_mul_dsp.c): fb_mul_s8 walks the broadcast and
+ * hands each innermost row to fb_mul_dsp_row when fb_mul_dsp_prepare accepts
+ * the quantization (else it runs its portable row). */
+typedef struct {
+    int32_t offset1, offset2, multiplier, round_offset, right_shift, act_min, act_max, full_range;
+} fb_mul_dsp_job;
+int fb_mul_dsp_prepare(const fb_mul_params *p, fb_mul_dsp_job *job);
+void fb_mul_dsp_row(const fb_mul_dsp_job *job, const int8_t *a, int32_t step_a, const int8_t *b, int32_t step_b,
+                    int8_t *out, int32_t n);
+
+/* fb_mean_s8's optimized walk (fb_mean_dsp.c): the means of channels 0 ..
+ * 4 * floor(C / 4) - 1 of a whole map, four channels per 32-bit load summed in
+ * 16-bit lanes; fb_mean_s8 (fb_pool.c) does the remaining channels. */
+fb_status fb_mean_s8_groups_dsp(const fb_mean_params *p, const fb_view *input, int8_t *output);
+
 #endif /* FB_KERNELS_DSP */
 
 #endif /* FB_DSP_H */

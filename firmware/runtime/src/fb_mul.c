@@ -1,6 +1,7 @@
 /* MUL int8 with broadcasting (LiteRT reference_integer_ops::Mul and
  * BroadcastMul6DSlow: the same arithmetic per element). */
 #include "fb_arith.h"
+#include "fb_dsp.h"
 #include "fb_nd.h"
 
 static inline int8_t mul_one(const fb_mul_params *p, int32_t a, int32_t b)
@@ -39,6 +40,10 @@ fb_status fb_mul_s8(const fb_mul_params *p, const int32_t *shape1, const int32_t
         return FB_ERR_ARG;
     }
     const int32_t n = dout[5];
+#if FB_KERNELS_DSP
+    fb_mul_dsp_job job;
+    const int fast = fb_mul_dsp_prepare(p, &job);
+#endif
     for (int32_t i0 = 0; i0 < dout[0]; ++i0) {
         for (int32_t i1 = 0; i1 < dout[1]; ++i1) {
             for (int32_t i2 = 0; i2 < dout[2]; ++i2) {
@@ -48,6 +53,11 @@ fb_status fb_mul_s8(const fb_mul_params *p, const int32_t *shape1, const int32_t
                                           i3 * step1[3] + i4 * step1[4];
                         const int8_t *b = input2 + i0 * step2[0] + i1 * step2[1] + i2 * step2[2] +
                                           i3 * step2[3] + i4 * step2[4];
+#if FB_KERNELS_DSP
+                        if (fast) {
+                            fb_mul_dsp_row(&job, a, step1[5], b, step2[5], output, n);
+                        } else
+#endif
                         if (step1[5] == 1 && step2[5] == 1) {
                             for (int32_t i = 0; i < n; ++i) {
                                 output[i] = mul_one(p, a[i], b[i]);

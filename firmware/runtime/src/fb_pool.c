@@ -1,5 +1,6 @@
 /* AVERAGE_POOL_2D int8 and MEAN over H, W (LiteRT reference kernels). */
 #include "fb_arith.h"
+#include "fb_dsp.h"
 
 fb_status fb_avgpool_s8(const fb_pool_params *p, const fb_view *input, fb_view *output)
 {
@@ -117,8 +118,16 @@ fb_status fb_mean_s8(const fb_mean_params *p, const fb_view *input, int8_t *outp
     if (input->y0 != 0 || input->x0 != 0 || input->h != input->full_h || input->w != input->full_w) {
         return FB_ERR_ARG;
     }
+    int32_t c = 0;
+#if FB_KERNELS_DSP
+    const fb_status groups = fb_mean_s8_groups_dsp(p, input, output);
+    if (groups != FB_OK) {
+        return groups;
+    }
+    c = input->c & ~3;
+#endif
     /* One channel at a time: no accumulator array needed for the whole map. */
-    for (int32_t c = 0; c < input->c; ++c) {
+    for (; c < input->c; ++c) {
         int32_t sum = 0;
         for (int32_t y = 0; y < input->h; ++y) {
             const int8_t *x = input->data + y * input->row_stride + c;
