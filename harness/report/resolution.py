@@ -115,7 +115,7 @@ def search_limits(boards: Sequence[str], base: Path, resolutions: Sequence[int],
         return any(rows[f"fits_{b}"].any() for b in boards)
 
     def snap(r: float) -> int:
-        return max(resolutions[-1] + step, int(r) // step * step)
+        return max(max(resolutions) + step, int(r) // step * step)
 
     def more(rs) -> None:
         nonlocal table

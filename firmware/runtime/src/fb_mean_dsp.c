@@ -13,8 +13,14 @@
 
 #define LANE_PIXELS 256
 
-static inline int32_t low_lane(int32_t v) { return (int16_t)(v & 0xFFFF); }
-static inline int32_t high_lane(int32_t v) { return v >> 16; }
+/* Move the lanes (channels c, c+2 in even; c+1, c+3 in odd) into the int32 sums. */
+static inline void flush_lanes(int32_t sums[4], int32_t even, int32_t odd)
+{
+    sums[0] += (int16_t)(even & 0xFFFF);
+    sums[1] += (int16_t)(odd & 0xFFFF);
+    sums[2] += even >> 16;
+    sums[3] += odd >> 16;
+}
 
 fb_status fb_mean_s8_groups_dsp(const fb_mean_params *p, const fb_view *input, int8_t *output)
 {
@@ -30,18 +36,12 @@ fb_status fb_mean_s8_groups_dsp(const fb_mean_params *p, const fb_view *input, i
                 odd = fb_sxtab16_ror8(odd, four);
                 x += channels;
                 if (++in_lanes == LANE_PIXELS) {
-                    sums[0] += low_lane(even);
-                    sums[1] += low_lane(odd);
-                    sums[2] += high_lane(even);
-                    sums[3] += high_lane(odd);
+                    flush_lanes(sums, even, odd);
                     even = odd = in_lanes = 0;
                 }
             }
         }
-        sums[0] += low_lane(even);
-        sums[1] += low_lane(odd);
-        sums[2] += high_lane(even);
-        sums[3] += high_lane(odd);
+        flush_lanes(sums, even, odd);
         const fb_status st = fb_mean_finish_s8(p, input->h * w, 4, sums, output + c);
         if (st != FB_OK) {
             return st;
