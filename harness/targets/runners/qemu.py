@@ -53,23 +53,33 @@ class PipeLink:
         self._lines: queue.Queue[str | None] = queue.Queue()
         self.recent: deque[str] = deque(maxlen=20)
         self._closed = False
+        self._fd = os.dup(process.stdout.fileno())
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
     def _read(self) -> None:
-        fd = self._process.stdout.fileno()
+        # The thread reads its own duplicate of the pipe and closes it at EOF.
+        # Reading the owner's descriptor would race with the owner closing it:
+        # the number can be reused at once by the next emulator's pipe, and a
+        # stale reader would then take that emulator's READY line.
+        fd = self._fd
         pending = b""
-        while True:
-            try:
-                chunk = os.read(fd, 65536)
-            except OSError:
-                chunk = b""
-            if not chunk:
-                break
-            pending += chunk
-            *complete, pending = pending.split(b"\n")
-            for raw in complete:
-                self._lines.put(raw.decode("latin-1").rstrip("\r"))
+        try:
+            while True:
+                try:
+                    chunk = os.read(fd, 65536)
+                except InterruptedError:
+                    continue
+                except OSError:
+                    chunk = b""
+                if not chunk:
+                    break
+                pending += chunk
+                *complete, pending = pending.split(b"\n")
+                for raw in complete:
+                    self._lines.put(raw.decode("latin-1").rstrip("\r"))
+        finally:
+            os.close(fd)
         if pending:
             self._lines.put(pending.decode("latin-1"))
         self._lines.put(None)

@@ -84,6 +84,20 @@ def test_console_on_a_later_serial_port(tmp_path):
     assert "-serial null -serial null -serial stdio" in command
 
 
+def test_the_link_reads_its_own_copy_of_the_pipe():
+    """The owner closes the emulator's stdout when it ends a session; the line
+    reader must not be reading that descriptor, whose number the next
+    emulator's pipe can take (the stale reader would take its READY)."""
+    import subprocess
+    from harness.targets.runners.qemu import PipeLink
+
+    process = subprocess.Popen(["sh", "-c", "sleep 0.2; echo one; sleep 0.2; echo two"], stdout=subprocess.PIPE)
+    link = PipeLink(process)
+    process.stdout.close()
+    assert [link.read_line(10.0), link.read_line(10.0)] == ["one", "two"]
+    process.wait(10)
+
+
 def test_missing_qemu_names_the_package(tmp_path):
     elf = tmp_path / "firmware.elf"
     elf.write_bytes(b"\x7fELF")
