@@ -253,7 +253,9 @@ def generate_sources(graph: Graph, plan: Plan, board=None, out_dir: Optional[Pat
                      lower=None) -> list[Path]:
     """Write fb_model.h, fb_model.c and weights.bin for `plan` into out_dir."""
     from harness.backend.lowering import lower_op
+    from harness.schedules.order import executed_graph
     lower = lower or lower_op
+    graph = executed_graph(graph, plan)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     # The prepared tables serve only the optimized kernels: a build with the

@@ -634,6 +634,8 @@ def run_plan(graph: Graph, plan, x: np.ndarray, kernels: str = DEFAULT_KERNELS) 
     ops with run_op, each stage by its own run_host (harness.schedules.stages),
     so a schedule's tile tables or reordered blocks are checked on the host
     without building its C."""
+    from harness.schedules.order import executed_graph
+    graph = executed_graph(graph, plan)
     tensors = {graph.inputs[0]: np.ascontiguousarray(np.asarray(x, graph.input.dtype).reshape(graph.input.shape))}
     for op in graph.ops:
         stage = plan.stage_at(op.index)

@@ -115,8 +115,14 @@ def pareto_command(model: Optional[str] = None, stream_input: bool = True, out: 
         table, timing = front_table(graph, stream_input)
         timings.append(dict(model=graph.name, **timing))
         # the other schedules as single points on the same axes
-        from harness.schedules import schedule_names
-        others = {v: make_plan(graph, v) for v in schedule_names() if v != "msf"}
+        from harness.schedules import NotApplicable, schedule_names
+        others = {}
+        for v in schedule_names():
+            if v != "msf":
+                try:
+                    others[v] = make_plan(graph, v)
+                except NotApplicable:
+                    continue             # no plan of that kind for this model: no point
         unfused = others["unfused"]
         points = {v: (p.macs / p.base_macs, p.arena_bytes) for v, p in others.items()}
         extra = pd.DataFrame([dict(model=graph.name, point=-1, peak_bytes_predicted=p.lower_bound_bytes,

@@ -13,11 +13,14 @@ from harness.targets.runners.base import count_column
 def plan_table(graph: Graph, plan: Plan, tflm_arena_bytes: Optional[int] = None) -> pd.DataFrame:
     """One row per step: the op, its shapes, every live buffer with its bytes,
     the live total, and the plan-wide figures beside it."""
+    from harness.schedules.order import executed_graph
+    executed = executed_graph(graph, plan)
     sizes = {a.name: a.size for a in plan.allocations}
     rows = []
     for s in plan.steps:
         rows.append(dict(
-            model=plan.model, variant=plan.variant, step=s.index, op=s.op, kind=s.kind,
+            model=plan.model, variant=plan.variant, step=s.index, op=s.op,
+            file_op=executed.ops[s.op].file_index, kind=s.kind,
             input_shapes=" ".join("x".join(map(str, shp)) for shp in s.input_shapes),
             output_shape="x".join(map(str, s.output_shape)),
             macs=s.macs,
@@ -31,8 +34,12 @@ def plan_table(graph: Graph, plan: Plan, tflm_arena_bytes: Optional[int] = None)
 def format_plan(graph: Graph, plan: Plan, tflm_arena_bytes: Optional[int],
                 tflm_note: str = "", baseline: Optional[Plan] = None) -> str:
     """The plan as `invoke plan` prints it (beside the unfused `baseline`, if given)."""
+    from harness.schedules.order import executed_graph
+    executed = executed_graph(graph, plan)
     sizes = {a.name: a.size for a in plan.allocations}
     lines = [f"model {plan.model}  variant {plan.variant}  ({len(plan.steps)} steps)"]
+    # The baseline's live bytes at the same op (in another op order, not the same step).
+    base_at = ({graph.ops[b.op].outputs[0]: b.live_bytes for b in baseline.steps} if baseline else {})
     for k, st in enumerate(plan.stages):
         lines.append(f"  stage s{k}: {st.describe(graph)}")
         lines.append("    buffers: " + (", ".join(f"s{k}.{what}" for what in st.buffer_descriptions()) or "none"))
@@ -42,8 +49,10 @@ def format_plan(graph: Graph, plan: Plan, tflm_arena_bytes: Optional[int],
         shapes = ",".join("x".join(map(str, shp[1:] if len(shp) == 4 else shp)) for shp in s.input_shapes)
         out = "x".join(map(str, s.output_shape[1:] if len(s.output_shape) == 4 else s.output_shape))
         live = " ".join(f"{n}:{sizes[n]}" for n in s.live)
-        base = f" {baseline.steps[s.index].live_bytes / 1024:>8.1f}" if baseline else ""
-        lines.append(f"{s.index:>4} {s.kind:<22} {shapes + ' -> ' + out:<28} "
+        op = executed.ops[s.op]
+        base = f" {base_at[op.outputs[0]] / 1024:>8.1f}" if baseline else ""
+        kind = s.kind if not plan.op_order else f"{s.kind} #{op.file_index}"   # its index in the file
+        lines.append(f"{s.index:>4} {kind:<22} {shapes + ' -> ' + out:<28} "
                      f"{s.live_bytes / 1024:>9.1f}{base}  {live}")
     peak_step = max(plan.steps, key=lambda s: s.live_bytes)
     lines.append("")

@@ -24,7 +24,11 @@ stages, from the same walks, and tests check that both agree.
 
 With `stream_input` (the default) the first stage reads the input image tile
 by tile from the host (fb_model_read_input) instead of holding it whole, as
-the published msf-CNN figures assume; the input then never counts in RAM.
+the published msf-CNN figures assume; the input then never counts in RAM. An input that only slices read (UNIST's
+input segmentation) is streamed as windows instead, one patch per slice
+(stages.WindowRead). For a graph with branches the registry also plans the
+search in branch-by-branch op orders (harness.schedules.order), so each
+tunnel is a chain the search can cut.
 """
 from __future__ import annotations
 
@@ -38,6 +42,7 @@ from harness.schedules.geometry import (MODES, LineWalk, tileable, StageGeometry
                      inplace_footprint, inplace_offset, interval_hull, is_global_mean, line_bands)
 from harness.frontend.graph import Graph
 from harness.backend.lowering import lower_op, map_hwc
+from harness.schedules.stages import window_reads
 from harness.schedules.plan import ARENA_ALIGNMENT, Plan, kernel_scratch, lifetimes, plan_schedule
 from harness.schedules.registry import Option, Schedule, byte_size, percent, yes_no
 
@@ -153,6 +158,11 @@ class FusionSpace:
         self.input_row = self.tensors.index(self.input)
         readers = [op.index for op in graph.consumers(graph.inputs[0])]
         self.input_last_reader = max(readers) if readers else -1
+        # An input read only by slices (UNIST's patches) is streamed window by
+        # window (stages.WindowRead): it then never takes arena bytes.
+        self.window_reads = window_reads(graph) if stream_input else []
+        if self.window_reads:
+            self.size[self.input_row] = 0
         self.edges: dict[int, list[Edge]] = {i: [] for i in range(self.n)}
         self._layer_edges()
         self._stage_edges()
@@ -419,7 +429,7 @@ class FusionSpace:
             geo = StageGeometry(self.graph, list(range(e.start, e.end)), self.calls,
                                 stream_input=self.stream_input)
             stages.append(geo.schedule(e.tile_h, e.tile_w, e.mode))
-        return plan_schedule(self.graph, stages, variant=variant)
+        return plan_schedule(self.graph, stages + self.window_reads, variant=variant)
 
 
 class _StagePrice:
@@ -582,6 +592,7 @@ SCHEDULE = Schedule(
         Option("ram_budget", byte_size, "RAM budget for the arena, e.g. 64K: the fewest MACs within it "
                                         "(default: what fits --board)"),
         Option("stream_input", yes_no,
-               "read the input tile by tile from the host instead of holding it (default on; "
+               "read the input tile by tile (patch by patch when only slices read it) from the host instead "
+               "of holding it (default on; "
                "--no-stream-input turns it off)", switch=True, default=True),
     ))

@@ -83,6 +83,9 @@ class Plan:
     base_macs: int = 0           # MACs of the layer-by-layer schedule
     notes: list[Note] = field(default_factory=list)   # what the planner wants the user to know
     options: dict = field(default_factory=dict)       # the schedule options it was made with
+    # The order its steps run the ops in, each op named by its first output
+    # tensor (harness.schedules.order); empty: the file order.
+    op_order: list[int] = field(default_factory=list)
 
     def notes_of(self, kind: str) -> list[Note]:
         return [n for n in self.notes if n.kind == kind]

@@ -10,6 +10,9 @@ layers is one new kind here plus the planner that makes it.
                   inner tensors exist only as tile buffers
   ReorderedBlock  an inverted residual block run one expansion channel at a
                   time by fb_bottleneck_s8 (reordered)
+  WindowRead      a STRIDED_SLICE of the streamed graph input: the window is
+                  read from the host row by row, the image never whole (UNIST's
+                  input segmentation: one patch at a time)
 """
 from __future__ import annotations
 
@@ -79,7 +82,7 @@ def stage_from_dict(d: dict) -> Stage:
     """The inverse of Stage.to_dict (plans saved as JSON)."""
     d = dict(d)
     kind = d.pop("kind", TiledStage.kind)
-    kinds = {cls.kind: cls for cls in (TiledStage, ReorderedBlock)}
+    kinds = {cls.kind: cls for cls in (TiledStage, ReorderedBlock, WindowRead)}
     if kind not in kinds:
         raise FusebenchError(f"unknown stage kind {kind!r} in a saved plan")
     return kinds[kind](**d)
@@ -362,3 +365,104 @@ class ReorderedBlock(Stage):
         from harness.backend.hostrt import run_bottleneck
         calls = [lower(graph, graph.ops[i]) for i in self.ops]
         tensors[self.output] = run_bottleneck(calls, tensors[self.inputs[0]], self.band_rows, kernels=kernels)
+
+
+@dataclass
+class WindowRead(Stage):
+    """A STRIDED_SLICE of the graph input (N=1, NHWC, positive strides, the
+    channels contiguous) when the input is streamed: its window is read from
+    the host through fb_model_read_input, one row segment (or, with a column
+    stride, one pixel's channels) at a time, straight into the output. Only
+    the patch is in the arena, never the image (harness.schedules.order)."""
+
+    kind: ClassVar[str] = "window"
+
+    ops: list[int]                      # the STRIDED_SLICE
+    output: int                         # the patch
+    window: list[list[int]]             # [start, stop, step] per axis (N, H, W, C), as LiteRT resolves them
+    streamed: int = -1                  # the graph input
+    channels: int = 0                   # the input's channels
+    inputs: list[int] = field(default_factory=list)
+    inner: list[int] = field(default_factory=list)
+    outputs: list[int] = field(default_factory=list)
+    macs: int = 0
+    base_macs: int = 0
+    scratch_bytes: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.outputs:
+            self.outputs = [self.output]
+
+    @property
+    def reads(self) -> int:
+        """fb_model_read_input calls per run."""
+        rows = len(range(*self.window[1]))
+        return rows if self._whole_rows else rows * len(range(*self.window[2]))
+
+    @property
+    def _whole_rows(self) -> bool:
+        """Each row of the window is one run of bytes: no column stride, all channels."""
+        return self.window[2][2] == 1 and self.window[3][0] == 0 and self.window[3][1] == self.channels
+
+    def describe(self, graph: Graph) -> str:
+        (_, _, _), (y0, y1, sy), (x0, x1, sx), (c0, c1, _) = self.window
+        step = f" step {sy}x{sx}" if (sy, sx) != (1, 1) else ""
+        return (f"op {self.ops[0]} STRIDED_SLICE of the streamed input: rows {y0}-{y1 - 1}, columns {x0}-{x1 - 1}"
+                f"{step}, channels {c0}-{c1 - 1}, read from the host in {self.reads} pieces")
+
+    def emit(self, em, graph: Graph, plan, k: int, lower) -> list[str]:
+        _, h, w, c = graph.tensors[self.streamed].shape
+        (_, _, _), (y0, y1, sy), (x0, x1, sx), (c0, c1, _) = self.window
+        lines = [f"/* window read s{k}: {self.describe(graph)} */",
+                 f"int8_t *dst = {em.arena(self.output)};",
+                 f"for (int y = {y0}; y < {y1}; y += {sy}) {{"]
+        if self._whole_rows:               # one segment per row
+                n = (x1 - x0) * c
+                lines += [f"    if (fb_model_read_input((uint32_t)((y * {w} + {x0}) * {c}), dst, {n}u) != 0)",
+                          "        return FB_MODEL_ERR_INPUT;",
+                          f"    dst += {n};"]
+                return lines + ["}"]
+        lines += [f"    for (int x = {x0}; x < {x1}; x += {sx}) {{",
+                  f"        if (fb_model_read_input((uint32_t)((y * {w} + x) * {c} + {c0}), dst, {c1 - c0}u) != 0)",
+                  "            return FB_MODEL_ERR_INPUT;",
+                  f"        dst += {c1 - c0};",
+                  "    }", "}"]
+        return lines
+
+    def run_host(self, graph: Graph, tensors: dict[int, np.ndarray], lower, kernels: str) -> None:
+        if self.streamed not in tensors:
+            raise FusebenchError(f"window read of op {self.ops[0]}: no streamed input given")
+        x = np.asarray(tensors[self.streamed]).reshape(graph.tensors[self.streamed].shape)
+        part = x[tuple(slice(a, b, s) for a, b, s in self.window)]
+        tensors[self.output] = np.ascontiguousarray(part).reshape(graph.tensors[self.output].shape)
+
+
+def window_reads(graph: Graph, skip: frozenset = frozenset()) -> list[WindowRead]:
+    """Window reads for every reader of the graph input, when each one is a
+    STRIDED_SLICE (not in `skip`, the ops of other stages) that can read its
+    window from the host, the input is int8 and no graph output: the input is
+    then streamed. Empty otherwise."""
+    from harness.backend.lowering import lower_op
+
+    if len(graph.inputs) != 1:
+        return []
+    t = graph.inputs[0]
+    tensor = graph.tensors[t]
+    if tensor.dtype != "int8" or len(tensor.shape) != 4 or tensor.shape[0] != 1 or t in graph.outputs:
+        return []
+    readers = graph.consumers(t)
+    reads = []
+    for op in readers:
+        if op.kind != "STRIDED_SLICE" or op.index in skip or op.inputs[0] != t or t in op.inputs[1:]:
+            return []
+        try:
+            call = lower_op(graph, op)
+        except FusebenchError:
+            return []
+        window = [[int(a), int(b), int(s)] for a, b, s in zip(call.arrays["start"], call.arrays["stop"],
+                                                               call.arrays["stride"])]
+        if len(window) != 4 or any(s <= 0 for _, _, s in window) or window[3][2] != 1:
+            return []
+        reads.append(WindowRead(ops=[op.index], streamed=t, output=op.outputs[0], window=window,
+                                channels=int(tensor.shape[3])))
+    return reads

@@ -20,4 +20,4 @@ SCHEDULE = Schedule(
     runs="layer by layer, like TFLite Micro: every op reads and writes whole tensors in one static arena "
          "planned offline (greedy first fit, largest first)",
     ram="the largest pair of live tensors: in MobileNetV2 the 6x expansion of the first blocks",
-    plan=lambda graph, board=None: plan_layer_by_layer(graph))
+    plan=lambda graph, board=None: plan_layer_by_layer(graph), other_orders=False)

@@ -536,3 +536,92 @@ def scalar_constant_model(kind: str, input_shape: Sequence[int], value: int, in_
     else:
         m.op(_OP.MUL, ins, [y], _OPT.MulOptions, table_options("Mul", FusedActivationFunction=_ACTIVATION[activation]))
     return m.build([x], [y])
+
+
+def patch_tunnel_model(rng: np.random.Generator, input_hw: tuple[int, int] = (16, 16), patches: int = 3,
+                       margin: int = 2, channels: int = 8, depth: int = 2, interleave: bool = True) -> bytes:
+    """A UNIST-shaped network in miniature: `patches` overlapping windows of
+    the input (STRIDED_SLICE, side by side along the width, `margin` columns
+    of overlap), each through its own tunnel of `depth` 3x3 convolutions
+    (`channels` wide, the first one stride 2) and a MEAN, the tunnels summed
+    by a chain of ADDs and classified by one FULLY_CONNECTED.
+
+    `interleave` writes the ops layer by layer across the tunnels (every
+    slice, then every tunnel's first convolution, ...), as a converter may:
+    in file order every tunnel's maps are then live together."""
+    m = ModelBuilder()
+    h, w = input_hw
+
+    def act_q() -> Q:
+        return Q(float(rng.uniform(0.02, 0.08)), int(rng.integers(-20, 20)))
+
+    xq = act_q()
+    x = m.tensor([1, h, w, 3], q=xq, name="input")
+    step = -(-w // patches)
+    windows = [(max(0, k * step - margin), min(w, (k + 1) * step + margin)) for k in range(patches)]
+    # Each tunnel as a list of op writers (called in the chosen order) and its result.
+    tunnels: list[list] = [[] for _ in windows]
+    results: list = [None] * patches
+
+    def slice_op(k, lo, hi):
+        def write():
+            b, e, s = (_int32_const(m, v, f"p{k}_{n}") for v, n in
+                       (([0, 0, lo, 0], "begin"), ([1, h, hi, 3], "end"), ([1, 1, 1, 1], "strides")))
+            y = m.tensor([1, h, hi - lo, 3], q=xq, name=f"patch{k}")
+            m.op(_OP.STRIDED_SLICE, [x, b, e, s], [y], _OPT.StridedSliceOptions,
+                 table_options("StridedSlice", BeginMask=0, EndMask=0, ShrinkAxisMask=0, EllipsisMask=0,
+                               NewAxisMask=0))
+            results[k] = (y, xq, (h, hi - lo), 3)
+        return write
+
+    def conv_op(k, d):
+        def write():
+            t, tq, (th, tw), c_in = results[k]
+            stride = 2 if d == 0 else 1
+            oh, ow = -(-th // stride), -(-tw // stride)
+            scales = rng.uniform(0.002, 0.02, channels)
+            f = m.tensor((channels, 3, 3, c_in), scales=scales, zero_points=[0] * channels,
+                         data=rng.integers(-127, 128, (channels, 3, 3, c_in), dtype=np.int8))
+            b = m.tensor([channels], "int32", scales=[tq.scale * s for s in scales], zero_points=[0] * channels,
+                         data=rng.integers(-2000, 2000, channels).astype(np.int32))
+            yq = Q(float(tq.scale * scales.mean() * 127 * np.sqrt(9 * c_in) / 8), int(rng.integers(-10, 10)))
+            y = m.tensor([1, oh, ow, channels], q=yq, name=f"tunnel{k}_conv{d}")
+            m.op(_OP.CONV_2D, [t, f, b], [y], _OPT.Conv2DOptions, conv_options((stride, stride), "SAME", (1, 1), "RELU"))
+            results[k] = (y, yq, (oh, ow), channels)
+        return write
+
+    def mean_op(k):
+        def write():
+            t, tq, _, c = results[k]
+            ax = _int32_const(m, [1, 2], f"tunnel{k}_axes")
+            yq = Q(tq.scale, tq.zero_point)
+            y = m.tensor([1, 1, 1, c], q=yq, name=f"tunnel{k}_pool")
+            m.op(_OP.MEAN, [t, ax], [y], _OPT.ReducerOptions, reducer_options(True))
+            results[k] = (y, yq, (1, 1), c)
+        return write
+
+    for k, (lo, hi) in enumerate(windows):
+        tunnels[k] = [slice_op(k, lo, hi)] + [conv_op(k, d) for d in range(depth)] + [mean_op(k)]
+    if interleave:
+        for layer in range(depth + 2):
+            for k in range(patches):
+                tunnels[k][layer]()
+    else:
+        for k in range(patches):
+            for write in tunnels[k]:
+                write()
+    total, tq = results[0][0], results[0][1]
+    for k in range(1, patches):
+        sq = act_q()
+        s = m.tensor([1, 1, 1, channels], q=sq, name=f"sum{k}")
+        m.op(_OP.ADD, [total, results[k][0]], [s], _OPT.AddOptions, add_options("NONE"))
+        total, tq = s, sq
+    classes = 10
+    scales = rng.uniform(0.002, 0.02, classes)
+    f = m.tensor((classes, channels), scales=scales, zero_points=[0] * classes,
+                 data=rng.integers(-127, 128, (classes, channels), dtype=np.int8))
+    b = m.tensor([classes], "int32", scales=[tq.scale * s for s in scales], zero_points=[0] * classes,
+                 data=rng.integers(-2000, 2000, classes).astype(np.int32))
+    y = m.tensor([1, classes], q=act_q(), name="output")
+    m.op(_OP.FULLY_CONNECTED, [total, f, b], [y], _OPT.FullyConnectedOptions, fc_options("NONE", False))
+    return m.build([x], [y])

@@ -21,7 +21,7 @@ ROOT = TESTS_DIR.parent
 
 def test_every_variant_is_one_module_with_its_declaration():
     names = registry.schedule_names()
-    assert names[:5] == ["unfused", "fused", "msf", "patch", "reordered"]
+    assert names[:6] == ["unfused", "ordered", "fused", "msf", "patch", "reordered"]
     for s in registry.all_schedules():
         module = sys.modules[s.plan.__module__]
         assert module.__name__ == f"harness.schedules.{s.name}" and module.SCHEDULE is s

@@ -14,6 +14,7 @@ from harness.frontend.tflite_import import load_model
 from harness.schedules import make_plan, schedule_names
 from harness.schedules.plan import Plan
 from harness.schedules.stages import ReorderedBlock, TiledStage
+from tests.helpers.tflite_builder import patch_tunnel_model
 
 
 @pytest.fixture(scope="module")
@@ -26,11 +27,19 @@ def small(model_paths):
 PINNED = {"fused": dict(blocks="0-1,2-3", tile="2"), "patch": dict(patches="2x2", patch_end=5)}
 
 
+@pytest.fixture(scope="module")
+def tunnels(tmp_path_factory):
+    """Interleaved patch tunnels: a graph `ordered` applies to."""
+    path = tmp_path_factory.mktemp("tunnels") / "tunnels.tflite"
+    path.write_bytes(patch_tunnel_model(np.random.default_rng(2), (16, 16), patches=3))
+    return path, load_model(path)
+
+
 @pytest.mark.parametrize("variant", schedule_names())
-def test_every_schedule_runs_on_the_host_bit_exact(small, variant):
-    path, graph = small
+def test_every_schedule_runs_on_the_host_bit_exact(small, tunnels, variant):
+    path, graph = tunnels if variant == "ordered" else small
     plan = make_plan(graph, variant, **PINNED.get(variant, {}))
-    assert variant == "unfused" or plan.stages
+    assert variant == "unfused" or plan.stages or plan.op_order
     rng = np.random.default_rng(7)
     xs = [rng.integers(-128, 128, graph.input.shape, dtype=np.int8) for _ in range(2)]
     for x, ref in zip(xs, reference_outputs(path, xs)):
