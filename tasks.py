@@ -94,18 +94,24 @@ def plan(c, model=None, variant="unfused", csv=None, plot=None, json=None, tflm=
             "training": "full (the shipped models' schedule) or short (one epoch per model at its own "
                         "resolution; default when any expansion other than 6 is asked for)",
             "out": "output folder, gets the models, models.json and README.md (default: models/, or "
-                   "models/architectures for --arch without mobilenetv2)",
+                   "models/architectures for --arch without mobilenetv2, models/unist for unist, "
+                   "build/sweeps/<arch> with --params)",
             "edges": "input and output types: int8 (default) or uint8-float32 (uint8 pixels in, float "
                      "scores out, as the STM32 model zoo's MobileNets)",
             "arch": "architecture(s), comma-separated: mobilenetv2 (default), efficientnet_lite, "
-                    "mobilenetv3_small, shufflenetv2, mobilenetv1 (tools/architectures.py; trained short)"})
+                    "mobilenetv3_small, shufflenetv2, mobilenetv1, unist (tools/architectures.py; trained short)",
+            "params": "sweep one architecture's own parameters: every combination of the values around each "
+                      "shipped model, e.g. --arch unist --resolution 96 --params \"k=2,3,4,5 central=0,1 "
+                      "margin=0,9\" (unist: k, central, margin, depth, t, width; default --out "
+                      "build/sweeps/<arch>)"})
 @_cli
-def models(c, resolution=None, out=None, width=None, expansion=None, training=None, edges="int8", arch=None):
+def models(c, resolution=None, out=None, width=None, expansion=None, training=None, edges="int8", arch=None,
+           params=None):
     """Regenerate the shipped int8 models (needs the `models` extra: TensorFlow)."""
     from pathlib import Path
 
     from harness.errors import FusebenchError
-    from tools.modelgen import DEFAULT_EXPANSION, DEFAULT_WIDTHS, default_out_dir, make_models
+    from tools.modelgen import DEFAULT_EXPANSION, DEFAULT_WIDTHS, default_out_dir, make_models, parse_param_sweep
 
     def numbers(text, kind, option):
         try:
@@ -114,12 +120,13 @@ def models(c, resolution=None, out=None, width=None, expansion=None, training=No
             raise FusebenchError(f"--{option}: expected comma-separated numbers, got {text!r}") from None
 
     archs = [a.strip() for a in str(arch).split(",") if a.strip()] if arch else ["mobilenetv2"]
-    make_models(Path(out) if out else default_out_dir(archs),
+    sweep = parse_param_sweep(str(params), archs[0]) if params else None
+    make_models(Path(out) if out else default_out_dir(archs, bool(sweep)),
                 resolutions=numbers(resolution, int, "resolution") if resolution else None,
                 widths=numbers(width, float, "width") if width else DEFAULT_WIDTHS,
                 expansions=numbers(expansion, int, "expansion") if expansion else (DEFAULT_EXPANSION,),
                 training=training, edges=edges,
-                archs=archs)
+                archs=archs, param_sweep=sweep)
 
 
 @task(help={"board": "board name(s), comma-separated (see boards/)",

@@ -17,6 +17,11 @@ no fine-tuning): those models are for memory measurements.
 The report's other backbones (`tools.architectures`: EfficientNet-Lite,
 MobileNetV3-Small, ShuffleNetV2, MobileNetV1) are made with `--arch`: each is
 trained "short" at its own resolution, files named `<arch>_w<width>_<px>`.
+UNIST-style networks (`--arch unist`, shipped in models/unist/) also take
+per-model parameters (k, central, margin, depth, t), named in their files
+(`unist_k4c_m9_d5_t4_w16_96`); `--params "k=2,3,4,5 margin=0,9"` makes every
+combination of those values around each shipped UNIST model, by default into
+build/sweeps/ (not the shipped folder).
 
 TensorFlow is imported inside functions only, so `import tools.modelgen`
 works without it. Run: `python -m tools.modelgen [--resolution N ...]`.
@@ -71,10 +76,12 @@ class TrainConfig:
     expansion: int = DEFAULT_EXPANSION
     training: str = "full"            # "full" (shared mixed-resolution weights) or "short"
     arch: str = DEFAULT_ARCH          # MobileNetV2, or one of tools.architectures
+    params: tuple = ()                # the architecture's own parameters, sorted (key, value) pairs
 
     @property
     def cache_stem(self) -> str:
-        stem = f"{self.arch}_{width_tag(self.width)}{expansion_tag(self.expansion)}_seed{self.seed}"
+        tag = arch_tag(self.arch, self.width, dict(self.params))
+        stem = f"{self.arch}_{tag}{expansion_tag(self.expansion)}_seed{self.seed}"
         if self.training != "full":
             stem += f"_{self.training}{'-'.join(map(str, self.train_resolutions))}"
         return stem
@@ -82,7 +89,8 @@ class TrainConfig:
 
 # Fields added to TrainConfig after caches were written: a cached record
 # without them was made with these values.
-_CONFIG_FIELD_DEFAULTS = {"expansion": DEFAULT_EXPANSION, "training": "full", "arch": "mobilenetv2"}
+_CONFIG_FIELD_DEFAULTS = {"expansion": DEFAULT_EXPANSION, "training": "full", "arch": "mobilenetv2",
+                          "params": []}
 
 
 # Per-width training on the shared 2-core CPU (measured: 17 min for 0.35, 20 for 1.0).
@@ -125,10 +133,60 @@ EDGES = {"int8": ("int8", "int8"), "uint8-float32": ("uint8", "float32")}
 DEFAULT_EDGES = "int8"
 
 
+def arch_tag(arch: str, width: float, params: dict | None = None) -> str:
+    """The file-name part naming a model's width (and its architecture's own
+    parameters, for architectures with a `tag`, e.g. UNIST's k4c_m9_d5_t4_w16)."""
+    if arch != DEFAULT_ARCH:
+        from tools.architectures import ARCHITECTURES
+        tag = ARCHITECTURES[arch].tag
+        if tag is not None:
+            return tag(width, dict(params or {}))
+    return width_tag(width)
+
+
 def model_filename(width: float, resolution: int, expansion: int = DEFAULT_EXPANSION,
-                   edges: str = DEFAULT_EDGES, arch: str = DEFAULT_ARCH) -> str:
+                   edges: str = DEFAULT_EDGES, arch: str = DEFAULT_ARCH, params: dict | None = None) -> str:
     suffix = "" if edges == DEFAULT_EDGES else "_" + edges.replace("-", "_")
-    return f"{arch}_{width_tag(width)}_{resolution}{expansion_tag(expansion)}{suffix}.tflite"
+    return f"{arch}_{arch_tag(arch, width, params)}_{resolution}{expansion_tag(expansion)}{suffix}.tflite"
+
+
+def parse_param_sweep(text: str, arch: str) -> dict[str, list]:
+    """`--params` text, `key=v1,v2 key=v3` (spaces or `;` between keys), into
+    {key: [typed values]} for the architecture's parameters (and `width`)."""
+    from tools.architectures import ARCHITECTURES
+    if arch != DEFAULT_ARCH and arch not in ARCHITECTURES:
+        raise FusebenchError(f"unknown architecture {arch!r} (known: "
+                             f"{', '.join((DEFAULT_ARCH,) + tuple(ARCHITECTURES))})")
+    param_types = ARCHITECTURES[arch].param_types if arch in ARCHITECTURES else {}
+    types = {"width": float, **param_types}
+    if not param_types:
+        raise FusebenchError(f"--params: architecture {arch!r} takes no parameters")
+
+    def typed(key: str, value: str):
+        kind = types[key]
+        if kind is bool:
+            if value.lower() in ("1", "true", "yes", "on"):
+                return True
+            if value.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
+        return kind(value)
+
+    sweep: dict[str, list] = {}
+    for item in text.replace(";", " ").split():
+        key, sep, values = item.partition("=")
+        if not sep or key not in types:
+            raise FusebenchError(f"--params: expected key=value[,value...] with key one of "
+                                 f"{', '.join(types)} (got {item!r})")
+        try:
+            sweep[key] = list(dict.fromkeys(typed(key, v) for v in values.split(",") if v.strip()))
+        except ValueError:
+            raise FusebenchError(f"--params: bad value in {item!r}") from None
+        if not sweep[key]:
+            raise FusebenchError(f"--params: no values in {item!r}")
+    if not sweep:
+        raise FusebenchError("--params: no parameters given")
+    return sweep
 
 
 # MobileNetV2's inverted residual blocks: (t, c, n, s) = expansion ratio,
@@ -254,7 +312,7 @@ def mobilenetv2_backbone(tf, input_shape: tuple, alpha: float, expansion: int = 
 
 
 def build_model(tf, width: float, resolution: int | None, bn_momentum: float,
-                expansion: int = DEFAULT_EXPANSION, arch: str = DEFAULT_ARCH):
+                expansion: int = DEFAULT_EXPANSION, arch: str = DEFAULT_ARCH, params: dict | None = None):
     """Keras MobileNetV2 (random init, 10 classes); None = any resolution.
 
     Expansion 6 uses keras.applications itself (the shipped models), any
@@ -262,10 +320,14 @@ def build_model(tf, width: float, resolution: int | None, bn_momentum: float,
     exactly as Keras' include_top=True would (global average pool + softmax
     Dense), because Keras only allows its own head with a fixed input size and
     training mixes sizes. Other architectures: tools.architectures (head
-    included), at a fixed resolution."""
+    included), at a fixed resolution, with their own `params` (keyword arguments
+    of the builder)."""
     if arch != DEFAULT_ARCH:
         from tools.architectures import ARCHITECTURES
-        model = ARCHITECTURES[arch].build(tf, (resolution, resolution, 3), width)
+        try:
+            model = ARCHITECTURES[arch].build(tf, (resolution, resolution, 3), width, **dict(params or {}))
+        except (ValueError, TypeError) as e:      # a bad --params value or key
+            raise FusebenchError(f"{arch} {dict(params or {})} at {resolution} px: {e}") from None
         for layer in model.layers:
             if isinstance(layer, tf.keras.layers.BatchNormalization):
                 layer.momentum = bn_momentum
@@ -331,10 +393,11 @@ def train_weights(cfg: TrainConfig, log: Callable[[str], None]) -> tuple[list[np
     rows = _train_rows(cfg, len(train_x))
     # MobileNetV2 trains at any size; the others (ShuffleNet's reshapes) at their one resolution
     resolution = None if cfg.arch == DEFAULT_ARCH else cfg.train_resolutions[0]
-    model = build_model(tf, cfg.width, resolution, cfg.bn_momentum, cfg.expansion, cfg.arch)
+    model = build_model(tf, cfg.width, resolution, cfg.bn_momentum, cfg.expansion, cfg.arch, dict(cfg.params))
     batches = _train_batches(tf, train_x[rows], train_y[rows], cfg)
     _compile(tf, model, cfg.learning_rate, cfg.epochs * len(batches))
-    log(f"training {cfg.arch} width {cfg.width}, expansion {cfg.expansion} ({cfg.training}): "
+    log(f"training {cfg.arch} width {cfg.width}{' ' + str(dict(cfg.params)) if cfg.params else ''}, "
+        f"expansion {cfg.expansion} ({cfg.training}): "
         f"{cfg.train_subset} images x {cfg.epochs} epochs at {'/'.join(map(str, cfg.train_resolutions))} px")
     start = time.monotonic()
     history = model.fit(batches, epochs=cfg.epochs, verbose=2, shuffle=False)
@@ -486,12 +549,18 @@ def _train_time(seconds: float) -> str:
     return f"{seconds / 60:.0f} min" if seconds >= 120 else f"{seconds:.0f} s"
 
 
+def _params_text(params: dict) -> str:
+    return " ".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in sorted(params.items())) or "-"
+
+
 def _write_readme(out_dir: Path, records: dict[str, dict]) -> None:
     # Columns and paragraphs about expansion ratios and short training appear
     # only when such records exist, so models/README.md keeps its form.
     show_expansion = any(r.get("expansion", DEFAULT_EXPANSION) != DEFAULT_EXPANSION for r in records.values())
     short = sorted(n for n, r in records.items() if r.get("training", "full") == "short")
     show_arch = any(r.get("arch", DEFAULT_ARCH) != DEFAULT_ARCH for r in records.values())
+    show_params = any("arch_params" in r for r in records.values())
+    show_count = any("parameters" in r for r in records.values())
     is_default_dir = Path(out_dir).resolve() == MODELS_DIR.resolve()
     lines = [
         "# Default models" if is_default_dir else "# Generated models",
@@ -528,9 +597,11 @@ def _write_readme(out_dir: Path, records: dict[str, dict]) -> None:
         from tools.architectures import ARCHITECTURES
         lines += ["Beside MobileNetV2, the re-implementation report's other backbones "
                   "(`tools/architectures.py`), trained short (below) with the same data and conversion:", ""]
-        lines += [f"- `{a.name}`: {a.describe}" for a in ARCHITECTURES.values()
-                  if any(r.get("arch") == a.name for r in records.values())]
+        shown = [a for a in ARCHITECTURES.values() if any(r.get("arch") == a.name for r in records.values())]
+        lines += [f"- `{a.name}`: {a.describe}" for a in shown]
         lines += [""]
+        for a in shown:
+            lines += list(a.notes) + ([""] if a.notes else [])
     if short:
         lines += [
             f"Short training ({', '.join(f'`{n}`' for n in short)}): these models",
@@ -541,20 +612,24 @@ def _write_readme(out_dir: Path, records: dict[str, dict]) -> None:
             "",
         ]
     head = ["file"] + (["architecture"] if show_arch else []) + ["width"] + \
+        (["parameters of the architecture"] if show_params else []) + \
         (["expansion"] if show_expansion else []) + [
         "input", "train px (mixed)", "epochs", "train images", "train time", "int8 top-1", "N test",
-        "top-1 on the shipped inputs", "size"]
+        "top-1 on the shipped inputs", "size"] + (["weights"] if show_count else [])
     lines += ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for name in sorted(records):
         r = records[name]
         lines.append(
-            f"| `{name}` | " + (f"{r.get('arch', DEFAULT_ARCH)} | " if show_arch else "") + f"{r['width']} | "
+            f"| `{name}` | " + (f"{r.get('arch', DEFAULT_ARCH)} | " if show_arch else "")
+            + (f"{r['width']:g} | " if "arch_params" in r else f"{r['width']} | ")
+            + (f"{_params_text(r.get('arch_params', {}))} | " if show_params else "")
             + (f"{r.get('expansion', DEFAULT_EXPANSION)} | " if show_expansion else "")
             + f"{r['resolution']}x{r['resolution']}x3 | "
             f"{'/'.join(map(str, r['train_resolutions']))} | {r['epochs']} | {r['train_subset']} | "
             f"{_train_time(r['train_seconds'])} | {100 * r['int8_top1']:.1f}% | {r['eval_images']} | "
             f"{100 * r.get('shipped_inputs_top1', float('nan')):.1f}% of {r.get('shipped_inputs', '?')} | "
-            f"{r['bytes'] / 1024:.0f} KiB |")
+            f"{r['bytes'] / 1024:.0f} KiB |" + (f" {r['parameters']:,} |" if "parameters" in r else
+                                               " - |" if show_count else ""))
     notes = []
     if len(short) < len(records):
         notes += ["Train time is for the width's shared weights (2 shared CPU cores), not per file."]
@@ -584,7 +659,8 @@ def make_models(out_dir: Path, resolutions: list[int] | None = None,
                 cache_dir: Path = WEIGHTS_CACHE_DIR,
                 expansions: Iterable[int] = (DEFAULT_EXPANSION,),
                 training: str | None = None, edges: str = DEFAULT_EDGES,
-                archs: Iterable[str] = (DEFAULT_ARCH,)) -> list[Path]:
+                archs: Iterable[str] = (DEFAULT_ARCH,),
+                param_sweep: dict[str, list] | None = None) -> list[Path]:
     """Write the int8 models (default set, or every width at each of
     `resolutions`; each at every expansion ratio of `expansions`), the default
     inputs, models.json and README.md into `out_dir`; returns the model paths.
@@ -597,7 +673,9 @@ def make_models(out_dir: Path, resolutions: list[int] | None = None,
     expansion, seed and training. `edges`: the input and output types (EDGES).
     `archs`: MobileNetV2 and/or tools.architectures names; the others make
     their shipped (width, resolution) pairs, or their widths at `resolutions`,
-    trained short."""
+    trained short. `param_sweep` ({key: values}, see parse_param_sweep; one
+    architecture only): every combination of those values replaces the
+    shipped models' own parameters (or width)."""
     from tools.architectures import ARCHITECTURES
     archs = tuple(dict.fromkeys(archs))
     unknown = [a for a in archs if a != DEFAULT_ARCH and a not in ARCHITECTURES]
@@ -618,16 +696,22 @@ def make_models(out_dir: Path, resolutions: list[int] | None = None,
     for r in resolutions or ():
         if not 32 <= int(r) <= 512:
             raise FusebenchError(f"resolution {r} out of range (32..512)")
-    wanted = []                                  # (arch, width, resolution)
+    if param_sweep and (len(archs) != 1 or archs[0] == DEFAULT_ARCH):
+        raise FusebenchError("--params sweeps the parameters of one architecture (other than mobilenetv2)")
+    wanted = []                                  # (arch, width, resolution, params as sorted items)
     for arch in archs:
         if arch == DEFAULT_ARCH:
             pairs = [(w, r) for (w, r) in DEFAULT_MODELS if w in widths] if resolutions is None else \
                 [(w, int(r)) for w in widths for r in resolutions]
-        else:
-            shipped = ARCHITECTURES[arch].models
-            pairs = list(shipped) if resolutions is None else \
-                [(w, int(r)) for w in dict.fromkeys(w for w, _ in shipped) for r in resolutions]
-        wanted += [(arch, w, r) for w, r in pairs]
+            wanted += [(arch, w, r, ()) for w, r in pairs]
+            continue
+        shipped = [(w, r, tuple(sorted(p.items()))) for w, r, p in ARCHITECTURES[arch].shipped()]
+        if resolutions is not None:
+            shipped = [(w, int(r), p) for w, p in dict.fromkeys((w, p) for w, _, p in shipped)
+                       for r in resolutions]
+        if param_sweep:
+            shipped = [swept for w, r, p in shipped for swept in _sweep(w, r, dict(p), param_sweep)]
+        wanted += [(arch, w, r, p) for w, r, p in dict.fromkeys(shipped)]
     if not wanted:
         raise FusebenchError("no models to make (check --width / --resolution)")
     tf = _import_tf()
@@ -635,11 +719,11 @@ def make_models(out_dir: Path, resolutions: list[int] | None = None,
     if out_dir.resolve() == MODELS_DIR.resolve():       # the benchmark's inputs, for every model
         write_default_inputs(out_dir / "inputs" / "fashion_mnist_test.npz")
 
-    def config(arch: str, width: float, expansion: int, resolution: int) -> TrainConfig:
+    def config(arch: str, width: float, expansion: int, resolution: int, params: tuple) -> TrainConfig:
         if arch != DEFAULT_ARCH:
             return TrainConfig(width=width, seed=seed, training="short", train_resolutions=(resolution,),
                                train_subset=ARCH_TRAIN_SUBSET, epochs=SHORT_EPOCHS, arch=arch,
-                               keras_version=tf.keras.__version__)
+                               params=params, keras_version=tf.keras.__version__)
         if training == "short":
             return TrainConfig(width=width, seed=seed, expansion=expansion, training="short",
                                train_resolutions=(resolution,), train_subset=SHORT_TRAIN_SUBSET,
@@ -654,17 +738,17 @@ def make_models(out_dir: Path, resolutions: list[int] | None = None,
     train_x, train_y = fashion_mnist.load_fashion_mnist("train")
     paths: list[Path] = []
     cfg = weights = train_record = None
-    jobs = sorted({(a, w, e if a == DEFAULT_ARCH else DEFAULT_EXPANSION, r)
-                   for a, w, r in wanted for e in expansions})
-    for arch, width, expansion, resolution in jobs:
-        if config(arch, width, expansion, resolution) != cfg:
+    jobs = sorted({(a, w, e if a == DEFAULT_ARCH else DEFAULT_EXPANSION, r, p)
+                   for a, w, r, p in wanted for e in expansions})
+    for arch, width, expansion, resolution, params in jobs:
+        if config(arch, width, expansion, resolution, params) != cfg:
             # Full training shares one set of weights across resolutions.
-            cfg = config(arch, width, expansion, resolution)
+            cfg = config(arch, width, expansion, resolution, params)
             weights, train_record = trained_weights(cfg, cache_dir, log)
-        name = model_filename(width, resolution, expansion, edges, arch)
+        name = model_filename(width, resolution, expansion, edges, arch, dict(params))
         log(f"converting {name}")
         _set_determinism(tf, seed)
-        model = build_model(tf, width, resolution, cfg.bn_momentum, expansion, arch)
+        model = build_model(tf, width, resolution, cfg.bn_momentum, expansion, arch, dict(params))
         model.set_weights(weights)
         start = time.monotonic()
         if cfg.training == "full":
@@ -688,12 +772,16 @@ def make_models(out_dir: Path, resolutions: list[int] | None = None,
             "train_seconds": train_record["train_seconds"],
             "finetune_images": FINETUNE_IMAGES if cfg.training == "full" else 0,
             "finetune_seconds": round(tune_seconds, 1),
-            "bytes": path.stat().st_size, **result,
+            "bytes": path.stat().st_size, "parameters": int(model.count_params()), **result,
         }
         if expansion != DEFAULT_EXPANSION or cfg.training != "full":
-            records[name].update(expansion=expansion, training=cfg.training)
+            records[name].update(training=cfg.training)
+            if not params:              # an architecture with its own parameters has no MobileNetV2 t
+                records[name].update(expansion=expansion)
         if arch != DEFAULT_ARCH:
             records[name].update(arch=arch)
+        if params:
+            records[name].update(arch_params=dict(params))
         if edges != DEFAULT_EDGES:
             records[name].update(edges=edges)
         log(f"  {name}: {path.stat().st_size / 1024:.0f} KiB, int8 top-1 "
@@ -705,9 +793,33 @@ def make_models(out_dir: Path, resolutions: list[int] | None = None,
     return paths
 
 
-def default_out_dir(archs: Iterable[str]) -> Path:
-    """models/ for MobileNetV2 (the main job's set), models/architectures for the others."""
-    return MODELS_DIR if DEFAULT_ARCH in tuple(archs) else MODELS_DIR / "architectures"
+def _sweep(width: float, resolution: int, params: dict, sweep: dict[str, list]) -> list[tuple]:
+    """(width, resolution, params items) for every combination of the swept values."""
+    import itertools
+    keys = list(sweep)
+    out = []
+    for values in itertools.product(*(sweep[k] for k in keys)):
+        chosen = {**params, **dict(zip(keys, values))}
+        w = float(chosen.pop("width", width))
+        out.append((w, resolution, tuple(sorted(chosen.items()))))
+    return out
+
+
+def default_out_dir(archs: Iterable[str], sweep: bool = False) -> Path:
+    """models/ for MobileNetV2 (the main job's set), else the architectures'
+    folder (models/architectures, models/unist); a parameter sweep goes to
+    build/sweeps/<arch>, never over the shipped files."""
+    from tools.architectures import ARCHITECTURES
+    archs = tuple(archs)
+    if sweep:
+        return BUILD_DIR / "sweeps" / "-".join(archs)
+    if DEFAULT_ARCH in archs:
+        return MODELS_DIR
+    folders = sorted({ARCHITECTURES[a].folder for a in archs if a in ARCHITECTURES}) or ["architectures"]
+    if len(folders) > 1:
+        raise FusebenchError(f"these architectures ship into different folders ({', '.join(folders)}): "
+                             "make them one folder at a time, or give --out")
+    return MODELS_DIR / folders[0]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -725,6 +837,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="input and output types: int8 (default) or uint8-float32 (the STM32 model zoo's)")
     parser.add_argument("--arch", action="append",
                         help="mobilenetv2 (default) or a tools.architectures backbone (repeatable)")
+    parser.add_argument("--params",
+                        help='sweep one architecture\'s parameters, e.g. "k=2,3,4,5 margin=0,9" (every '
+                             "combination around each shipped model; default --out build/sweeps/<arch>)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-images", type=int, default=DEFAULT_EVAL_IMAGES)
     parser.add_argument("--evaluate", type=Path, help=argparse.SUPPRESS)   # child-process mode
@@ -735,10 +850,12 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(evaluate_int8(args.evaluate, args.count)))
             return 0
         archs = tuple(args.arch or (DEFAULT_ARCH,))
-        make_models(args.out or default_out_dir(archs), args.resolution, tuple(args.width or DEFAULT_WIDTHS), args.seed,
+        sweep = parse_param_sweep(args.params, archs[0]) if args.params else None
+        make_models(args.out or default_out_dir(archs, bool(sweep)), args.resolution,
+                    tuple(args.width or DEFAULT_WIDTHS), args.seed,
                     eval_images=args.eval_images,
                     expansions=tuple(args.expansion or (DEFAULT_EXPANSION,)), training=args.training,
-                    edges=args.edges, archs=archs)
+                    edges=args.edges, archs=archs, param_sweep=sweep)
     except FusebenchError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
