@@ -6,6 +6,11 @@ Every split of the first blocks into stages is tried, each stage with its
 best tile setting within a per-stage limit on recomputed MACs; the schedule
 with the smallest arena wins (ties: fewer MACs). Stages that are not the
 bottleneck then get the cheapest tiling that keeps the arena.
+
+A graph with parallel branches (UNIST's patch tunnels, in the branch-by-branch
+op order the registry also plans) has several chains of blocks: each chain's
+first blocks are searched in turn with the other chains' stages held, twice
+round, so every tunnel gets its own early stages.
 """
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ from harness.frontend.graph import Graph
 from harness.schedules.geometry import (MODES, StageGeometry, block_op_ranges, first_tileable_op, fusable_block_ranges,
                                         stage_live_bytes)
 from harness.schedules.plan import Note, plan_schedule
-from harness.schedules.registry import NotApplicable, Option, Schedule, percent, text, yes_no
+from harness.schedules.registry import NotApplicable, Option, Schedule, percent, stream_windows_option, text, yes_no
 from harness.schedules.stages import TiledStage
 
 DEFAULT_MAX_OVERHEAD = 0.15     # the fused-layer paper's latency budget: about 14 % more work per stage
@@ -97,16 +102,51 @@ def _partitions(n: int):
         yield groups
 
 
+def block_chains(ranges: list[list[int]]) -> list[list[int]]:
+    """Block indices grouped into chains: runs of blocks each starting right
+    after the previous one ends (a model's backbone; each of UNIST's tunnels)."""
+    chains: list[list[int]] = []
+    for i, ops in enumerate(ranges):
+        if chains and ops[0] == ranges[i - 1][-1] + 1:
+            chains[-1].append(i)
+        else:
+            chains.append([i])
+    return chains
+
+
+def _stem_start(graph: Graph, first_op: int, after: int) -> int:
+    """The first of the tileable ops right before `first_op` (a chain's stem, which
+    the first stage may take in), not before op `after` + 1."""
+    from harness.backend.lowering import lower_op
+    from harness.schedules.geometry import tileable
+    start = first_op
+    while start - 1 > after:
+        op = graph.ops[start - 1]
+        try:
+            ok = op.kind != "RESHAPE" and tileable(lower_op(graph, op)) and \
+                len(graph.tensors[op.outputs[0]].shape) == 4
+        except FusebenchError:
+            ok = False
+        if not ok:
+            break
+        start -= 1
+    return start
+
+
+MULTI_CHAIN_SEARCH_BLOCKS = 3    # first blocks searched per chain when there are several
+
+
 def plan_fused(graph: Graph, max_overhead: Optional[float] = None, blocks: Optional[str] = None,
                tile=None, mode: Optional[str] = None, first_conv: Optional[bool] = None,
-               search_blocks: int = 6, variant: str = "fused"):
+               search_blocks: int = 6, variant: str = "fused", stream_input: bool = True):
     """The `fused` schedule: the early inverted residual blocks (and, if it
     helps, the first convolution) fused into stages computed tile by tile.
 
     By default every split of the first `search_blocks` blocks into stages is
     tried, each stage with its best tile setting; the schedule with the smallest
     arena wins (ties: fewer MACs). `blocks`, `tile`, `mode` and `first_conv`
-    pin those choices; `max_overhead` (fraction) bounds each stage's extra MACs."""
+    pin those choices; `max_overhead` (fraction) bounds each stage's extra MACs;
+    `stream_input` streams a segmented input window by window."""
     limit = DEFAULT_MAX_OVERHEAD if max_overhead is None else float(max_overhead)
     if limit < 0:
         raise FusebenchError("--max-overhead must not be negative")
@@ -129,7 +169,7 @@ def plan_fused(graph: Graph, max_overhead: Optional[float] = None, blocks: Optio
                 return None
             ops = [i for r in ranges[lo:hi] for i in r] + fusable[hi][0]
             if with_conv:
-                ops = list(range(stem_start, ops[0])) + ops
+                ops = list(range(stem_of[lo], ops[0])) + ops
             try:
                 geo = StageGeometry(graph, ops, calls)
                 calls.update(geo.calls)
@@ -144,37 +184,97 @@ def plan_fused(graph: Graph, max_overhead: Optional[float] = None, blocks: Optio
             return None
         return min(options, key=lambda s: (stage_live_bytes(graph, s), s.macs))
 
-    first_block_start = fusable[0][0][0]
-    stem_start = first_tileable_op(graph)      # the ops before the first block, after the edge ops
-    conv_options = [False] if first_block_start <= stem_start else (
-        [first_conv] if first_conv is not None else [True, False])
-    if blocks:
-        candidates = [parse_blocks(blocks, len(ranges))]
-    else:
-        n = min(search_blocks, len(ranges))
-        candidates = [g for k in range(1, n + 1) for g in _partitions(k)]
+    chains = block_chains(ranges)
+    # Each chain's stem: the ops before its first block, after the edge ops (a
+    # QUANTIZE of the pixels) or the previous chain.
+    stem_of = {}
+    for c, chain in enumerate(chains):
+        after = ranges[chains[c - 1][-1]][-1] if c else first_tileable_op(graph) - 1
+        stem_of[chain[0]] = _stem_start(graph, ranges[chain[0]][0], after)
+
+    def conv_options(first: int) -> list[bool]:
+        """Whether a stage starting at block `first` may take its chain's stem in."""
+        if ranges[first][0] <= stem_of.get(first, ranges[first][0]):
+            return [False]
+        return [first_conv] if first_conv is not None else [True, False]
+
+    def splits(first: int, groups) -> list[list[TiledStage]]:
+        """The stages of these groups of blocks (indices from `first`), with and without the stem."""
+        found = []
+        for with_conv in conv_options(first + groups[0][0]):
+            stages = [stage_for(first + lo, first + hi, with_conv and i == 0) for i, (lo, hi) in enumerate(groups)]
+            if all(s is not None for s in stages):
+                found.append(stages)
+        return found
+
+    def chain_candidates(chain: list[int], n_blocks: int) -> list[list[TiledStage]]:
+        """Every split of the chain's first blocks into stages."""
+        n = min(n_blocks, len(chain))
+        return [stages for k in range(1, n + 1) for groups in _partitions(k) for stages in splits(chain[0], groups)]
+
+    def plan_of(stages):
+        plan = plan_schedule(graph, stages, variant=variant, stream_windows=stream_input)
+        return (plan.arena_bytes, plan.macs, len(stages)), plan
+
     best = None
-    for groups in candidates:
-        for with_conv in conv_options:
-            stages = [stage_for(lo, hi, with_conv and i == 0) for i, (lo, hi) in enumerate(groups)]
-            if any(s is None for s in stages):
-                continue
-            plan = plan_schedule(graph, stages, variant=variant)
-            key = (plan.arena_bytes, plan.macs, len(stages))
-            if best is None or key < best[0]:
-                best = (key, plan)
+    if blocks:
+        for stages in splits(0, parse_blocks(blocks, len(ranges))):
+            found = plan_of(stages)
+            if best is None or found[0] < best[0]:
+                best = found
+    elif len(chains) == 1:
+        for stages in chain_candidates(chains[0], search_blocks):
+            found = plan_of(stages)
+            if best is None or found[0] < best[0]:
+                best = found
+    else:
+        # Several chains (tunnels): first every chain split alike, as symmetric
+        # tunnels only lower the peak together; then chain by chain, the
+        # others' stages held, to let each keep the cheapest split that holds it.
+        n = min(search_blocks, MULTI_CHAIN_SEARCH_BLOCKS)
+        chosen: list[list[TiledStage]] = [[] for _ in chains]
+        for k in range(1, n + 1):
+            for groups in _partitions(k):
+                for with_conv in ([first_conv] if first_conv is not None else [True, False]):
+                    alike = []
+                    for chain in chains:
+                        if groups[-1][1] >= len(chain):
+                            alike.append([])
+                            continue
+                        options = [st for st in splits(chain[0], groups) if bool(st[0].ops[0] < ranges[chain[0]][0])
+                                   == (with_conv and conv_options(chain[0]) != [False])]
+                        alike.append(options[0] if options else [])
+                    if not any(alike):
+                        continue
+                    found = plan_of([s for stages in alike for s in stages])
+                    if best is None or found[0] < best[0]:
+                        best, chosen = found, alike
+        for c, chain in enumerate(chains):
+            held = [s for d, stages in enumerate(chosen) if d != c for s in stages]
+            scored = [(plan_of(held + stages), stages) for stages in [[]] + chain_candidates(chain, n)]
+            found, stages = min(scored, key=lambda item: item[0][0])
+            if best is None or found[0] <= best[0]:
+                best, chosen[c] = found, stages
+        if best is not None and not any(isinstance(st, TiledStage) for st in best[1].stages):
+            best = None
     if best is None:
-        raise FusebenchError(f"{graph.name}: no valid fused stage for blocks {blocks or 'any'}")
+        if blocks:
+            raise FusebenchError(f"{graph.name}: no valid fused stage for blocks {blocks}")
+        raise NotApplicable("fused", graph.name, "no split of its blocks into stages is valid here (in this op "
+                            "order no block's ops run back to back, or no stage lowers the arena)")
     # Stages that are not the bottleneck need not be as small: give each the
     # cheapest tiling that keeps the arena where it is.
     plan = best[1]
     stages = list(plan.stages)
     for k, st in enumerate(stages):
+        if not isinstance(st, TiledStage):
+            continue                          # a window read of a streamed input
         key = next(key for key, opts in cache.items() if opts and st in opts)
         for option in sorted(cache[key], key=lambda s: (s.macs, stage_live_bytes(graph, s))):
             if option.macs >= st.macs:
                 break
-            trial = plan_schedule(graph, stages[:k] + [option] + stages[k + 1:], variant=variant)
+            trial = plan_schedule(graph, stages[:k] + [option] + stages[k + 1:], variant=variant,
+                                  stream_windows=stream_input)
             if trial.arena_bytes <= plan.arena_bytes:
                 stages[k], plan = option, trial
                 break
@@ -206,4 +306,5 @@ SCHEDULE = Schedule(
         Option("mode", text, f"{' or '.join(MODES)} for the tile overlap (default: searched)"),
         Option("first_conv", yes_no, "yes or no: fuse the ops before the first block into the first "
                                      "stage (default: searched)"),
+        stream_windows_option(),
     ))

@@ -160,8 +160,7 @@ class FusionSpace:
         self.input_last_reader = max(readers) if readers else -1
         # An input read only by slices (UNIST's patches) is streamed window by
         # window (stages.WindowRead): it then never takes arena bytes.
-        self.window_reads = window_reads(graph) if stream_input else []
-        if self.window_reads:
+        if stream_input and window_reads(graph):
             self.size[self.input_row] = 0
         self.edges: dict[int, list[Edge]] = {i: [] for i in range(self.n)}
         self._layer_edges()
@@ -429,7 +428,7 @@ class FusionSpace:
             geo = StageGeometry(self.graph, list(range(e.start, e.end)), self.calls,
                                 stream_input=self.stream_input)
             stages.append(geo.schedule(e.tile_h, e.tile_w, e.mode))
-        return plan_schedule(self.graph, stages + self.window_reads, variant=variant)
+        return plan_schedule(self.graph, stages, variant=variant, stream_windows=self.stream_input)
 
 
 class _StagePrice:

@@ -270,7 +270,7 @@ def in_order(graph: Graph, order) -> Graph:
     blocks = [Block(expand=moved(b.expand), depthwise=new_index[b.depthwise], project=new_index[b.project],
                     add=moved(b.add), pad=moved(b.pad), activations=[new_index[i] for i in b.activations],
                     se=[new_index[i] for i in b.se]) for b in graph.blocks]
-    return replace(graph, ops=ops, blocks=blocks)
+    return replace(graph, ops=ops, blocks=sorted(blocks, key=lambda b: b.ops[0]))
 
 
 def executed_graph(graph: Graph, plan) -> Graph:

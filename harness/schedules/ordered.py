@@ -15,7 +15,7 @@ from __future__ import annotations
 from harness.frontend.graph import Graph
 from harness.schedules.order import best_order, in_order, order_key
 from harness.schedules.plan import Note, Plan, plan_schedule
-from harness.schedules.registry import NotApplicable, Option, Schedule, yes_no
+from harness.schedules.registry import NotApplicable, Schedule, stream_windows_option
 from harness.schedules.stages import window_reads
 
 
@@ -29,8 +29,8 @@ def plan_ordered(graph: Graph, stream_input: bool = True) -> Plan:
                             f"{search})")
     file_plan = plan_schedule(graph, [], variant="ordered")
     ordered_graph = in_order(graph, choice.order)
-    reads = window_reads(ordered_graph) if streamed else []
-    plan = plan_schedule(ordered_graph, reads, variant="ordered")
+    plan = plan_schedule(ordered_graph, [], variant="ordered", stream_windows=streamed)
+    reads = plan.stages
     if plan.arena_bytes >= file_plan.arena_bytes:
         raise NotApplicable("ordered", graph.name,
                             f"neither another op order nor streamed windows lower the arena "
@@ -38,7 +38,8 @@ def plan_ordered(graph: Graph, stream_input: bool = True) -> Plan:
     if not choice.is_file_order:
         plan.op_order = order_key(ordered_graph)
     moved = sum(1 for k, o in enumerate(choice.order) if o != k)
-    streamed_file = plan_schedule(graph, window_reads(graph), variant="ordered").arena_bytes if streamed else None
+    streamed_file = (plan_schedule(graph, [], variant="ordered", stream_windows=True).arena_bytes
+                     if streamed else None)
     middle = f", {streamed_file} B with the input streamed as {len(reads)} windows" if streamed else ""
     plan.notes.append(Note(
         "op-order",
@@ -61,7 +62,5 @@ SCHEDULE = Schedule(
     ram="as `unfused`, but one branch's tensors at a time where the file order interleaves branches, and only "
         "the patch being read of a segmented input; the plan gives the file order's arena beside it",
     plan=lambda graph, board=None, **options: plan_ordered(graph, **options),
-    options=(Option("stream_input", yes_no,
-                    "read an input that only slices read (patches) window by window from the host (default on; "
-                    "--no-stream-input holds it whole)", switch=True, default=True),),
+    options=(stream_windows_option(),),
     other_orders=False)

@@ -237,10 +237,11 @@ def greedy_offsets(allocs: list[Allocation], alignment: int = ARENA_ALIGNMENT,
               lambda r: (-(r.last_step - r.first_step), -r.size, r.name),
               lambda r: (-r.last_step, -r.size, r.name))
     members = [m for item in items for m, _ in item]
+    neighbours = _time_neighbours(members)
     best = None
     for key in orders:
         order = [items[k] for k in sorted(range(len(items)), key=lambda k: key(reps[k]))]
-        size = _place(order, alignment)
+        size = _place(order, alignment, neighbours)
         if best is None or size < best[0]:
             best = (size, [m.offset for m in members], order)
     # Then a short local search: a buffer that ends high is moved to the front
@@ -255,7 +256,7 @@ def greedy_offsets(allocs: list[Allocation], alignment: int = ARENA_ALIGNMENT,
         top = max(candidates, key=lambda item: max(m.offset + m.size for m, _ in item))
         tried.add(id(top))
         order = [top] + [item for item in best[2] if item is not top]
-        size = _place(order, alignment)
+        size = _place(order, alignment, neighbours)
         if size < best[0]:
             best = (size, [m.offset for m in members], order)
             tried = {id(top)}
@@ -264,35 +265,57 @@ def greedy_offsets(allocs: list[Allocation], alignment: int = ARENA_ALIGNMENT,
     return best[0]
 
 
-def _place(order: list[Group], alignment: int) -> int:
-    placed: list[Allocation] = []
+def _time_neighbours(members: list[Allocation]) -> dict[int, list[Allocation]]:
+    """For each buffer (by id), the others live at some same step. Time does not
+    change with placement, so the greedy orders and the local search share this
+    and each placement looks only at its neighbours, not at every placed buffer."""
+    spans = sorted(members, key=lambda m: m.first_step)
+    neighbours: dict[int, list[Allocation]] = {id(m): [] for m in members}
+    for i, a in enumerate(spans):
+        for b in spans[i + 1:]:
+            if b.first_step > a.last_step:
+                break
+            neighbours[id(a)].append(b)
+            neighbours[id(b)].append(a)
+    return neighbours
+
+
+def _place(order: list[Group], alignment: int, neighbours: Optional[dict[int, list[Allocation]]] = None) -> int:
+    if neighbours is None:
+        neighbours = _time_neighbours([m for item in order for m, _ in item])
+    placed: set[int] = set()
     for item in order:
         low = -min(rel for _, rel in item)
         starts = {low}
-        for m, rel in item:
-            for p in placed:
-                if p.overlaps_in_time(m):
-                    starts.add(align(p.offset + p.size, alignment) - rel)
+        near = [(m, rel, [p for p in neighbours[id(m)] if id(p) in placed]) for m, rel in item]
+        for m, rel, others in near:
+            for p in others:
+                starts.add(align(p.offset + p.size, alignment) - rel)
         for x in sorted(v for v in starts if v >= low):
             clash = False
-            for m, rel in item:
+            for m, rel, others in near:
                 m.offset = x + rel
-                if any(p.overlaps_in_time(m) and p.overlaps_in_space(m) and p.size and m.size for p in placed):
+                if m.size and any(p.size and p.overlaps_in_space(m) for p in others):
                     clash = True
                     break
             if not clash:
                 break
-        placed.extend(m for m, _ in item)
+        placed.update(id(m) for m, _ in item)
     return max((m.offset + m.size for item in order for m, _ in item), default=0)
 
 
 def plan_schedule(graph: Graph, stages: list, scratch: ScratchFn = kernel_scratch,
-                  variant: str = "unfused") -> Plan:
+                  variant: str = "unfused", stream_windows: bool = False) -> Plan:
     """Arena plan for ops run layer by layer except the fused `stages`.
 
     A fused stage occupies its steps as one unit: its whole inputs and output
     live through all of them, its inner tensors exist only as tile buffers, and
-    its kernels share one scratch buffer."""
+    its kernels share one scratch buffer. With `stream_windows`, an input that
+    only slices read (UNIST's patches) is read from the host one window per
+    slice (stages.WindowRead) and never held whole."""
+    if stream_windows:
+        from harness.schedules.stages import window_reads
+        stages = list(stages) + window_reads(graph, frozenset(i for st in stages for i in st.ops))
     life, aliases = lifetimes(graph, frozenset(i for st in stages for i in st.ops))
     for st in stages:                     # a streamed input never sits in the arena
         if st.streamed >= 0:

@@ -101,6 +101,15 @@ class Option:
         return "--" + self.name.replace("_", "-")
 
 
+def stream_windows_option(what: str = "") -> "Option":
+    """`--[no-]stream-input` for a schedule that streams a segmented input
+    window by window (stages.WindowRead) and nothing else."""
+    return Option("stream_input", yes_no,
+                  "read an input that only slices read (UNIST's patches) from the host one window at a time "
+                  f"instead of holding it{what} (default on; --no-stream-input holds it whole)",
+                  switch=True, default=True)
+
+
 @dataclass(frozen=True)
 class Schedule:
     name: str

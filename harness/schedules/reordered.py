@@ -26,7 +26,7 @@ from harness.schedules.geometry import block_op_ranges
 from harness.backend.lowering import (bottleneck_base_macs, bottleneck_dims, bottleneck_macs, bottleneck_scratch_bytes,
                        lower_op)
 from harness.schedules.plan import Note, Plan, plan_schedule
-from harness.schedules.registry import NotApplicable, Option, Schedule, percent, whole_number
+from harness.schedules.registry import NotApplicable, Option, Schedule, percent, stream_windows_option, whole_number
 from harness.schedules.stages import ReorderedBlock
 from harness.schedules.unfused import plan_layer_by_layer
 
@@ -50,7 +50,8 @@ def _block_peak(plan: Plan, ops: list[int]) -> int:
     return max(s.live_bytes for s in plan.steps if s.op in ops)
 
 
-def plan_reordered(graph: Graph, max_overhead: Optional[float] = None, band_rows: Optional[int] = None) -> Plan:
+def plan_reordered(graph: Graph, max_overhead: Optional[float] = None, band_rows: Optional[int] = None,
+                   stream_input: bool = True) -> Plan:
     """Every inverted residual block whose peak drops when it runs one expansion
     channel at a time, and whose layer-by-layer peak is above the model's, does
     so; the rest runs layer by layer."""
@@ -60,7 +61,7 @@ def plan_reordered(graph: Graph, max_overhead: Optional[float] = None, band_rows
     if band_rows is not None and int(band_rows) < 1:
         raise FusebenchError("--band-rows must be at least 1")
     calls = {op.index: lower_op(graph, op) for op in graph.ops if op.kind != "RESHAPE"}
-    base = plan_layer_by_layer(graph)
+    base = plan_layer_by_layer(graph, stream_windows=stream_input)
     stages: list[ReorderedBlock] = []
     notes = []
     for ops in block_op_ranges(graph):
@@ -75,7 +76,7 @@ def plan_reordered(graph: Graph, max_overhead: Optional[float] = None, band_rows
             band = next((b for b in range(1, d.out_h + 1)
                          if bottleneck_macs(d, b) <= base_macs * (1 + limit)), d.out_h)
         stage = reordered_stage(graph, ops, band, calls)
-        trial = plan_schedule(graph, stages + [stage], variant="reordered")
+        trial = plan_schedule(graph, stages + [stage], variant="reordered", stream_windows=stream_input)
         before, after = _block_peak(base, ops), _block_peak(trial, ops)
         whole_acc, band_acc = 4 * d.out_h * d.out_w * d.out_c, 4 * band * d.out_w * d.out_c
         if after < before:
@@ -91,14 +92,14 @@ def plan_reordered(graph: Graph, max_overhead: Optional[float] = None, band_rows
     if not stages:
         raise NotApplicable("reordered", graph.name, "no inverted residual block has a lower peak one channel "
                             "at a time")
-    plan = plan_schedule(graph, stages, variant="reordered")
+    plan = plan_schedule(graph, stages, variant="reordered", stream_windows=stream_input)
     # A block whose layer-by-layer peak is already below the model's peak buys
     # no RAM by running one channel at a time, only recomputed MACs and the
     # per-channel loop: it runs layer by layer unless that raises the arena.
     needed = [n.data["peak_before"] > plan.arena_bytes for n in notes]
     if not all(needed):
         kept = [s for s, keep in zip(stages, needed) if keep]
-        leaner = plan_schedule(graph, kept, variant="reordered") if kept else base
+        leaner = plan_schedule(graph, kept, variant="reordered", stream_windows=stream_input) if kept else base
         if leaner.arena_bytes <= plan.arena_bytes:
             if not kept:
                 raise NotApplicable("reordered", graph.name,
@@ -131,4 +132,5 @@ SCHEDULE = Schedule(
                f"the band height is the fewest output rows whose recomputed expansion stays within this "
                f"percentage of each block's MACs (default {100 * DEFAULT_MAX_OVERHEAD:g})"),
         Option("band_rows", whole_number, "output rows per band of int32 accumulators (overrides --max-overhead)"),
+        stream_windows_option(),
     ))

@@ -11,8 +11,9 @@ from harness.schedules.plan import Plan, ScratchFn, kernel_scratch, plan_schedul
 from harness.schedules.registry import Schedule
 
 
-def plan_layer_by_layer(graph: Graph, scratch: ScratchFn = kernel_scratch, variant: str = "unfused") -> Plan:
-    return plan_schedule(graph, [], scratch=scratch, variant=variant)
+def plan_layer_by_layer(graph: Graph, scratch: ScratchFn = kernel_scratch, variant: str = "unfused",
+                        stream_windows: bool = False) -> Plan:
+    return plan_schedule(graph, [], scratch=scratch, variant=variant, stream_windows=stream_windows)
 
 
 SCHEDULE = Schedule(

@@ -539,12 +539,15 @@ def scalar_constant_model(kind: str, input_shape: Sequence[int], value: int, in_
 
 
 def patch_tunnel_model(rng: np.random.Generator, input_hw: tuple[int, int] = (16, 16), patches: int = 3,
-                       margin: int = 2, channels: int = 8, depth: int = 2, interleave: bool = True) -> bytes:
+                       margin: int = 2, channels: int = 8, depth: int = 2, interleave: bool = True,
+                       blocks: int = 0, expansion: int = 4) -> bytes:
     """A UNIST-shaped network in miniature: `patches` overlapping windows of
     the input (STRIDED_SLICE, side by side along the width, `margin` columns
     of overlap), each through its own tunnel of `depth` 3x3 convolutions
-    (`channels` wide, the first one stride 2) and a MEAN, the tunnels summed
-    by a chain of ADDs and classified by one FULLY_CONNECTED.
+    (`channels` wide, the first one stride 2), then `blocks` inverted residual
+    blocks (1x1 expansion by `expansion`, 3x3 depthwise, 1x1 projection,
+    residual ADD), and a MEAN; the tunnels summed by a chain of ADDs and
+    classified by one FULLY_CONNECTED.
 
     `interleave` writes the ops layer by layer across the tunnels (every
     slice, then every tunnel's first convolution, ...), as a converter may:
@@ -590,6 +593,55 @@ def patch_tunnel_model(rng: np.random.Generator, input_hw: tuple[int, int] = (16
             results[k] = (y, yq, (oh, ow), channels)
         return write
 
+    def pointwise(t, tq, hw, c_in, c_out, act, name):
+        scales = rng.uniform(0.002, 0.02, c_out)
+        f = m.tensor((c_out, 1, 1, c_in), scales=scales, zero_points=[0] * c_out,
+                     data=rng.integers(-127, 128, (c_out, 1, 1, c_in), dtype=np.int8))
+        b = m.tensor([c_out], "int32", scales=[tq.scale * s for s in scales], zero_points=[0] * c_out,
+                     data=rng.integers(-2000, 2000, c_out).astype(np.int32))
+        yq = Q(float(tq.scale * scales.mean() * 127 * np.sqrt(c_in) / 8), int(rng.integers(-10, 10)))
+        y = m.tensor([1, hw[0], hw[1], c_out], q=yq, name=name)
+        m.op(_OP.CONV_2D, [t, f, b], [y], _OPT.Conv2DOptions, conv_options((1, 1), "SAME", (1, 1), act))
+        return y, yq
+
+    def block_ops(k, j):
+        """The four ops of block j of tunnel k, as writers; the block input is kept for the ADD."""
+        state = {}
+
+        def expand():
+            t, tq, hw, c = results[k]
+            state["input"] = results[k]
+            y, yq = pointwise(t, tq, hw, c, c * expansion, "RELU6", f"tunnel{k}_b{j}_expand")
+            results[k] = (y, yq, hw, c * expansion)
+
+        def depthwise():
+            t, tq, hw, c = results[k]
+            scales = rng.uniform(0.002, 0.02, c)
+            f = m.tensor((1, 3, 3, c), scales=scales, zero_points=[0] * c, axis=3,
+                         data=rng.integers(-127, 128, (1, 3, 3, c), dtype=np.int8))
+            b = m.tensor([c], "int32", scales=[tq.scale * s for s in scales], zero_points=[0] * c,
+                         data=rng.integers(-2000, 2000, c).astype(np.int32))
+            yq = Q(float(tq.scale * scales.mean() * 127 * 3 / 8), int(rng.integers(-10, 10)))
+            y = m.tensor([1, hw[0], hw[1], c], q=yq, name=f"tunnel{k}_b{j}_dw")
+            m.op(_OP.DEPTHWISE_CONV_2D, [t, f, b], [y], _OPT.DepthwiseConv2DOptions,
+                 depthwise_options((1, 1), "SAME", (1, 1), 1, "RELU6"))
+            results[k] = (y, yq, hw, c)
+
+        def project():
+            t, tq, hw, c = results[k]
+            y, yq = pointwise(t, tq, hw, c, channels, "NONE", f"tunnel{k}_b{j}_project")
+            results[k] = (y, yq, hw, channels)
+
+        def add():
+            t, tq, hw, c = results[k]
+            x_in, x_q = state["input"][0], state["input"][1]
+            yq = act_q()
+            y = m.tensor([1, hw[0], hw[1], c], q=yq, name=f"tunnel{k}_b{j}_add")
+            m.op(_OP.ADD, [x_in, t], [y], _OPT.AddOptions, add_options("NONE"))
+            results[k] = (y, yq, hw, c)
+
+        return [expand, depthwise, project, add]
+
     def mean_op(k):
         def write():
             t, tq, _, c = results[k]
@@ -601,9 +653,10 @@ def patch_tunnel_model(rng: np.random.Generator, input_hw: tuple[int, int] = (16
         return write
 
     for k, (lo, hi) in enumerate(windows):
-        tunnels[k] = [slice_op(k, lo, hi)] + [conv_op(k, d) for d in range(depth)] + [mean_op(k)]
+        tunnels[k] = [slice_op(k, lo, hi)] + [conv_op(k, d) for d in range(depth)] + \
+            [w for j in range(blocks) for w in block_ops(k, j)] + [mean_op(k)]
     if interleave:
-        for layer in range(depth + 2):
+        for layer in range(len(tunnels[0])):
             for k in range(patches):
                 tunnels[k][layer]()
     else:

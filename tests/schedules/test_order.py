@@ -16,7 +16,7 @@ from harness.schedules import NotApplicable, make_plan, schedule_names
 from harness.schedules.order import (best_order, candidate_orders, executed_graph, in_order, live_peak,
                                      order_key, stages_run_whole)
 from harness.schedules.plan import check_plan, no_scratch
-from harness.schedules.stages import WindowRead, window_reads
+from harness.schedules.stages import ReorderedBlock, TiledStage, WindowRead, window_reads
 from tests.helpers.hostcheck import assert_plan_bit_exact
 from tests.helpers.tflite_builder import inverted_residual_chain_model, patch_tunnel_model, strided_slice_model
 from harness.frontend.tflite_writer import Q
@@ -176,6 +176,38 @@ def test_msf_streams_the_patches_and_runs_each_tunnel_as_a_chain(tmp_path):
     assert plan.notes_of("op-order"), "msf plans interleaved tunnels branch by branch"
 
 
+@pytest.fixture(scope="module")
+def bottleneck_tunnels(tmp_path_factory):
+    """Three interleaved tunnels of two inverted residual blocks each."""
+    path = tmp_path_factory.mktemp("bottleneck_tunnels") / "bottleneck_tunnels.tflite"
+    path.write_bytes(patch_tunnel_model(np.random.default_rng(1), (32, 32), patches=3, depth=1, blocks=2,
+                                        expansion=6))
+    return path, load_model(path)
+
+
+def test_fused_and_reordered_run_inside_every_tunnel(bottleneck_tunnels):
+    """The paper's combination: patches streamed, each tunnel run to its end,
+    its blocks fused (or reordered); every tunnel gets its own stages."""
+    _, graph = bottleneck_tunnels
+    layer_by_layer = make_plan(graph, "ordered").arena_bytes
+    for variant, kind in (("fused", TiledStage), ("reordered", ReorderedBlock)):
+        plan = make_plan(graph, variant)
+        executed = executed_graph(graph, plan)
+        tunnels = {next(t for t in range(3) if f"tunnel{t}_" in executed.tensors[executed.ops[st.ops[0]].outputs[0]].name)
+                   for st in plan.stages if isinstance(st, kind)}
+        assert tunnels == {0, 1, 2}, variant
+        assert plan.input_streamed and plan.arena_bytes < 0.5 * layer_by_layer
+        assert plan.notes_of("op-order")[0].data["order"] == "branch by branch"
+
+
+@pytest.mark.parametrize("variant", ["unfused", "ordered", "fused", "msf", "reordered"])
+def test_every_schedule_on_bottleneck_tunnels_is_bit_exact(tmp_path, bottleneck_tunnels, variant):
+    path, graph = bottleneck_tunnels
+    plan = make_plan(graph, variant)
+    assert check_plan(plan) == []
+    assert_plan_bit_exact(graph, plan, path, tmp_path / "gen", n_inputs=2)
+
+
 @pytest.mark.parametrize("begin,end,strides", [
     ([0, 2, 1, 0], [1, 9, 8, 3], [1, 1, 1, 1]),        # rows of whole pixels
     ([0, 0, 0, 1], [1, 10, 10, 3], [1, 1, 1, 1]),      # some channels: pixel by pixel
@@ -207,11 +239,16 @@ def test_ordered_and_msf_tunnels_run_bit_exact_on_qemu(tmp_path):
     and run; the measured arena equals the plan's."""
     from harness.report.bench import run_sweep
     path, _ = tunnel_model(tmp_path, input_hw=(24, 24), patches=4)
-    run_dir = run_sweep(["stm32f4"], [path], ["unfused", "ordered", "msf"], max_inputs=2, jobs=2,
-                        run_dir=tmp_path / "run")
+    blocks = tmp_path / "bottleneck_tunnels.tflite"
+    blocks.write_bytes(patch_tunnel_model(np.random.default_rng(1), (32, 32), patches=3, depth=1, blocks=2))
+    run_dir = run_sweep(["stm32f4"], [path, blocks], ["unfused", "ordered", "fused", "msf", "reordered"],
+                        max_inputs=2, jobs=2, run_dir=tmp_path / "run")
     rows = pd.read_csv(run_dir / "bench.csv")
+    rows = rows[rows["status"] != "not-applicable"]           # fused and reordered: no blocks in the first
+    assert len(rows) == 2 * (3 + 5)
     assert (rows["status"] == "ok").all() and rows["outputs_match"].all(), rows[["variant", "status", "detail"]]
     assert (rows["arena_bytes_peak"] == rows["arena_bytes_planned"]).all()
-    arena = rows.groupby("variant")["arena_bytes_peak"].max()
-    assert arena["ordered"] < arena["unfused"] and arena["msf"] < arena["unfused"]
+    arena = rows.groupby(["model", "variant"])["arena_bytes_peak"].max()
+    for model in set(rows["model"]):
+        assert all(arena[model, v] < arena[model, "unfused"] for v in ("ordered", "msf"))
     assert rows[rows["variant"] != "unfused"]["input_streamed"].all()
