@@ -261,6 +261,20 @@ def profile(c, run="results/latest", board=None, model=None, variant="unfused", 
     profile_command(run=run, board=board, model=model, variant=variant, layers=bool(layers))
 
 
+@task(help={"run": "results folder of `invoke bench` (default: results/latest)",
+            "models": "folder(s) of the run's models, comma-separated: their models.json gives each model's "
+                      "parameters and int8 top-1 (e.g. models/unist or build/sweeps/unist-k)",
+            "measure": "the summary.csv column per variant (default arena_bytes_peak; e.g. ram_bytes_total, "
+                       "instructions_median)",
+            "board": "only this board"})
+@_cli
+def params(c, run="results/latest", models="", measure="arena_bytes_peak", board=None):
+    """A bench run's measured RAM per variant beside each model's parameters and accuracy
+    (sweeps: UNIST's patches, margins, expansion ratio); writes <run>/params.csv."""
+    from harness.report.params import params_command
+    params_command(run=run, models=models, measure=measure, board=board)
+
+
 @task(help={"board": "a board with a [runners.serial] table (nucleo-h743zi, nucleo-f446re, openmv-h7, ...)",
             "model": "a .tflite file or shipped model name (default: the first shipped model)",
             "variant": f"schedule (default unfused): {VARIANT_HELP}",
