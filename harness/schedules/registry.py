@@ -234,7 +234,7 @@ def _plan_over_orders(schedule: "Schedule", graph, board, options: dict):
         ordered = in_order(graph, order)
         try:
             plan = schedule.plan(ordered, board=board, **options)
-        except NotApplicable as e:
+        except FusebenchError as e:   # not applicable, or does not fit the board, in this order
             refusal = refusal or e
             continue
         if not stages_run_whole(ordered, plan):
