@@ -51,6 +51,32 @@ def _with_schedule_options(fn):
     return fn
 
 
+def _count(value, option: str, minimum: int = 1, optional: bool = True):
+    """A whole-number option (None when absent and `optional`): a clear error,
+    before any work, for text, zero or negative counts."""
+    from harness.errors import FusebenchError
+    if value is None or (optional and value == ""):
+        return None
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise FusebenchError(f"--{option} '{value}': expected a whole number") from None
+    if number < minimum:
+        raise FusebenchError(f"--{option} {number}: must be at least {minimum}")
+    return number
+
+
+def _seconds(value, option: str = "timeout") -> float:
+    from harness.errors import FusebenchError
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        raise FusebenchError(f"--{option} '{value}': expected seconds") from None
+    if not number > 0:
+        raise FusebenchError(f"--{option} {value}: must be more than 0 seconds")
+    return number
+
+
 def _cli(fn):
     """Run a task body; user errors become one line on stderr and exit 1."""
     @functools.wraps(fn)
@@ -149,9 +175,9 @@ def bench(c, board="stm32h7", model=None, variant=None, inputs=None, runs=1, job
           no_flash=False, **schedule):
     """Build, run and measure every variant of every model on a board; write results/<run-id>/."""
     from harness.commands import bench_command
-    bench_command(board=board, model=model, variant=variant, inputs=inputs, runs=int(runs),
-                  jobs=int(jobs) if jobs else None,
-                  max_inputs=int(max_inputs) if max_inputs else None, timeout=float(timeout),
+    bench_command(board=board, model=model, variant=variant, inputs=inputs, runs=_count(runs, "runs"),
+                  jobs=_count(jobs, "jobs"), max_inputs=_count(max_inputs, "max-inputs"),
+                  timeout=_seconds(timeout),
                   options=parse_cli_options(schedule), runner=runner, port=port,
                   renode=renode, flash_tool=flash_tool, probe=probe, no_flash=bool(no_flash))
 
@@ -184,7 +210,7 @@ def run(c, board="stm32h7", model=None, variant="unfused", inputs=None, max_inpu
     (the schedule options it was built with find its build folder)."""
     from harness.commands import run_command
     run_command(board=board, model=model, variant=variant, inputs=inputs,
-                max_inputs=int(max_inputs) if max_inputs else None, timeout=float(timeout),
+                max_inputs=_count(max_inputs, "max-inputs"), timeout=_seconds(timeout),
                 runner=runner, port=port, renode=renode, flash_tool=flash_tool, probe=probe,
                 no_flash=bool(no_flash), options=parse_cli_options(schedule))
 
@@ -204,7 +230,8 @@ def corpus(c, folder="../shared/field-models", board="stm32h7", fallback_board="
     from harness.report.corpus import corpus_command
     corpus_command(folder, board=board, fallback_board=None if fallback_board in ("", "none") else fallback_board,
                    variants=[v.strip() for v in variant.split(",") if v.strip()] if variant else None,
-                   max_inputs=int(max_inputs), jobs=int(jobs) if jobs else None, timeout_s=float(timeout),
+                   max_inputs=_count(max_inputs, "max-inputs", optional=False), jobs=_count(jobs, "jobs"),
+                   timeout_s=_seconds(timeout),
                    options=parse_cli_options(schedule))
 
 
@@ -226,10 +253,14 @@ def resolution(c, board="stm32h7,stm32f4", width=0.35, variant="unfused,fused,ms
         first, last, step = (int(v) for v in resolutions.split(":"))
     except ValueError:
         raise FusebenchError(f"--resolutions '{resolutions}': expected first:last:step") from None
-    run_dir = resolution_sweep([b for b in board.split(",") if b], float(width),
+    try:
+        width = float(width)
+    except ValueError:
+        raise FusebenchError(f"--width '{width}': expected a number such as 0.35") from None
+    run_dir = resolution_sweep([b for b in board.split(",") if b], width,
                                [v for v in variant.split(",") if v], tuple(range(first, last + 1, step)),
-                               int(max_inputs), parse_cli_options(schedule), run, model=model,
-                               max_resolution=int(max_resolution))
+                               _count(max_inputs, "max-inputs", optional=False), parse_cli_options(schedule), run,
+                               model=model, max_resolution=_count(max_resolution, "max-resolution", optional=False))
     print(f"results: {run_dir}")
 
 
@@ -245,8 +276,8 @@ def pareto(c, model=None, stream_input=True, out=None, resolution=None, measure=
     """The msf front of peak RAM against MACs per model, with unfused, fused and msf-CNN's points."""
     from harness.report.pareto import pareto_command
     run_dir = pareto_command(model=model, stream_input=bool(stream_input), out=out,
-                             resolution=int(resolution) if resolution else None, measure=measure,
-                             board=board, max_inputs=int(max_inputs) if max_inputs else None)
+                             resolution=_count(resolution, "resolution"), measure=measure,
+                             board=board, max_inputs=_count(max_inputs, "max-inputs"))
     print(f"results: {run_dir}")
 
 
@@ -283,9 +314,12 @@ def params(c, run="results/latest", models="", measure="arena_bytes_peak", board
             "elf": "flash this ELF instead of building one", **SCHEDULE_HELP})
 @_cli
 @_with_schedule_options
-def flash(c, board, model=None, variant="unfused", tool=None, probe=None, elf=None, **schedule):
+def flash(c, board=None, model=None, variant="unfused", tool=None, probe=None, elf=None, **schedule):
     """Build the silicon firmware for a real board and flash it (pyocd, openocd, st-flash, dfu-util)."""
+    from harness.errors import FusebenchError
     from harness.targets.flash import flash_command
+    if not board:                 # an option, not a positional: `invoke flash -h` is the help
+        raise FusebenchError("--board: name the board to flash (see `invoke boards`)")
     flash_command(board=board, model=model, variant=variant, tool=tool, probe=probe, elf=elf,
                   options=parse_cli_options(schedule))
 

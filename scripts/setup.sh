@@ -18,8 +18,22 @@ if [ ${#missing[@]} -gt 0 ]; then
         command -v sudo >/dev/null || { echo "setup: need root or sudo to install: ${missing[*]}" >&2; exit 1; }
         sudo_cmd="sudo"
     fi
-    $sudo_cmd apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
+    # Another apt or dpkg (an unattended upgrade, a second shell) may hold the
+    # lock: wait for it, up to 10 minutes, rather than fail at once. `install`
+    # waits by itself (DPkg::Lock::Timeout); `update` does not, so it retries.
+    lock_wait=(-o DPkg::Lock::Timeout=600)
+    waited=0
+    until out=$($sudo_cmd apt-get "${lock_wait[@]}" update -qq 2>&1); do
+        if grep -q "Could not get lock" <<<"$out" && [ "$waited" -lt 600 ]; then
+            [ "$waited" = 0 ] && echo "setup: another apt holds its lock; waiting for it (up to 10 min)"
+            sleep 5
+            waited=$((waited + 5))
+        else
+            echo "$out" >&2
+            exit 1
+        fi
+    done
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get "${lock_wait[@]}" install -y -qq "${missing[@]}" >/dev/null
 fi
 
 python=${PYTHON:-python3}

@@ -43,6 +43,37 @@ def test_invoke_run_takes_the_runner_and_its_options(monkeypatch):
                         flash_tool="openocd", probe="P1", no_flash=True, options={})
 
 
+@pytest.mark.parametrize("args,message", [
+    (["bench", "--max-inputs", "0"], "--max-inputs 0: must be at least 1"),
+    (["bench", "--max-inputs", "-1"], "--max-inputs -1: must be at least 1"),
+    (["bench", "--max-inputs", "many"], "--max-inputs 'many': expected a whole number"),
+    (["bench", "--runs", "0"], "--runs 0: must be at least 1"),
+    (["bench", "--timeout", "-5"], "--timeout -5: must be more than 0 seconds"),
+    (["run", "--board", "stm32f4", "--max-inputs", "0"], "--max-inputs 0"),
+    (["resolution", "--max-inputs", "0"], "--max-inputs 0"),
+    (["flash"], "--board: name the board"),
+])
+def test_bad_counts_are_one_line_before_any_work(monkeypatch, capsys, args, message):
+    started = []
+    for target in ("harness.commands.bench_command", "harness.commands.run_command",
+                   "harness.report.resolution.resolution_sweep", "harness.targets.flash.flash_command"):
+        monkeypatch.setattr(target, lambda *a, **k: started.append(1))
+    with pytest.raises(SystemExit) as exit_info:
+        Program(namespace=tasks_collection()).run(["invoke", *args])
+    assert exit_info.value.code == 1 and not started
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and err.count("\n") == 1
+
+
+def test_every_task_prints_its_help_with_h(capsys):
+    collection = tasks_collection()
+    for name in collection.task_names:
+        with pytest.raises(SystemExit) as exit_info:
+            Program(namespace=collection).run(["invoke", name, "-h"])
+        assert exit_info.value.code in (0, None), name
+        assert f"{name} [--options]" in capsys.readouterr().out or name == "boards", name
+
+
 @pytest.fixture
 def standin(monkeypatch, tmp_path):
     """A runner kind of the test's own, registered like the shipped ones, and

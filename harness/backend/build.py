@@ -12,6 +12,7 @@ headers, flags, linker script, toolchain version) matches the last one in
 """
 from __future__ import annotations
 
+import fcntl
 import functools
 import hashlib
 import json
@@ -19,6 +20,7 @@ import os
 import re
 import shutil
 import subprocess
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable
@@ -245,11 +247,14 @@ def build_firmware(board: Board, gen_dir: Path, out_dir: Path,
                      *defines, *[f"-I{d}" for d in include_dirs]]
     link_flags = ["-nostartfiles", "--specs=nano.specs", f"-T{script_path}",
                   "-Wl,--gc-sections", f"-Wl,-Map={map_file}", "-Wl,--no-warn-rwx-segments"]
+    # Linked under a temporary name and moved into place: an emulator another
+    # run starts meanwhile loads the old image or the new one, never half of one.
+    linked = out_dir / f".{ELF_NAME}.{os.getpid()}"
     command = [GCC, *compile_flags, *map(str, sources), *link_flags,
-               "-o", str(elf), "-lc", "-lm", "-lgcc"]
+               "-o", str(linked), "-lc", "-lm", "-lgcc"]
 
     digest = hashlib.sha256()
-    for part in (version, script, "\0".join(command)):
+    for part in (version, script, "\0".join(command).replace(str(linked), str(elf))):
         digest.update(part.encode() + b"\0")
     for path in sorted(set(sources) | set(headers)):
         digest.update(str(path).encode() + b"\0" + path.read_bytes() + b"\0")
@@ -266,12 +271,27 @@ def build_firmware(board: Board, gen_dir: Path, out_dir: Path,
     log = proc.stdout + proc.stderr
     (out_dir / "build.log").write_text(" ".join(command) + "\n\n" + log)
     if proc.returncode != 0:
-        elf.unlink(missing_ok=True)
+        linked.unlink(missing_ok=True)
         _raise_build_error(board, target, log, out_dir / "build.log")
+    os.replace(linked, elf)
 
     result = _measure(board, target, elf, map_file, script_path)
     record_path.write_text(json.dumps({"hash": build_hash, "result": _to_json(result)}, indent=1))
     return result
+
+
+@contextmanager
+def build_lock(folder: Path):
+    """Hold a build folder for one process: two runs of the same clone that
+    build the same (board, model, variant) take turns, and the second finds
+    the first's image up to date instead of rewriting it under it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _cached_result(record_path: Path, build_hash: str, elf: Path) -> BuildResult | None:

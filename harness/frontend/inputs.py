@@ -379,13 +379,16 @@ def sample_from_array(array: np.ndarray, name: str, spec: InputSpec) -> np.ndarr
 
 
 def load_input_batch(path: Path, spec: InputSpec) -> list[InputSample]:
-    """One .npy holding a batch: its first axis counts the inputs."""
+    """One .npy holding a batch (its first axis counts the inputs), or one
+    input of exactly the model's input shape without the batch axis."""
     try:
         batch = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as e:
         raise FusebenchError(f"{path.name}: cannot read .npy ({e})") from None
     if batch.ndim < 1 or batch.shape[0] < 1:
         raise FusebenchError(f"{path.name}: an empty batch")
+    if tuple(batch.shape) == tuple(spec.shape[1:]) and len(spec.shape) > 1 and spec.shape[0] == 1:
+        return [InputSample(name=path.stem, data=sample_from_array(batch, path.name, spec))]
     return [InputSample(name=f"{path.stem}[{i}]", data=sample_from_array(row, f"{path.name}[{i}]", spec))
             for i, row in enumerate(batch)]
 

@@ -59,12 +59,15 @@ class Job:
 def new_run_dir(root: Path = RESULTS_DIR) -> Path:
     """results/<timestamp> plus the `results/latest` link to it."""
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    run_dir = root / stamp
-    n = 1
-    while run_dir.exists():
-        n += 1
-        run_dir = root / f"{stamp}-{n}"
-    run_dir.mkdir(parents=True)
+    root.mkdir(parents=True, exist_ok=True)
+    run_dir, n = root / stamp, 1
+    while True:                  # two runs started in the same second each get their own folder
+        try:
+            run_dir.mkdir()
+            break
+        except FileExistsError:
+            n += 1
+            run_dir = root / f"{stamp}-{n}"
     latest = root / "latest"
     tmp = root / f".latest-{os.getpid()}"
     if tmp.is_symlink() or tmp.exists():
@@ -82,7 +85,8 @@ class RowWriter:
         self.columns = columns
         new = not path.exists()
         self._file = open(path, "a", newline="")
-        self._writer = csv.DictWriter(self._file, fieldnames=columns, extrasaction="ignore")
+        # "\n" rows: the csv module's default "\r\n" puts a carriage return in every line
+        self._writer = csv.DictWriter(self._file, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
         if new:
             self._writer.writeheader()
             self._file.flush()
@@ -127,13 +131,14 @@ def plan_variant(board_name: str, model_path: str, variant: str, options: Option
 def build_planned(board, graph, plan, runner: str = "qemu"):
     """Generate the C for a plan and build the image `runner` runs into
     firmware_dir (build/<board>/<model>/<variant>/, the silicon image in its <runner>/ folder)."""
-    from harness.backend.build import build_firmware
+    from harness.backend.build import build_firmware, build_lock
     from harness.backend.codegen import generate_sources
 
     out_dir = firmware_dir(board.name, graph, plan.variant, runner, plan.options)
-    generate_sources(graph, plan, board, out_dir / "gen")
-    plan.save(out_dir / "plan.json")
-    return build_firmware(board, out_dir / "gen", out_dir, runner=runner)
+    with build_lock(out_dir):          # another run of this clone may build the same folder
+        generate_sources(graph, plan, board, out_dir / "gen")
+        plan.save(out_dir / "plan.json")
+        return build_firmware(board, out_dir / "gen", out_dir, runner=runner)
 
 
 def build_variant(board_name: str, model_path: str, variant: str, options: Optional[dict] = None):
@@ -294,6 +299,10 @@ def run_sweep(boards: list[str], model_paths: list[Path], variants: list[str],
 
     from harness.targets.runners import runner_class
 
+    if max_inputs is not None and max_inputs < 1:
+        raise FusebenchError(f"max_inputs must be at least 1 (got {max_inputs})")
+    if runs < 1:
+        raise FusebenchError(f"runs must be at least 1 (got {runs})")
     for b in boards:
         load_board(b)                   # unknown boards fail before any work starts
     for v in variants:

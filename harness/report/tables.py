@@ -84,6 +84,7 @@ def summarize_bench(rows: pd.DataFrame) -> pd.DataFrame:
     out = []
     for (board, model, variant), g in rows.groupby(["board", "model", "variant"], sort=False):
         ok = g[g["status"] == "ok"]
+        ran = g[~g["status"].isin(["does-not-fit", "not-applicable"])]
         count_col = "cycles" if g["count_source"].map(count_column).eq("cycles").any() else "instructions"
         labelled = ok[pd.to_numeric(ok["label"], errors="coerce").notna()] if "label" in ok else ok.iloc[0:0]
 
@@ -112,6 +113,7 @@ def summarize_bench(rows: pd.DataFrame) -> pd.DataFrame:
             flash_bytes=peak("flash_bytes"),
             top1_accuracy=(float((pd.to_numeric(labelled["top1"]) == pd.to_numeric(labelled["label"])).mean())
                            if len(labelled) else None),
-            all_outputs_match=bool(len(ok) == len(g)),
+            # Of the rows that ran: a variant that does not fit or apply ran none, so it has no answer.
+            all_outputs_match=(None if not len(ran) else bool(len(ok) == len(ran))),
         ))
     return pd.DataFrame(out).convert_dtypes()

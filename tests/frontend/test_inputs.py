@@ -289,6 +289,14 @@ def test_non_image_inputs_get_a_seeded_set_said_so():
     assert a.samples[0].data.shape == (1, 640) and len({s.data.tobytes() for s in a.samples}) == 32
 
 
+def test_one_npy_file_is_one_input_or_a_batch(tmp_path):
+    spec = InputSpec((1, 8, 8, 3), "int8", 0.05, 0)
+    for shape, count in (((8, 8, 3), 1), ((1, 8, 8, 3), 1), ((3, 8, 8, 3), 3)):
+        np.save(tmp_path / "x.npy", np.ones(shape, np.int8))
+        samples = model_inputs(spec, tmp_path / "x.npy").samples
+        assert len(samples) == count and samples[0].data.shape == (1, 8, 8, 3), shape
+
+
 def test_a_batch_npy_and_non_image_arrays_are_checked_in_plain_words(tmp_path):
     spec = InputSpec((1, 49, 10, 1), "int8", 0.05, 0)
     np.save(tmp_path / "batch.npy", np.zeros((5, 49, 10, 1), np.int8))

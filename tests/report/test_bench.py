@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -42,6 +43,24 @@ def test_summary_counts_statuses_and_takes_peaks():
     assert s["instructions_median"] == 100  # median of the ok rows 100, 101 -> int
     assert s["stack_bytes_peak"] == 11 and s["top1_accuracy"] == 0.5
     assert not s["all_outputs_match"]
+
+
+def test_a_variant_that_ran_no_row_has_no_match_answer():
+    rows = pd.DataFrame([
+        dict(board="b", runner="qemu", model="m", variant=v, input="i0", status=status, instructions=None,
+             count_source="", macs=10, arena_bytes_planned=64, arena_bytes_peak=None, stack_bytes_peak=None,
+             ram_bytes_total=None, ram_bytes_needed=900 if status == "does-not-fit" else None,
+             ram_bytes_available=128, flash_bytes=None, top1=None, label=1)
+        for v, status in (("unfused", "does-not-fit"), ("ordered", "not-applicable"))])
+    summary = summarize_bench(rows)
+    assert summary["all_outputs_match"].isna().all()
+
+
+def test_bench_csv_lines_end_in_a_newline_only(tmp_path):
+    writer = RowWriter(tmp_path / "bench.csv")
+    writer.write(dict(board="b", model="m", variant="unfused", input="i0", status="ok"))
+    writer.close()
+    assert b"\r" not in (tmp_path / "bench.csv").read_bytes()
 
 
 def test_unknown_board_or_variant_fails_before_any_work(tmp_path):
@@ -175,3 +194,30 @@ def test_a_keras_export_with_uint8_input_and_float_output_runs_every_variant(tmp
     assert (rows["arena_bytes_peak"] == rows["arena_bytes_planned"]).all()
     assert (rows["inputs"] == "fashion-mnist test images, 64x64x3 (2)").all()
     assert rows["label"].notna().all()                 # 10 classes: the shipped labels apply
+
+
+@pytest.mark.qemu
+def test_two_sweeps_of_one_clone_at_once_take_turns_at_a_build(tmp_path):
+    """Both build the same (board, model, variant) folder at the same time:
+    the lock makes the second wait and find the first's image up to date."""
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from tests.helpers.tflite_builder import patch_tunnel_model
+    model = tmp_path / "two_at_once.tflite"     # a digest of its own: a build folder no other test uses
+    model.write_bytes(patch_tunnel_model(np.random.default_rng(int.from_bytes(os.urandom(4), "little")),
+                                         (12, 12), patches=2))
+    code = ("import sys; from pathlib import Path; from harness.report.bench import run_sweep; "
+            "run_sweep(['stm32f4'], [Path(sys.argv[1])], ['unfused'], max_inputs=1, jobs=1, run_dir=Path(sys.argv[2]))")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(model), str(tmp_path / f"run{k}")],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for k in range(2)]
+    for p in procs:
+        out, _ = p.communicate(timeout=600)
+        assert p.returncode == 0, out.decode()[-2000:]
+    for k in range(2):
+        rows = pd.read_csv(tmp_path / f"run{k}" / "bench.csv")
+        assert (rows["status"] == "ok").all(), rows[["status", "detail"]]
+    logs = list((Path(__file__).resolve().parents[2] / "build" / "stm32f4").glob("two_at_once-*/unfused/build.log"))
+    assert len(logs) == 1
