@@ -107,25 +107,37 @@ def write_summary(run_dir: Path, verbose: bool = False):
     Returns (rows, summary)."""
     import pandas as pd
 
-    from harness.report.plots import plot_bench_bars, plot_memory_profile
+    from harness.report.plots import plot_bench_bars, plot_memory_profile, variant_order
     from harness.report.tables import summarize_bench
     from harness.schedules.plan import Plan
     from harness.targets.boards import load_board
 
     rows = pd.read_csv(run_dir / "bench.csv")
     summary = summarize_bench(rows)
+    # Rows in a fixed order (board, model as they ran; variants as the registry lists them).
+    rank = {v: k for k, v in enumerate(variant_order(summary["variant"]))}
+    summary = summary.sort_values(["board", "model", "variant"], key=lambda col: col.map(
+        rank if col.name == "variant" else {v: k for k, v in enumerate(dict.fromkeys(col))}), kind="stable")
     summary.to_csv(run_dir / "summary.csv", index=False)
     boards = list(dict.fromkeys(rows["board"]))
     ram = {b: load_board(b).ram.size for b in boards}
+    say = print if verbose else (lambda *a, **k: None)
     # memory profile per model: all its variants' plans, on the first board that ran it
-    for model, group in rows.groupby("model", sort=False):
+    models = list(rows.groupby("model", sort=False))
+    for n, (model, group) in enumerate(models, 1):
         first = group["board"].iloc[0]
         plans = [Plan.from_json(f.read_text()) for v in dict.fromkeys(group["variant"])
                  if (f := run_dir / "plans" / f"{first}-{model}-{v}.json").is_file()]
         if plans:
+            say(f"plots: memory profile {n}/{len(models)} ({model})", flush=True)
             plot_memory_profile(plans, run_dir / f"memory-profile-{model}.png", ram_bytes=ram)
+    say("plots: peak RAM, flash, instructions", flush=True)
     plot_bench_bars(summary, run_dir / "peak-ram.png", "ram_bytes_total", "measured peak RAM (KiB)",
-                    scale=1024, title="Measured peak RAM (arena + stack + static data)", ram_lines=True)
+                    scale=1024, unit="KiB", title="Measured peak RAM (arena + stack + static data)",
+                    needed_column="ram_bytes_needed", available_column="ram_bytes_available")
+    plot_bench_bars(summary, run_dir / "flash.png", "flash_bytes", "flash (KiB)", scale=1024, unit="KiB",
+                    title="Flash (code + weights)", needed_column="flash_bytes_needed",
+                    available_column="flash_bytes_available", available_label="flash")
     count_col = next((c for c in summary.columns if c.endswith("_median")), None)
     if count_col:
         plot_bench_bars(summary, run_dir / "instructions.png", count_col,

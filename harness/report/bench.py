@@ -31,7 +31,7 @@ BENCH_COLUMNS = [
     "board", "runner", "model", "variant", "input", "run", "status", "instructions", "cycles",
     "count_source", "arena_bytes_planned", "arena_bytes_peak", "stack_bytes_peak",
     "static_data_bytes", "ram_bytes_total", "ram_bytes_needed", "ram_bytes_available", "flash_bytes",
-    "flash_bytes_available", "external_flash_bytes", "top1", "reference_top1", "outputs_match", "label", "macs",
+    "flash_bytes_available", "flash_bytes_needed", "external_flash_bytes", "top1", "reference_top1", "outputs_match", "label", "macs",
     "input_streamed", "input_io_ticks", "reference", "inputs", "detail",
 ]
 # A row's status: ok, mismatch (outputs differ from the reference), crash,
@@ -186,7 +186,9 @@ def run_job(job: Job, events) -> None:
             events.put(("row", dict(base, runner=job.runner, input=name, run=0, status="does-not-fit",
                                     label=lbl, detail=str(exc),
                                     ram_bytes_needed=(board.ram.size + exc.overflows["RAM"]
-                                                      if "RAM" in exc.overflows else ""))))
+                                                      if "RAM" in exc.overflows else ""),
+                                    flash_bytes_needed=(board.flash.size + exc.overflows["FLASH"]
+                                                        if "FLASH" in exc.overflows else ""))))
         return
     base = _base_row(job, board, graph, plan)
     base.update(runner=job.runner, flash_bytes=build.flash_bytes,

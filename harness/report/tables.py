@@ -111,6 +111,12 @@ def summarize_bench(rows: pd.DataFrame) -> pd.DataFrame:
                               else None),
             ram_bytes_available=_first_known(g["ram_bytes_available"]),
             flash_bytes=peak("flash_bytes"),
+            flash_bytes_needed=(int(pd.to_numeric(g["flash_bytes_needed"], errors="coerce").max())
+                                if "flash_bytes_needed" in g and pd.to_numeric(g["flash_bytes_needed"],
+                                                                             errors="coerce").notna().any()
+                                else None),
+            flash_bytes_available=(_first_known(g["flash_bytes_available"]) if "flash_bytes_available" in g
+                                   else None),
             top1_accuracy=(float((pd.to_numeric(labelled["top1"]) == pd.to_numeric(labelled["label"])).mean())
                            if len(labelled) else None),
             # Of the rows that ran: a variant that does not fit or apply ran none, so it has no answer.
