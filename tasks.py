@@ -292,6 +292,33 @@ def profile(c, run="results/latest", board=None, model=None, variant="unfused", 
     profile_command(run=run, board=board, model=model, variant=variant, layers=bool(layers))
 
 
+@task(help={"before": "a run folder, its bench.csv, or a baseline folder (default: results/baseline)",
+            "after": "the run to check (default: results/latest)",
+            "tolerance": "instruction and cycle counts may grow by this many percent (default 0.1)",
+            "counts": "compare instruction and cycle counts (--no-counts: only statuses and bytes)"})
+@_cli
+def compare(c, before="results/baseline", after="results/latest", tolerance=0.1, counts=True):
+    """What changed between two bench runs, as a table; exit 1 on a regression (a row no longer ok,
+    arena or RAM up by any byte, instructions up by more than the tolerance). The nightly gate."""
+    from harness.errors import FusebenchError
+    from harness.report.compare import compare_command
+    try:
+        tolerance = float(tolerance)
+    except ValueError:
+        raise FusebenchError(f"--tolerance '{tolerance}': expected a percentage such as 0.1") from None
+    regressions = compare_command(before, after, tolerance, bool(counts))
+    if regressions:
+        raise FusebenchError(f"{regressions} regression(s) from {before} to {after}")
+
+
+@task(help={"run": "a clean bench run to make the baseline of its boards (default: results/latest)"})
+@_cli
+def baseline(c, run="results/latest"):
+    """Refresh the committed regression baseline (results/baseline/<board>.csv) from a run, on purpose."""
+    from harness.report.compare import write_baseline
+    write_baseline(run)
+
+
 @task(help={"run": "results folder of `invoke bench` (default: results/latest)",
             "models": "folder(s) of the run's models, comma-separated: their models.json gives each model's "
                       "parameters and int8 top-1 (e.g. models/unist or build/sweeps/unist-k)",

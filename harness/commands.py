@@ -143,6 +143,8 @@ def write_summary(run_dir: Path, verbose: bool = False):
         plot_bench_bars(summary, run_dir / "instructions.png", count_col,
                         f"{count_col.replace('_median', '')} per inference (millions)", scale=1e6,
                         title=f"{count_col.replace('_median', '').capitalize()} per inference")
+    from harness.report.runreport import write_report
+    write_report(run_dir, rows, summary)
     if verbose:
         with pd.option_context("display.width", 200, "display.max_columns", 30):
             shown = [c for c in ("board", "model", "variant", "ok", "mismatch", "crash", "timeout", "error",
