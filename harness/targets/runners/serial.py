@@ -25,6 +25,7 @@ is the QEMU-HAL one, whose counter counts instructions (`qemu-icount`).
 """
 from __future__ import annotations
 
+import errno
 import re
 import time
 from collections import deque
@@ -51,6 +52,19 @@ DEFAULT_BAUD = 115200
 _USB_ID = re.compile(r"[0-9a-fA-F]{4}:[0-9a-fA-F]{4}")
 
 _TRAILER = re.compile(rb"#\d{1,9}#[0-9a-f]{8}\r?$")
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """A system call cut short by a signal (EINTR): retry it, the line is fine.
+    Renode in-process (pyrenode3) delivers signals to our threads; termios
+    errors carry the errno as args[0], pyserial's only in the message."""
+    code = getattr(exc, "errno", None)
+    if code is None and exc.args and isinstance(exc.args[0], int):
+        code = exc.args[0]
+    return code == errno.EINTR or "Interrupted system call" in str(exc)
+
+
+EINTR_RETRIES = 100
 
 
 class BoardNotAnswering(FusebenchError):
@@ -99,11 +113,17 @@ class SerialLink:
     def write(self, data: bytes) -> None:
         import serial
 
-        try:
-            self.port.write(data)
-            self.port.flush()
-        except (serial.SerialException, *_TTY_ERRORS) as exc:
-            raise LinkClosed(f"serial port closed while writing: {exc}") from None
+        # A write cut short resends the whole frame: the device drops the damaged
+        # line by its checks and takes the whole one after it.
+        for step in (lambda: self.port.write(data), self.port.flush):
+            for attempt in range(EINTR_RETRIES + 1):
+                try:
+                    step()
+                    break
+                except (serial.SerialException, *_TTY_ERRORS) as exc:
+                    if _interrupted(exc) and attempt < EINTR_RETRIES:
+                        continue
+                    raise LinkClosed(f"serial port closed while writing: {exc}") from None
 
     def read_line(self, timeout_s: float) -> str:
         import serial
@@ -126,6 +146,8 @@ class SerialLink:
             try:
                 chunk = self.port.read(max(1, min(waiting, 65536)))
             except (serial.SerialException, *_TTY_ERRORS) as exc:
+                if _interrupted(exc):
+                    continue            # a signal, not the end of the line
                 if self._pending and _TRAILER.search(bytes(self._pending)):
                     # the last frame (e.g. FAULT) arrived whole but the end closed before its newline
                     self._lines.append(bytes(self._pending))

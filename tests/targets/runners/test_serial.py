@@ -113,6 +113,45 @@ def test_a_port_that_hangs_up_while_writing_is_link_closed():
         SerialLink(HungUp([])).write(encode_frame("EXIT"))
 
 
+def test_a_signal_interrupting_a_call_is_retried_never_a_closed_line():
+    """Renode in-process (pyrenode3) delivers signals to our threads: tcdrain,
+    a write or a read cut short by EINTR is tried again (it lost rows as
+    `serial port closed while writing: (4, 'Interrupted system call')`)."""
+    import errno
+
+    import serial
+    termios = pytest.importorskip("termios")
+    ready = encode_frame("READY", seq=0)
+
+    class Interrupted(FakePort):
+        def __init__(self, chunks):
+            super().__init__(chunks)
+            self.flushes = self.writes = self.reads = 0
+
+        def flush(self):
+            self.flushes += 1
+            if self.flushes <= 2:
+                raise termios.error(errno.EINTR, "Interrupted system call")
+
+        def write(self, data):
+            self.writes += 1
+            if self.writes == 1:
+                raise serial.SerialException("write failed: [Errno 4] Interrupted system call")
+            super().write(data)
+
+        def read(self, n):
+            self.reads += 1
+            if self.reads == 1:
+                raise OSError(errno.EINTR, "Interrupted system call")
+            return super().read(n)
+
+    port = Interrupted([ready])
+    link = SerialLink(port)
+    link.write(encode_frame("HELLO", seq=1))
+    assert bytes(port.written) == encode_frame("HELLO", seq=1) and port.flushes == 3
+    assert link.read_line(1.0) == ready.decode().rstrip("\n")
+
+
 def test_opening_a_missing_port_is_one_line():
     with pytest.raises(FusebenchError, match="cannot open serial port /dev/nonexistent-fb"):
         SerialLink.open("/dev/nonexistent-fb")
