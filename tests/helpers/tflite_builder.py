@@ -560,8 +560,9 @@ def patch_tunnel_model(rng: np.random.Generator, input_hw: tuple[int, int] = (16
 
     xq = act_q()
     x = m.tensor([1, h, w, 3], q=xq, name="input")
-    step = -(-w // patches)
-    windows = [(max(0, k * step - margin), min(w, (k + 1) * step + margin)) for k in range(patches)]
+    step = w // patches                   # the last window takes the remainder: none is empty
+    windows = [(max(0, k * step - margin), w if k == patches - 1 else min(w, (k + 1) * step + margin))
+               for k in range(patches)]
     # Each tunnel as a list of op writers (called in the chosen order) and its result.
     tunnels: list[list] = [[] for _ in windows]
     results: list = [None] * patches
