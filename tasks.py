@@ -85,6 +85,8 @@ def _cli(fn):
         try:
             return fn(c, *args, **kwargs)
         except FusebenchError as exc:
+            if getattr(exc, "interrupted", False):      # Ctrl-C in a sweep: what ran is written
+                raise Exit(f"{exc}", code=130) from None
             raise Exit(f"error: {exc}", code=1) from None
         except KeyboardInterrupt:
             raise Exit("interrupted; results written so far are kept", code=130) from None

@@ -87,9 +87,15 @@ def bench_command(board: str = "stm32h7", model: Optional[str] = None, variant: 
     runner_options = dict(port=port, renode=renode, flash_tool=flash_tool, probe=probe,
                           flash=not no_flash)
     print(f"bench: runner {runner_kind}")
-    run_dir = run_sweep(boards, model_paths, variants, inputs_dir=inputs, runs=runs, jobs=jobs,
-                        max_inputs=max_inputs, timeout_s=timeout, options=options,
-                        runner=runner_kind, runner_options=runner_options)
+    from harness.report.bench import SweepInterrupted
+    try:
+        run_dir = run_sweep(boards, model_paths, variants, inputs_dir=inputs, runs=runs, jobs=jobs,
+                            max_inputs=max_inputs, timeout_s=timeout, options=options,
+                            runner=runner_kind, runner_options=runner_options)
+    except SweepInterrupted as stopped:
+        if stopped.rows:              # the summary and plots of what ran
+            write_summary(stopped.run_dir, verbose=False)
+        raise
     rows, _ = write_summary(run_dir, verbose=True)
     print(f"results: {run_dir} (bench.csv, summary.csv, plots); results/latest points there")
     bad = rows[rows["status"].isin(BAD_STATUSES)]

@@ -56,8 +56,9 @@ class Job:
     runner_options: dict = field(default_factory=dict)      # make_runner's options (port, renode, ...)
 
 
-def new_run_dir(root: Path = RESULTS_DIR) -> Path:
+def new_run_dir(root: Optional[Path] = None) -> Path:
     """results/<timestamp> plus the `results/latest` link to it."""
+    root = Path(root) if root is not None else RESULTS_DIR
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     root.mkdir(parents=True, exist_ok=True)
     run_dir, n = root / stamp, 1
@@ -286,6 +287,40 @@ def load_inputs(graph, inputs_dir: Optional[str]) -> list[tuple[str, np.ndarray,
             for s in inputs.samples]
 
 
+class SweepInterrupted(FusebenchError):
+    """Ctrl-C during a sweep: the workers and their emulators are gone, the
+    rows written so far are kept in `run_dir`."""
+
+    interrupted = True
+
+    def __init__(self, run_dir: Path, rows: int, total: int):
+        self.run_dir, self.rows, self.total = run_dir, rows, total
+        super().__init__(f"interrupted after {rows} of {total} rows; what ran is in {run_dir}")
+
+
+def _ignore_sigint() -> None:
+    """In the worker and manager processes: Ctrl-C is the main process's to
+    handle (it stops them itself), so they print no traceback of their own."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _stop_pool(pool: ProcessPoolExecutor, futures) -> None:
+    """End a pool now: nothing queued starts, running workers are killed (each
+    emulator dies with its worker: PR_SET_PDEATHSIG, its own process group)."""
+    for f in futures:
+        f.cancel()
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for p in processes:
+        try:
+            p.kill()
+        except (OSError, AttributeError):
+            pass
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in processes:
+        p.join(timeout=2)
+
+
 def run_sweep(boards: list[str], model_paths: list[Path], variants: list[str],
               inputs_dir: Optional[str] = None, runs: int = 1, jobs: Optional[int] = None,
               max_inputs: Optional[int] = None, timeout_s: float = 600.0,
@@ -336,12 +371,18 @@ def run_sweep(boards: list[str], model_paths: list[Path], variants: list[str],
     workers = max(1, min(jobs or os.cpu_count() or 1, len(job_list)))
     if not runner_cls.parallel_jobs:
         workers = 1                     # e.g. one board on one port: one firmware at a time
-    manager = mp.get_context("spawn").Manager()
+    from multiprocessing.managers import SyncManager
+    context = mp.get_context("spawn")
+    manager = SyncManager(ctx=context)
+    manager.start(_ignore_sigint)
     events = manager.Queue()
     # A live bar on a terminal; plain progress lines otherwise (disable=None).
     bar = tqdm(total=total_rows, unit="row", dynamic_ncols=True, mininterval=0.5, disable=None)
+    written = 0
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_ignore_sigint)
+    futures = []
     try:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+        try:
             futures = [pool.submit(run_job, j, events) for j in job_list]
             while True:
                 try:
@@ -360,6 +401,7 @@ def run_sweep(boards: list[str], model_paths: list[Path], variants: list[str],
                     (plans_dir / f"{board_name}-{model_name}-{variant_name}.json").write_text(text)
                 elif kind == "row":
                     writer.write(payload)
+                    written += 1
                     bar.update(1)
                     bar.set_postfix_str(f"{payload['board']}/{payload['model']}/"
                                         f"{payload['variant']}: {payload['status']}")
@@ -369,7 +411,12 @@ def run_sweep(boards: list[str], model_paths: list[Path], variants: list[str],
                         print(f"bench: {payload}", flush=True)
             for f in futures:
                 f.result()              # re-raise a worker's FusebenchError
+        except KeyboardInterrupt:
+            _stop_pool(pool, futures)
+            raise SweepInterrupted(run_dir, written, total_rows) from None
+        pool.shutdown(wait=True)
     finally:
+        pool.shutdown(wait=False, cancel_futures=True)      # done already, unless a job raised
         bar.close()
         writer.close()
         layer_writer.close()

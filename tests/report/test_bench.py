@@ -223,3 +223,39 @@ def test_two_sweeps_of_one_clone_at_once_take_turns_at_a_build(tmp_path):
     digest = load_model(model).digest[:8]
     folder = Path(__file__).resolve().parents[2] / "build" / "stm32f4" / f"two_at_once-{digest}" / "unfused"
     assert (folder / "firmware.elf").is_file() and not list(folder.glob(".firmware.elf.*"))
+
+
+@pytest.mark.qemu
+def test_ctrl_c_stops_the_sweep_at_once_and_keeps_what_ran(tmp_path):
+    """SIGINT to the process group, as a terminal's Ctrl-C: the bench stops
+    within seconds, starts no emulator after it, prints no worker traceback,
+    and the run folder has the rows and the summary of what ran."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    results = tmp_path / "results"
+    code = ("import sys; from harness import paths; from pathlib import Path; "
+            "import harness.report.bench as bench; bench.RESULTS_DIR = Path(sys.argv[1]); "
+            "import tasks; from invoke import Collection, Program; "
+            "Program(namespace=Collection.from_module(tasks)).run(['invoke', 'bench', '--board', 'stm32f4', "
+            "'--model', 'mobilenetv2_w035_64', '--variant', 'unfused,fused,msf,patch', '--jobs', '2'])")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(results)], cwd=Path(__file__).resolve().parents[2],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:              # wait for the first rows
+        csvs = list(results.glob("*/bench.csv"))
+        if csvs and len(csvs[0].read_text().splitlines()) > 3:
+            break
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGINT)
+    stopped_at = time.monotonic()
+    out, err = proc.communicate(timeout=60)
+    assert time.monotonic() - stopped_at < 15
+    text = err.decode()
+    assert "Traceback" not in text, text[-3000:]
+    assert proc.returncode == 130 and "interrupted after" in text
+    run_dir = next(results.glob("2*"))
+    rows = pd.read_csv(run_dir / "bench.csv")
+    assert 0 < len(rows) < 4 * 32 and (run_dir / "summary.csv").is_file()
