@@ -135,6 +135,9 @@ def _tags(board: Board) -> list[str]:
     return lines
 
 
+DEFAULT_QUANTUM_S = 2e-6          # board files may set [runners.renode] quantum_s
+
+
 def renode_script(board: Board, elf: Path, pty: Path, additions: Optional[Path]) -> str:
     """The .resc that runs `elf` on Renode's model of `board`'s part with the
     console USART on the pseudo-terminal `pty`."""
@@ -149,10 +152,15 @@ def renode_script(board: Board, elf: Path, pty: Path, additions: Optional[Path])
     if additions is not None:
         lines.append(f"machine LoadPlatformDescription @{_renode_path(additions)}")
     lines += _tags(board)
+    quantum = float(target.option("quantum_s", DEFAULT_QUANTUM_S))
     lines += [
         # One instruction per cycle of virtual time at the core clock: the
         # DWT's CYCCNT then counts executed instructions.
         f"sysbus.cpu PerformanceInMips {mips}",
+        # Virtual time moves in quanta (100 us by default: 48,000 instructions
+        # at 480 MHz, so every count was a multiple of that). A 2 us quantum
+        # puts each read of the counter within 960 instructions (336 on the F4).
+        f'emulation SetGlobalQuantum "{quantum:.9f}"',
         f"sysbus LoadELF @{_renode_path(elf)}",
         # Boot from the image's vector table (Renode would guess address 0).
         f"sysbus.cpu VectorTableOffset {target.flash.origin:#010x}",

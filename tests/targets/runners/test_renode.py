@@ -43,6 +43,7 @@ def test_h743_script():
         "machine LoadPlatformDescription @/s/add.repl",
         'sysbus Tag <0x5c001000, 0x5c001003> "DBGMCU_IDC" 0x20036450',
         "sysbus.cpu PerformanceInMips 480",
+        'emulation SetGlobalQuantum "0.000002000"',
         "sysbus LoadELF @/s/firmware.elf",
         "sysbus.cpu VectorTableOffset 0x08000000",
         'emulation CreateUartPtyTerminal "fbconsole" "/s/console.pty" true',
