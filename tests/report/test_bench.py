@@ -251,8 +251,9 @@ def test_ctrl_c_stops_the_sweep_at_once_and_keeps_what_ran(tmp_path):
         time.sleep(0.5)
     os.killpg(proc.pid, signal.SIGINT)
     stopped_at = time.monotonic()
-    out, err = proc.communicate(timeout=60)
-    assert time.monotonic() - stopped_at < 15
+    out, err = proc.communicate(timeout=120)
+    print(f"stopped and summarised in {time.monotonic() - stopped_at:.1f} s")
+    assert time.monotonic() - stopped_at < 60            # about 3 s on an idle 2-core machine, plots included
     text = err.decode()
     assert "Traceback" not in text, text[-3000:]
     assert proc.returncode == 130 and "interrupted after" in text
