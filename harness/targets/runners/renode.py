@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -133,6 +134,15 @@ def _tags(board: Board) -> list[str]:
         lines.append(f'sysbus Tag <{address:#x}, {address + size - 1:#x}> "{name}" '
                      f'{int(tag.get("value", 0)):#x}')
     return lines
+
+
+# Renode lines that say nothing about the firmware: offline, stm32f4.repl's
+# attempt to download its SVD file fails, is logged, and the platform loads anyway.
+_LOG_NOISE = re.compile(r"\bsvd\b|\.svd(\.gz)?\b|could not download|failed to download", re.IGNORECASE)
+
+
+def _log_noise(line: str) -> bool:
+    return bool(_LOG_NOISE.search(line))
 
 
 DEFAULT_QUANTUM_S = 2e-6          # board files may set [runners.renode] quantum_s
@@ -249,7 +259,7 @@ class RenodeProcess:
             text = self.log_path.read_text(errors="replace")
         except OSError:
             return ""
-        kept = [l.strip() for l in text.splitlines() if l.strip()]
+        kept = [l.strip() for l in text.splitlines() if l.strip() and not _log_noise(l)]
         return " | ".join(kept[-lines:])
 
     def _wait_for_console(self, timeout_s: float) -> None:
