@@ -216,6 +216,27 @@ def best_order(graph: Graph, scratch: ScratchFn = kernel_scratch, beam: int = BE
     return OrderChoice(order, peak, file_peak, exact=exact, searched_sets=visited)
 
 
+_LAYER_BY_LAYER_BEST: dict[tuple, int] = {}
+
+
+def best_layer_by_layer_arena(graph: Graph, stream_windows: bool = False) -> int:
+    """The arena of layer by layer in the best op order (or the file order,
+    when that is smaller): what a schedule must beat to gain anything on a
+    graph with branches. The same for every order of one graph, so kept per
+    graph (its file's digest and its set of ops)."""
+    from harness.schedules.plan import plan_schedule
+    key = (graph.digest or graph.name, frozenset(op.outputs[0] for op in graph.ops), stream_windows)
+    if key not in _LAYER_BY_LAYER_BEST:
+        from harness.schedules.stages import window_reads
+        streamed = stream_windows and bool(window_reads(graph))
+        choice = best_order(graph, streamed_input=streamed)
+        arenas = [plan_schedule(graph, [], stream_windows=streamed).arena_bytes]
+        if not choice.is_file_order:
+            arenas.append(plan_schedule(in_order(graph, choice.order), [], stream_windows=streamed).arena_bytes)
+        _LAYER_BY_LAYER_BEST[key] = min(arenas)
+    return _LAYER_BY_LAYER_BEST[key]
+
+
 def candidate_orders(graph: Graph, scratch: ScratchFn = kernel_scratch) -> list[tuple[str, tuple[int, ...]]]:
     """The orders worth planning a schedule in, file order first: for a graph
     with branches also the best layer-by-layer order and the branch-by-branch

@@ -26,6 +26,7 @@ from harness.schedules.geometry import block_op_ranges
 from harness.backend.lowering import (bottleneck_base_macs, bottleneck_dims, bottleneck_macs, bottleneck_scratch_bytes,
                        lower_op)
 from harness.schedules.plan import Note, Plan, plan_schedule
+from harness.schedules.order import best_layer_by_layer_arena
 from harness.schedules.registry import NotApplicable, Option, Schedule, percent, stream_windows_option, whole_number
 from harness.schedules.stages import ReorderedBlock
 from harness.schedules.unfused import plan_layer_by_layer
@@ -112,6 +113,13 @@ def plan_reordered(graph: Graph, max_overhead: Optional[float] = None, band_rows
                                    + ", ".join(f"ops {n.data['ops'][0]}-{n.data['ops'][1]} "
                                                f"({n.data['peak_before']} B)" for n in declined),
                                    dict(blocks=[n.data["ops"] for n in declined])))
+    # On a graph with branches, layer by layer in another op order may already
+    # be below this (UNIST's tunnels run one at a time): then reordering buys nothing.
+    best = best_layer_by_layer_arena(graph, stream_input) if len(graph.ops) > 1 else base.arena_bytes
+    if plan.arena_bytes >= best:
+        raise NotApplicable("reordered", graph.name,
+                            f"its best plan here ({plan.arena_bytes} B) is not below layer by layer in the best "
+                            f"op order ({best} B)")
     plan.notes.append(Note("reordered-blocks", "reordered blocks (block peak before -> after):"))
     plan.notes.extend(Note(n.kind, "  " + n.text, n.data) for n in notes)
     return plan
