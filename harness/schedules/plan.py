@@ -286,6 +286,22 @@ def _place(order: list[Group], alignment: int, neighbours: Optional[dict[int, li
     placed: set[int] = set()
     for item in order:
         low = -min(rel for _, rel in item)
+        if len(item) == 1:
+            # One buffer: first fit by one sweep over its placed neighbours'
+            # spans in address order (the same lowest start the search below finds).
+            m, rel = item[0]
+            position = low + rel
+            if m.size:
+                spans = sorted((p.offset, p.offset + p.size) for p in neighbours[id(m)]
+                               if id(p) in placed and p.size)
+                for lo, hi in spans:
+                    if lo >= position + m.size:
+                        break
+                    if hi > position:
+                        position = align(hi, alignment)
+            m.offset = position
+            placed.add(id(m))
+            continue
         starts = {low}
         near = [(m, rel, [p for p in neighbours[id(m)] if id(p) in placed]) for m, rel in item]
         for m, rel, others in near:
