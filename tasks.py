@@ -55,12 +55,10 @@ def _count(value, option: str, minimum: int = 1, optional: bool = True):
     """A whole-number option (None when absent and `optional`): a clear error,
     before any work, for text, zero or negative counts."""
     from harness.errors import FusebenchError
+    from harness.schedules.registry import whole_number
     if value is None or (optional and value == ""):
         return None
-    try:
-        number = int(str(value).strip())
-    except ValueError:
-        raise FusebenchError(f"--{option} '{value}': expected a whole number") from None
+    number = whole_number(value, option)
     if number < minimum:
         raise FusebenchError(f"--{option} {number}: must be at least {minimum}")
     return number

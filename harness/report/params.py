@@ -16,6 +16,7 @@ from typing import Optional
 import pandas as pd
 
 from harness.errors import FusebenchError
+from harness.report.tables import markdown_table
 
 
 def model_records(folders: list[Path]) -> dict[str, dict]:
@@ -65,11 +66,7 @@ def markdown(table: pd.DataFrame) -> str:
             shown = shown.rename(columns={col: col.replace("_bytes", "_KiB")})
     if "int8_top1" in shown:
         shown["int8_top1"] = shown["int8_top1"].map(lambda v: "" if pd.isna(v) else f"{100 * v:.1f}%")
-    header = "| " + " | ".join(shown.columns) + " |"
-    rule = "|" + "---|" * len(shown.columns)
-    lines = [header, rule] + ["| " + " | ".join("" if pd.isna(v) else str(v) for v in row) + " |"
-                              for row in shown.itertuples(index=False)]
-    return "\n".join(lines)
+    return markdown_table(shown)
 
 
 def params_command(run: str = "results/latest", models: str = "", measure: str = "arena_bytes_peak",

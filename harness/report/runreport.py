@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.report.tables import markdown_table
+
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("numpy", "pandas", "matplotlib", "ai-edge-litert", "invoke", "pyserial")
 
@@ -52,13 +54,6 @@ def tool_versions(runners: set[str]) -> dict[str, str]:
     return versions
 
 
-def _markdown(table: pd.DataFrame) -> str:
-    cells = table.astype(object).where(table.notna(), "")
-    lines = ["| " + " | ".join(map(str, cells.columns)) + " |", "|" + "---|" * len(cells.columns)]
-    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in cells.itertuples(index=False)]
-    return "\n".join(lines)
-
-
 def write_report(run_dir: Path, rows: pd.DataFrame, summary: pd.DataFrame) -> Path:
     run_dir = Path(run_dir)
     runners = set(rows["runner"].dropna().astype(str)) if "runner" in rows else set()
@@ -78,7 +73,7 @@ def write_report(run_dir: Path, rows: pd.DataFrame, summary: pd.DataFrame) -> Pa
              f"- outputs checked against: {references}",
              f"- inputs: {inputs}",
              f"- commit: {commit()}", "",
-             "## Summary", "", _markdown(summary[shown]), "",
+             "## Summary", "", markdown_table(summary[shown]), "",
              "Bytes are measured on the device: the painted arena and stack watermarks; RAM total adds the "
              "static data. `arena_bytes_planned` is the planner's prediction.", "", "## Plots", ""]
     for png in sorted(run_dir.glob("*.png")):

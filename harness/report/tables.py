@@ -123,3 +123,11 @@ def summarize_bench(rows: pd.DataFrame) -> pd.DataFrame:
             all_outputs_match=(None if not len(ran) else bool(len(ok) == len(ran))),
         ))
     return pd.DataFrame(out).convert_dtypes()
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    """A DataFrame as a GitHub markdown table (missing values left empty)."""
+    cells = table.astype(object).where(table.notna(), "")
+    lines = ["| " + " | ".join(map(str, cells.columns)) + " |", "|" + "---|" * len(cells.columns)]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in cells.itertuples(index=False)]
+    return "\n".join(lines)

@@ -94,6 +94,10 @@ class _Costs:
             self.size[t] = 0 if streamed_input else align(graph.tensors[t].nbytes)
         self.scratch = [0 if op.kind == "RESHAPE" else align(scratch(graph, op)) for op in graph.ops]
 
+    def is_chain(self) -> bool:
+        """Every op needs the one before it: the file order is the only order."""
+        return all(self.pred[o] >> (o - 1) & 1 for o in range(1, self.n))
+
     def start(self) -> int:
         return sum(self.size[t] for t in set(self.initial))
 
@@ -202,7 +206,7 @@ def best_order(graph: Graph, scratch: ScratchFn = kernel_scratch, beam: int = BE
     costs = _Costs(graph, scratch, streamed_input)
     file_order = tuple(range(costs.n))
     file_peak = costs.peak_of(file_order)
-    if all(costs.pred[o] >> (o - 1) & 1 for o in range(1, costs.n)):
+    if costs.is_chain():
         return OrderChoice(file_order, file_peak, file_peak, exact=True, searched_sets=costs.n + 1)
     order, peak, exact, visited = _search(costs, beam)
     candidates = [(peak, order)]
@@ -243,7 +247,7 @@ def candidate_orders(graph: Graph, scratch: ScratchFn = kernel_scratch) -> list[
     (depth-first) ones, which keep each branch's ops together for tiled stages."""
     costs = _Costs(graph, scratch)
     file_order = tuple(range(costs.n))
-    if all(costs.pred[o] >> (o - 1) & 1 for o in range(1, costs.n)):
+    if costs.is_chain():
         return [("file", file_order)]
     found = [("file", file_order), ("fewest live bytes", best_order(graph, scratch).order)]
     for heavier_first in (True, False):
