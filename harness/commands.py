@@ -208,6 +208,7 @@ def run_command(board: str, model: Optional[str], variant: str = "unfused", inpu
                 print(f"{name}: {res.status} {res.detail or ''}")
                 continue
             out = np.asarray(res.output, dtype=np.int8).reshape(-1)
-            print(f"{name}: top1 {int(np.argmax(out))} (reference {int(np.argmax(ref))}, label {label}) "
-                  f"bit-exact {np.array_equal(out, ref)}; {res.count_source} {res.instructions}; "
+            top1 = (f"top1 {int(np.argmax(out))} (reference {int(np.argmax(ref))}, label {label}) "
+                    if len(graph.outputs) == 1 else f"{len(graph.outputs)} outputs, ")
+            print(f"{name}: {top1}bit-exact {np.array_equal(out, ref)}; {res.count_source} {res.instructions}; "
                   f"arena peak {res.arena_bytes_peak} B; stack peak {res.stack_bytes_peak} B")

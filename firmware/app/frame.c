@@ -116,8 +116,13 @@ void frame_field_str(frame_writer_t *w, const char *key, const char *value)
 
 void frame_field_bytes(frame_writer_t *w, const char *key, const void *data, size_t len)
 {
-    const uint8_t *bytes = data;
     put_key(w, key);
+    frame_field_bytes_more(w, data, len);
+}
+
+void frame_field_bytes_more(frame_writer_t *w, const void *data, size_t len)
+{
+    const uint8_t *bytes = data;
     for (size_t i = 0; i < len; i++) {
         char pair[2] = {hex_digits[bytes[i] >> 4], hex_digits[bytes[i] & 0xFu]};
         put(w, pair, 2);

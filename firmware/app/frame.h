@@ -32,6 +32,8 @@ void frame_field_i32(frame_writer_t *w, const char *key, int32_t value);
 void frame_field_hex32(frame_writer_t *w, const char *key, uint32_t value);
 void frame_field_str(frame_writer_t *w, const char *key, const char *value);
 void frame_field_bytes(frame_writer_t *w, const char *key, const void *data, size_t len);
+/* More bytes of the field just begun (a value sent in parts, e.g. several outputs) */
+void frame_field_bytes_more(frame_writer_t *w, const void *data, size_t len);
 void frame_field_u32_list(frame_writer_t *w, const char *key, const uint32_t *values, size_t count);
 void frame_end(frame_writer_t *w);
 

@@ -77,6 +77,9 @@ void measure_report(uint32_t seq, const measurement_t *m, uint64_t io_ticks, uin
     frame_field_u64(&w, "overflow", m->stack_used >= hal_stack_size());
     frame_field_u64(&w, "calls", layer_calls);
     frame_field_u32_list(&w, "layers", layer_ticks, FB_NUM_LAYERS);
-    frame_field_bytes(&w, "out", fb_model_output(), FB_OUTPUT_BYTES);
+    /* every output, joined in order in one field (FB_OUTPUT_BYTES in all) */
+    frame_field_bytes(&w, "out", fb_model_output(0), fb_model_output_bytes[0]);
+    for (int i = 1; i < FB_NUM_OUTPUTS; i++)
+        frame_field_bytes_more(&w, fb_model_output(i), fb_model_output_bytes[i]);
     frame_end(&w);
 }

@@ -61,7 +61,8 @@ int main(void)
             fprintf(stderr, "fb_model_run failed with status %d\n", status);
             return 3;
         }
-        fwrite(fb_model_output(), 1, FB_OUTPUT_BYTES, stdout);
+        for (int i = 0; i < FB_NUM_OUTPUTS; i++)   /* joined in order: FB_OUTPUT_BYTES */
+            fwrite(fb_model_output(i), 1, fb_model_output_bytes[i], stdout);
         fflush(stdout);
     }
 }

@@ -625,8 +625,16 @@ def run_graph_tensors(graph: Graph, x: np.ndarray, kernels: str = DEFAULT_KERNEL
 
 
 def run_graph(graph: Graph, x: np.ndarray, kernels: str = DEFAULT_KERNELS) -> np.ndarray:
-    """The model output for input `x`, computed by the C kernels on the host."""
-    return run_graph_tensors(graph, x, kernels)[graph.outputs[0]]
+    """The model output for input `x`, computed by the C kernels on the host
+    (several outputs: flattened and joined in output order, as the device sends them)."""
+    return joined_outputs(graph, run_graph_tensors(graph, x, kernels))
+
+
+def joined_outputs(graph: Graph, tensors: dict[int, np.ndarray]) -> np.ndarray:
+    """The graph's output tensor, or all of them flattened and joined in order."""
+    if len(graph.outputs) == 1:
+        return tensors[graph.outputs[0]]
+    return np.concatenate([tensors[t].reshape(-1) for t in graph.outputs])
 
 
 def run_plan(graph: Graph, plan, x: np.ndarray, kernels: str = DEFAULT_KERNELS) -> np.ndarray:
@@ -645,4 +653,4 @@ def run_plan(graph: Graph, plan, x: np.ndarray, kernels: str = DEFAULT_KERNELS) 
             continue
         call = lower_op(graph, op)
         (tensors[call.outputs[0]],) = run_op(call, [tensors[t] for t in call.inputs], kernels=kernels)
-    return tensors[graph.outputs[0]]
+    return joined_outputs(graph, tensors)

@@ -146,7 +146,38 @@ class Graph:
 
     @property
     def output(self) -> Tensor:
+        """The first output (the only one, but for a detector's heads)."""
         return self.tensors[self.outputs[0]]
+
+    # A graph may have several outputs (a detector's box and score heads), all of
+    # one dtype. Everything past the graph (references, the device, the host
+    # runner, result rows) handles them as one flat array: each output flattened,
+    # joined in the subgraph's output order.
+    @property
+    def output_dtype(self) -> str:
+        return self.output.dtype
+
+    @property
+    def output_bytes(self) -> int:
+        """Bytes of all outputs together (what the device sends)."""
+        return sum(self.tensors[t].nbytes for t in self.outputs)
+
+    @property
+    def output_values(self) -> int:
+        return self.output_bytes // np.dtype(self.output_dtype).itemsize
+
+    def split_outputs(self, joined: np.ndarray) -> list[np.ndarray]:
+        """The joined flat outputs back as one array per output, in its own shape."""
+        joined = np.asarray(joined).reshape(-1)
+        if joined.size != self.output_values:
+            raise ValueError(f"{joined.size} output values, the graph has {self.output_values}")
+        parts, at = [], 0
+        for t in self.outputs:
+            shape = self.tensors[t].shape
+            n = int(np.prod(shape, dtype=np.int64))
+            parts.append(joined[at:at + n].reshape(shape))
+            at += n
+        return parts
 
     def activation_tensors(self) -> list[int]:
         """Non-constant tensors that some op reads or writes: what the arena holds."""

@@ -54,7 +54,7 @@ def reference_output(model: str | Path | bytes, x: np.ndarray) -> np.ndarray:
     interp = _interpreter(model)
     _set_input(interp, x)
     interp.invoke()
-    return interp.get_tensor(interp.get_output_details()[0]["index"]).reshape(-1).copy()
+    return _joined_outputs(interp)
 
 
 def reference_output_of_inputs(model: str | Path | bytes, inputs: list[np.ndarray]) -> np.ndarray:
@@ -72,13 +72,19 @@ def reference_outputs(model: str | Path | bytes, xs: list[np.ndarray]) -> list[n
     return _litert_outputs(_interpreter(model), xs)
 
 
+def _joined_outputs(interp) -> np.ndarray:
+    """Every output flattened and joined in the subgraph's output order (the
+    layout the device sends; harness.frontend.graph.Graph.split_outputs)."""
+    parts = [interp.get_tensor(d["index"]).reshape(-1) for d in interp.get_output_details()]
+    return np.concatenate(parts) if len(parts) > 1 else parts[0].copy()
+
+
 def _litert_outputs(interp, xs: list[np.ndarray]) -> list[np.ndarray]:
-    out_index = interp.get_output_details()[0]["index"]
     results = []
     for x in xs:
         _set_input(interp, x)
         interp.invoke()
-        results.append(interp.get_tensor(out_index).reshape(-1).copy())
+        results.append(_joined_outputs(interp))
     return results
 
 
@@ -88,12 +94,16 @@ TFLM = "tflite-micro"         # TFLite Micro's interpreter (its reference kernel
 
 def _tflm_interpreter(model: str | Path | bytes):
     from tflite_micro.python.tflite_micro import runtime
+    data = bytes(model) if isinstance(model, (bytes, bytearray)) else Path(model).read_bytes()
     try:
-        if isinstance(model, (bytes, bytearray)):
-            return runtime.Interpreter.from_bytes(bytes(model), arena_size=_tflm_arena(len(model)))
-        return runtime.Interpreter.from_file(str(model), arena_size=_tflm_arena(Path(model).stat().st_size))
+        interp = runtime.Interpreter.from_bytes(data, arena_size=_tflm_arena(len(data)))
     except (RuntimeError, ValueError) as exc:
         raise FusebenchError(f"TFLite Micro cannot load the model either: {str(exc).splitlines()[0]}") from None
+    # TFLite Micro's Python interpreter does not say how many outputs there are:
+    # the flatbuffer does.
+    import tflite
+    interp.fusebench_outputs = tflite.Model.GetRootAsModel(data, 0).Subgraphs(0).OutputsLength()
+    return interp
 
 
 def _tflm_outputs(interp, xs: list[np.ndarray]) -> list[np.ndarray]:
@@ -106,7 +116,8 @@ def _tflm_outputs(interp, xs: list[np.ndarray]) -> list[np.ndarray]:
                                  f"{np.dtype(detail['dtype'])} {list(detail['shape'])}")
         interp.set_input(x.reshape(detail["shape"]), 0)
         interp.invoke()
-        results.append(np.asarray(interp.get_output(0)).reshape(-1).copy())
+        parts = [np.asarray(interp.get_output(i)).reshape(-1) for i in range(interp.fusebench_outputs)]
+        results.append(np.concatenate(parts) if len(parts) > 1 else parts[0].copy())
     return results
 
 

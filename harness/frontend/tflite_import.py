@@ -99,9 +99,10 @@ class _Importer:
                 ops.append(one)
         inputs = [int(i) for i in sg.InputsAsNumpy()]
         outputs = [int(i) for i in sg.OutputsAsNumpy()]
-        if len(inputs) != 1 or len(outputs) != 1:
+        if len(inputs) != 1 or not outputs:
             raise self.fail(f"has {len(inputs)} inputs and {len(outputs)} outputs; "
-                            "fusebench supports one of each")
+                            "fusebench supports one input and one or more outputs")
+        self.check_outputs(tensors, inputs, outputs)
         graph = Graph(name=Path(self.name).stem, tensors=tensors, ops=ops,
                       inputs=inputs, outputs=outputs, digest=hashlib.sha1(self.data).hexdigest())
         self.check_int8(graph)
@@ -359,6 +360,20 @@ class _Importer:
         return {}
 
     # -- checks ----------------------------------------------------------------
+    def check_outputs(self, tensors: list[Tensor], inputs: list[int], outputs: list[int]) -> None:
+        """Several outputs travel as one joined byte string, so they must be
+        distinct activations of one dtype."""
+        if len(set(outputs)) != len(outputs):
+            raise self.fail("names one tensor as two of its outputs")
+        for t in outputs:
+            if tensors[t].is_const or t in inputs:
+                raise self.fail(f"output tensor {t} '{tensors[t].name}' is a constant or the input, "
+                                "not computed by the model")
+        dtypes = sorted({tensors[t].dtype for t in outputs})
+        if len(dtypes) > 1:
+            raise self.fail(f"has outputs of several types ({', '.join(dtypes)}); "
+                            "fusebench needs all outputs of one type")
+
     def check_int8(self, graph: Graph) -> None:
         """Every activation the runtime touches must be int8 with a per-tensor
         quantization; float32 or uint8 only at QUANTIZE/DEQUANTIZE edges (the

@@ -32,7 +32,7 @@ BENCH_COLUMNS = [
     "count_source", "arena_bytes_planned", "arena_bytes_peak", "stack_bytes_peak",
     "static_data_bytes", "ram_bytes_total", "ram_bytes_needed", "ram_bytes_available", "flash_bytes",
     "flash_bytes_available", "flash_bytes_needed", "external_flash_bytes", "top1", "reference_top1", "outputs_match", "label", "macs",
-    "input_streamed", "input_io_ticks", "reference", "inputs", "detail",
+    "input_streamed", "input_io_ticks", "clock_hz", "reference", "inputs", "detail",
 ]
 # A row's status: ok, mismatch (outputs differ from the reference), crash,
 # timeout, error (the harness failed on this job), does-not-fit (the board is
@@ -155,7 +155,8 @@ def _base_row(job: Job, board, graph, plan) -> dict:
                 macs=plan.macs if plan else "",
                 input_streamed=bool(plan.input_streamed) if plan else "",
                 ram_bytes_available=board.ram.size if board else "",
-                flash_bytes_available=board.flash.size if board else "")
+                flash_bytes_available=board.flash.size if board else "",
+                clock_hz=board.clock_hz if board else "")
 
 
 def run_job(job: Job, events) -> None:
@@ -205,11 +206,11 @@ def run_job(job: Job, events) -> None:
         row = dict(base, input=name, run=run, label=lbl, status=res.status,
                    count_source=res.count_source,
                    detail=_detail_text(res.detail) if res.status != "ok" else "",
-                   reference_top1=int(np.argmax(ref)))
+                   reference_top1=_top1(graph, ref))
         if res.status == "ok" and run == 0 and name == job.inputs[0][0] and res.per_layer_instructions:
             events.put(("layers", _layer_rows(base, name, plan, graph, res)))
         if res.status == "ok":
-            out = np.frombuffer(np.asarray(res.output).tobytes(), dtype=graph.output.dtype)
+            out = np.frombuffer(np.asarray(res.output).tobytes(), dtype=graph.output_dtype)
             match = out.shape == ref.shape and np.array_equal(out, ref)
             cycles = res.count_column == "cycles"          # real silicon counts cycles
             row.update(instructions="" if cycles else res.instructions,
@@ -217,12 +218,18 @@ def run_job(job: Job, events) -> None:
                        arena_bytes_peak=res.arena_bytes_peak, stack_bytes_peak=res.stack_bytes_peak,
                        ram_bytes_total=res.arena_bytes_peak + res.stack_bytes_peak
                        + base["static_data_bytes"],
-                       top1=int(np.argmax(out)), outputs_match=bool(match),
+                       top1=_top1(graph, out), outputs_match=bool(match),
                        input_io_ticks=getattr(res, "io_ticks", 0),
                        status="ok" if match else "mismatch")
             if not match:
                 row["detail"] = f"{int(np.sum(out != ref))} of {ref.size} outputs differ"
         events.put(("row", row))
+
+
+def _top1(graph, outputs: np.ndarray):
+    """The class a classifier picks; "" for a model with several outputs (a
+    detector: its rows are scored by harness.report.detection instead)."""
+    return int(np.argmax(outputs)) if len(graph.outputs) == 1 else ""
 
 
 def _rows_without_run(job: Job, events, status: str, detail: str) -> None:
@@ -231,7 +238,7 @@ def _rows_without_run(job: Job, events, status: str, detail: str) -> None:
     board = load_board(job.board)
     base = dict(board=job.board, model=Path(job.model_path).stem, variant=job.variant, runner=job.runner,
                 reference=job.reference, inputs=job.input_source, ram_bytes_available=board.ram.size,
-                flash_bytes_available=board.flash.size)
+                flash_bytes_available=board.flash.size, clock_hz=board.clock_hz)
     for name, _, lbl in job.inputs:
         events.put(("row", dict(base, input=name, run=0, status=status, label=lbl, detail=detail)))
 
@@ -276,8 +283,8 @@ def model_input_set(graph, inputs_dir: Optional[str]):
     """The InputSet for a model (harness.frontend.inputs.model_inputs): its
     default inputs, or those of --inputs."""
     from harness.frontend.inputs import InputSpec, model_inputs
-    return model_inputs(InputSpec.of(graph.input), inputs_dir, classes=graph.output.nbytes
-                        // np.dtype(graph.output.dtype).itemsize)
+    classes = graph.output_values if len(graph.outputs) == 1 else None   # a detector has no one class
+    return model_inputs(InputSpec.of(graph.input), inputs_dir, classes=classes)
 
 
 def load_inputs(graph, inputs_dir: Optional[str]) -> list[tuple[str, np.ndarray, Optional[int]]]:

@@ -65,6 +65,11 @@ def format_plan(graph: Graph, plan: Plan, tflm_arena_bytes: Optional[int],
                      f"{100.0 * plan.arena_bytes / baseline.arena_bytes:.1f}% of it at "
                      f"{plan.macs / max(plan.base_macs, 1):.3f}x the MACs "
                      f"({plan.macs - plan.base_macs} recomputed)")
+    if len(graph.outputs) > 1:     # a detector's heads: each held from its op to the end of the run
+        made = {t: step.index for step in plan.steps for t in executed.ops[step.op].outputs}
+        parts = [f"{plan.allocation_of(t).name} '{graph.tensors[t].name}' {graph.tensors[t].nbytes} B from step {made.get(t, '?')}"
+                 for t in graph.outputs]
+        lines.append(f"{len(graph.outputs)} outputs, {graph.output_bytes} B live to the end: " + ", ".join(parts))
     lines.extend(n.text for n in plan.notes)
     if tflm_arena_bytes is not None:
         lines.append(f"TFLite Micro arena (RecordingMicroAllocator, includes its own "
@@ -92,6 +97,14 @@ def summarize_bench(rows: pd.DataFrame) -> pd.DataFrame:
             vals = pd.to_numeric(ok[col], errors="coerce").dropna()
             return int(vals.max()) if len(vals) else None
 
+        median_count = int(pd.to_numeric(ok[count_col]).median()) if len(ok) else None
+        clock = _first_known(g["clock_hz"]) if "clock_hz" in g else None
+        # Frames per second at the board's clock. From cycles (silicon) it is
+        # measured; from an emulator's instruction count it is an estimate at one
+        # instruction per cycle (the M7's dual issue runs faster, flash wait
+        # states slower), so the two never share a column.
+        fps = round(clock / median_count, 2) if clock and median_count else None
+
         out.append(dict(
             board=board, model=model, variant=variant, runner=g["runner"].iloc[0],
             reference=g["reference"].iloc[0] if "reference" in g else "",
@@ -100,7 +113,9 @@ def summarize_bench(rows: pd.DataFrame) -> pd.DataFrame:
                             for s in ("ok", "mismatch", "crash", "timeout", "error", "does-not-fit",
                                       "not-applicable")},
             count_source=(ok["count_source"].iloc[0] if len(ok) else ""),
-            **{f"{count_col}_median": (int(pd.to_numeric(ok[count_col]).median()) if len(ok) else None)},
+            **{f"{count_col}_median": median_count},
+            fps_estimated_from_instructions=fps if count_col == "instructions" else None,
+            fps_measured_from_cycles=fps if count_col == "cycles" else None,
             macs=(int(g["macs"].iloc[0]) if pd.notna(g["macs"].iloc[0]) and g["macs"].iloc[0] != "" else None),
             arena_bytes_planned=g["arena_bytes_planned"].iloc[0],
             arena_bytes_peak=peak("arena_bytes_peak"), stack_bytes_peak=peak("stack_bytes_peak"),

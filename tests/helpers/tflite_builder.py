@@ -260,7 +260,8 @@ def reshape_model(input_shape: Sequence[int], output_shape: Sequence[int], q: Q)
 def inverted_residual_chain_model(rng: np.random.Generator, input_hw: tuple[int, int], in_channels: int,
                                   blocks: Sequence[tuple[int, int, int]], first_conv: Optional[int] = None,
                                   head: Optional[tuple[int, int]] = None, explicit_pad: bool = False,
-                                  squeeze_excite: Sequence[int] = ()) -> bytes:
+                                  squeeze_excite: Sequence[int] = (),
+                                  detection_head: Optional[tuple[int, int]] = None) -> bytes:
     """A MobileNetV2-like chain: an optional 3x3 stride-2 first convolution with
     `first_conv` output channels, then inverted residual blocks given as
     (expansion ratio, out channels, depthwise stride[, depth multiplier]); a block with stride 1 and
@@ -273,7 +274,10 @@ def inverted_residual_chain_model(rng: np.random.Generator, input_hw: tuple[int,
     Blocks whose index is in `squeeze_excite` are MobileNetV3's: HARD_SWISH
     ops after the expansion and the depthwise, and a squeeze-and-excite branch
     (MEAN, 1x1 conv + ReLU, 1x1 conv + ReLU6, MUL by a one-valued 1/6, MUL of
-    the map by the gate) before the projection."""
+    the map by the gate) before the projection.
+    `detection_head` = (anchors, classes) ends in a YOLO-style grid head with
+    two outputs instead: boxes (1x1 conv to 4 per anchor, [1, H, W, 4A]) and
+    scores (1x1 conv, RESHAPE to [1, H*W*A, 1+classes], LOGISTIC)."""
     m = ModelBuilder()
     h, w = input_hw
 
@@ -380,6 +384,17 @@ def inverted_residual_chain_model(rng: np.random.Generator, input_hw: tuple[int,
         y = m.tensor([1, classes], q=yq)
         m.op(_OP.FULLY_CONNECTED, [pooled, f, b], [y], _OPT.FullyConnectedOptions, fc_options("NONE", False))
         x = y
+    if detection_head:
+        anchors, classes = detection_head
+        boxes, _, _ = conv(x, xq, c, 4 * anchors, 1, 1, False, False, hw)
+        raw, rq, _ = conv(x, xq, c, anchors * (1 + classes), 1, 1, False, False, hw)
+        shape = [1, hw[0] * hw[1] * anchors, 1 + classes]
+        flat = m.tensor(shape, q=rq)
+        s_t = m.tensor([3], "int32", data=np.asarray(shape, dtype=np.int32))
+        m.op(_OP.RESHAPE, [raw, s_t], [flat], _OPT.ReshapeOptions, reshape_options(shape))
+        scores = m.tensor(shape, q=Q(1.0 / 256, -128), name="scores")
+        m.op(_OP.LOGISTIC, [flat], [scores])
+        return m.build([inp], [boxes, scores])
     return m.build([inp], [x])
 
 

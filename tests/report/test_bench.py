@@ -260,3 +260,21 @@ def test_ctrl_c_stops_the_sweep_at_once_and_keeps_what_ran(tmp_path):
     run_dir = next(results.glob("2*"))
     rows = pd.read_csv(run_dir / "bench.csv")
     assert 0 < len(rows) < 4 * 32 and (run_dir / "summary.csv").is_file()
+
+
+@pytest.mark.qemu
+def test_a_model_with_two_outputs_runs_every_variant_bit_exact(tmp_path):
+    """A detector's box and score heads: the device sends both outputs joined
+    in order, every variant matches LiteRT, and no row claims a top-1 class."""
+    from tests.schedules.test_multi_output import detector
+    model = tmp_path / "detector.tflite"
+    model.write_bytes(detector())
+    variants = ["unfused", "fused", "msf", "patch", "reordered"]
+    run_dir = run_sweep(["stm32h7"], [model], variants, max_inputs=2, jobs=2, run_dir=tmp_path / "run")
+    rows = pd.read_csv(run_dir / "bench.csv")
+    assert sorted(set(rows["variant"])) == sorted(variants)
+    ran = rows[rows["status"] != "not-applicable"]
+    assert set(ran["variant"]) >= {"unfused", "fused", "msf"}
+    assert (ran["status"] == "ok").all(), ran[["variant", "status", "detail"]]
+    assert (ran["arena_bytes_peak"] == ran["arena_bytes_planned"]).all()
+    assert ran["top1"].isna().all() and ran["reference_top1"].isna().all()
