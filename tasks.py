@@ -120,12 +120,14 @@ def plan(c, model=None, variant="unfused", csv=None, plot=None, json=None, tflm=
             "training": "full (the shipped models' schedule) or short (one epoch per model at its own "
                         "resolution; default when any expansion other than 6 is asked for)",
             "out": "output folder, gets the models, models.json and README.md (default: models/, or "
-                   "models/architectures for --arch without mobilenetv2, models/unist for unist, "
+                   "models/architectures for --arch without mobilenetv2, models/unist for unist, models/detection "
+                   "for microyolo, "
                    "build/sweeps/<arch> with --params)",
             "edges": "input and output types: int8 (default) or uint8-float32 (uint8 pixels in, float "
                      "scores out, as the STM32 model zoo's MobileNets)",
             "arch": "architecture(s), comma-separated: mobilenetv2 (default), efficientnet_lite, "
-                    "mobilenetv3_small, shufflenetv2, mobilenetv1, unist (tools/architectures.py; trained short)",
+                    "mobilenetv3_small, shufflenetv2, mobilenetv1, unist (tools/architectures.py; trained short), "
+                    "or microyolo (the 128x128 detector, tools/detection.py, into models/detection/)",
             "params": "sweep one architecture's own parameters: every combination of the values around each "
                       "shipped model, e.g. --arch unist --resolution 96 --params \"k=2,3,4,5 central=0,1 "
                       "margin=0,9\" (unist: k, central, margin, depth, t, width; default --out "

@@ -149,16 +149,24 @@ def write_summary(run_dir: Path, verbose: bool = False):
         plot_bench_bars(summary, run_dir / "instructions.png", count_col,
                         f"{count_col.replace('_median', '')} per inference (millions)", scale=1e6,
                         title=f"{count_col.replace('_median', '').capitalize()} per inference")
+    from harness.report.detection import detection_table
+    detections = detection_table(run_dir)         # None: no detector in the run
+    if detections is not None:
+        detections.to_csv(run_dir / "detection.csv", index=False)
     from harness.report.runreport import write_report
-    write_report(run_dir, rows, summary)
+    write_report(run_dir, rows, summary, detections)
     if verbose:
         with pd.option_context("display.width", 200, "display.max_columns", 30):
             shown = [c for c in ("board", "model", "variant", "ok", "mismatch", "crash", "timeout", "error",
                                  "does_not_fit", "not_applicable", count_col, "arena_bytes_planned",
                                  "arena_bytes_peak", "stack_bytes_peak", "ram_bytes_total", "flash_bytes",
-                                 "top1_accuracy")
-                     if c and c in summary.columns]
+                                 "top1_accuracy", "fps_estimated_from_instructions", "fps_measured_from_cycles")
+                     if c and c in summary.columns and (not c.startswith("fps") or summary[c].notna().any())]
             print(summary[shown].to_string(index=False))
+            if detections is not None:
+                print("detection (mAP@0.5 of the device's outputs beside the reference's, "
+                      "on the shipped scenes' ground truth):")
+                print(detections.to_string(index=False))
     return rows, summary
 
 
@@ -200,7 +208,7 @@ def run_command(board: str, model: Optional[str], variant: str = "unfused", inpu
                    f"--max-inputs 1" if runner_class(kind).silicon_image else
                    f"invoke build --board {board} --model {path} --variant {variant}")
             raise FusebenchError(f"{elf} is not built; run `{how}` first")
-        samples = load_inputs(graph, inputs)[:max_inputs]
+        samples = load_inputs(graph, inputs, path)[:max_inputs]
         refs = reference_outputs_isolated(str(path), [x for _, x, _ in samples])
         results = running.run(elf, [x for _, x, _ in samples], timeout_s=timeout)
         for (name, _, label), ref, res in zip(samples, refs, results):

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # One-time set-up on Debian/Ubuntu: the host C compiler (planning sizes scratch
 # with the C runtime built for the host), the Arm toolchain, newlib and QEMU from the
-# distribution, and a Python virtual environment (.venv) with fusebench and its
-# test tools. Safe to run again: it only installs what is missing.
+# distribution, the RISC-V toolchain, picolibc and QEMU for the esp32c3 board (so
+# that the tests cover RISC-V too), and a Python virtual environment (.venv) with
+# fusebench and its test tools. Safe to run again: it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-apt_packages=(gcc gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm python3-venv)
+apt_packages=(gcc gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm
+              gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf qemu-system-misc python3-venv)
 missing=()
 for p in "${apt_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -48,4 +50,5 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     .venv/bin/python -m pip install -q -e ".[test]"
     touch "$stamp"
 fi
-echo "setup: ready ($(arm-none-eabi-gcc --version | head -1); $(qemu-system-arm --version | head -1))"
+echo "setup: ready ($(arm-none-eabi-gcc --version | head -1); $(qemu-system-arm --version | head -1);" \
+     "$(riscv64-unknown-elf-gcc --version | head -1))"

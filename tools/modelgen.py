@@ -17,6 +17,9 @@ no fine-tuning): those models are for memory measurements.
 The report's other backbones (`tools.architectures`: EfficientNet-Lite,
 MobileNetV3-Small, ShuffleNetV2, MobileNetV1) are made with `--arch`: each is
 trained "short" at its own resolution, files named `<arch>_w<width>_<px>`.
+The microYOLO-style detector (`--arch microyolo`, tools/detection.py: its
+own synthetic detection set, training and head record) goes to
+models/detection/.
 UNIST-style networks (`--arch unist`, shipped in models/unist/) also take
 per-model parameters (k, central, margin, depth, t), named in their files
 (`unist_k4c_m9_d5_t4_w16_96`); `--params "k=2,3,4,5 margin=0,9"` makes every
@@ -55,6 +58,9 @@ DEFAULT_EXPANSION = 6           # Keras' (and the paper's) t of the 16 expanding
 DEFAULT_MODELS: tuple[tuple[float, int], ...] = ((0.35, 128), (0.35, 144), (1.0, 128), (0.35, 64))
 NUM_CLASSES = 10
 DEFAULT_ARCH = "mobilenetv2"
+# The microYOLO-style detector (tools/detection.py), shipped in models/detection/.
+DETECTOR_ARCH = "microyolo"
+DETECTOR_FOLDER = "detection"
 # The other backbones train short (one pass at their own resolution) on more
 # images than the expansion study: they are for memory and time measurements,
 # and their accuracy says only that they learned (models/README.md has it).
@@ -154,6 +160,8 @@ def parse_param_sweep(text: str, arch: str) -> dict[str, list]:
     """`--params` text, `key=v1,v2 key=v3` (spaces or `;` between keys), into
     {key: [typed values]} for the architecture's parameters (and `width`)."""
     from tools.architectures import ARCHITECTURES
+    if arch == DETECTOR_ARCH:
+        raise FusebenchError(f"--params: architecture {arch!r} takes no parameters")
     if arch != DEFAULT_ARCH and arch not in ARCHITECTURES:
         raise FusebenchError(f"unknown architecture {arch!r} (known: "
                              f"{', '.join((DEFAULT_ARCH,) + tuple(ARCHITECTURES))})")
@@ -678,10 +686,17 @@ def make_models(out_dir: Path, resolutions: list[int] | None = None,
     shipped models' own parameters (or width)."""
     from tools.architectures import ARCHITECTURES
     archs = tuple(dict.fromkeys(archs))
+    if DETECTOR_ARCH in archs:                   # the detector has its own data, training and records
+        if len(archs) > 1 or resolutions or param_sweep or edges != DEFAULT_EDGES or training not in (None, "short") \
+                or tuple(expansions) != (DEFAULT_EXPANSION,):
+            raise FusebenchError(f"--arch {DETECTOR_ARCH} is made on its own, at 128x128 with int8 edges "
+                                 "(no --resolution, --width, --expansion, --edges or --params)")
+        from tools.detection import make_detector
+        return [make_detector(Path(out_dir), seed, log)]
     unknown = [a for a in archs if a != DEFAULT_ARCH and a not in ARCHITECTURES]
     if unknown:
         raise FusebenchError(f"unknown architecture {unknown[0]!r} (known: "
-                             f"{', '.join((DEFAULT_ARCH,) + tuple(ARCHITECTURES))})")
+                             f"{', '.join((DEFAULT_ARCH,) + tuple(ARCHITECTURES) + (DETECTOR_ARCH,))})")
     if edges not in EDGES:
         raise FusebenchError(f"edges must be one of {', '.join(EDGES)} (got {edges!r})")
     out_dir = Path(out_dir)
@@ -813,6 +828,8 @@ def default_out_dir(archs: Iterable[str], sweep: bool = False) -> Path:
     archs = tuple(archs)
     if sweep:
         return BUILD_DIR / "sweeps" / "-".join(archs)
+    if DETECTOR_ARCH in archs:
+        return MODELS_DIR / DETECTOR_FOLDER
     if DEFAULT_ARCH in archs:
         return MODELS_DIR
     folders = sorted({ARCHITECTURES[a].folder for a in archs if a in ARCHITECTURES}) or ["architectures"]
@@ -836,7 +853,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--edges", choices=tuple(EDGES), default=DEFAULT_EDGES,
                         help="input and output types: int8 (default) or uint8-float32 (the STM32 model zoo's)")
     parser.add_argument("--arch", action="append",
-                        help="mobilenetv2 (default) or a tools.architectures backbone (repeatable)")
+                        help="mobilenetv2 (default), a tools.architectures backbone (repeatable), "
+                             "or microyolo (the detector, tools/detection.py)")
     parser.add_argument("--params",
                         help='sweep one architecture\'s parameters, e.g. "k=2,3,4,5 margin=0,9" (every '
                              "combination around each shipped model; default --out build/sweeps/<arch>)")

@@ -65,7 +65,7 @@ def compare(board_name: str, model_paths: list[Path], max_inputs: Optional[int],
             print(f"{board.name}/{graph.name}: {exc}", flush=True)
             skipped.append(f"{graph.name}: {exc}")
             continue
-        samples = load_inputs(load_model(path), None)[:max_inputs]
+        samples = load_inputs(load_model(path), None, path)[:max_inputs]
         xs = [x for _, x, _ in samples]
         refs = reference_outputs_isolated(str(path), xs)
         t0 = time.monotonic()

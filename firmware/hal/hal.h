@@ -2,11 +2,12 @@
  * The tiny board HAL the measurement app is written against.
  *
  * One implementation per target lives in firmware/hal/<target>/ (the board
- * file's `[runners.<kind>] hal = "<target>"` picks it); the Cortex-M parts every
- * target shares (start-up, fault handler, SysTick time counter, stack
- * painting, semihosting exit) are in firmware/hal/cortexm/. A real-silicon
- * target adds clocks (RCC), its USART, DWT CYCCNT and caches behind the same
- * functions.
+ * file's `[runners.<kind>] hal = "<target>"` picks it); the parts every target
+ * of an architecture shares (start-up, fault handler, time counter) are in
+ * firmware/hal/cortexm/ or firmware/hal/riscv/, and what all targets share
+ * (semihosting exit and host files, stack painting) in firmware/hal/common/.
+ * A real-silicon target adds clocks (RCC), its USART, DWT CYCCNT and caches
+ * behind the same functions.
  */
 #ifndef FB_HAL_H
 #define FB_HAL_H
@@ -38,7 +39,8 @@ int hal_host_read_at(int handle, uint32_t offset, void *buf, size_t len);
 void hal_host_close(int handle);
 
 /* Time counter: monotonic, 64-bit, in the unit hal_time_source() names
- * ("systick": SysTick ticks on the processor clock; "cycles": DWT CYCCNT).
+ * ("systick": SysTick ticks on the processor clock; "cycles": DWT CYCCNT;
+ * "minstret": RISC-V's retired-instruction counter).
  * The host turns ticks into instructions or cycles with the board file's ratio. */
 uint64_t hal_time(void);
 const char *hal_time_source(void);
@@ -59,7 +61,11 @@ size_t hal_stack_size(void);         /* the whole stack region */
 void hal_exit(int code) __attribute__((noreturn));
 
 /* What the fault handler saw. The stacked registers are those the core
- * pushed on exception entry. */
+ * pushed on exception entry. A RISC-V trap fills the same fields (and FAULT
+ * frame) with its own registers: exception = mcause (1 instruction access
+ * fault, 2 illegal instruction, 5/7 load/store access fault, ...), pc = mepc,
+ * lr = ra, xpsr = mstatus, cfsr = mtval (the faulting address or
+ * instruction), hfsr = mmfar = bfar = 0, sp = sp when the trap was taken. */
 typedef struct {
     uint32_t exception;   /* IPSR: 3 HardFault, 4 MemManage, 5 BusFault, 6 UsageFault, >=16 IRQ */
     uint32_t pc, lr, xpsr;

@@ -34,6 +34,8 @@ version into build/host/<hash>/.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import ctypes
 import hashlib
 import os
@@ -329,10 +331,32 @@ def buffer_size(call: KernelCall, kernels: str = DEFAULT_KERNELS, prepared: bool
     return size
 
 
+# The kernel builds a plan is made for: planning_kernels() while a board's plan
+# is made (its image runs one build), else every build (a plan for any board).
+_PLANNING_KERNELS: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar("planning_kernels",
+                                                                                    default=KERNEL_SETS)
+
+
+@contextlib.contextmanager
+def planning_kernels(kernels: str):
+    """Plan for one kernel build ("dsp" or "portable"): the scratch of each call
+    is what that build asks for, so a board without the DSP kernels (RISC-V)
+    gets no bytes only the DSP kernels would use, and its painted arena is the plan."""
+    token = _PLANNING_KERNELS.set((kernels,))
+    try:
+        yield
+    finally:
+        _PLANNING_KERNELS.reset(token)
+
+
+def planned_kernels() -> tuple[str, ...]:
+    return _PLANNING_KERNELS.get()
+
+
 def planned_scratch_bytes(call: KernelCall) -> int:
-    """The scratch a plan gives the call: the most either build needs with the
-    call's prepared tables, so one plan serves a board whichever kernels it runs."""
-    return max(buffer_size(call, kernels) for kernels in KERNEL_SETS)
+    """The scratch a plan gives the call: the most the planned builds
+    (planning_kernels) need with the call's prepared tables."""
+    return max(buffer_size(call, kernels) for kernels in _PLANNING_KERNELS.get())
 
 
 # -- prepared tables ----------------------------------------------------------------------

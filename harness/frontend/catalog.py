@@ -1,7 +1,9 @@
 """The shipped models and what `--model` may name."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Optional
 
 from harness.errors import FusebenchError
 from harness.paths import MODELS_DIR
@@ -38,3 +40,19 @@ def resolve_models(spec: str | None) -> list[Path]:
         else:
             raise FusebenchError(f"model not found: {item}")
     return paths
+
+
+def model_record(path: str | Path) -> Optional[dict]:
+    """The record `invoke models` wrote for this file in the models.json beside
+    it (its training, accuracy and, for a detector, its head and shipped
+    inputs), or None for a model that came from elsewhere."""
+    path = Path(path)
+    manifest = path.parent / "models.json"
+    if not manifest.is_file():
+        return None
+    try:
+        records = json.loads(manifest.read_text())
+    except (OSError, ValueError) as e:
+        raise FusebenchError(f"cannot read {manifest}: {e}") from None
+    record = records.get(path.name) if isinstance(records, dict) else None
+    return record if isinstance(record, dict) else None

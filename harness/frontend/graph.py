@@ -127,6 +127,11 @@ class Graph:
     blocks: list[Block] = field(default_factory=list)
     source: str = ""             # the file it was read from ("" when built in memory)
     digest: str = ""             # sha1 of the file's bytes (builds of different files never mix)
+    # Facts of an op that do not change with the op order (e.g. its kernel's
+    # scratch bytes), by (what, op kind, inputs, outputs, options); the planners
+    # ask for them thousands of times. Shared by the graph in other op orders
+    # (dataclasses.replace keeps the same dict), never compared or printed.
+    memo: dict = field(default_factory=dict, repr=False, compare=False)
 
     def tensor(self, index: int) -> Tensor:
         return self.tensors[index]

@@ -245,6 +245,22 @@ def default_image_inputs(spec: InputSpec, path: Path = DEFAULT_INPUTS_FILE) -> l
             for i, idx in enumerate(indices)]
 
 
+def npz_image_inputs(spec: InputSpec, path: Path, prefix: str) -> list[InputSample]:
+    """Images shipped with a model (`images`, uint8 [N, H, W, C], e.g. a
+    detector's test scenes), prepared as the Fashion-MNIST defaults are; no
+    labels (a detector's ground truth is boxes, scored by harness.report.detection)."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            images = npz["images"]
+    except (OSError, KeyError, ValueError) as e:
+        raise FusebenchError(f"cannot read the model's inputs {path}: {e}") from None
+    if not spec.is_image:
+        raise FusebenchError(f"{path} holds images, but the model takes {spec.describe()}")
+    h, w, c = spec.hwc
+    x = spec.from_float(spec.from_nhwc(preprocess(images, h, w, c)))
+    return [InputSample(name=f"{prefix}_{i:03d}", data=x[i:i + 1]) for i in range(len(x))]
+
+
 def random_inputs(spec: InputSpec, count: int = RANDOM_INPUT_COUNT,
                   seed: int = RANDOM_INPUT_SEED) -> list[InputSample]:
     """A deterministic set for inputs that are not images (audio features,

@@ -223,6 +223,8 @@ def run_job(job: Job, events) -> None:
                        status="ok" if match else "mismatch")
             if not match:
                 row["detail"] = f"{int(np.sum(out != ref))} of {ref.size} outputs differ"
+            if run == 0 and len(graph.outputs) > 1:     # a detector's rows are scored from what it output
+                events.put(("outputs", (job.board, base["model"], job.variant, name, out.copy())))
         events.put(("row", row))
 
 
@@ -279,17 +281,25 @@ def reference_outputs_isolated(model_path: str, xs: list[np.ndarray], with_sourc
     return (source, outputs) if with_source else outputs
 
 
-def model_input_set(graph, inputs_dir: Optional[str]):
-    """The InputSet for a model (harness.frontend.inputs.model_inputs): its
-    default inputs, or those of --inputs."""
-    from harness.frontend.inputs import InputSpec, model_inputs
+def model_input_set(graph, inputs_dir: Optional[str], model_path: Optional[str | Path] = None):
+    """The InputSet for a model (harness.frontend.inputs.model_inputs): those
+    of --inputs, else the inputs shipped with the model (a detector's scenes,
+    named by `inputs_file` in its models.json record), else the defaults."""
+    from harness.frontend.catalog import model_record
+    from harness.frontend.inputs import InputSet, InputSpec, model_inputs, npz_image_inputs
+    spec = InputSpec.of(graph.input)
+    record = model_record(model_path) if model_path and not inputs_dir else None
+    if record and record.get("inputs_file"):
+        path = Path(model_path).parent / record["inputs_file"]
+        return InputSet(npz_image_inputs(spec, path, Path(model_path).stem), path.name, False)
     classes = graph.output_values if len(graph.outputs) == 1 else None   # a detector has no one class
-    return model_inputs(InputSpec.of(graph.input), inputs_dir, classes=classes)
+    return model_inputs(spec, inputs_dir, classes=classes)
 
 
-def load_inputs(graph, inputs_dir: Optional[str]) -> list[tuple[str, np.ndarray, Optional[int]]]:
+def load_inputs(graph, inputs_dir: Optional[str],
+                model_path: Optional[str | Path] = None) -> list[tuple[str, np.ndarray, Optional[int]]]:
     """(name, data, label) per input; the label only where labels belong to the model."""
-    inputs = model_input_set(graph, inputs_dir)
+    inputs = model_input_set(graph, inputs_dir, model_path)
     return [(s.name, np.ascontiguousarray(s.data), s.label if inputs.labels_apply else None)
             for s in inputs.samples]
 
@@ -358,7 +368,7 @@ def run_sweep(boards: list[str], model_paths: list[Path], variants: list[str],
     job_list = []
     for path in model_paths:
         graph = load_model(path)        # unsupported models fail here, with their reason
-        input_set = model_input_set(graph, inputs_dir)
+        input_set = model_input_set(graph, inputs_dir, path)
         inputs = [(s.name, np.ascontiguousarray(s.data), s.label if input_set.labels_apply else None)
                   for s in input_set.samples][:max_inputs]
         reference, refs = reference_outputs_isolated(str(path), [x for _, x, _ in inputs], with_source=True)
@@ -386,6 +396,8 @@ def run_sweep(boards: list[str], model_paths: list[Path], variants: list[str],
     # A live bar on a terminal; plain progress lines otherwise (disable=None).
     bar = tqdm(total=total_rows, unit="row", dynamic_ncols=True, mininterval=0.5, disable=None)
     written = 0
+    device_outputs: dict[str, dict[str, np.ndarray]] = {}
+    _save_reference_outputs(run_dir, job_list, shipped_inputs=not inputs_dir)
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_ignore_sigint)
     futures = []
     try:
@@ -406,6 +418,9 @@ def run_sweep(boards: list[str], model_paths: list[Path], variants: list[str],
                     plans_dir = run_dir / "plans"
                     plans_dir.mkdir(exist_ok=True)
                     (plans_dir / f"{board_name}-{model_name}-{variant_name}.json").write_text(text)
+                elif kind == "outputs":
+                    board_name, model_name, variant_name, input_name, out = payload
+                    device_outputs.setdefault((board_name, model_name, variant_name), {})[input_name] = out
                 elif kind == "row":
                     writer.write(payload)
                     written += 1
@@ -428,4 +443,42 @@ def run_sweep(boards: list[str], model_paths: list[Path], variants: list[str],
         writer.close()
         layer_writer.close()
         manager.shutdown()
+        for (board_name, model_name, variant_name), outs in device_outputs.items():   # also when interrupted
+            _save_outputs(run_dir / "outputs" / f"{board_name}-{model_name}-{variant_name}.npz",
+                          dict(outs, __board__=np.array(board_name), __model__=np.array(model_name),
+                               __variant__=np.array(variant_name)))
     return run_dir
+
+
+def _save_outputs(path: Path, outputs: dict[str, np.ndarray]) -> None:
+    """Outputs by input name; written whole to a temporary file, then renamed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, **outputs)
+    os.replace(tmp, path)
+
+
+def _save_reference_outputs(run_dir: Path, jobs: list[Job], shipped_inputs: bool) -> None:
+    """For models with several outputs (detectors): the reference's outputs
+    (outputs/<model>-reference.npz) and the models.json record with the head and
+    the ground truth of its shipped inputs (outputs/<model>-record.json and
+    -truth.npz; not for other --inputs), so that the run folder alone scores the
+    device's detections against both (harness.report.detection)."""
+    from harness.frontend.catalog import model_record
+    from harness.frontend.tflite_import import load_model
+    seen = set()
+    for job in jobs:
+        model = Path(job.model_path).stem
+        if model in seen or len(load_model(job.model_path).outputs) < 2:
+            continue
+        seen.add(model)
+        _save_outputs(run_dir / "outputs" / f"{model}-reference.npz",
+                      {name: np.asarray(ref) for (name, _, _), ref in zip(job.inputs, job.references)})
+        record = model_record(job.model_path)
+        if shipped_inputs and record and record.get("head") and record.get("inputs_file"):
+            with np.load(Path(job.model_path).parent / record["inputs_file"], allow_pickle=False) as npz:
+                truth = {k: npz[k] for k in ("boxes", "classes", "counts") if k in npz.files}
+            _save_outputs(run_dir / "outputs" / f"{model}-truth.npz", truth)    # the boxes, not the images
+            (run_dir / "outputs" / f"{model}-record.json").write_text(
+                json.dumps(dict(record, input_names=[name for name, _, _ in job.inputs]), indent=2) + "\n")

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 from importlib import metadata
 from pathlib import Path
+from typing import Optional
 
 import pandas as pd
 
@@ -39,11 +40,24 @@ def commit() -> str:
     return (head or "unknown") + (" + uncommitted changes" if dirty else "")
 
 
-def tool_versions(runners: set[str]) -> dict[str, str]:
-    versions = {"python": platform.python_version(), "host": platform.platform(),
-                "arm-none-eabi-gcc": _first_line(["arm-none-eabi-gcc", "--version"])}
+def tool_versions(runners: set[str], boards: tuple[str, ...] = ()) -> dict[str, str]:
+    """Versions of what built and ran the run: the compiler of each board's
+    architecture, each QEMU the boards use, Renode, the Python packages."""
+    from harness.backend.build import toolchain
+    from harness.targets.boards import load_board
+    versions = {"python": platform.python_version(), "host": platform.platform()}
+    loaded = []
+    for name in boards:
+        try:
+            loaded.append(load_board(name))
+        except Exception:                    # a board file gone since the run: name what is known
+            continue
+    for gcc in dict.fromkeys([toolchain(b).gcc for b in loaded] or ["arm-none-eabi-gcc"]):
+        versions[gcc] = _first_line([gcc, "--version"])
     if "qemu" in runners or "qemu-pty" in runners:
-        versions["qemu-system-arm"] = _first_line(["qemu-system-arm", "--version"])
+        qemus = [str(t.option("qemu", "qemu-system-arm")) for b in loaded for t in b.runners if t.kind == "qemu"]
+        for qemu in dict.fromkeys(qemus or ["qemu-system-arm"]):
+            versions[qemu] = _first_line([qemu, "--version"])
     if "renode" in runners:
         versions["renode"] = _first_line(["renode", "--version"])
     for package in PACKAGES:
@@ -54,14 +68,17 @@ def tool_versions(runners: set[str]) -> dict[str, str]:
     return versions
 
 
-def write_report(run_dir: Path, rows: pd.DataFrame, summary: pd.DataFrame) -> Path:
+def write_report(run_dir: Path, rows: pd.DataFrame, summary: pd.DataFrame,
+                 detections: Optional[pd.DataFrame] = None) -> Path:
     run_dir = Path(run_dir)
     runners = set(rows["runner"].dropna().astype(str)) if "runner" in rows else set()
     count_col = next((c for c in summary.columns if c.endswith("_median")), None)
     shown = [c for c in ("board", "model", "variant", "runner", "ok", "mismatch", "crash", "timeout", "error",
                          "does_not_fit", "not_applicable", "count_source", count_col, "arena_bytes_planned",
                          "arena_bytes_peak", "stack_bytes_peak", "ram_bytes_total", "flash_bytes",
-                         "top1_accuracy", "all_outputs_match") if c and c in summary.columns]
+                         "top1_accuracy", "fps_estimated_from_instructions", "fps_measured_from_cycles",
+                         "all_outputs_match")
+             if c and c in summary.columns and (not c.startswith("fps") or summary[c].notna().any())]
     statuses = ", ".join(f"{s} {n}" for s, n in rows["status"].value_counts().items())
     references = ", ".join(sorted(set(rows["reference"].dropna().astype(str)))) if "reference" in rows else "?"
     inputs = ", ".join(sorted(set(rows["inputs"].dropna().astype(str)))) if "inputs" in rows else "?"
@@ -75,11 +92,19 @@ def write_report(run_dir: Path, rows: pd.DataFrame, summary: pd.DataFrame) -> Pa
              f"- commit: {commit()}", "",
              "## Summary", "", markdown_table(summary[shown]), "",
              "Bytes are measured on the device: the painted arena and stack watermarks; RAM total adds the "
-             "static data. `arena_bytes_planned` is the planner's prediction.", "", "## Plots", ""]
+             "static data. `arena_bytes_planned` is the planner's prediction."
+             + (" FPS from instructions is an estimate at the board's clock and one instruction per cycle; "
+                "only FPS from cycles (silicon) is measured." if "fps_estimated_from_instructions" in shown
+                or "fps_measured_from_cycles" in shown else ""), ""]
+    if detections is not None:
+        lines += ["## Detection", "", markdown_table(detections), "",
+                  "mAP@0.5 of the detections decoded (with NMS, on the host) from the device's int8 outputs, "
+                  "beside the same from the reference's outputs, against the shipped scenes' ground truth.", ""]
+    lines += ["## Plots", ""]
     for png in sorted(run_dir.glob("*.png")):
         lines += [f"![{png.stem}]({png.name})", ""]
     lines += ["## Tools", "", "| tool | version |", "|---|---|"]
-    lines += [f"| {k} | {v} |" for k, v in tool_versions(runners).items()]
+    lines += [f"| {k} | {v} |" for k, v in tool_versions(runners, tuple(dict.fromkeys(rows["board"].astype(str)))).items()]
     path = run_dir / "report.md"
     tmp = path.with_suffix(".md.tmp")
     tmp.write_text("\n".join(lines) + "\n")

@@ -157,7 +157,12 @@ def kernel_scratch(graph: Graph, op: Op) -> int:
     from harness.backend.lowering import lower_op
     if op.kind == "RESHAPE":
         return 0
-    return int(lower_op(graph, op).scratch_bytes)
+    from harness.backend.hostrt import planned_kernels
+    key = ("scratch", planned_kernels(), op.kind, tuple(op.inputs), tuple(op.outputs),
+           repr(sorted(op.options.items())))
+    if key not in graph.memo:        # lowering sizes the scratch through the C runtime: do it once
+        graph.memo[key] = int(lower_op(graph, op).scratch_bytes)
+    return graph.memo[key]
 
 
 def lifetimes(graph: Graph, staged_ops: frozenset = frozenset()) -> tuple[dict[int, tuple[int, int]], dict[int, int]]:
@@ -302,20 +307,30 @@ def _place(order: list[Group], alignment: int, neighbours: Optional[dict[int, li
             m.offset = position
             placed.add(id(m))
             continue
+        # A group: the lowest start x among the candidates (low, and each placed
+        # neighbour's aligned end less the member's offset in the group) where no
+        # member overlaps a placed neighbour. Member m at x + rel clashes with p
+        # when x lies in the open interval (p.offset - rel - m.size, p.end - rel);
+        # with the intervals sorted by their start and the candidates ascending,
+        # x clashes when the largest end of the intervals begun before it exceeds it.
         starts = {low}
-        near = [(m, rel, [p for p in neighbours[id(m)] if id(p) in placed]) for m, rel in item]
-        for m, rel, others in near:
-            for p in others:
-                starts.add(align(p.offset + p.size, alignment) - rel)
+        forbidden = []
+        for m, rel in item:
+            for p in neighbours[id(m)]:
+                if id(p) in placed:
+                    starts.add(align(p.offset + p.size, alignment) - rel)
+                    if m.size and p.size:
+                        forbidden.append((p.offset - rel - m.size, p.offset + p.size - rel))
+        forbidden.sort()
+        reach, k, x = None, 0, low
         for x in sorted(v for v in starts if v >= low):
-            clash = False
-            for m, rel, others in near:
-                m.offset = x + rel
-                if m.size and any(p.size and p.overlaps_in_space(m) for p in others):
-                    clash = True
-                    break
-            if not clash:
+            while k < len(forbidden) and forbidden[k][0] < x:
+                reach = forbidden[k][1] if reach is None else max(reach, forbidden[k][1])
+                k += 1
+            if reach is None or reach <= x:
                 break
+        for m, rel in item:
+            m.offset = x + rel
         placed.update(id(m) for m, _ in item)
     return max((m.offset + m.size for item in order for m, _ in item), default=0)
 

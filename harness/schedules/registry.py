@@ -212,12 +212,21 @@ def make_plan(graph, variant: str, board=None, **options):
     """The plan of one schedule variant. `options` are plan() keyword values
     (already parsed); each schedule gets only the ones it declares, so one set
     of options serves a sweep over several variants."""
+    import contextlib
+
+    from harness.backend.hostrt import planning_kernels
     mine = own_options(variant, options)
     schedule = get_schedule(variant)
-    if schedule.other_orders:
-        plan = _plan_over_orders(schedule, graph, board, mine)
-    else:
-        plan = schedule.plan(graph, board=board, **mine)
+    if board is not None:                # scratch for the kernels the board's image runs
+        from harness.backend.build import kernel_set
+        kernels = planning_kernels(kernel_set(board))
+    else:                                # no board: enough for either build
+        kernels = contextlib.nullcontext()
+    with kernels:
+        if schedule.other_orders:
+            plan = _plan_over_orders(schedule, graph, board, mine)
+        else:
+            plan = schedule.plan(graph, board=board, **mine)
     plan.options = recorded_options(variant, options)
     return plan
 

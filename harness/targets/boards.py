@@ -42,10 +42,19 @@ from harness.errors import FusebenchError
 from harness.paths import BOARDS_DIR
 
 
-# -mcpu / -mfpu values gcc accepts for the cores we know; guards typos early.
-KNOWN_CORES = ("cortex-m0", "cortex-m0plus", "cortex-m3", "cortex-m4", "cortex-m7",
-               "cortex-m33", "cortex-m55")
+# The cores we know and their architecture: the Arm names are gcc's -mcpu
+# values, the RISC-V ones its -march values (the ISA string). A core's
+# architecture picks the toolchain, the C library and the shared HAL parts
+# (harness.backend.build); the table guards typos early.
+CORE_ARCH = {
+    "cortex-m0": "arm", "cortex-m0plus": "arm", "cortex-m3": "arm", "cortex-m4": "arm",
+    "cortex-m7": "arm", "cortex-m33": "arm", "cortex-m55": "arm",
+    "rv32imc": "riscv",               # ESP32-C3; Debian's picolibc has its rv32im multilib
+}
+KNOWN_CORES = tuple(CORE_ARCH)
 KNOWN_FPUS = ("none", "fpv4-sp-d16", "fpv5-sp-d16", "fpv5-d16")
+# The integer-only RISC-V ABI: none of the RISC-V cores above has an FPU.
+RISCV_ABI = "ilp32"
 
 
 @dataclass(frozen=True)
@@ -102,8 +111,16 @@ class Board:
                              f"(it has: {known})")
 
     @property
+    def arch(self) -> str:
+        """"arm" or "riscv": which toolchain and shared HAL parts build for it."""
+        return CORE_ARCH[self.core]
+
+    @property
     def cpu_flags(self) -> tuple[str, ...]:
-        """gcc flags selecting the core, FPU and hard-float ABI."""
+        """gcc flags selecting the core, FPU and hard-float ABI (Arm), or the
+        ISA and the integer ABI (RISC-V)."""
+        if self.arch == "riscv":
+            return (f"-march={self.core}", f"-mabi={RISCV_ABI}")
         flags = [f"-mcpu={self.core}", "-mthumb"]
         if self.fpu == "none":
             flags.append("-mfloat-abi=soft")
@@ -251,10 +268,14 @@ def _parse_board(data: dict, path: Path) -> Board:
     fpu = top.need("fpu", str)
     if fpu not in KNOWN_FPUS:
         raise FusebenchError(f"{where}: fpu {fpu!r} is not one of {', '.join(KNOWN_FPUS)}")
+    if CORE_ARCH[core] == "riscv" and fpu != "none":
+        raise FusebenchError(f"{where}: fpu {fpu!r} is an Arm FPU; RISC-V core {core} takes fpu = \"none\"")
     clock_hz = top.need("clock_hz", int)
     stack_bytes = top.need("stack_bytes", int)
-    if stack_bytes <= 0 or stack_bytes % 8:
-        raise FusebenchError(f"{where}: stack_bytes must be a positive multiple of 8")
+    # The stack pointer's alignment: 8 bytes (AAPCS), 16 on RISC-V (its psABI).
+    stack_align = 16 if CORE_ARCH[core] == "riscv" else 8
+    if stack_bytes <= 0 or stack_bytes % stack_align:
+        raise FusebenchError(f"{where}: stack_bytes must be a positive multiple of {stack_align}")
     memory = top.table("memory")
     flash = region(memory.table("flash"))
     ram = region(memory.table("ram"))

@@ -10,6 +10,7 @@ from tests.helpers import FIXTURES
 from harness.targets.boards import MemoryRegion, load_board
 from harness.backend.build import DoesNotFit, build_firmware, linker_script
 from harness.errors import FusebenchError
+from tests.helpers.toolchains import requires_riscv_gcc
 
 needs_toolchain = pytest.mark.skipif(shutil.which("arm-none-eabi-gcc") is None,
                                      reason="arm-none-eabi-gcc not installed")
@@ -30,6 +31,24 @@ def test_linker_script_has_the_real_sizes_at_the_emulator_addresses():
     assert "RAM   (rwx) : ORIGIN = 0x20000000, LENGTH = 0x20000" in script
 
 
+def test_risc_v_linker_script_has_the_esp32c3_sizes_in_virt_dram():
+    board = load_board("esp32c3")
+    script = linker_script(board, board.runner("qemu"))
+    assert "FLASH (rx)  : ORIGIN = 0x80100000, LENGTH = 0x3f0000" in script
+    assert "RAM   (rwx) : ORIGIN = 0x80000000, LENGTH = 0x60000" in script
+    assert "ENTRY(_start)" in script and "__global_pointer$" in script and ".sdata" in script
+    assert ".isr_vector" not in script and "ARM.exidx" not in script
+    assert script.index(".stack (NOLOAD)") < script.index(".data :") < script.index(".bss (NOLOAD)")
+    assert "ENTRY(Reset_Handler)" in linker_script(load_board("stm32f4"), load_board("stm32f4").runner("qemu"))
+
+
+def test_the_board_architecture_picks_the_toolchain():
+    assert build.toolchain(load_board("esp32c3")).gcc == "riscv64-unknown-elf-gcc"
+    assert build.toolchain(load_board("stm32h7")).gcc == "arm-none-eabi-gcc"
+    assert build.kernel_defines(load_board("esp32c3")) == ["-DFB_KERNELS_DSP=0"]   # portable C only
+    assert build.kernel_set(load_board("stm32h7")) == "dsp"
+
+
 def test_vector_table_needs_an_aligned_flash_origin():
     board = load_board("stm32f4")
     target = dataclasses.replace(board.runner("qemu"), flash=MemoryRegion(0x08000100, 0x100000))
@@ -48,8 +67,8 @@ def copy_fixture(tmp_path, name="copy", arena=None):
     return gen
 
 
-def symbols(elf: Path) -> dict[str, int]:
-    out = subprocess.run(["arm-none-eabi-nm", str(elf)], capture_output=True, text=True, check=True).stdout
+def symbols(elf: Path, nm: str = "arm-none-eabi-nm") -> dict[str, int]:
+    out = subprocess.run([nm, str(elf)], capture_output=True, text=True, check=True).stdout
     return {parts[2]: int(parts[0], 16) for parts in (l.split() for l in out.splitlines()) if len(parts) == 3}
 
 
@@ -141,11 +160,45 @@ def test_bad_optimisation_flag(tmp_path):
         build_firmware(load_board("stm32f4"), FIXTURES / "copy", tmp_path, opt="-O2; rm -rf /")
 
 
-def test_missing_toolchain_names_the_packages(tmp_path, monkeypatch):
-    monkeypatch.setattr(build, "GCC", "arm-none-eabi-gcc-not-installed")
-    build._toolchain_version.cache_clear()
-    try:
-        with pytest.raises(FusebenchError, match="gcc-arm-none-eabi libnewlib-arm-none-eabi"):
-            build_firmware(load_board("stm32f4"), FIXTURES / "copy", tmp_path)
-    finally:
-        build._toolchain_version.cache_clear()
+@pytest.mark.parametrize("board, packages", [
+    ("stm32f4", "gcc-arm-none-eabi libnewlib-arm-none-eabi"),
+    ("esp32c3", "gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf"),
+])
+def test_missing_toolchain_names_the_packages(tmp_path, monkeypatch, board, packages):
+    arch = load_board(board).arch
+    missing = dataclasses.replace(build.TOOLCHAINS[arch], gcc=f"{build.TOOLCHAINS[arch].gcc}-not-installed")
+    monkeypatch.setitem(build.TOOLCHAINS, arch, missing)
+    with pytest.raises(FusebenchError, match=f"-not-installed not found: install the Debian packages {packages}$") \
+            as info:
+        build_firmware(load_board(board), FIXTURES / "copy", tmp_path)
+    assert "\n" not in str(info.value)
+
+
+@requires_riscv_gcc
+def test_risc_v_build_layout(tmp_path):
+    board = load_board("esp32c3")
+    result = build_firmware(board, copy_fixture(tmp_path), tmp_path / "out")
+    assert result.stack_bytes == board.stack_bytes and result.bss_bytes >= 4096
+    assert 1024 < result.text_bytes < 64 * 1024
+    sym = symbols(result.elf, "riscv64-unknown-elf-nm")
+    flash, ram = board.runner("qemu").flash, board.runner("qemu").ram
+    assert sym["_start"] == flash.origin                       # the loader starts the core here
+    assert sym["__stack_bottom"] == ram.origin and sym["__stack_top"] == ram.origin + board.stack_bytes
+    assert ram.origin < sym["fb_arena"] < ram.end and sym["fb_arena"] % 16 == 0
+    assert ram.origin < sym["__global_pointer$"] - 0x800 < ram.end
+    log = (tmp_path / "out" / "build.log").read_text()
+    assert "--specs=picolibc.specs" in log and "-march=rv32imc -mabi=ilp32" in log
+    assert "hal/riscv/" in log and "hal/cortexm/" not in log and "-DFB_KERNELS_DSP=0" in log
+
+
+@requires_riscv_gcc
+def test_risc_v_image_too_big_for_the_esp32c3_does_not_fit(tmp_path):
+    board = load_board("esp32c3")
+    fits = build_firmware(board, copy_fixture(tmp_path, arena=4096), tmp_path / "fits")
+    extra = (board.ram.size - fits.ram_bytes) + 4096           # 4 KB more than the 384 KB of SRAM1
+    with pytest.raises(DoesNotFit) as info:
+        build_firmware(board, copy_fixture(tmp_path / "big", arena=4096 + extra), tmp_path / "big-out")
+    assert info.value.region == "RAM" and info.value.available == 384 * 1024
+    assert info.value.needed - info.value.available == 4096
+    # QEMU's virt has 128 MB there: only the linker script stands for the part.
+    assert board.runner("qemu").ram.size == 384 * 1024

@@ -45,6 +45,19 @@ def test_summary_counts_statuses_and_takes_peaks():
     assert not s["all_outputs_match"]
 
 
+def test_fps_is_estimated_from_instructions_and_measured_only_from_cycles():
+    def rows(count_source, column):
+        return pd.DataFrame([dict(board="b", runner="r", model="m", variant="unfused", input="i", status="ok",
+                                  **{column: 48_000_000}, count_source=count_source, macs=1,
+                                  arena_bytes_planned=1, arena_bytes_peak=1, stack_bytes_peak=1, ram_bytes_total=2,
+                                  ram_bytes_needed=None, ram_bytes_available=8, flash_bytes=1,
+                                  clock_hz=480_000_000, top1=1, label=None)])
+    emulated = summarize_bench(rows("qemu-icount", "instructions")).iloc[0]
+    assert emulated["fps_estimated_from_instructions"] == 10.0 and pd.isna(emulated["fps_measured_from_cycles"])
+    silicon = summarize_bench(rows("dwt", "cycles")).iloc[0]
+    assert silicon["fps_measured_from_cycles"] == 10.0 and pd.isna(silicon["fps_estimated_from_instructions"])
+
+
 def test_a_variant_that_ran_no_row_has_no_match_answer():
     rows = pd.DataFrame([
         dict(board="b", runner="qemu", model="m", variant=v, input="i0", status=status, instructions=None,

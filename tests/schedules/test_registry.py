@@ -107,3 +107,23 @@ def test_the_readme_table_is_the_registry_s():
     printed = subprocess.run([sys.executable, "-m", "harness.schedules"], capture_output=True,
                              text=True, cwd=ROOT, check=True).stdout
     assert printed.strip() == registry.readme_table()
+
+
+def test_a_board_without_the_dsp_kernels_is_planned_for_the_portable_ones():
+    from harness.schedules import make_plan
+    """The scratch a plan gives each call is what the board's own kernel build
+    asks for: a RISC-V board (portable kernels) gets no bytes that only the DSP
+    kernels use, so its painted arena can equal the plan; without a board the
+    plan fits either build."""
+    from harness.backend.hostrt import buffer_size
+    from harness.backend.lowering import lower_op
+    from harness.frontend.tflite_import import load_model
+    from harness.paths import MODELS_DIR
+    from harness.targets.boards import load_board
+    graph = load_model(MODELS_DIR / "mobilenetv2_w035_64.tflite")
+    first_conv = lower_op(graph, graph.ops[0])
+    portable, dsp = buffer_size(first_conv, "portable"), buffer_size(first_conv, "dsp")
+    assert portable < dsp
+    for board, expected in (("esp32c3", portable), ("stm32h7", dsp), (None, dsp)):
+        plan = make_plan(graph, "unfused", board=load_board(board) if board else None)
+        assert plan.scratch_of(0).size >= expected and plan.scratch_of(0).size - expected < 16, board

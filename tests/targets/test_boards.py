@@ -9,7 +9,7 @@ from harness.errors import FusebenchError
 
 
 def test_list_boards_has_the_emulated_parts_and_the_real_boards():
-    assert {"stm32h7", "stm32f4", "nucleo-h743zi", "nucleo-f446re", "openmv-h7"} <= set(list_boards())
+    assert {"stm32h7", "stm32f4", "esp32c3", "nucleo-h743zi", "nucleo-f446re", "openmv-h7"} <= set(list_boards())
 
 
 def test_stm32h7_is_the_h743_run_on_mps2_an500():
@@ -39,6 +39,36 @@ def test_stm32f4_is_the_f405_run_on_netduinoplus2():
     assert qemu.serial_index == 0
     assert qemu.instructions_per_tick == Fraction(125, 21)
     assert qemu.flash == board.flash and qemu.ram == board.ram   # QEMU maps the real addresses
+
+
+def test_esp32c3_is_the_risc_v_part_run_on_virt():
+    board = load_board("esp32c3")
+    assert (board.core, board.fpu, board.clock_hz, board.arch) == ("rv32imc", "none", 160_000_000, "riscv")
+    assert board.cpu_flags == ("-march=rv32imc", "-mabi=ilp32")
+    assert board.flash == MemoryRegion(0x42000000, 4 * 1024 * 1024 - 64 * 1024)   # after bootloader + partitions
+    assert board.ram == MemoryRegion(0x3FC80000, 384 * 1024)                      # SRAM1; SRAM0 is the cache
+    qemu = board.runner("qemu")
+    assert (qemu.machine, qemu.hal, qemu.uart_address) == ("virt", "qemu-riscv-virt", 0x10000000)
+    assert qemu.instructions_per_tick == Fraction(1)                              # minstret
+    # Linked in virt's DRAM with the ESP32-C3's sizes: RAM first, the flash after it.
+    assert qemu.ram == MemoryRegion(0x80000000, board.ram.size)
+    assert qemu.flash == MemoryRegion(0x80100000, board.flash.size)
+    assert qemu.ram.end <= qemu.flash.origin
+    assert (qemu.option("qemu"), qemu.option("qemu_package"), qemu.option("load")) == \
+        ("qemu-system-riscv32", "qemu-system-misc", "loader")
+    assert load_board("stm32h7").arch == "arm"
+
+
+def test_a_risc_v_core_takes_no_arm_fpu_and_a_16_byte_stack(tmp_path):
+    text = load_board("esp32c3").path.read_text().replace('name = "esp32c3"', 'name = "mine"')
+    for change, message in ((('fpu = "none"', 'fpu = "fpv4-sp-d16"'), "is an Arm FPU"),
+                            (("stack_bytes = 16384", "stack_bytes = 16392"), "multiple of 16")):
+        (tmp_path / "mine.toml").write_text(text.replace(*change))
+        with pytest.raises(FusebenchError, match=message):
+            load_board(tmp_path / "mine.toml")
+    (tmp_path / "mine.toml").write_text(text.replace('load = "loader"', 'load = "floppy"'))
+    with pytest.raises(FusebenchError, match="runners.qemu.load must be one of kernel, loader"):
+        load_board(tmp_path / "mine.toml")
 
 
 def test_boards_are_frozen_and_hashable():

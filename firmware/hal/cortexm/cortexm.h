@@ -54,10 +54,6 @@ void cortexm_dwt_unlock(void);
 void cortexm_cycles_start(void);
 uint64_t cortexm_cycles(void);
 const char *cortexm_cycles_source(void);
-void cortexm_semihost_exit(int code) __attribute__((noreturn));
-/* Host files kept open across reads (the hal_host_open family). */
-int cortexm_semihost_open(const char *path, size_t expected_length);
-int cortexm_semihost_read_at(int handle, uint32_t offset, void *buffer, size_t length);
-void cortexm_semihost_close(int handle);
+/* Semihosting (exit, host files) is shared with RISC-V: ../common/semihost.h. */
 
 #endif

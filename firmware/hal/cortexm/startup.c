@@ -8,6 +8,7 @@
  */
 #include <stdint.h>
 
+#include "../common/semihost.h"
 #include "cortexm.h"
 
 extern uint32_t __data_load[], __data_start[], __data_end[];
@@ -77,5 +78,5 @@ void Reset_Handler(void)
         *dst++ = 0;
 
     main();
-    cortexm_semihost_exit(0);
+    semihost_exit(0);
 }

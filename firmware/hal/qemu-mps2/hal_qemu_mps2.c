@@ -4,11 +4,12 @@
  * Console: CMSDK APB UART0 (FB_UART_BASE, from the board file). QEMU only
  * passes received bytes on while RX is enabled and the one-byte buffer is
  * empty, so nothing is lost as long as we keep reading. Exit: semihosting.
- * The time counter (SysTick on the 25 MHz system clock) and host files are in
- * cortexm/hosting.c.
+ * The time counter (SysTick on the 25 MHz system clock) is in cortexm/hosting.c,
+ * host files in common/host_files.c.
  */
 #include <stdint.h>
 
+#include "../common/semihost.h"
 #include "../cortexm/cortexm.h"
 #include "../hal.h"
 
@@ -58,5 +59,5 @@ void hal_exit(int code)
     /* Let the last byte leave the transmit buffer before QEMU quits. */
     while (UART_STATE & UART_STATE_TXFULL) {
     }
-    cortexm_semihost_exit(code);
+    semihost_exit(code);
 }

@@ -7,11 +7,12 @@
  * QEMU does not model the RCC or GPIO: on real silicon this file would also
  * start the PLL, clock USART1 and route PA9/PA10; here the core runs at the
  * 168 MHz QEMU gives it. Exit: semihosting. The time counter (SysTick on
- * that clock) and host files are in cortexm/hosting.c; the USART in
- * stm32f4/usart.h.
+ * that clock) is in cortexm/hosting.c, host files in common/host_files.c, the
+ * USART in stm32f4/usart.h.
  */
 #include <stdint.h>
 
+#include "../common/semihost.h"
 #include "../cortexm/cortexm.h"
 #include "../hal.h"
 #include "../stm32f4/usart.h"
@@ -28,5 +29,5 @@ void hal_setup(void)
 void hal_exit(int code)
 {
     stm32_usart_drain();
-    cortexm_semihost_exit(code);
+    semihost_exit(code);
 }

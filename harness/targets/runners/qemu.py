@@ -1,11 +1,19 @@
-"""Run firmware in QEMU (`qemu-system-arm`) and count instructions.
+"""Run firmware in QEMU (`qemu-system-arm`, or the board's `qemu`) and count instructions.
 
 One emulator per firmware serves all inputs: the firmware's console UART is
 QEMU's stdio, the host speaks harness.targets.protocol over the pipes. `-icount
 shift=0` makes QEMU's virtual clock advance exactly 1 ns per executed
 instruction, and SysTick follows that clock, so SysTick ticks times the board
 file's `instructions_per_tick` is the instruction count (QEMU does not model
-caches or pipelines: this is an instruction count, not a cycle count).
+caches or pipelines: this is an instruction count, not a cycle count). On
+RISC-V the time counter is minstret, which -icount feeds one per instruction.
+
+The board's `[runners.qemu]` table names the emulator (`qemu`, default
+qemu-system-arm, and `qemu_package`, the Debian package to name when it is
+missing) and how the image is loaded (`load`: "kernel", `-kernel`, which
+starts a Cortex-M at its vector table's reset handler; or "loader", `-device
+loader` with the CPU started at the ELF's entry, which the RISC-V `virt`
+machine with `-bios none` needs: it would jump to the start of its DRAM).
 
 Inputs reach the firmware through a host file it reads with semihosting
 (`input_via="file"`, the default: fast), or over the UART in acknowledged
@@ -31,13 +39,14 @@ import threading
 from collections import deque
 from pathlib import Path
 
-from harness.targets.boards import Board, BoardTable
+from harness.targets.boards import Board, BoardTable, RunnerTarget
 from harness.errors import FusebenchError
 from harness.targets.protocol import DeviceFault, LinkClosed, LinkTimeout, ProtocolError, Session
 from harness.targets.runners.base import Runner, kill_process_group, register_runner
 
 QEMU = "qemu-system-arm"
 QEMU_PACKAGE = "qemu-system-arm"
+LOAD_MODES = ("kernel", "loader")
 # QEMU messages that say nothing about the firmware.
 _STDERR_NOISE = ("has no peer",)
 # What a RUN file= value may hold (frame values: printable, no space, @, #, =).
@@ -116,8 +125,17 @@ def _die_with_parent() -> None:
         pass                               # not Linux: the normal clean-up still applies
 
 
+def qemu_tool(target: RunnerTarget) -> tuple[str, str]:
+    """The emulator a `[runners.qemu]` table names, and its Debian package."""
+    return str(target.option("qemu", QEMU)), str(target.option("qemu_package", QEMU_PACKAGE))
+
+
+def missing_qemu(qemu: str, package: str) -> FusebenchError:
+    return FusebenchError(f"{qemu} not found: install the Debian package {package}")
+
+
 class QemuProcess:
-    """One qemu-system-arm process; a context manager that always kills it."""
+    """One QEMU process; a context manager that always kills it."""
 
     def __init__(self, command: list[str]):
         self.command = command
@@ -167,12 +185,13 @@ class QemuRunner(Runner):
     end_failed_sessions = True     # a hung emulator spins a core: end it at once
     reason_on_link_closed = "the emulator exited during the run"
 
-    def __init__(self, board: Board, qemu: str = QEMU, boot_timeout_s: float = 30.0,
+    def __init__(self, board: Board, qemu: str | None = None, boot_timeout_s: float = 30.0,
                  ack_timeout_s: float = 10.0, input_via: str = "file"):
         super().__init__(board)
         if input_via not in ("file", "uart"):
             raise FusebenchError(f"input_via must be 'file' or 'uart', not {input_via!r}")
-        self.qemu = qemu
+        board_qemu, self.qemu_package = qemu_tool(self.target)
+        self.qemu = qemu or board_qemu
         self.boot_timeout_s = boot_timeout_s
         self.ack_timeout_s = ack_timeout_s
         self.input_via = input_via
@@ -185,20 +204,31 @@ class QemuRunner(Runner):
         table.need("machine", str)
         if "instructions_per_tick" not in table.values:
             raise table.missing("instructions_per_tick")
+        for key in ("qemu", "qemu_package"):
+            if key in table.values:
+                table.need(key, str)
+        if "load" in table.values and table.need("load", str) not in LOAD_MODES:
+            raise table.fail(f"{table.ctx}load must be one of {', '.join(LOAD_MODES)}, "
+                             f"not {table.values['load']!r}")
 
     def command(self, elf: Path) -> list[str]:
         target = self.target
         # The console UART is the serial_index-th -serial; the ones before it go nowhere.
         serials = ["-serial", "null"] * target.serial_index + ["-serial", "stdio"]
+        if target.option("load", "kernel") == "loader":
+            # QEMU's option syntax: a comma inside a value is written twice.
+            load = ["-device", f"loader,file={str(elf).replace(',', ',,')},cpu-num=0"]
+        else:
+            load = ["-kernel", str(elf)]
         return [self.qemu, "-M", str(target.machine), "-nodefaults", "-display", "none",
                 "-monitor", "none", *serials,
                 "-icount", "shift=0",
                 "-semihosting-config", "enable=on,target=native",
-                *target.extra_args, "-kernel", str(elf)]
+                *target.extra_args, *load]
 
     def check_tools(self) -> None:
         if shutil.which(self.qemu) is None:
-            raise FusebenchError(f"{self.qemu} not found: install the Debian package {QEMU_PACKAGE}")
+            raise missing_qemu(self.qemu, self.qemu_package)
 
     def start(self, binary: Path) -> Session:
         if self.input_via == "file":

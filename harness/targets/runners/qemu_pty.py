@@ -21,12 +21,12 @@ from typing import Optional
 
 from harness.targets.boards import Board
 from harness.errors import FusebenchError
-from harness.targets.runners.qemu import QEMU, QEMU_PACKAGE, QemuProcess, QemuRunner
+from harness.targets.runners.qemu import QemuProcess, QemuRunner, missing_qemu, qemu_tool
 
 _PTY_LINE = re.compile(r"char device redirected to (\S+) \(label (\w+)\)")
 
 
-def pty_command(board: Board, elf: Path, qemu: str = QEMU) -> list[str]:
+def pty_command(board: Board, elf: Path, qemu: Optional[str] = None) -> list[str]:
     """The direct runner's command with the console on a pty instead of stdio."""
     command = QemuRunner(board, qemu=qemu).command(Path(elf))
     for i, arg in enumerate(command[:-1]):
@@ -38,9 +38,11 @@ def pty_command(board: Board, elf: Path, qemu: str = QEMU) -> list[str]:
 class QemuPtyBoard:
     """One QEMU whose console is a pseudo-terminal; `port` is its path."""
 
-    def __init__(self, board: Board, elf: Path, qemu: str = QEMU, start_timeout_s: float = 10.0):
+    def __init__(self, board: Board, elf: Path, qemu: Optional[str] = None, start_timeout_s: float = 10.0):
+        board_qemu, package = qemu_tool(board.runner("qemu"))
+        qemu = qemu or board_qemu
         if shutil.which(qemu) is None:
-            raise FusebenchError(f"{qemu} not found: install the Debian package {QEMU_PACKAGE}")
+            raise missing_qemu(qemu, package)
         self.board = board
         self.elf = Path(elf)
         self.qemu = qemu

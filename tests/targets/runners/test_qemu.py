@@ -13,8 +13,11 @@ from harness.backend.build import build_firmware
 from harness.errors import FusebenchError
 from harness.targets.runners import get_runner
 from harness.targets.runners.qemu import QemuRunner
+from tests.helpers.toolchains import requires_riscv
 
-BOARDS = ("stm32h7", "stm32f4")
+ARM_BOARDS = ("stm32h7", "stm32f4")
+# Every emulated board: the Cortex-M ones, and the RISC-V one where its tools are installed.
+BOARDS = (*ARM_BOARDS, pytest.param("esp32c3", marks=requires_riscv))
 
 
 def fixture_define(name: str, macro: str) -> int:
@@ -58,7 +61,7 @@ def qemu_processes_running(elf: Path) -> list[int]:
                 cmdline = (entry / "cmdline").read_bytes()
             except OSError:
                 continue
-            if str(elf).encode() in cmdline and b"qemu-system-arm" in cmdline:
+            if str(elf).encode() in cmdline and b"qemu-system-" in cmdline:
                 pids.append(int(entry.name))
     return pids
 
@@ -74,6 +77,16 @@ def test_command_line():
     assert "-semihosting-config enable=on,target=native" in joined
     assert "-serial stdio" in joined and "-kernel /x/firmware.elf" in joined
     assert QemuRunner(load_board("stm32f4")).command(Path("f.elf"))[2] == "netduinoplus2"
+
+
+def test_risc_v_command_line_comes_from_the_board():
+    command = QemuRunner(load_board("esp32c3")).command(Path("/x/a,b/firmware.elf"))
+    assert command[:3] == ["qemu-system-riscv32", "-M", "virt"]
+    joined = " ".join(command)
+    assert "-icount shift=0" in joined and "-semihosting-config enable=on,target=native" in joined
+    # No OpenSBI; the core starts at the ELF's entry (virt would jump to the start of DRAM).
+    assert "-bios none" in joined and "-kernel" not in command
+    assert command[-2:] == ["-device", "loader,file=/x/a,,b/firmware.elf,cpu-num=0"]
 
 
 def test_console_on_a_later_serial_port(tmp_path):
@@ -98,11 +111,12 @@ def test_the_link_reads_its_own_copy_of_the_pipe():
     process.wait(10)
 
 
-def test_missing_qemu_names_the_package(tmp_path):
+@pytest.mark.parametrize("board, package", [("stm32f4", "qemu-system-arm"), ("esp32c3", "qemu-system-misc")])
+def test_missing_qemu_names_the_package(tmp_path, board, package):
     elf = tmp_path / "firmware.elf"
     elf.write_bytes(b"\x7fELF")
-    runner = QemuRunner(load_board("stm32f4"), qemu="qemu-system-arm-not-installed")
-    with pytest.raises(FusebenchError, match="install the Debian package qemu-system-arm"):
+    runner = QemuRunner(load_board(board), qemu="qemu-system-not-installed")
+    with pytest.raises(FusebenchError, match=f"qemu-system-not-installed not found: install the Debian package {package}$"):
         next(runner.run(elf, [np.zeros(16, np.int8)]))
 
 
@@ -117,12 +131,24 @@ def test_missing_firmware_and_bad_options(tmp_path):
 
 # -- in QEMU -----------------------------------------------------------------------------------
 
+class Images(dict):
+    """{(board, fixture): elf}, each built when a test first asks for it (a
+    board whose toolchain is missing is then never built)."""
+
+    def __init__(self, root: Path):
+        super().__init__()
+        self.root = root
+
+    def __missing__(self, key):
+        board, name = key
+        self[key] = build_firmware(load_board(board), FIXTURES / name, self.root / board / name).elf
+        return self[key]
+
+
 @pytest.fixture(scope="module")
 def firmware(tmp_path_factory):
-    """Every fixture built for both boards: {(board, fixture): elf}."""
-    root = tmp_path_factory.mktemp("qemu-firmware")
-    return {(board, name): build_firmware(load_board(board), FIXTURES / name, root / board / name).elf
-            for board in BOARDS for name in ("copy", "fault", "hang", "stream")}
+    """The fixtures built for the emulated boards: {(board, fixture): elf}."""
+    return Images(tmp_path_factory.mktemp("qemu-firmware"))
 
 
 @pytest.mark.qemu
@@ -201,7 +227,7 @@ def test_streamed_input_from_a_host_file_and_over_the_uart(firmware, board_name)
 
 
 @pytest.mark.qemu
-@pytest.mark.parametrize("board_name", BOARDS)
+@pytest.mark.parametrize("board_name", ARM_BOARDS)
 def test_fault_reports_registers_and_the_next_input_gets_a_fresh_emulator(firmware, board_name):
     runner = QemuRunner(load_board(board_name))
     elf = firmware[board_name, "fault"]
@@ -214,6 +240,29 @@ def test_fault_reports_registers_and_the_next_input_gets_a_fresh_emulator(firmwa
         assert d["hfsr"] & (1 << 30)               # ... forced (escalated) ...
         assert d["cfsr"] & (1 << 17)               # ... from a UsageFault INVSTATE
         assert d["lr"] & 1                         # a Thumb return address in fb_model_run
+        assert d["exit_code"] == 3
+        assert any(line.startswith("@FAULT") for line in d["last_output"])
+        assert r.output is None and r.instructions is None
+    assert qemu_processes_running(elf) == []
+
+
+@pytest.mark.qemu
+@requires_riscv
+def test_a_risc_v_trap_is_reported_as_a_cortex_m_fault_is(firmware):
+    """The same FAULT frame and crash rows, with the trap CSRs in the fields
+    (hal.h): exception = mcause, pc = mepc, lr = ra, xpsr = mstatus."""
+    board = load_board("esp32c3")
+    elf = firmware["esp32c3", "fault"]
+    results = list(QemuRunner(board).run(elf, [np.zeros(16, np.int8), np.ones(16, np.int8)], timeout_s=30))
+    assert [r.status for r in results] == ["crash", "crash"]
+    qemu = board.runner("qemu")
+    for r in results:
+        d = r.detail
+        assert d["pc"] == FAULT_PC                 # mepc: where the jump went ...
+        assert d["exception"] == 2                 # ... virt's boot ROM, zeros there: illegal instruction
+        assert qemu.flash.origin <= d["lr"] < qemu.flash.end        # ra: back into fb_model_run
+        assert (d["xpsr"] >> 11) & 3 == 3          # mstatus.MPP: trapped from machine mode
+        assert qemu.ram.origin < d["sp"] <= qemu.ram.origin + board.stack_bytes
         assert d["exit_code"] == 3
         assert any(line.startswith("@FAULT") for line in d["last_output"])
         assert r.output is None and r.instructions is None
@@ -278,3 +327,28 @@ def test_firmware_for_another_board_is_refused(firmware):
     runner.target = load_board("stm32f4").runner("qemu")
     with pytest.raises(FusebenchError, match="built for board 'stm32f4', not 'stm32h7'"):
         list(runner.run(firmware["stm32f4", "copy"], [np.zeros(64, np.int8)]))
+
+
+@pytest.mark.qemu
+@requires_riscv
+def test_a_shipped_model_runs_bit_exact_on_the_risc_v_board(tmp_path):
+    """The smallest shipped MobileNetV2 built for the ESP32-C3 (portable C
+    kernels, picolibc) and run on virt: bit-exact with LiteRT's reference."""
+    import pandas as pd
+
+    from harness.paths import MODELS_DIR
+    from harness.report.bench import run_sweep
+
+    run_dir = run_sweep(["esp32c3"], [MODELS_DIR / "mobilenetv2_w035_64.tflite"], ["unfused", "fused"],
+                        max_inputs=2, jobs=2, run_dir=tmp_path)
+    rows = pd.read_csv(run_dir / "bench.csv")
+    assert len(rows) == 2 * 2
+    assert (rows["status"] == "ok").all(), rows[["variant", "status", "detail"]]
+    assert rows["outputs_match"].all()
+    assert (rows["count_source"] == "qemu-icount").all() and (rows["instructions"] > 1_000_000).all()
+    unfused = rows[rows["variant"] == "unfused"]
+    assert (unfused["arena_bytes_peak"] == unfused["arena_bytes_planned"]).all()
+    # A plan sizes each kernel's scratch for the DSP kernels too (the most either
+    # build needs), which the portable ones a RISC-V core runs do not fill.
+    assert (rows["arena_bytes_peak"] <= rows["arena_bytes_planned"]).all()
+    assert (rows["ram_bytes_total"] <= 384 * 1024).all()

@@ -1,12 +1,14 @@
 /*
  * Stack high-water mark by painting: fill the free stack (below the current
- * SP) with a byte, run, then find the lowest byte that changed.
+ * SP) with a byte, run, then find the lowest byte that changed. The linker
+ * script (harness/backend/build.py) puts the stack at the bottom of RAM,
+ * between __stack_bottom and __stack_top, on every architecture.
  */
 #include <stddef.h>
 #include <stdint.h>
 
 #include "../hal.h"
-#include "cortexm.h"
+#include "arch.h"
 
 extern uint8_t __stack_bottom[], __stack_top[];
 
@@ -15,7 +17,7 @@ extern uint8_t __stack_bottom[], __stack_top[];
  * there (its frame may then read as used: at most 104 bytes too much). */
 void hal_stack_paint(uint8_t pattern)
 {
-    uintptr_t limit = cm_sp();
+    uintptr_t limit = arch_sp();
     uint32_t word = pattern * 0x01010101u;
     /* Word stores through a volatile pointer: the compiler must not turn
      * this into a memset call that uses the stack being painted. */
@@ -33,7 +35,7 @@ size_t hal_stack_used(uint8_t pattern)
 
 size_t hal_stack_depth(void)
 {
-    return (size_t)((uintptr_t)__stack_top - cm_sp());
+    return (size_t)((uintptr_t)__stack_top - arch_sp());
 }
 
 size_t hal_stack_size(void)

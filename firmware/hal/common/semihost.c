@@ -1,11 +1,10 @@
 /*
- * ARM semihosting for emulators (QEMU needs
- * `-semihosting-config enable=on,target=native`): ending the run and reading
- * input files from the host.
- *
- * On M-profile the semihosting trap is BKPT 0xAB: r0 the operation, r1 a
- * pointer to its parameter block, the result comes back in r0. Only call
- * these where a debugger or emulator answers: on a bare board BKPT faults.
+ * Semihosting for emulators (QEMU needs `-semihosting-config enable=on,...`):
+ * ending the run and reading input files from the host. Arm and RISC-V
+ * semihosting share the operations and their parameter blocks; only the trap
+ * differs (arch_semihost_trap: BKPT 0xAB on Cortex-M, the ebreak sequence on
+ * RISC-V), an operation number and a pointer to its parameter block in, the
+ * result out.
  *
  * SYS_EXIT_EXTENDED (0x20) takes a two-word block {reason, subcode}; with the
  * reason ADP_Stopped_ApplicationExit the subcode becomes QEMU's exit status.
@@ -15,13 +14,14 @@
  * success, SYS_READ {handle, buffer, length} the number of bytes NOT read,
  * SYS_CLOSE {handle}. A streamed model reads its input many times in small
  * pieces, so the file stays open for the whole run (one SYS_OPEN per run).
+ * The blocks are words of 32 bits: both targets are 32-bit.
  */
-#include <stdint.h>
-
-#include "cortexm.h"
-
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
+
+#include "arch.h"
+#include "semihost.h"
 
 #define SYS_OPEN 0x01u
 #define SYS_CLOSE 0x02u
@@ -32,15 +32,7 @@
 #define ADP_STOPPED_APPLICATION_EXIT 0x20026u
 #define OPEN_MODE_RB 1u /* fopen "rb" */
 
-static uint32_t semihost_call(uint32_t operation, volatile uint32_t *block)
-{
-    register uint32_t r0 __asm("r0") = operation;
-    register uint32_t r1 __asm("r1") = (uint32_t)(uintptr_t)block;
-    __asm volatile("bkpt 0xab" : "+r"(r0) : "r"(r1) : "memory");
-    return r0;
-}
-
-void cortexm_semihost_exit(int code)
+void semihost_exit(int code)
 {
     if (code != 0) {
         /* After a fault the FAULT frame is the last thing the host reads. QEMU
@@ -51,47 +43,47 @@ void cortexm_semihost_exit(int code)
         }
     }
     volatile uint32_t block[2] = {ADP_STOPPED_APPLICATION_EXIT, (uint32_t)code};
-    semihost_call(SYS_EXIT_EXTENDED, block);
+    arch_semihost_trap(SYS_EXIT_EXTENDED, block);
     for (;;) {
     }
 }
 
-void cortexm_semihost_close(int handle)
+void semihost_close(int handle)
 {
     if (handle < 0)
         return;
     volatile uint32_t block[1] = {(uint32_t)handle};
-    semihost_call(SYS_CLOSE, block);
+    arch_semihost_trap(SYS_CLOSE, block);
 }
 
-int cortexm_semihost_open(const char *path, size_t expected_length)
+int semihost_open(const char *path, size_t expected_length)
 {
     volatile uint32_t open_block[3] = {(uint32_t)(uintptr_t)path, OPEN_MODE_RB, (uint32_t)strlen(path)};
-    uint32_t handle = semihost_call(SYS_OPEN, open_block);
+    uint32_t handle = arch_semihost_trap(SYS_OPEN, open_block);
     if (handle == 0xFFFFFFFFu)
         return -1;
     if (handle > 0x7FFFFFFFu) { /* no host hands out such handles; an int cannot carry it */
         volatile uint32_t close_block[1] = {handle};
-        semihost_call(SYS_CLOSE, close_block);
+        arch_semihost_trap(SYS_CLOSE, close_block);
         return -1;
     }
     volatile uint32_t flen_block[1] = {handle};
-    if (semihost_call(SYS_FLEN, flen_block) != expected_length) {
-        cortexm_semihost_close((int)handle);
+    if (arch_semihost_trap(SYS_FLEN, flen_block) != expected_length) {
+        semihost_close((int)handle);
         return -1;
     }
     return (int)handle;
 }
 
-int cortexm_semihost_read_at(int handle, uint32_t offset, void *buffer, size_t length)
+int semihost_read_at(int handle, uint32_t offset, void *buffer, size_t length)
 {
     if (handle < 0)
         return -1;
     volatile uint32_t seek_block[2] = {(uint32_t)handle, offset};
-    if (semihost_call(SYS_SEEK, seek_block) != 0)
+    if (arch_semihost_trap(SYS_SEEK, seek_block) != 0)
         return -1;
     if (length == 0)
         return 0;
     volatile uint32_t read_block[3] = {(uint32_t)handle, (uint32_t)(uintptr_t)buffer, (uint32_t)length};
-    return semihost_call(SYS_READ, read_block) == 0 ? 0 : -1; /* 0: nothing left unread */
+    return arch_semihost_trap(SYS_READ, read_block) == 0 ? 0 : -1; /* 0: nothing left unread */
 }
