@@ -324,16 +324,18 @@ def _ignore_sigint() -> None:
 
 def _stop_pool(pool: ProcessPoolExecutor, futures) -> None:
     """End a pool now: nothing queued starts, running workers are killed (each
-    emulator dies with its worker: PR_SET_PDEATHSIG, its own process group)."""
-    for f in futures:
-        f.cancel()
+    emulator dies with its worker: PR_SET_PDEATHSIG, its own process group).
+    The pool's own shutdown cancels what is queued: futures cancelled from
+    outside make its manager thread fail when it then marks the pool broken
+    (Python 3.11 sets an exception on a cancelled future), and the
+    interpreter could then hang at exit on the pool's queues."""
     processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
     for p in processes:
         try:
             p.kill()
         except (OSError, AttributeError):
             pass
-    pool.shutdown(wait=False, cancel_futures=True)
     for p in processes:
         p.join(timeout=2)
 
