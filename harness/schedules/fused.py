@@ -20,7 +20,7 @@ from harness.errors import FusebenchError
 from harness.frontend.graph import Graph
 from harness.schedules.geometry import (MODES, StageGeometry, block_op_ranges, first_tileable_op, fusable_block_ranges,
                                         stage_live_bytes)
-from harness.schedules.plan import Note, plan_schedule
+from harness.schedules.plan import Note, least_arena_plan, plan_schedule
 from harness.schedules.registry import NotApplicable, Option, Schedule, percent, stream_windows_option, text, yes_no
 from harness.schedules.stages import TiledStage
 
@@ -223,10 +223,11 @@ def plan_fused(graph: Graph, max_overhead: Optional[float] = None, blocks: Optio
             if best is None or found[0] < best[0]:
                 best = found
     elif len(chains) == 1:
-        for stages in chain_candidates(chains[0], search_blocks):
-            found = plan_of(stages)
-            if best is None or found[0] < best[0]:
-                best = found
+        found = least_arena_plan(graph, chain_candidates(chains[0], search_blocks),
+                                 tiebreak=lambda plan, stages: (plan.macs, len(stages)),
+                                 variant=variant, stream_windows=stream_input)
+        if found is not None:
+            best = (found[0][:3], found[1])
     else:
         # Several chains (tunnels): first every chain split alike, as symmetric
         # tunnels only lower the peak together; then chain by chain, the

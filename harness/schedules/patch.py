@@ -19,7 +19,7 @@ from harness.errors import FusebenchError
 from harness.schedules.geometry import StageGeometry, first_tileable_op
 from harness.frontend.graph import Graph
 from harness.backend.lowering import lower_op, map_hwc
-from harness.schedules.plan import Note, Plan, plan_schedule
+from harness.schedules.plan import Note, Plan, least_arena_plan
 from harness.schedules.registry import NotApplicable, Option, Schedule, text, whole_number
 from harness.schedules.unfused import plan_layer_by_layer
 
@@ -64,22 +64,20 @@ def plan_patch(graph: Graph, patches=None, patch_end: Optional[int] = None) -> P
     calls = {op.index: lower_op(graph, op) for op in graph.ops if op.kind != "RESHAPE"}
     start = first_tileable_op(graph, calls)     # after edge ops such as a QUANTIZE of uint8 pixels
     ends = [int(patch_end)] if patch_end is not None else list(range(start + 1, len(graph.ops)))
-    best = None
+    candidates, candidate_grids = [], []
     for end in ends:
         for grid in grids:
             stage = patch_stage(graph, end, grid, calls, start)
-            if stage is None:
-                continue
-            plan = plan_schedule(graph, [stage], variant="patch")
-            key = (plan.arena_bytes, plan.macs)
-            if best is None or key < best[0]:
-                best = (key, plan, grid)
+            if stage is not None:
+                candidates.append([stage])
+                candidate_grids.append(grid)
+    best = least_arena_plan(graph, candidates, tiebreak=lambda plan, _: (plan.macs,), variant="patch")
     if best is None:
         if patch_end is not None:
             raise FusebenchError(f"{graph.name}: ops {start}-{patch_end} cannot run patch by patch")
         raise NotApplicable("patch", graph.name, "no first stage of its ops can run patch by patch (its first "
                             "maps are not tileable or smaller than the grids)")
-    plan, grid = best[1], best[2]
+    plan, grid = best[1], candidate_grids[best[2]]
     st = plan.stages[0]
     unfused = plan_layer_by_layer(graph)
     extra = 100.0 * (plan.macs / plan.base_macs - 1)

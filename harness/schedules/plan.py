@@ -8,6 +8,9 @@ the measured arena watermark is checked against `arena_bytes`.
 from the op order, the stages' own buffers (harness.schedules.stages), offsets
 by a greedy first fit (largest first, as TFLite Micro's greedy planner does,
 then a few other orders and a short local search), in-place chains.
+`least_arena_plan` is the searches' common step: of many candidate stage
+lists, the one with the smallest arena, placing only those whose lower
+bound can still win.
 """
 from __future__ import annotations
 
@@ -344,6 +347,97 @@ def plan_schedule(graph: Graph, stages: list, scratch: ScratchFn = kernel_scratc
     its kernels share one scratch buffer. With `stream_windows`, an input that
     only slices read (UNIST's patches) is read from the host one window per
     slice (stages.WindowRead) and never held whole."""
+    return layout_schedule(graph, stages, scratch, variant, stream_windows).place()
+
+
+def least_arena_plan(graph: Graph, candidates: list[list], tiebreak: Callable[[Plan, list], tuple] = lambda p, s: (),
+                     variant: str = "unfused", stream_windows: bool = False) -> Optional[tuple[tuple, Plan, int]]:
+    """The candidate (a list of stages) whose plan has the smallest arena; ties
+    go to the smallest `tiebreak(plan, stages)`, then to the earliest candidate.
+    Returns (key, plan, candidate index), None for no candidates.
+
+    The buffers live at one step never fit in less than their sum
+    (`ScheduleLayout.lower_bound_bytes`), which is cheap and nearly always
+    within a few bytes of the placed arena: candidates are placed in the order
+    of that bound, and the search stops at the first bound above the best
+    arena placed so far. The answer is the exhaustive search's."""
+    layouts = sorted(((layout_schedule(graph, stages, variant=variant, stream_windows=stream_windows), k)
+                      for k, stages in enumerate(candidates)), key=lambda item: (item[0].lower_bound_bytes, item[1]))
+    best = None
+    for layout, k in layouts:
+        if best is not None and layout.lower_bound_bytes > best[0][0]:
+            break
+        plan = layout.place()
+        key = (plan.arena_bytes, *tiebreak(plan, candidates[k]), k)
+        if best is None or key < best[0]:
+            best = (key, plan, k)
+    return best
+
+
+@dataclass
+class ScheduleLayout:
+    """A schedule's buffers and lifetimes before they get offsets: `place`
+    gives the plan. `lower_bound_bytes` is no arena's size can be below: the
+    largest sum of the buffers live at one step (the members of an in-place
+    chain, which overlap by design, count as the largest of them)."""
+    graph: Graph
+    stages: list
+    variant: str
+    allocs: list[Allocation]
+    aliases: dict[int, int]
+    chains: dict[str, list]
+    members: set[str]
+    stage_of: dict[int, int]
+    scratch_sizes: dict[int, int]
+    lower_bound_bytes: int = 0
+
+    def __post_init__(self):
+        steps = len(self.graph.ops)
+        change = [0] * (steps + 1)
+        chain_peak = [0] * steps
+        for a in self.allocs:
+            if a.name in self.members:
+                for step in range(a.first_step, a.last_step + 1):
+                    chain_peak[step] = max(chain_peak[step], a.size)
+            else:
+                change[a.first_step] += a.size
+                change[a.last_step + 1] -= a.size
+        live, bound = 0, 0
+        for step in range(steps):
+            live += change[step]
+            bound = max(bound, live + chain_peak[step])
+        self.lower_bound_bytes = bound
+
+    def place(self) -> Plan:
+        graph, stages, allocs, members = self.graph, self.stages, self.allocs, self.members
+        arena = greedy_offsets([a for a in allocs if a.name not in members], groups=list(self.chains.values()))
+        stage_of = self.stage_of
+        stage_macs = {i: 0 for i in stage_of}
+        for st in stages:
+            stage_macs[st.ops[0]] = st.macs      # a stage's MACs are booked on its first step
+        steps = []
+        for step, op in enumerate(graph.ops):
+            live = [a for a in allocs if a.first_step <= step <= a.last_step]
+            overlaid = _shared_bytes([a for a in live if a.name in members])
+            k = stage_of.get(op.index)
+            steps.append(Step(
+                index=step, op=op.index, kind=op.kind if k is None else f"{op.kind}@s{k}",
+                input_shapes=[list(graph.tensors[t].shape) for t in op.inputs
+                              if t >= 0 and not graph.tensors[t].is_const],
+                output_shape=list(graph.tensors[op.outputs[0]].shape),
+                live=[a.name for a in live], live_bytes=sum(a.size for a in live) - overlaid,
+                scratch_bytes=(self.scratch_sizes.get(step, 0) if k is None else stages[k].scratch_bytes),
+                macs=graph.macs(op) if k is None else stage_macs[op.index]))
+        base = sum(graph.macs(op) for op in graph.ops)
+        return Plan(model=graph.name, variant=self.variant, alignment=ARENA_ALIGNMENT,
+                    arena_bytes=arena, lower_bound_bytes=max((s.live_bytes for s in steps), default=0),
+                    steps=steps, allocations=allocs, aliases=self.aliases, stages=list(stages),
+                    macs=sum(s.macs for s in steps), base_macs=base)
+
+
+def layout_schedule(graph: Graph, stages: list, scratch: ScratchFn = kernel_scratch,
+                    variant: str = "unfused", stream_windows: bool = False) -> ScheduleLayout:
+    """The buffers of `plan_schedule`'s plan, not yet placed."""
     if stream_windows:
         from harness.schedules.stages import window_reads
         stages = list(stages) + window_reads(graph, frozenset(i for st in stages for i in st.ops))
@@ -396,28 +490,8 @@ def plan_schedule(graph: Graph, stages: list, scratch: ScratchFn = kernel_scratc
         if root is not a or a.name in {h.name for h, _ in host_of.values()}:
             chains.setdefault(root.name, []).append((a, rel))
     members = {m.name for chain in chains.values() for m, _ in chain}
-    arena = greedy_offsets([a for a in allocs if a.name not in members], groups=list(chains.values()))
-    stage_macs = {i: 0 for i in stage_of}
-    for st in stages:
-        stage_macs[st.ops[0]] = st.macs      # a stage's MACs are booked on its first step
-    steps = []
-    for step, op in enumerate(graph.ops):
-        live = [a for a in allocs if a.first_step <= step <= a.last_step]
-        overlaid = _shared_bytes([a for a in live if a.name in members])
-        k = stage_of.get(op.index)
-        steps.append(Step(
-            index=step, op=op.index, kind=op.kind if k is None else f"{op.kind}@s{k}",
-            input_shapes=[list(graph.tensors[t].shape) for t in op.inputs
-                          if t >= 0 and not graph.tensors[t].is_const],
-            output_shape=list(graph.tensors[op.outputs[0]].shape),
-            live=[a.name for a in live], live_bytes=sum(a.size for a in live) - overlaid,
-            scratch_bytes=(scratch_sizes.get(step, 0) if k is None else stages[k].scratch_bytes),
-            macs=graph.macs(op) if k is None else stage_macs[op.index]))
-    base = sum(graph.macs(op) for op in graph.ops)
-    return Plan(model=graph.name, variant=variant, alignment=ARENA_ALIGNMENT,
-                arena_bytes=arena, lower_bound_bytes=max((s.live_bytes for s in steps), default=0),
-                steps=steps, allocations=allocs, aliases=aliases, stages=list(stages),
-                macs=sum(s.macs for s in steps), base_macs=base)
+    return ScheduleLayout(graph=graph, stages=list(stages), variant=variant, allocs=allocs, aliases=aliases,
+                          chains=chains, members=members, stage_of=stage_of, scratch_sizes=scratch_sizes)
 
 
 def _shared_bytes(allocs: list[Allocation]) -> int:

@@ -87,3 +87,30 @@ def test_shipped_models_plan_is_sound(model_paths):
         # For these chains the greedy planner reaches the bound up to alignment slack.
         assert plan.arena_bytes <= plan.lower_bound_bytes + 4 * ARENA_ALIGNMENT, path.name
         assert len(plan.steps) == len(graph.ops)
+
+
+def test_the_pruned_search_finds_the_exhaustive_searchs_plan():
+    """least_arena_plan places candidates in the order of their lower bound and
+    stops at the first bound above the best arena: the same answer as placing
+    every candidate, and no placed arena is ever below its bound."""
+    from harness.backend.lowering import lower_op
+    from harness.paths import MODELS_DIR
+    from harness.schedules.geometry import first_tileable_op
+    from harness.schedules.patch import patch_stage
+    from harness.schedules.plan import layout_schedule, least_arena_plan
+
+    graph = load_model(MODELS_DIR / "mobilenetv2_w035_64.tflite")
+    calls = {op.index: lower_op(graph, op) for op in graph.ops if op.kind != "RESHAPE"}
+    start = first_tileable_op(graph, calls)
+    candidates = [[stage] for end in range(start + 1, len(graph.ops)) for grid in (2, 3)
+                  if (stage := patch_stage(graph, end, grid, calls, start)) is not None]
+    assert len(candidates) > 50
+    keys = []
+    for k, stages in enumerate(candidates):
+        layout = layout_schedule(graph, stages, variant="patch")
+        plan = layout.place()
+        assert layout.lower_bound_bytes <= plan.arena_bytes
+        keys.append((plan.arena_bytes, plan.macs, k))
+    key, plan, index = least_arena_plan(graph, candidates, tiebreak=lambda p, _: (p.macs,), variant="patch")
+    assert key == min(keys) and index == min(keys)[2] and plan.arena_bytes == key[0]
+    assert least_arena_plan(graph, []) is None
