@@ -157,31 +157,40 @@ def models(c, resolution=None, out=None, width=None, expansion=None, training=No
                 archs=archs, param_sweep=sweep)
 
 
+PLACE_HELP = ("a labgrid place holding the board (runner labgrid; default: $LG_PLACE; "
+              "coordinator: $LG_COORDINATOR)")
+
+
 @task(help={"board": "board name(s), comma-separated (see boards/)",
             "model": "a .tflite file or shipped model name(s), comma-separated (default: all shipped)",
             "variant": f"schedule(s), comma-separated: {VARIANT_HELP} (default: all)",
             "inputs": "a folder of images or .npy files (default: the shipped held-out images)",
             "runs": "runs per input", "jobs": "parallel firmware jobs (default: cores)",
             "max_inputs": "use only the first N inputs", "timeout": "seconds per firmware session",
-            "runner": "qemu, renode or serial (default: serial with --port or for real boards, else qemu)",
+            "runner": "qemu, renode, serial or labgrid (default: serial with --port, labgrid with --place; "
+                      "serial for real boards, else qemu)",
             "port": "serial port of a real board (e.g. /dev/ttyACM0; `auto` finds it by USB id)",
+            "place": PLACE_HELP,
             "renode": "Renode executable or its folder (default: $RENODE, pyrenode3, `renode` on PATH)",
             "flash_tool": "pyocd, openocd, st-flash or dfu-util (default: the board file's first installed)",
             "probe": "debug probe serial number, when several are plugged in",
             "no_flash": "the board already runs this firmware: do not flash",
+            "cluster": "a Dask scheduler (tcp://HOST:8786) whose workers run the jobs "
+                       "(default: $DASK_SCHEDULER_ADDRESS, else a local pool)",
             **SCHEDULE_HELP})
 @_cli
 @_with_schedule_options
 def bench(c, board="stm32h7", model=None, variant=None, inputs=None, runs=1, jobs=None,
           max_inputs=None, timeout=600, runner=None, port=None, renode=None, flash_tool=None, probe=None,
-          no_flash=False, **schedule):
+          no_flash=False, cluster=None, place=None, **schedule):
     """Build, run and measure every variant of every model on a board; write results/<run-id>/."""
     from harness.commands import bench_command
     bench_command(board=board, model=model, variant=variant, inputs=inputs, runs=_count(runs, "runs"),
                   jobs=_count(jobs, "jobs"), max_inputs=_count(max_inputs, "max-inputs"),
                   timeout=_seconds(timeout),
                   options=parse_cli_options(schedule), runner=runner, port=port,
-                  renode=renode, flash_tool=flash_tool, probe=probe, no_flash=bool(no_flash))
+                  renode=renode, flash_tool=flash_tool, probe=probe, no_flash=bool(no_flash),
+                  cluster=cluster, place=place)
 
 
 @task(help={"board": "board name", "model": "a .tflite file or shipped model name",
@@ -200,6 +209,7 @@ def build(c, board="stm32h7", model=None, variant="unfused", **schedule):
             "max_inputs": "use only the first N inputs", "timeout": "seconds for the session",
             "runner": "a runner kind: qemu, renode, serial, ... (default: as bench chooses)",
             "port": "serial port of a real board (e.g. /dev/ttyACM0; `auto` finds it by USB id)",
+            "place": PLACE_HELP,
             "renode": "Renode executable or its folder (default: $RENODE, pyrenode3, `renode` on PATH)",
             "flash_tool": "pyocd, openocd, st-flash or dfu-util (default: the board file's first installed)",
             "probe": "debug probe serial number, when several are plugged in",
@@ -207,14 +217,15 @@ def build(c, board="stm32h7", model=None, variant="unfused", **schedule):
 @_cli
 @_with_schedule_options
 def run(c, board="stm32h7", model=None, variant="unfused", inputs=None, max_inputs=None, timeout=600,
-        runner=None, port=None, renode=None, flash_tool=None, probe=None, no_flash=False, **schedule):
+        runner=None, port=None, renode=None, flash_tool=None, probe=None, no_flash=False, place=None,
+        **schedule):
     """Run a built firmware on a runner and compare with the host reference
     (the schedule options it was built with find its build folder)."""
     from harness.commands import run_command
     run_command(board=board, model=model, variant=variant, inputs=inputs,
                 max_inputs=_count(max_inputs, "max-inputs"), timeout=_seconds(timeout),
                 runner=runner, port=port, renode=renode, flash_tool=flash_tool, probe=probe,
-                no_flash=bool(no_flash), options=parse_cli_options(schedule))
+                no_flash=bool(no_flash), place=place, options=parse_cli_options(schedule))
 
 
 @task(help={"folder": "a folder of .tflite files (default: ../shared/field-models)",

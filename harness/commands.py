@@ -26,7 +26,6 @@ def plan_command(model: Optional[str], variant: str = "unfused", csv: PathOpt = 
                  plot: PathOpt = None, json: PathOpt = None, tflm: bool = True,
                  options: Optional[dict] = None, board: Optional[str] = "stm32h7") -> None:
     from harness.targets.boards import load_board
-    from harness.report.plots import plot_memory_profile
     from harness.report.tables import format_plan, plan_table
     from harness.frontend.tflite_import import load_model
     from harness.frontend.tflm import TflmUnavailable, tflm_arena_bytes
@@ -47,6 +46,7 @@ def plan_command(model: Optional[str], variant: str = "unfused", csv: PathOpt = 
             plan_table(graph, p, tflm_bytes).to_csv(out, index=False)
             print(f"wrote {out}")
         if (out := _out_path(plot, stem.with_suffix(".png"))):
+            from harness.report.plots import plot_memory_profile    # matplotlib: 1 s to import
             plot_memory_profile([baseline, p] if baseline else [p], out)
             print(f"wrote {out}")
         if (out := _out_path(json, stem.with_suffix(".json"))):
@@ -67,9 +67,11 @@ def bench_command(board: str = "stm32h7", model: Optional[str] = None, variant: 
                   options: Optional[dict] = None, runner: Optional[str] = None,
                   port: Optional[str] = None, renode: Optional[str] = None,
                   flash_tool: Optional[str] = None, probe: Optional[str] = None,
-                  no_flash: bool = False) -> Path:
+                  no_flash: bool = False, cluster: Optional[str] = None,
+                  place: Optional[str] = None) -> Path:
     """The main job. Returns the run folder; raises FusebenchError when any row
-    is a mismatch, crash or timeout (after everything is written)."""
+    is a mismatch, crash or timeout (after everything is written). `cluster`:
+    a Dask scheduler's address (default $DASK_SCHEDULER_ADDRESS) whose workers run the jobs."""
     import pandas as pd
 
     from harness.report.bench import BAD_STATUSES, run_sweep
@@ -83,15 +85,19 @@ def bench_command(board: str = "stm32h7", model: Optional[str] = None, variant: 
     print(f"bench: boards {', '.join(boards)}; variants {', '.join(variants)}; "
           f"models {', '.join(p.name for p in model_paths)}")
     from harness.targets.runners import choose_runner
-    runner_kind = choose_runner([load_board(b) for b in boards], runner, port=port)
+    runner_kind = choose_runner([load_board(b) for b in boards], runner, port=port, place=place)
     runner_options = dict(port=port, renode=renode, flash_tool=flash_tool, probe=probe,
-                          flash=not no_flash)
+                          flash=not no_flash, place=place)
     print(f"bench: runner {runner_kind}")
     from harness.report.bench import SweepInterrupted
+    from harness.report.cluster import cluster_address
+    cluster = cluster_address(cluster)
+    if cluster:
+        print(f"bench: jobs run on the Dask cluster at {cluster}")
     try:
         run_dir = run_sweep(boards, model_paths, variants, inputs_dir=inputs, runs=runs, jobs=jobs,
                             max_inputs=max_inputs, timeout_s=timeout, options=options,
-                            runner=runner_kind, runner_options=runner_options)
+                            runner=runner_kind, runner_options=runner_options, cluster=cluster)
     except SweepInterrupted as stopped:
         if stopped.rows:              # the summary and plots of what ran
             write_summary(stopped.run_dir, verbose=False)
@@ -184,7 +190,8 @@ def build_command(board: str, model: Optional[str], variant: str = "unfused",
 def run_command(board: str, model: Optional[str], variant: str = "unfused", inputs: Optional[str] = None,
                 max_inputs: Optional[int] = None, timeout: float = 600.0, runner: Optional[str] = None,
                 port: Optional[str] = None, renode: Optional[str] = None, flash_tool: Optional[str] = None,
-                probe: Optional[str] = None, no_flash: bool = False, options: Optional[dict] = None) -> None:
+                probe: Optional[str] = None, no_flash: bool = False, options: Optional[dict] = None,
+                place: Optional[str] = None) -> None:
     """Run already-built firmware on the inputs and print one line per input.
     The runner is chosen as `invoke bench` chooses it, with the same options;
     the schedule options it was built with find its folder."""
@@ -197,15 +204,15 @@ def run_command(board: str, model: Optional[str], variant: str = "unfused", inpu
     from harness.frontend.tflite_import import load_model
 
     b = load_board(board)
-    kind = choose_runner([b], runner, port=port)
+    kind = choose_runner([b], runner, port=port, place=place)
     running = make_runner(kind, b, port=port, renode=renode, flash_tool=flash_tool, probe=probe,
-                          flash=not no_flash)
+                          flash=not no_flash, place=place)
     for path in resolve_models(model):
         graph = load_model(path)
         elf = firmware_dir(b.name, graph, variant, kind, recorded_options(variant, options or {})) / "firmware.elf"
         if not elf.exists():
             how = (f"invoke bench --board {board} --model {path} --variant {variant} --runner {kind} "
-                   f"--max-inputs 1" if runner_class(kind).silicon_image else
+                   f"--max-inputs 1" if runner_class(b.runner(kind).image_kind).silicon_image else
                    f"invoke build --board {board} --model {path} --variant {variant}")
             raise FusebenchError(f"{elf} is not built; run `{how}` first")
         samples = load_inputs(graph, inputs, path)[:max_inputs]

@@ -40,7 +40,7 @@ def test_invoke_run_takes_the_runner_and_its_options(monkeypatch):
          "--max-inputs", "2"], exit=False)
     assert seen == dict(board="nucleo-h743zi", model="m", variant="unfused", inputs=None, max_inputs=2,
                         timeout=600.0, runner="serial", port="/dev/ttyACM3", renode=None,
-                        flash_tool="openocd", probe="P1", no_flash=True, options={})
+                        flash_tool="openocd", probe="P1", no_flash=True, place=None, options={})
 
 
 @pytest.mark.parametrize("args,message", [

@@ -347,7 +347,8 @@ def build_firmware(board: Board, gen_dir: Path, out_dir: Path,
     Raises DoesNotFit when the image exceeds the board's flash or RAM and
     FusebenchError for a missing toolchain or a compile error."""
     gen_dir, out_dir = Path(gen_dir).resolve(), Path(out_dir).resolve()
-    target = board.runner(runner)
+    # A table that runs another table's image (`image = "<kind>"`) gets that very image.
+    target = board.runner(board.runner(runner).image_kind)
     tools = toolchain(board)
     version = _toolchain_version(tools)
     if not (gen_dir / "fb_model.h").is_file():

@@ -2,8 +2,10 @@
 input, compare with the host reference, and collect the rows into the run folder.
 
 Jobs (one per firmware) run in a process pool so a sweep takes about the time
-of its longest jobs; each row is appended to `bench.csv` as soon as it is
-known, so an interrupted sweep keeps what it measured.
+of its longest jobs, or on a Dask cluster's workers (`cluster`:
+harness.report.cluster); each row is appended to `bench.csv` as soon as it
+is known, so an interrupted sweep keeps what it measured, and at the end the
+rows are put in the sweep's order (board, model, variant, input, run).
 """
 from __future__ import annotations
 
@@ -115,7 +117,19 @@ def firmware_dir(board: str, graph, variant: str, runner: str = "qemu", options:
     if options:
         variant += "-" + hashlib.sha1(json.dumps(options, sort_keys=True).encode()).hexdigest()[:8]
     folder = BUILD_DIR / board / model / variant
+    runner = image_kind(board, runner)
     return folder / runner if runner_class(runner).silicon_image else folder
+
+
+def image_kind(board: str, runner: str) -> str:
+    """The runner kind whose image `runner` runs on `board`: its own, or the
+    one its board table names in `image` (labgrid: qemu's or serial's)."""
+    from harness.targets.boards import load_board
+
+    try:
+        return load_board(board).runner(runner).image_kind
+    except FusebenchError:
+        return runner                   # no such board or table: the caller's checks say so
 
 
 def plan_variant(board_name: str, model_path: str, variant: str, options: Optional[dict] = None):
@@ -235,14 +249,20 @@ def _top1(graph, outputs: np.ndarray):
 
 
 def _rows_without_run(job: Job, events, status: str, detail: str) -> None:
-    """One row per input for a job that never ran (nothing was measured)."""
+    for row in rows_without_run(job, status, detail):
+        events.put(("row", row))
+
+
+def rows_without_run(job: Job, status: str, detail: str) -> list[dict]:
+    """One row per input for a job that never ran, or whose run was lost
+    (nothing was measured)."""
     from harness.targets.boards import load_board
     board = load_board(job.board)
     base = dict(board=job.board, model=Path(job.model_path).stem, variant=job.variant, runner=job.runner,
                 reference=job.reference, inputs=job.input_source, ram_bytes_available=board.ram.size,
                 flash_bytes_available=board.flash.size, clock_hz=board.clock_hz)
-    for name, _, lbl in job.inputs:
-        events.put(("row", dict(base, input=name, run=0, status=status, label=lbl, detail=detail)))
+    return [dict(base, input=name, run=run, status=status, label=lbl, detail=detail)
+            for run in range(job.runs if status == "crash" else 1) for name, _, lbl in job.inputs]
 
 
 def _detail_text(detail) -> str:
@@ -344,11 +364,12 @@ def run_sweep(boards: list[str], model_paths: list[Path], variants: list[str],
               inputs_dir: Optional[str] = None, runs: int = 1, jobs: Optional[int] = None,
               max_inputs: Optional[int] = None, timeout_s: float = 600.0,
               options: Optional[dict] = None, run_dir: Optional[Path] = None,
-              runner: str = "qemu", runner_options: Optional[dict] = None) -> Path:
+              runner: str = "qemu", runner_options: Optional[dict] = None,
+              cluster: Optional[str] = None) -> Path:
     """Run the whole sweep; returns the run folder (bench.csv, summary.csv, plots).
-    `runner` is a kind of harness.targets.runners.RUNNER_KINDS; `runner_options` go to make_runner."""
-    from tqdm import tqdm
-
+    `runner` is a kind of harness.targets.runners.RUNNER_KINDS; `runner_options` go to make_runner.
+    `cluster`: a Dask scheduler's address (tcp://host:8786): the jobs run on
+    its workers instead of in a local pool (harness.report.cluster)."""
     from harness.targets.boards import load_board
     from harness.schedules import get_schedule
     from harness.frontend.tflite_import import load_model
@@ -365,41 +386,59 @@ def run_sweep(boards: list[str], model_paths: list[Path], variants: list[str],
         get_schedule(v)                 # unknown variants fail before any work starts
     runner_cls = runner_class(runner)
     options_given = {k: v for k, v in (runner_options or {}).items() if v is not None}
-    for b in boards:                    # a missing table, tool, port or flash tool: say so now
-        runner_cls.check_setup(load_board(b), **options_given)
-    job_list = []
-    for path in model_paths:
-        graph = load_model(path)        # unsupported models fail here, with their reason
-        input_set = model_input_set(graph, inputs_dir, path)
-        inputs = [(s.name, np.ascontiguousarray(s.data), s.label if input_set.labels_apply else None)
-                  for s in input_set.samples][:max_inputs]
-        reference, refs = reference_outputs_isolated(str(path), [x for _, x, _ in inputs], with_source=True)
-        for b in boards:
-            for v in variants:
-                job_list.append(Job(board=b, model_path=str(path), variant=v, inputs=inputs,
-                                    references=refs, reference=reference,
-                                    input_source=f"{input_set.source} ({len(inputs)})",
-                                    runs=runs, timeout_s=timeout_s,
-                                    options=options or {}, runner=runner,
-                                    runner_options=runner_options or {}))
-    run_dir = run_dir or new_run_dir()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    writer = RowWriter(run_dir / "bench.csv")
-    layer_writer = RowWriter(run_dir / "layers.csv", LAYER_COLUMNS)
-    total_rows = sum(len(j.inputs) * j.runs for j in job_list)
-    workers = max(1, min(jobs or os.cpu_count() or 1, len(job_list)))
-    if not runner_cls.parallel_jobs:
-        workers = 1                     # e.g. one board on one port: one firmware at a time
+    client = None
+    if cluster:                         # the workers run the jobs: they must have what the runner needs
+        from harness.report import cluster as dask_cluster
+        client = dask_cluster.connect(cluster, runner_cls)
+    try:
+        if client is not None:
+            dask_cluster.check_workers(client, cluster, boards, runner, options_given)
+        else:
+            for b in boards:            # a missing table, tool, port or flash tool: say so now
+                runner_cls.check_setup(load_board(b), **options_given)
+        job_list = []
+        for path in model_paths:
+            graph = load_model(path)    # unsupported models fail here, with their reason
+            input_set = model_input_set(graph, inputs_dir, path)
+            inputs = [(s.name, np.ascontiguousarray(s.data), s.label if input_set.labels_apply else None)
+                      for s in input_set.samples][:max_inputs]
+            reference, refs = reference_outputs_isolated(str(path), [x for _, x, _ in inputs],
+                                                         with_source=True)
+            for b in boards:
+                for v in variants:
+                    job_list.append(Job(board=b, model_path=str(path), variant=v, inputs=inputs,
+                                        references=refs, reference=reference,
+                                        input_source=f"{input_set.source} ({len(inputs)})",
+                                        runs=runs, timeout_s=timeout_s,
+                                        options=options or {}, runner=runner,
+                                        runner_options=runner_options or {}))
+        run_dir = run_dir or new_run_dir()
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _save_reference_outputs(run_dir, job_list, shipped_inputs=not inputs_dir)
+        collector = RunCollector(run_dir, job_list)
+        try:
+            if client is not None:
+                dask_cluster.run_jobs(client, cluster, job_list, collector)
+            else:
+                workers = max(1, min(jobs or os.cpu_count() or 1, len(job_list)))
+                if not runner_cls.parallel_jobs:
+                    workers = 1         # e.g. one board on one port: one firmware at a time
+                _run_in_pool(job_list, workers, collector)
+        finally:
+            collector.close()           # also when interrupted: rows in job order, outputs saved
+    finally:
+        if client is not None:
+            client.close()
+    return run_dir
+
+
+def _run_in_pool(job_list: list[Job], workers: int, collector: "RunCollector") -> None:
+    """The jobs in a local process pool; their events go to `collector` as they come."""
     from multiprocessing.managers import SyncManager
     context = mp.get_context("spawn")
     manager = SyncManager(ctx=context)
     manager.start(_ignore_sigint)
     events = manager.Queue()
-    # A live bar on a terminal; plain progress lines otherwise (disable=None).
-    bar = tqdm(total=total_rows, unit="row", dynamic_ncols=True, mininterval=0.5, disable=None)
-    written = 0
-    device_outputs: dict[str, dict[str, np.ndarray]] = {}
-    _save_reference_outputs(run_dir, job_list, shipped_inputs=not inputs_dir)
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_ignore_sigint)
     futures = []
     try:
@@ -412,44 +451,120 @@ def run_sweep(boards: list[str], model_paths: list[Path], variants: list[str],
                     if all(f.done() for f in futures) and events.empty():
                         break
                     continue
-                if kind == "layers":
-                    for r in payload:
-                        layer_writer.write(r)
-                elif kind == "plan":
-                    board_name, model_name, variant_name, text = payload
-                    plans_dir = run_dir / "plans"
-                    plans_dir.mkdir(exist_ok=True)
-                    (plans_dir / f"{board_name}-{model_name}-{variant_name}.json").write_text(text)
-                elif kind == "outputs":
-                    board_name, model_name, variant_name, input_name, out = payload
-                    device_outputs.setdefault((board_name, model_name, variant_name), {})[input_name] = out
-                elif kind == "row":
-                    writer.write(payload)
-                    written += 1
-                    bar.update(1)
-                    bar.set_postfix_str(f"{payload['board']}/{payload['model']}/"
-                                        f"{payload['variant']}: {payload['status']}")
-                else:
-                    bar.set_description_str(payload)
-                    if bar.disable:         # no terminal (CI, a log file): one line per stage
-                        print(f"bench: {payload}", flush=True)
+                collector.handle(kind, payload)
             for f in futures:
                 f.result()              # re-raise a worker's FusebenchError
         except KeyboardInterrupt:
             _stop_pool(pool, futures)
-            raise SweepInterrupted(run_dir, written, total_rows) from None
+            raise collector.interrupted() from None
         pool.shutdown(wait=True)
     finally:
         pool.shutdown(wait=False, cancel_futures=True)      # done already, unless a job raised
-        bar.close()
-        writer.close()
-        layer_writer.close()
         manager.shutdown()
-        for (board_name, model_name, variant_name), outs in device_outputs.items():   # also when interrupted
-            _save_outputs(run_dir / "outputs" / f"{board_name}-{model_name}-{variant_name}.npz",
+
+
+class RunCollector:
+    """What the main process does with the jobs' events, wherever they ran:
+    rows to bench.csv (on disk as each comes), layer profiles to layers.csv,
+    plans to plans/, a detector's outputs to outputs/, progress to the bar.
+    `close` puts both CSVs in job order (the order of the sweep: board,
+    model, variant, then input and run), whatever order the jobs finished in."""
+
+    def __init__(self, run_dir: Path, job_list: list[Job]):
+        from tqdm import tqdm
+
+        self.run_dir = run_dir
+        self.job_list = job_list
+        self.writer = RowWriter(run_dir / "bench.csv")
+        self.layer_writer = RowWriter(run_dir / "layers.csv", LAYER_COLUMNS)
+        self.total_rows = sum(len(j.inputs) * j.runs for j in job_list)
+        self.written = 0
+        self.device_outputs: dict[tuple, dict[str, np.ndarray]] = {}
+        # A live bar on a terminal; plain progress lines otherwise (disable=None).
+        self.bar = tqdm(total=self.total_rows, unit="row", dynamic_ncols=True, mininterval=0.5, disable=None)
+
+    def handle(self, kind: str, payload) -> None:
+        if kind == "layers":
+            for r in payload:
+                self.layer_writer.write(r)
+        elif kind == "plan":
+            board_name, model_name, variant_name, text = payload
+            plans_dir = self.run_dir / "plans"
+            plans_dir.mkdir(exist_ok=True)
+            (plans_dir / f"{board_name}-{model_name}-{variant_name}.json").write_text(text)
+        elif kind == "outputs":
+            board_name, model_name, variant_name, input_name, out = payload
+            self.device_outputs.setdefault((board_name, model_name, variant_name), {})[input_name] = out
+        elif kind == "row":
+            self.writer.write(payload)
+            self.written += 1
+            self.bar.update(1)
+            self.bar.set_postfix_str(f"{payload['board']}/{payload['model']}/"
+                                     f"{payload['variant']}: {payload['status']}")
+        else:
+            self.say(payload)
+
+    def say(self, text: str) -> None:
+        """A progress line: on the bar, or printed where there is no terminal (CI, a log file)."""
+        self.bar.set_description_str(text)
+        if self.bar.disable:
+            print(f"bench: {text}", flush=True)
+
+    def interrupted(self) -> "SweepInterrupted":
+        return SweepInterrupted(self.run_dir, self.written, self.total_rows)
+
+    def close(self) -> None:
+        self.bar.close()
+        self.writer.close()
+        self.layer_writer.close()
+        order = {(j.board, Path(j.model_path).stem, j.variant): (i, {name: k for k, (name, _, _)
+                                                                     in enumerate(j.inputs)})
+                 for i, j in enumerate(self.job_list)}
+        _sort_csv(self.run_dir / "bench.csv", BENCH_COLUMNS,
+                  lambda r: _sweep_position(order, r, r.get("run"), "input"))
+        _sort_csv(self.run_dir / "layers.csv", LAYER_COLUMNS,
+                  lambda r: _sweep_position(order, r, 0, "input") + (_whole(r.get("step")),))
+        for (board_name, model_name, variant_name), outs in self.device_outputs.items():
+            _save_outputs(self.run_dir / "outputs" / f"{board_name}-{model_name}-{variant_name}.npz",
                           dict(outs, __board__=np.array(board_name), __model__=np.array(model_name),
                                __variant__=np.array(variant_name)))
-    return run_dir
+
+
+def _sweep_position(order: dict, row: dict, run, input_column: str) -> tuple[int, int, int]:
+    """(job, run, input) position of a CSV row in the sweep, the order run_job
+    writes a job's rows in; rows of another sweep (a folder written to
+    before) keep their place at the front."""
+    job, inputs = order.get((row.get("board"), row.get("model"), row.get("variant")), (-1, {}))
+    return job, _whole(run), inputs.get(row.get(input_column), -1)
+
+
+def _whole(text) -> int:
+    try:
+        return int(text)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _sort_csv(path: Path, columns: list[str], key) -> None:
+    """Rewrite a CSV with its rows sorted by `key` (stable): written whole to a
+    temporary file, then renamed over it, so the folder never holds half of one."""
+    if not path.exists():
+        return
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        header = reader.fieldnames or columns
+        rows = list(reader)
+    ordered = sorted(rows, key=key)
+    if ordered == rows:
+        return
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=header, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(ordered)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 def _save_outputs(path: Path, outputs: dict[str, np.ndarray]) -> None:

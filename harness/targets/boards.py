@@ -27,6 +27,12 @@ the same folder, else a shipped one in boards/).
   `[runners.serial]` inherits the parent's serial table whole.
 * A merged table drops inherited keys it lists in `without = [...]` (keys
   the child must not have at all, e.g. another flash tool's settings).
+* A runner table may run the image another table of the board builds:
+  `image = "<kind>"` (the labgrid runner's table: a board farm's board runs
+  the `serial` image, QEMU behind a loopback farm the `qemu` one). That
+  table's keys (HAL, addresses, tick ratio) lie under its own, and the
+  image is built exactly as for that kind (harness.backend.build), in its
+  folder.
 * `name` is never inherited. Chains are allowed (a parent may extend
   another); a cycle is an error.
 """
@@ -84,6 +90,11 @@ class RunnerTarget:
 
     def option(self, key: str, default: Any = None) -> Any:
         return dict(self.options).get(key, default)
+
+    @property
+    def image_kind(self) -> str:
+        """The runner kind whose image this table runs (its `image`, else its own kind)."""
+        return str(self.option("image", self.kind))
 
 
 @dataclass(frozen=True)
@@ -286,15 +297,31 @@ def _parse_board(data: dict, path: Path) -> Board:
     runners = []
     if not isinstance(data.get("runners", {}), dict):
         raise FusebenchError(f"{where}: runners must be a table of [runners.<kind>] tables")
-    for kind, table in data.get("runners", {}).items():
+    tables = data.get("runners", {})
+    for kind, table in tables.items():
         if not isinstance(table, dict):
             raise FusebenchError(f"{where}: [runners.{kind}] must be a table")
+        table = _with_image_table(kind, table, tables, where)
         runners.append(_parse_runner(kind, BoardTable(table, where, f"runners.{kind}."), top,
                                      flash, ram, weights))
 
     return Board(name=name, description=str(data.get("description", "")), core=core, fpu=fpu,
                  clock_hz=clock_hz, flash=flash, ram=ram, stack_bytes=stack_bytes,
                  runners=tuple(runners), path=path.resolve(), weights=weights)
+
+
+def _with_image_table(kind: str, table: dict, tables: dict, where: str) -> dict:
+    """A table with `image = "<kind>"` runs the image the board's table of
+    that kind builds: that table's keys lie under its own (see the module
+    docstring)."""
+    if "image" not in table:
+        return table
+    image = table["image"]
+    others = [k for k, t in tables.items() if k != kind and isinstance(t, dict) and "image" not in t]
+    if not isinstance(image, str) or image not in others:
+        raise FusebenchError(f"{where}: runners.{kind}.image must name another runner table of this "
+                             f"board (one of: {', '.join(others) or 'none'}), not {image!r}")
+    return {**tables[image], **table}
 
 
 _RUNNER_KEYS = {"hal", "uart_address", "machine", "serial_index", "instructions_per_tick",

@@ -84,7 +84,7 @@ def test_unknown_board_lists_known_ones():
 
 
 def test_missing_runner_table_is_a_clear_error():
-    with pytest.raises(FusebenchError, match=r"no \[runners.qemu\] table \(it has: serial\)"):
+    with pytest.raises(FusebenchError, match=r"no \[runners.qemu\] table \(it has: labgrid, serial\)"):
         load_board("nucleo-h743zi").runner("qemu")
 
 

@@ -159,7 +159,7 @@ def test_boards_report_lists_boards_and_ports():
     assert text.startswith("boards:")
     for name in ("stm32h7", "stm32f4", "nucleo-h743zi", "nucleo-f446re", "openmv-h7"):
         assert f"  {name} " in text
-    assert "[qemu, renode, serial]" in text
+    assert "[qemu, renode, serial, labgrid]" in text
     assert "/dev/ttyUSB0  0403:6001, serial A50285BI  FT232R USB UART  -> openmv-h7" in text
     assert "/dev/ttyS0" not in text
     assert "none with a known USB id" in boards_report([])

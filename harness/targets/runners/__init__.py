@@ -3,6 +3,8 @@
 * `qemu`: QEMU's stand-in machines (instructions from -icount);
 * `renode`: Renode's model of the real part (the silicon image; virtual time);
 * `serial`: the real board on a serial port (flashed, DWT cycles).
+* `labgrid`: a board in a labgrid farm's place (`farm.py`: acquired, flashed and
+  released through the coordinator; the console over labgrid's SerialDriver).
 
 Each is one class (`harness.targets.runners.base.Runner`) registered under
 its kind with `@register_runner`; its class attributes say what the rest of

@@ -9,6 +9,7 @@ from harness.errors import FusebenchError
 from harness.targets import runners
 from harness.targets.boards import load_board
 from harness.targets.runners import base
+from harness.targets.runners.farm import LabgridRunner
 from harness.targets.runners.qemu import QemuRunner
 from harness.targets.runners.renode import RenodeRunner
 from harness.targets.runners.serial import SerialRunner
@@ -23,8 +24,9 @@ def registry(monkeypatch):
 
 
 def test_kinds_are_the_registered_classes():
-    assert runners.RUNNER_KINDS == ("qemu", "renode", "serial")
-    assert runners.runner_classes() == {"qemu": QemuRunner, "renode": RenodeRunner, "serial": SerialRunner}
+    assert runners.RUNNER_KINDS == ("labgrid", "qemu", "renode", "serial")
+    assert runners.runner_classes() == {"labgrid": LabgridRunner, "qemu": QemuRunner, "renode": RenodeRunner,
+                                        "serial": SerialRunner}
     for kind, cls in runners.runner_classes().items():
         assert cls.kind == kind and cls.count_source in runners.COUNT_SOURCES
 
@@ -57,7 +59,7 @@ def test_a_runner_class_added_in_a_test_shows_up(registry, tmp_path):
         def stop(self):
             pass
 
-    assert runners.RUNNER_KINDS == ("qemu", "renode", "serial", "standin")
+    assert runners.RUNNER_KINDS == ("labgrid", "qemu", "renode", "serial", "standin")
     assert runners.runner_class("standin") is StandIn
     board_file = tmp_path / "with-standin.toml"
     board_file.write_text('extends = "stm32h7"\nname = "with-standin"\n[runners.qemu]\n'
@@ -68,7 +70,7 @@ def test_a_runner_class_added_in_a_test_shows_up(registry, tmp_path):
     assert isinstance(made, StandIn) and made.options == {"port": "/dev/x", "flash": True}
     assert runners.choose_runner([board]) == "standin"
     assert runners.choose_runner([load_board("stm32h7")]) == "qemu"
-    with pytest.raises(FusebenchError, match=r"unknown runner 'x' \(known runners: qemu, renode, serial, standin\)"):
+    with pytest.raises(FusebenchError, match=r"unknown runner 'x' \(known runners: labgrid, qemu, renode, serial, standin\)"):
         runners.make_runner("x", board)
 
 
