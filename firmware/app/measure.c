@@ -52,6 +52,7 @@ void measure_pass(measurement_t *m, uint8_t paint)
 
     hal_stack_paint(paint);
     size_t depth_at_call = hal_stack_depth();
+    hal_time_restart(); /* the same ticks for the same work, however long the input took */
     uint64_t start = hal_time();
     measure_layer_start = start;
     int status = fb_model_run();

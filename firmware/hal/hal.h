@@ -44,6 +44,12 @@ void hal_host_close(int handle);
  * The host turns ticks into instructions or cycles with the board file's ratio. */
 uint64_t hal_time(void);
 const char *hal_time_source(void);
+/* Start the counter afresh at this instant, before a timed region. A counter
+ * that ticks once per several instructions (SysTick under QEMU) otherwise
+ * meets the region at whatever phase the wait for the host left it in, and
+ * two runs of one image could read one tick apart; from a fresh start they
+ * read the same. Counters that count every instruction or cycle need nothing. */
+void hal_time_restart(void);
 
 /* Stack high-water mark: paint the free stack below the current SP with a
  * byte, later ask how deep the stack went (bytes from the top of the stack

@@ -54,6 +54,7 @@ void cortexm_dwt_unlock(void);
 void cortexm_cycles_start(void);
 uint64_t cortexm_cycles(void);
 const char *cortexm_cycles_source(void);
+void cortexm_cycles_restart(void);
 /* Semihosting (exit, host files) is shared with RISC-V: ../common/semihost.h. */
 
 #endif

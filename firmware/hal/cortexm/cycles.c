@@ -56,6 +56,14 @@ uint64_t cortexm_cycles(void)
     return value;
 }
 
+/* CYCCNT counts every cycle and needs nothing; SysTick (the fallback, and the
+ * wrap interrupt that also runs beside CYCCNT) starts afresh, so its phase and
+ * the moment its interrupt frame lands on the stack repeat from run to run. */
+void cortexm_cycles_restart(void)
+{
+    cortexm_systick_start();
+}
+
 const char *cortexm_cycles_source(void)
 {
     return use_dwt ? "cycles" : "systick";

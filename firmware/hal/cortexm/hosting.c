@@ -22,6 +22,11 @@ const char *hal_time_source(void)
     return "systick";
 }
 
+void hal_time_restart(void)
+{
+    cortexm_systick_start();
+}
+
 #else
 
 uint64_t hal_time(void)
@@ -32,6 +37,11 @@ uint64_t hal_time(void)
 const char *hal_time_source(void)
 {
     return cortexm_cycles_source();
+}
+
+void hal_time_restart(void)
+{
+    cortexm_cycles_restart();
 }
 
 #endif

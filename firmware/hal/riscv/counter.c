@@ -31,3 +31,8 @@ const char *hal_time_source(void)
 {
     return "minstret";
 }
+
+/* minstret counts every retired instruction: no phase to reset. */
+void hal_time_restart(void)
+{
+}
