@@ -384,4 +384,7 @@ def detection_table(run_dir: str | Path, iou: float = 0.5) -> "pd.DataFrame | No
                              reference_detections=ref_count, reference_map50=round(ref_map, 4),
                              outputs_equal_reference=bool(same),
                              map50_int8_litert_heldout=record.get("map50_int8")))
+    from harness.schedules import schedule_names
+    rank = {name: k for k, name in enumerate(schedule_names())}    # the variants' order everywhere
+    rows.sort(key=lambda r: (r["board"], r["model"], rank.get(r["variant"], len(rank)), r["variant"]))
     return pd.DataFrame(rows) if rows else None

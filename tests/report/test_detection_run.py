@@ -46,6 +46,7 @@ def test_a_run_folder_scores_device_outputs_beside_the_reference(tmp_path):
         b[:] = -128
     device("fused", broken)
     table = detection_table(tmp_path).set_index("variant")
+    assert list(table.index) == ["unfused", "fused"]      # the variants' order, not the files' names
     recorded = json.loads((DETECTOR.parent / "models.json").read_text())[DETECTOR.name]
     assert table.loc["unfused", "images"] == 32
     assert table.loc["unfused", "map50"] == table.loc["unfused", "reference_map50"] == \
