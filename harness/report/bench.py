@@ -5,7 +5,7 @@ Jobs (one per firmware) run in a process pool so a sweep takes about the time
 of its longest jobs, or on a Dask cluster's workers (`cluster`:
 harness.report.cluster); each row is appended to `bench.csv` as soon as it
 is known, so an interrupted sweep keeps what it measured, and at the end the
-rows are put in the sweep's order (board, model, variant, input, run).
+rows are put in the sweep's order (board, model, variant, run, input).
 """
 from __future__ import annotations
 
@@ -393,9 +393,8 @@ def run_sweep(boards: list[str], model_paths: list[Path], variants: list[str],
     try:
         if client is not None:
             dask_cluster.check_workers(client, cluster, boards, runner, options_given)
-        else:
-            for b in boards:            # a missing table, tool, port or flash tool: say so now
-                runner_cls.check_setup(load_board(b), **options_given)
+        else:                           # a missing table, tool, port or flash tool: say so now
+            check_runner_setup(boards, runner, options_given)
         job_list = []
         for path in model_paths:
             graph = load_model(path)    # unsupported models fail here, with their reason
@@ -430,6 +429,15 @@ def run_sweep(boards: list[str], model_paths: list[Path], variants: list[str],
         if client is not None:
             client.close()
     return run_dir
+
+
+def check_runner_setup(boards: list[str], runner: str, options: dict) -> None:
+    """Fail before any build when `runner` cannot run on one of `boards` (no
+    table, tool, port or flash tool), here or on a cluster's worker."""
+    from harness.targets.boards import load_board
+    from harness.targets.runners import runner_class
+    for b in boards:
+        runner_class(runner).check_setup(load_board(b), **options)
 
 
 def _run_in_pool(job_list: list[Job], workers: int, collector: "RunCollector") -> None:
@@ -468,7 +476,7 @@ class RunCollector:
     rows to bench.csv (on disk as each comes), layer profiles to layers.csv,
     plans to plans/, a detector's outputs to outputs/, progress to the bar.
     `close` puts both CSVs in job order (the order of the sweep: board,
-    model, variant, then input and run), whatever order the jobs finished in."""
+    model, variant, then run and input), whatever order the jobs finished in."""
 
     def __init__(self, run_dir: Path, job_list: list[Job]):
         from tqdm import tqdm
@@ -521,21 +529,21 @@ class RunCollector:
                                                                      in enumerate(j.inputs)})
                  for i, j in enumerate(self.job_list)}
         _sort_csv(self.run_dir / "bench.csv", BENCH_COLUMNS,
-                  lambda r: _sweep_position(order, r, r.get("run"), "input"))
+                  lambda r: _sweep_position(order, r, r.get("run")))
         _sort_csv(self.run_dir / "layers.csv", LAYER_COLUMNS,
-                  lambda r: _sweep_position(order, r, 0, "input") + (_whole(r.get("step")),))
+                  lambda r: _sweep_position(order, r, 0) + (_whole(r.get("step")),))
         for (board_name, model_name, variant_name), outs in self.device_outputs.items():
             _save_outputs(self.run_dir / "outputs" / f"{board_name}-{model_name}-{variant_name}.npz",
                           dict(outs, __board__=np.array(board_name), __model__=np.array(model_name),
                                __variant__=np.array(variant_name)))
 
 
-def _sweep_position(order: dict, row: dict, run, input_column: str) -> tuple[int, int, int]:
+def _sweep_position(order: dict, row: dict, run) -> tuple[int, int, int]:
     """(job, run, input) position of a CSV row in the sweep, the order run_job
     writes a job's rows in; rows of another sweep (a folder written to
     before) keep their place at the front."""
     job, inputs = order.get((row.get("board"), row.get("model"), row.get("variant")), (-1, {}))
-    return job, _whole(run), inputs.get(row.get(input_column), -1)
+    return job, _whole(run), inputs.get(row.get("input"), -1)
 
 
 def _whole(text) -> int:

@@ -85,11 +85,9 @@ def connect(address: str, runner_cls) -> "distributed.Client":   # noqa: F821
 
 def _worker_setup(boards: list[str], runner: str, options: dict) -> dict:
     """On each worker: its code's fingerprint and whether the runner can run there."""
-    from harness.targets.boards import load_board
-    from harness.targets.runners import runner_class
+    from harness.report.bench import check_runner_setup
     try:
-        for b in boards:
-            runner_class(runner).check_setup(load_board(b), **options)
+        check_runner_setup(boards, runner, options)
         problem = ""
     except FusebenchError as exc:
         problem = str(exc)
