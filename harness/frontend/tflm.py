@@ -3,15 +3,26 @@
 The `tflite-micro` package's interpreter prints, after allocation, the line
 `[RecordingMicroAllocator] Arena allocation total N bytes` to the C-level
 stderr. It runs in a subprocess because TFLM aborts the process on some
-malformed models.
+malformed models. The figure depends only on the model's bytes and the
+package's version, so it is kept in build/cache/tflm-arena.json: a second
+`invoke plan` of the same model does not pay the 0.4 s subprocess again.
 """
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
+import importlib.util
+import json
+import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import Optional
+
+from harness.paths import BUILD_DIR
+
+CACHE_FILE = BUILD_DIR / "cache" / "tflm-arena.json"
 
 _SCRIPT = r"""
 import sys
@@ -28,11 +39,41 @@ class TflmUnavailable(Exception):
 
 def tflm_arena_bytes(model_path: str | Path, timeout_s: float = 120) -> int:
     """TFLM's arena total for the model; raises TflmUnavailable with the reason."""
-    try:
-        import tflite_micro  # noqa: F401  (only to say clearly when it is missing)
-    except ImportError:
-        raise TflmUnavailable("the tflite-micro package is not installed") from None
+    if importlib.util.find_spec("tflite_micro") is None:
+        raise TflmUnavailable("the tflite-micro package is not installed")
     model_path = Path(model_path)
+    key = f"{hashlib.sha256(model_path.read_bytes()).hexdigest()} tflite-micro " \
+          f"{importlib.metadata.version('tflite-micro')}"
+    cached = _read_cache().get(key)
+    if isinstance(cached, int):
+        return cached
+    total = _run_tflm(model_path, timeout_s)
+    _write_cache(key, total)
+    return total
+
+
+def _read_cache() -> dict:
+    try:
+        data = json.loads(CACHE_FILE.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_cache(key: str, total: int) -> None:
+    """Add one entry, atomically (parallel plans may write at once; a lost entry is only recomputed)."""
+    try:
+        CACHE_FILE.parent.mkdir(parents=True, exist_ok=True)
+        data = _read_cache()
+        data[key] = total
+        tmp = CACHE_FILE.with_name(f"{CACHE_FILE.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data, indent=0, sort_keys=True))
+        os.replace(tmp, CACHE_FILE)
+    except OSError:
+        pass                      # a read-only checkout: the figure is simply not kept
+
+
+def _run_tflm(model_path: Path, timeout_s: float) -> int:
     arena = max(4 * 1024 * 1024, 12 * model_path.stat().st_size)
     try:
         proc = subprocess.run([sys.executable, "-c", _SCRIPT, str(model_path), str(arena)],

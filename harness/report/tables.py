@@ -1,18 +1,20 @@
 """pandas tables: the per-layer plan profile, bench rows and their summary."""
 from __future__ import annotations
 
-from typing import Optional
-
-import pandas as pd
+from typing import TYPE_CHECKING, Optional
 
 from harness.frontend.graph import Graph
 from harness.schedules.plan import Plan
 from harness.targets.runners.base import count_column
 
+if TYPE_CHECKING:
+    import pandas as pd      # imported where used: `invoke plan` prints without it (0.5 s to import)
+
 
 def plan_table(graph: Graph, plan: Plan, tflm_arena_bytes: Optional[int] = None) -> pd.DataFrame:
     """One row per step: the op, its shapes, every live buffer with its bytes,
     the live total, and the plan-wide figures beside it."""
+    import pandas as pd
     from harness.schedules.order import executed_graph
     executed = executed_graph(graph, plan)
     sizes = {a.name: a.size for a in plan.allocations}
@@ -86,6 +88,7 @@ def _first_known(column: pd.Series):
 
 def summarize_bench(rows: pd.DataFrame) -> pd.DataFrame:
     """One row per (board, model, variant): status counts and the measured figures."""
+    import pandas as pd
     out = []
     for (board, model, variant), g in rows.groupby(["board", "model", "variant"], sort=False):
         ok = g[g["status"] == "ok"]

@@ -131,6 +131,7 @@ class LineWalk:
         self.L = {anchor: lo}
         self.U = {anchor: hi}
         self.height = {anchor: height}
+        self._rows: dict[int, tuple] = {}      # rows() per tensor, until add_op changes it
 
     def __contains__(self, t: int) -> bool:
         return t in self.U
@@ -142,10 +143,13 @@ class LineWalk:
 
     def rows(self, t: int):
         """Clipped, per band: buffer origin, buffer rows, first computed row, rows computed."""
-        n = self.height[t]
-        c0, c1 = (np.clip(x, 0, n) for x in self._computed(t))
-        o0, o1 = np.clip(self.L[t], 0, n), np.clip(self.U[t], 0, n)
-        return o0, np.maximum(o1 - o0, 0), c0, np.maximum(c1 - c0, 0)
+        if t not in self._rows:
+            n = self.height[t]
+            # minimum/maximum rather than np.clip: a tenth of its call overhead on these short arrays
+            c0, c1 = (np.minimum(np.maximum(x, 0), n) for x in self._computed(t))
+            o0, o1 = np.minimum(np.maximum(self.L[t], 0), n), np.minimum(np.maximum(self.U[t], 0), n)
+            self._rows[t] = (o0, np.maximum(o1 - o0, 0), c0, np.maximum(c1 - c0, 0))
+        return self._rows[t]
 
     def add_op(self, call: KernelCall, out: int, heights: dict[int, int]) -> None:
         """Walk back through the op producing `out`: what it reads of its inputs."""
@@ -158,6 +162,7 @@ class LineWalk:
                 a, b = np.minimum(self.L[t], a), np.maximum(self.U[t], b)
             self.L[t], self.U[t] = a, b
             self.height[t] = heights[t]
+            self._rows.pop(t, None)
 
 
 def is_global_mean(graph: Graph, op: Op) -> bool:
@@ -229,6 +234,7 @@ class StageGeometry:
         self.acc_bytes = 4 * self.shape[self.anchor][2] if self.reduce else 0
         if len(self.tile_ops) == 1 and self.streamed < 0 and not self.reduce:
             raise FusebenchError(f"op {self.ops[0]} alone gains nothing from tiles")
+        self._sides: dict[tuple, tuple] = {}     # _row_side / _col_side per tile size (tables shared, read-only)
 
     def line_walk(self, tile_h: int) -> LineWalk:
         """The rows every stage tensor needs, band by band, with line buffers."""
@@ -276,17 +282,10 @@ class StageGeometry:
             raise FusebenchError(f"unknown overlap mode '{mode}' ({', '.join(MODES)})")
         oh, ow, _ = self.shape[self.anchor]
         tile_h, tile_w = max(1, min(tile_h, oh)), max(1, min(tile_w, ow))
-        xs = self.axis_needs(1, *bands(ow, tile_w))
-        # Per row band and tensor: buffer origin and rows, first row computed and how many.
-        if mode == "recompute":
-            ys = self.axis_needs(0, *bands(oh, tile_h))
-            band_rows = {t: (lo, np.maximum(hi - lo, 0), lo, np.maximum(hi - lo, 0)) for t, (lo, hi) in ys.items()}
-        else:
-            walk = self.line_walk(tile_h)
-            band_rows = {t: walk.rows(t) for t in walk.U}
-            busy = np.any([r[3] > 0 for r in band_rows.values()], axis=0)
-            begin = int(np.argmax(busy))    # lead-in bands in which nothing happens yet are left out
-            band_rows = {t: tuple(x[begin:] for x in r) for t, r in band_rows.items()}
+        # Tiling is separable: the row side depends on (tile_h, mode) only and the
+        # column side on tile_w only, so a search over tile sizes builds each once.
+        band_rows, row_table, row_sums = self._row_side(tile_h, mode)
+        xs, col_table, col_sums = self._col_side(tile_w)
         produced = [self.graph.ops[i].outputs[0] for i in self.tile_ops]
         for t in self.outputs:
             if t in produced and t != self.anchor:
@@ -296,38 +295,11 @@ class StageGeometry:
                 if not covered:
                     raise FusebenchError(f"ops {self.ops[0]}-{self.ops[-1]}: tiles do not cover "
                                          f"tensor {t}, which is used after the stage")
-        n_y, n_x = len(band_rows[self.anchor][0]), len(xs[self.anchor][0])
-        # The tile table is separable too: one row per row band, one per column band.
-        targets = [self.anchor if i not in self.pixel_macs else self.graph.ops[i].outputs[0] for i in self.ops]
-        if self.streamed >= 0:
-            targets.append(self.streamed)
-        row_table: list[list[int]] = []
-        for a in range(n_y):
-            row: list[int] = []
-            for t in self.inner:
-                origin, count = int(band_rows[t][0][a]), int(band_rows[t][1][a])
-                keep_from = keep = 0
-                if a > 0 and mode == "linebuffer":
-                    prev_origin = int(band_rows[t][0][a - 1])
-                    keep = max(0, prev_origin + int(band_rows[t][1][a - 1]) - origin)
-                    keep_from = origin - prev_origin if keep else 0
-                row += [origin, count, keep_from, keep]
-            for t in targets:
-                row += [int(band_rows[t][2][a]), int(band_rows[t][3][a])]
-            row_table.append(row)
-        col_table: list[list[int]] = []
-        for b in range(n_x):
-            row = []
-            for t in self.inner + targets:
-                x0 = int(xs[t][0][b])
-                row += [x0, max(0, int(xs[t][1][b]) - x0)]
-            col_table.append(row)
-        n_in = len(self.inner)
-        macs = 0
-        for k, i in enumerate(self.ops):
-            rows = sum(r[4 * n_in + 2 * k + 1] for r in row_table)
-            cols = sum(c[2 * n_in + 2 * k + 1] for c in col_table)
-            macs += rows * cols * self.pixel_macs.get(i, 0)
+        if row_table is None or col_table is None:
+            raise FusebenchError(f"ops {self.ops[0]}-{self.ops[-1]}: a map of the stage is not needed "
+                                 "by its last layer")
+        n_x = len(col_table)
+        macs = sum(rows * cols * self.pixel_macs.get(i, 0) for i, rows, cols in zip(self.ops, row_sums, col_sums))
         buffers = [[t, int(np.max(band_rows[t][1])),
                     int(np.max(np.maximum(xs[t][1] - xs[t][0], 0))), self.shape[t][2]] for t in self.inner]
         inplace = []
@@ -344,6 +316,75 @@ class StageGeometry:
                           macs=macs, base_macs=self.base_macs, scratch_bytes=self.scratch_bytes,
                           outputs=self.outputs, streamed=self.streamed, acc_bytes=self.acc_bytes,
                           inplace=inplace)
+
+    def _targets(self) -> list[int]:
+        """The tensors each op writes per tile (the anchor for ops with no MACs of their own)."""
+        targets = [self.anchor if i not in self.pixel_macs else self.graph.ops[i].outputs[0] for i in self.ops]
+        return targets + ([self.streamed] if self.streamed >= 0 else [])
+
+    def _row_side(self, tile_h: int, mode: str):
+        """Per row band and tensor: buffer origin and rows, first row computed and
+        how many; the row table; per op the rows its tiles compute in all."""
+        key = ("rows", tile_h, mode)
+        if key in self._sides:
+            return self._sides[key]
+        oh = self.shape[self.anchor][0]
+        if mode == "recompute":
+            ys = self.axis_needs(0, *bands(oh, tile_h))
+            band_rows = {t: (lo, np.maximum(hi - lo, 0), lo, np.maximum(hi - lo, 0)) for t, (lo, hi) in ys.items()}
+        else:
+            walk = self.line_walk(tile_h)
+            band_rows = {t: walk.rows(t) for t in walk.U}
+            busy = np.any([r[3] > 0 for r in band_rows.values()], axis=0)
+            begin = int(np.argmax(busy))    # lead-in bands in which nothing happens yet are left out
+            band_rows = {t: tuple(x[begin:] for x in r) for t, r in band_rows.items()}
+        targets = self._targets()
+        if any(t not in band_rows for t in self.inner + targets):
+            # a map the anchor does not need: schedule() refuses the stage (tiles do not cover it)
+            self._sides[key] = (band_rows, None, None)
+            return self._sides[key]
+        rows_of = {t: [r.tolist() for r in band_rows[t]] for t in set(self.inner + targets)}
+        row_table: list[list[int]] = []
+        for a in range(len(band_rows[self.anchor][0])):
+            row: list[int] = []
+            for t in self.inner:
+                origin, count = rows_of[t][0][a], rows_of[t][1][a]
+                keep_from = keep = 0
+                if a > 0 and mode == "linebuffer":
+                    prev_origin = rows_of[t][0][a - 1]
+                    keep = max(0, prev_origin + rows_of[t][1][a - 1] - origin)
+                    keep_from = origin - prev_origin if keep else 0
+                row += [origin, count, keep_from, keep]
+            for t in targets:
+                row += [rows_of[t][2][a], rows_of[t][3][a]]
+            row_table.append(row)
+        n_in = len(self.inner)
+        sums = [sum(r[4 * n_in + 2 * k + 1] for r in row_table) for k in range(len(self.ops))]
+        self._sides[key] = (band_rows, row_table, sums)
+        return self._sides[key]
+
+    def _col_side(self, tile_w: int):
+        """Per column band and tensor: the interval; the column table; per op the
+        columns its tiles compute in all."""
+        key = ("cols", tile_w)
+        if key in self._sides:
+            return self._sides[key]
+        xs = self.axis_needs(1, *bands(self.shape[self.anchor][1], tile_w))
+        if any(t not in xs for t in self.inner + self._targets()):
+            self._sides[key] = (xs, None, None)
+            return self._sides[key]
+        cols_of = {t: (xs[t][0].tolist(), xs[t][1].tolist()) for t in xs}
+        col_table: list[list[int]] = []
+        for b in range(len(xs[self.anchor][0])):
+            row = []
+            for t in self.inner + self._targets():
+                x0 = cols_of[t][0][b]
+                row += [x0, max(0, cols_of[t][1][b] - x0)]
+            col_table.append(row)
+        n_in = len(self.inner)
+        sums = [sum(c[2 * n_in + 2 * k + 1] for c in col_table) for k in range(len(self.ops))]
+        self._sides[key] = (xs, col_table, sums)
+        return self._sides[key]
 
     def _row_bytes(self, t: int) -> int:
         return self.shape[t][1] * self.shape[t][2]
@@ -371,6 +412,24 @@ def inplace_offset(out_hi: np.ndarray, in_lo: np.ndarray, out_row_bytes: int, in
     later_lo = np.minimum.accumulate(in_lo[::-1])[::-1]       # min over bands a..end
     need = out_hi[:-1] * out_row_bytes - later_lo[1:] * in_row_bytes
     lead = max(0, int(need.max()))
+    return (lead + 15) // 16 * 16
+
+
+def inplace_offsets(out_hi: np.ndarray, in_lo: np.ndarray, seg: np.ndarray, first: np.ndarray,
+                    out_row_bytes: int, in_row_bytes: int) -> np.ndarray:
+    """inplace_offset() of every band sequence at once: band a of the concatenated
+    arrays belongs to sequence seg[a], which starts at first[seg[a]] (the msf
+    search walks all tile heights together)."""
+    n = len(out_hi)
+    # a suffix minimum that restarts at each sequence: lift sequence k by k * big,
+    # so a later sequence never lowers an earlier one's minimum
+    big = 2 * (int(np.abs(in_lo).max(initial=0)) + 1)
+    lifted = in_lo.astype(np.int64) + seg * big
+    later_lo = np.minimum.accumulate(lifted[::-1])[::-1] - seg * big
+    need = np.full(n, -1, np.int64)
+    same = seg[1:] == seg[:-1]                     # band a has a later band in its sequence
+    need[:-1] = np.where(same, out_hi[:-1].astype(np.int64) * out_row_bytes - later_lo[1:] * in_row_bytes, -1)
+    lead = np.maximum(np.maximum.reduceat(need, first), 0)
     return (lead + 15) // 16 * 16
 
 

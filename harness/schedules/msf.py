@@ -39,7 +39,7 @@ import numpy as np
 
 from harness.errors import FusebenchError
 from harness.schedules.geometry import (MODES, LineWalk, tileable, StageGeometry, anchor_may_overlay, axis_receptive, bands,
-                     inplace_footprint, inplace_offset, interval_hull, is_global_mean, line_bands)
+                     inplace_offsets, interval_hull, is_global_mean, line_bands)
 from harness.frontend.graph import Graph
 from harness.backend.lowering import lower_op, map_hwc
 from harness.schedules.stages import window_reads
@@ -52,6 +52,8 @@ REALIZE_CANDIDATES = 4                              # front points tried when pa
 
 
 def _align(n):
+    if isinstance(n, int):                     # plain ints stay plain (and fast)
+        return (n + ARENA_ALIGNMENT - 1) // ARENA_ALIGNMENT * ARENA_ALIGNMENT
     return (np.asarray(n) + ARENA_ALIGNMENT - 1) // ARENA_ALIGNMENT * ARENA_ALIGNMENT
 
 
@@ -119,7 +121,7 @@ class _AxisBands:
 
     def _sums(self, buffer_len, count, covered):
         # bands that compute something, by their length modulo 4 (see _QUAD_WASTE)
-        residues = np.stack([(count > 0) & (count % 4 == r) for r in range(4)], axis=1).astype(np.int64)
+        residues = _ONE_HOT4[count % 4] * (count > 0)[:, None]
         return (np.maximum.reduceat(buffer_len, self.first), np.add.reduceat(count, self.first), covered,
                 np.add.reduceat(residues, self.first, axis=0))
 
@@ -128,6 +130,9 @@ class _AxisBands:
 # pays for (4 - n % 4) % 4 more. A tile's n is its rows times its columns, so the
 # waste of every tile pair follows from the two lengths modulo 4.
 _QUAD_WASTE = np.array([[(4 - (i * j) % 4) % 4 for j in range(4)] for i in range(4)], np.int64)
+
+
+_ONE_HOT4 = np.eye(4, dtype=np.int64)
 
 
 class FusionSpace:
@@ -156,6 +161,7 @@ class FusionSpace:
         self.is_input = np.array([t in inputs for t in self.tensors])
         self.input = self.aliases.get(graph.inputs[0], graph.inputs[0])
         self.input_row = self.tensors.index(self.input)
+        self.row_of = {t: r for r, t in enumerate(self.tensors)}
         readers = [op.index for op in graph.consumers(graph.inputs[0])]
         self.input_last_reader = max(readers) if readers else -1
         # An input read only by slices (UNIST's patches) is streamed window by
@@ -172,6 +178,11 @@ class FusionSpace:
         """Whole tensors in the arena while ops [i, j) run: live then, not inner."""
         live = (self.first <= j - 1) & (self.last >= i) & ~inner
         return int(self.size[live].sum())
+
+    def _inner(self, row: int, i: int, j: int) -> bool:
+        """_inner_mask(i, j)[row], for one tensor."""
+        return bool(i <= self.first[row] <= j - 1 and self.last[row] <= j - 1 and not self.is_output[row]
+                    and not self.is_input[row])
 
     def _inner_mask(self, i: int, j: int) -> np.ndarray:
         return (self.first >= i) & (self.first <= j - 1) & (self.last <= j - 1) & ~self.is_output & ~self.is_input
@@ -207,6 +218,13 @@ class FusionSpace:
             reduce = a + 1 < self.n and is_global_mean(g, g.ops[a + 1]) and \
                 [op.index for op in g.consumers(anchor)] == [a + 1]
             heights = {}
+            ends = (a + 1, a + 2) if reduce else (a + 1,)
+            # per stage end j, the tile buffers of the stage's inner maps and whether the
+            # tiles cover its other maps, summed as the walk adds ops (a map's kind does
+            # not depend on where the stage starts)
+            running = {j: ({m: np.zeros((len(ybands.sizes), len(xbands.sizes)), np.int64) for m in MODES},
+                           {m: np.ones((len(ybands.sizes), len(xbands.sizes)), bool) for m in MODES})
+                       for j in ends}
 
             for k in range(a, max(-1, a - self.max_stage_ops), -1):
                 if not self._tileable(k):
@@ -222,6 +240,15 @@ class FusionSpace:
                 price.add_op(out, g.macs(op) // (shape[0] * shape[1]), shape[2], ysums,
                              xbands.summaries(*need[out][1], shape[1]), int(call.scratch_bytes),
                              op.kind == "CONV_2D")
+                buffers, covers = price.tensors[out]
+                row = self.row_of[self.aliases.get(out, out)]
+                for j, (buf, ok) in running.items():
+                    if self._inner(row, k, j):
+                        for m in MODES:
+                            buf[m] += buffers[m]
+                    elif out != anchor:        # written whole: the tiles must cover it
+                        for m in MODES:
+                            ok[m] &= covers[m]
                 for t in call.inputs:
                     in_shape = map_hwc(g.tensors[t].shape)
                     heights[t] = in_shape[0]
@@ -231,26 +258,20 @@ class FusionSpace:
                         rngs.append(interval_hull(need[t][axis], rng) if t in need else rng)
                     need[t] = rngs
                 lines.add_op(call, out, heights)
-                for j in (a + 1, a + 2) if reduce else (a + 1,):
+                for j in ends:
                     if j - k < 2 and j == a + 1 and not (k == 0 and self.stream_input):
                         continue               # one op alone: layer by layer is the same
-                    self._add_stage(k, j, a, (ybands, xbands, ylines), need, lines, price)
+                    self._add_stage(k, j, a, (ybands, xbands, ylines), need, lines, price, running[j])
 
-    def _add_stage(self, i: int, j: int, a: int, axes, need, lines, price: "_StagePrice") -> None:
+    def _add_stage(self, i: int, j: int, a: int, axes, need, lines, price: "_StagePrice", sums) -> None:
+        """Price stage [i, j) (anchor a) for every tile size and mode; `sums`: the
+        running tile-buffer bytes and coverage of its maps."""
         g = self.graph
         ybands, xbands, ylines = axes
         anchor = g.ops[a].outputs[0]
         inner_mask = self._inner_mask(i, j)
-        ny, nx = len(ybands.sizes), len(xbands.sizes)
-        buf = {m: np.zeros((ny, nx), np.int64) for m in MODES}
-        ok = {m: np.ones((ny, nx), bool) for m in MODES}
-        for out, (buffers, covers) in price.tensors.items():
-            if inner_mask[self.tensors.index(self.aliases.get(out, out))]:
-                for m in MODES:
-                    buf[m] += buffers[m]
-            elif out != anchor:               # written whole: the tiles must cover it
-                for m in MODES:
-                    ok[m] &= covers[m]
+        buf = {m: b.copy() for m, b in sums[0].items()}
+        ok = sums[1]
         if i == 0 and self.stream_input and self.input_last_reader < j:
             inner_mask = inner_mask.copy()
             inner_mask[self.input_row] = True
@@ -267,16 +288,19 @@ class FusionSpace:
         saved = self._inplace_savings(i, j, a, axes, need, lines, inner_mask)
         for m in MODES:
             buf[m][:, -1] -= saved[m]          # in place: full-width strips only
-        sizes_y, sizes_x = ybands.sizes, xbands.sizes
-        candidates = []
-        for y in range(ny):
-            for x in range(nx):
-                for m in MODES:
-                    if ok[m][y, x] and (m == "recompute" or y < ny - 1):   # lines need several bands
-                        candidates.append((m, sizes_y[y], sizes_x[x], int(whole + buf[m][y, x]),
-                                           int(price.macs[m][y, x]), int(price.work[m][y, x])))
-        for mode, th, tw, peak, macs, work in _pareto(candidates):
-            self.edges[i].append(Edge(i, j, mode, th, tw, peak, macs, work))
+        # every (tile height, tile width, mode), in that order (ties keep the first)
+        valid = np.stack([ok[m] for m in MODES], axis=-1)
+        valid[-1, :, MODES.index("linebuffer")] = False            # lines need several bands
+        keep = np.flatnonzero(valid)
+        if not len(keep):
+            return
+        peaks = whole + np.stack([buf[m] for m in MODES], axis=-1).ravel()[keep]
+        macs = np.stack([price.macs[m] for m in MODES], axis=-1).ravel()[keep]
+        work = np.stack([price.work[m] for m in MODES], axis=-1).ravel()[keep]
+        for n in _pareto_order(peaks, macs, work).tolist():
+            y, x, m = np.unravel_index(keep[n], valid.shape)
+            self.edges[i].append(Edge(i, j, MODES[m], ybands.sizes[y], xbands.sizes[x], int(peaks[n]),
+                                      int(macs[n]), int(work[n])))
 
     def _inplace_savings(self, i: int, j: int, a: int, axes, need, lines, inner_mask) -> dict:
         """Bytes saved per tile height and mode when the stage's output overlays
@@ -304,16 +328,13 @@ class FusionSpace:
         _, _, c0, count = lines.rows(anchor)
         per_mode = {"recompute": (ybands, need[anchor][0][1], need[t][0][0]),
                     "linebuffer": (ylines, c0 + count, lines.rows(t)[0])}
+        # whether the last op may overlay t depends on the lead only through lead == 0
+        may_at_zero, may_later = anchor_may_overlay(g, last, t, 0), anchor_may_overlay(g, last, t, 16)
         for m, (axis_bands, out_hi, in_lo) in per_mode.items():
-            bounds = list(axis_bands.first) + [len(axis_bands.lo)]
-            for k in range(ny):
-                lo, hi = bounds[k], bounds[k + 1]
-                lead = inplace_offset(out_hi[lo:hi], in_lo[lo:hi], aw * ac, tw * tc)
-                if not anchor_may_overlay(g, last, t, lead):
-                    continue
-                footprint = inplace_footprint(in_bytes, out_bytes, lead)
-                if footprint < in_bytes + out_bytes:
-                    saved[m][k] = max(0, whole_pair - int(_align(footprint)))
+            leads = inplace_offsets(out_hi, in_lo, axis_bands.seg, axis_bands.first, aw * ac, tw * tc)
+            footprint = np.maximum(in_bytes + leads, out_bytes)       # inplace_footprint, per height
+            may = np.where(leads == 0, may_at_zero, may_later) & (footprint < in_bytes + out_bytes)
+            saved[m] = np.where(may, np.maximum(0, whole_pair - _align(footprint)), 0)
         return saved
 
     # -- the walk over the DAG ---------------------------------------------------------------
@@ -478,15 +499,16 @@ def _pareto_sum(labels: list[tuple]) -> list[tuple]:
     return keep
 
 
-def _pareto(candidates: list[tuple]) -> list[tuple]:
-    """Options of one edge no other option beats on peak, MACs and executed work."""
-    if not candidates:
-        return []
-    keep = []
-    for c in sorted(candidates, key=lambda c: (c[3], c[4], c[5])):
-        if not any(k[4] <= c[4] and k[5] <= c[5] for k in keep):
-            keep.append(c)
-    return keep
+def _pareto_order(peaks: np.ndarray, macs: np.ndarray, work: np.ndarray) -> np.ndarray:
+    """Indices of the options of one edge no other option beats on peak, MACs and
+    executed work (the first of equals), by peak, then MACs, then work. Sorted so,
+    an option is beaten exactly when an earlier one has no more MACs and no more
+    work (a few hundred options: the all-pairs test is cheapest in numpy)."""
+    order = np.lexsort((np.arange(len(peaks)), work, macs, peaks))
+    m, w = macs[order], work[order]
+    earlier = np.tri(len(order), k=-1, dtype=bool)
+    beaten = ((m[None, :] <= m[:, None]) & (w[None, :] <= w[:, None]) & earlier).any(axis=1)
+    return order[~beaten]
 
 
 # -- the `msf` variant ----------------------------------------------------------------------

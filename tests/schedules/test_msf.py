@@ -213,6 +213,36 @@ def test_inplace_offset_keeps_rows_still_to_be_read():
     assert inplace_footprint(1000, 600, 64) == 1064 and inplace_footprint(100, 600, 64) == 600
 
 
+def test_inplace_offsets_of_many_band_sequences_equal_one_at_a_time():
+    from harness.schedules.geometry import inplace_offset, inplace_offsets
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        lengths = rng.integers(1, 9, size=rng.integers(1, 6))
+        first = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+        seg = np.repeat(np.arange(len(lengths)), lengths)
+        out_hi = rng.integers(0, 40, size=int(lengths.sum()))
+        in_lo = rng.integers(-3, 40, size=int(lengths.sum()))
+        got = inplace_offsets(out_hi, in_lo, seg, first, 24, 48)
+        bounds = list(first) + [int(lengths.sum())]
+        want = [inplace_offset(out_hi[a:b], in_lo[a:b], 24, 48) for a, b in zip(bounds, bounds[1:])]
+        assert got.tolist() == want
+
+
+def test_edge_options_are_the_exact_pareto_set():
+    from harness.schedules.msf import _pareto_order
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        n = int(rng.integers(1, 60))
+        pts = rng.integers(0, 6, size=(n, 3))          # small values: many ties
+        got = _pareto_order(pts[:, 0], pts[:, 1], pts[:, 2]).tolist()
+        want, kept = [], []
+        for i in sorted(range(n), key=lambda i: (*pts[i], i)):
+            if not any((pts[k] <= pts[i]).all() for k in kept):
+                kept.append(i)
+                want.append(i)
+        assert got == want
+
+
 def test_w035_144_plans_are_no_worse_than_msf_cnn_at_its_limits(model_paths):
     """The planned msf arena at each of msf-CNN's overhead limits, as a fraction
     of the unfused arena, is no worse than the fraction it publishes (the
