@@ -16,10 +16,10 @@ model can be checked against LiteRT in seconds before any emulator:
                                     a conv/depthwise layer's prepared tables, computed by
                                     the runtime's own fb_*_prepare() (harness.backend.lowering
                                     stores them in flash next to the weights)
-    run_bottleneck(calls, x, band_rows)
+    run_bottleneck(calls, x, band_rows, channel_block=1)
                                     a whole inverted residual block ([expand,] depthwise,
                                     project[, add] calls) in one fb_bottleneck_s8 call:
-                                    one expansion channel at a time, bands of output rows
+                                    1 or 4 expansion channels at a time, bands of output rows
 
 Every call is run by interpreting its kernel's entry in harness.backend.kernels
 (arguments by role); the ctypes structs are read from fb_runtime.h
@@ -592,39 +592,42 @@ def _run_op(call: KernelCall, inputs: list[np.ndarray], *, output_window: Option
 
 # -- inverted residual blocks (fb_bottleneck_s8) -------------------------------------------
 
-def bottleneck_struct(calls: Sequence[KernelCall], band_rows: int) -> tuple[FbBottleneckParams, list]:
+def bottleneck_struct(calls: Sequence[KernelCall], band_rows: int,
+                      channel_block: int = 1) -> tuple[FbBottleneckParams, list]:
     """The fb_bottleneck_params of a block from its lowered calls
     (harness.backend.lowering.bottleneck_call), and the arrays its pointers
     point into (keep them alive while the struct is used)."""
-    record = bottleneck_call(calls, band_rows)
+    record = bottleneck_call(calls, band_rows, channel_block)
     keep: list = []
     return _params_struct(record, record.spec.arg("prm"), keep), keep
 
 
-def bottleneck_buffer_size(calls: Sequence[KernelCall], band_rows: int, kernels: str = DEFAULT_KERNELS) -> int:
+def bottleneck_buffer_size(calls: Sequence[KernelCall], band_rows: int, kernels: str = DEFAULT_KERNELS,
+                           channel_block: int = 1) -> int:
     """fb_bottleneck_s8_buffer_size() for the block."""
-    return buffer_size(bottleneck_call(calls, band_rows), kernels)
+    return buffer_size(bottleneck_call(calls, band_rows, channel_block), kernels)
 
 
 def run_bottleneck(calls: Sequence[KernelCall], block_input: np.ndarray, band_rows: int, *,
-                   row_padding: int = 0, kernels: str = DEFAULT_KERNELS) -> np.ndarray:
-    """Run a whole inverted residual block with fb_bottleneck_s8 (one expansion
-    channel at a time, output in bands of band_rows rows) on the block input
+                   row_padding: int = 0, kernels: str = DEFAULT_KERNELS, channel_block: int = 1) -> np.ndarray:
+    """Run a whole inverted residual block with fb_bottleneck_s8 (channel_block
+    expansion channels at a time, output in bands of band_rows rows) on the block input
     and return its output (the shape of the last call's output). `calls` are
     the block's lowered ops ([expand,] depthwise, project[, add]). The kernel
     gets exactly fb_bottleneck_s8_buffer_size() bytes of scratch; writing past
     them is an error. row_padding > 0 hands input and output over in buffers
     whose rows are that many bytes longer (sentinel-filled; a write there is
     an error)."""
-    (out,) = run_op(bottleneck_call(calls, band_rows), [block_input], row_padding=row_padding, kernels=kernels)
+    (out,) = run_op(bottleneck_call(calls, band_rows, channel_block), [block_input], row_padding=row_padding,
+                    kernels=kernels)
     return out
 
 
 def bottleneck_scratch_high_water(calls: Sequence[KernelCall], block_input: np.ndarray, band_rows: int, *,
-                                  kernels: str = DEFAULT_KERNELS) -> int:
+                                  kernels: str = DEFAULT_KERNELS, channel_block: int = 1) -> int:
     """How many leading bytes of its scratch fb_bottleneck_s8 writes (see
     scratch_high_water)."""
-    return scratch_high_water(bottleneck_call(calls, band_rows), [block_input], kernels=kernels)
+    return scratch_high_water(bottleneck_call(calls, band_rows, channel_block), [block_input], kernels=kernels)
 
 
 # -- whole graphs ---------------------------------------------------------------------------

@@ -33,8 +33,8 @@ A call's values:
   alias    RESHAPE (fb_copy_s8): the NHWC bytes do not move, so a planner may
            give the output the input's buffer and the call is skipped
 
-fb_bottleneck_s8 (a whole inverted residual block in one call, one expansion channel at a
-time; fb_runtime.h) has no op of its own: bottleneck_call() makes its call from the lowered
+fb_bottleneck_s8 (a whole inverted residual block in one call, one or four expansion channels
+at a time; fb_runtime.h) has no op of its own: bottleneck_call() makes its call from the lowered
 calls of the block's ops (bottleneck_parts / bottleneck_dims), with fb_bottleneck_params as a
 value tree (KernelCall.trees); bottleneck_scratch_bytes() is its fb_bottleneck_s8_buffer_size()
 and bottleneck_macs() the MACs it executes with halo rows recomputed per band.
@@ -284,21 +284,33 @@ def _input_cols(d: BottleneckDims) -> int:
     return _read_range(0, d.out_w, d.stride_w, d.pad_left, d.kw, d.dilation_w, d.in_w)
 
 
-def bottleneck_scratch_bytes(block, band_rows: int) -> int:
+def bottleneck_channel_blocks(block) -> list[int]:
+    """The channel blocks fb_bottleneck_s8 takes for a block, smallest first:
+    1 (one expansion channel per pass), and 4 when mid_c is a multiple of 4
+    (four per pass: what the optimized kernels run fast)."""
+    return [1, 4] if _block(block).mid_c % 4 == 0 else [1]
+
+
+def bottleneck_scratch_bytes(block, band_rows: int, channel_block: int = 1) -> int:
     """fb_bottleneck_s8_buffer_size() for a block (BottleneckDims or its lowered
     calls), from the C function through the host library (fb_runtime.h gives
-    the layout: int32 accumulators, one channel's depthwise band, with an
-    expansion one channel's expansion rows)."""
+    the layout: int32 accumulators, channel_block channels' depthwise band and,
+    with an expansion, expansion rows; with channel block 4 their widened
+    filters)."""
     from harness.backend.hostrt import planned_scratch_bytes     # hostrt imports this module
     d = _block(block)
     bottleneck_bands(d.out_h, band_rows)                     # a clear error for a bad band height
-    size = planned_scratch_bytes(_bottleneck_record(d, band_rows, _bottleneck_shape_tree(d, band_rows)))
+    if channel_block not in bottleneck_channel_blocks(d):
+        raise FusebenchError(f"channel_block {channel_block} is not one of {bottleneck_channel_blocks(d)} "
+                             f"(mid_c {d.mid_c})")
+    size = planned_scratch_bytes(_bottleneck_record(d, band_rows, _bottleneck_shape_tree(d, band_rows,
+                                                                                         channel_block)))
     if size <= 0:
         raise FusebenchError(f"fb_bottleneck_s8 refuses the block {d} with bands of {band_rows} rows")
     return size
 
 
-def _bottleneck_shape_tree(d: BottleneckDims, band_rows: int) -> dict:
+def _bottleneck_shape_tree(d: BottleneckDims, band_rows: int, channel_block: int = 1) -> dict:
     """The fb_bottleneck_params fields its buffer size reads (the shapes), for
     a block known only by its dims: pointwise stages, the depthwise geometry."""
     pointwise = dict(stride_h=1, stride_w=1, dilation_h=1, dilation_w=1)
@@ -307,7 +319,7 @@ def _bottleneck_shape_tree(d: BottleneckDims, band_rows: int) -> dict:
                                   dilation_w=d.dilation_w, pad_top=d.pad_top, pad_left=d.pad_left),
                         depth_multiplier=1),
                 project=pointwise, has_residual=int(d.has_residual), in_c=d.in_c, mid_c=d.mid_c, out_c=d.out_c,
-                kh=d.kh, kw=d.kw, band_rows=band_rows)
+                kh=d.kh, kw=d.kw, band_rows=band_rows, channel_block=channel_block)
 
 
 def _bottleneck_record(d: BottleneckDims, band_rows: int, tree: dict, inputs=(-1,), outputs=(-1,),
@@ -317,10 +329,11 @@ def _bottleneck_record(d: BottleneckDims, band_rows: int, tree: dict, inputs=(-1
                       trees={"prm": tree})
 
 
-def bottleneck_call(calls, band_rows: int) -> KernelCall:
+def bottleneck_call(calls, band_rows: int, channel_block: int = 1) -> KernelCall:
     """The fb_bottleneck_s8 call that runs a whole block (its lowered calls:
     [expand,] depthwise, project[, add]; see bottleneck_parts) in bands of
-    band_rows output rows: fb_bottleneck_params with every stage's fields as
+    band_rows output rows, channel_block expansion channels per pass
+    (bottleneck_channel_blocks): fb_bottleneck_params with every stage's fields as
     in its own kernel's call. An ADD that adds (projection, block input) gets
     its input fields swapped: the kernel's input 1 is the block input."""
     calls = list(calls)
@@ -346,7 +359,8 @@ def bottleneck_call(calls, band_rows: int) -> KernelCall:
             for f in ("offset", "multiplier", "shift"):
                 a["input1_" + f], a["input2_" + f] = a["input2_" + f], a["input1_" + f]
         tree["add"] = _nest("fb_add_params", a)
-    tree.update(in_c=d.in_c, mid_c=d.mid_c, out_c=d.out_c, kh=d.kh, kw=d.kw, band_rows=band_rows)
+    tree.update(in_c=d.in_c, mid_c=d.mid_c, out_c=d.out_c, kh=d.kh, kw=d.kw, band_rows=band_rows,
+                channel_block=channel_block)
     call = _bottleneck_record(d, band_rows, tree, [(expand or dw).inputs[0]], [(add or project).outputs[0]])
     # 0 when the kernel refuses the arguments (it then returns FB_ERR_ARG)
     from harness.backend.hostrt import planned_scratch_bytes     # hostrt imports this module

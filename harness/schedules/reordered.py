@@ -15,6 +15,14 @@ plan shows both figures and takes the banded one: the smallest band whose
 extra MACs stay within the limit (default 15 % of the block's MACs).
 
 A block is reordered only where that lowers the block's own peak.
+
+Channels go one per pass, or four where mid_c allows (channel_block 4): the
+optimized Cortex-M kernels then reuse each unpacked input word for four
+expansion rows, run the depthwise four channels per word and update each
+int32 accumulator once per four channels, for 4x the depthwise band and
+expansion rows (plus the pass's widened filters) in scratch. A block gets
+channel block 4 unless that raises the plan's arena above the one with
+channel block 1 everywhere.
 """
 from __future__ import annotations
 
@@ -23,8 +31,8 @@ from typing import Optional
 from harness.errors import FusebenchError
 from harness.frontend.graph import Graph
 from harness.schedules.geometry import block_op_ranges
-from harness.backend.lowering import (bottleneck_base_macs, bottleneck_dims, bottleneck_macs, bottleneck_scratch_bytes,
-                       lower_op)
+from harness.backend.lowering import (bottleneck_base_macs, bottleneck_channel_blocks, bottleneck_dims,
+                                     bottleneck_macs, bottleneck_scratch_bytes, lower_op)
 from harness.schedules.plan import Note, Plan, plan_schedule
 from harness.schedules.order import best_layer_by_layer_arena
 from harness.schedules.registry import NotApplicable, Option, Schedule, percent, stream_windows_option, whole_number
@@ -34,8 +42,10 @@ from harness.schedules.unfused import plan_layer_by_layer
 DEFAULT_MAX_OVERHEAD = 0.15     # extra MACs per block that the smallest band may cost
 
 
-def reordered_stage(graph: Graph, ops: list[int], band_rows: int, calls=None) -> ReorderedBlock:
-    """One block run by fb_bottleneck_s8 with bands of `band_rows` output rows."""
+def reordered_stage(graph: Graph, ops: list[int], band_rows: int, calls=None,
+                    channel_block: int = 1) -> ReorderedBlock:
+    """One block run by fb_bottleneck_s8 with bands of `band_rows` output rows,
+    `channel_block` expansion channels per pass."""
     block_calls = [(calls or {}).get(i) or lower_op(graph, graph.ops[i]) for i in ops]
     d = bottleneck_dims(block_calls)
     band_rows = max(1, min(int(band_rows), d.out_h))
@@ -45,7 +55,24 @@ def reordered_stage(graph: Graph, ops: list[int], band_rows: int, calls=None) ->
         ops=list(ops), inputs=[block_in], output=block_out,
         inner=[graph.ops[i].outputs[0] for i in ops[:-1]], band_rows=band_rows,
         macs=bottleneck_macs(d, band_rows), base_macs=bottleneck_base_macs(d),
-        scratch_bytes=bottleneck_scratch_bytes(d, band_rows), outputs=[block_out])
+        scratch_bytes=bottleneck_scratch_bytes(d, band_rows, channel_block), channel_block=channel_block,
+        outputs=[block_out])
+
+
+def _with_channel_blocks(graph: Graph, stages: list[ReorderedBlock], calls, stream_input: bool) -> list[ReorderedBlock]:
+    """Each stage with the largest channel block whose plan's arena is not above
+    the arena with channel block 1 everywhere (block by block, in order)."""
+    limit = plan_schedule(graph, stages, variant="reordered", stream_windows=stream_input).arena_bytes
+    chosen = list(stages)
+    for k, st in enumerate(stages):
+        for block in reversed(bottleneck_channel_blocks([calls[i] for i in st.ops])):
+            if block == st.channel_block:
+                break
+            trial = chosen[:k] + [reordered_stage(graph, st.ops, st.band_rows, calls, block)] + chosen[k + 1:]
+            if plan_schedule(graph, trial, variant="reordered", stream_windows=stream_input).arena_bytes <= limit:
+                chosen = trial
+                break
+    return chosen
 
 def _block_peak(plan: Plan, ops: list[int]) -> int:
     return max(s.live_bytes for s in plan.steps if s.op in ops)
@@ -120,8 +147,18 @@ def plan_reordered(graph: Graph, max_overhead: Optional[float] = None, band_rows
         raise NotApplicable("reordered", graph.name,
                             f"its best plan here ({plan.arena_bytes} B) is not below layer by layer in the best "
                             f"op order ({best} B)")
+    # four channels per pass where that keeps the arena (fast on the DSP kernels)
+    blocked = _with_channel_blocks(graph, stages, calls, stream_input)
+    if any(b.channel_block != s.channel_block for b, s in zip(blocked, stages)):
+        kept_notes = plan.notes
+        stages, plan = blocked, plan_schedule(graph, blocked, variant="reordered", stream_windows=stream_input)
+        plan.notes = kept_notes + plan.notes
     plan.notes.append(Note("reordered-blocks", "reordered blocks (block peak before -> after):"))
-    plan.notes.extend(Note(n.kind, "  " + n.text, n.data) for n in notes)
+    for n, st in zip(notes, stages):
+        after = _block_peak(plan, st.ops)
+        text = n.text.replace(f"-> {n.data['peak_after']} B,", f"-> {after} B,")
+        plan.notes.append(Note(n.kind, f"  {text}, channel block {st.channel_block}",
+                               dict(n.data, peak_after=after, channel_block=st.channel_block)))
     return plan
 
 

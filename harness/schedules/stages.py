@@ -8,8 +8,8 @@ layers is one new kind here plus the planner that makes it.
 
   TiledStage      layers computed tile by tile (fused, msf, patch):
                   inner tensors exist only as tile buffers
-  ReorderedBlock  an inverted residual block run one expansion channel at a
-                  time by fb_bottleneck_s8 (reordered)
+  ReorderedBlock  an inverted residual block run one (or four) expansion
+                  channels at a time by fb_bottleneck_s8 (reordered)
   WindowRead      a STRIDED_SLICE of the streamed graph input: the window is
                   read from the host row by row, the image never whole (UNIST's
                   input segmentation: one patch at a time)
@@ -326,8 +326,9 @@ class TiledStage(Stage):
 @dataclass
 class ReorderedBlock(Stage):
     """An inverted residual block ([expand,] depthwise, project[, add]) run by
-    fb_bottleneck_s8: one expansion channel at a time, the output in bands of
-    `band_rows` rows of int32 accumulators (harness.schedules.reordered)."""
+    fb_bottleneck_s8: `channel_block` expansion channels at a time (1 or 4),
+    the output in bands of `band_rows` rows of int32 accumulators
+    (harness.schedules.reordered)."""
 
     kind: ClassVar[str] = "reordered"
 
@@ -339,6 +340,7 @@ class ReorderedBlock(Stage):
     macs: int                           # with the expansion rows bands recompute
     base_macs: int
     scratch_bytes: int                  # fb_bottleneck_s8_buffer_size()
+    channel_block: int = 1              # expansion channels per pass (1, or 4: the fast DSP kernel)
     outputs: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -347,13 +349,14 @@ class ReorderedBlock(Stage):
 
     def describe(self, graph: Graph) -> str:
         first, last = graph.ops[self.ops[0]], graph.ops[self.ops[-1]]
-        return (f"ops {first.index}-{last.index} ({len(self.ops)} layers), one expansion channel at a "
+        per_pass = "one expansion channel" if self.channel_block == 1 else f"{self.channel_block} expansion channels"
+        return (f"ops {first.index}-{last.index} ({len(self.ops)} layers), {per_pass} at a "
                 f"time, {self.band_rows}-row output bands, scratch {self.scratch_bytes} B, extra MACs "
                 f"{self.extra_macs} ({_percent(self.extra_macs, self.base_macs)})")
 
     def emit(self, em, graph: Graph, plan, k: int, lower) -> list[str]:
         from harness.backend.lowering import bottleneck_call
-        call = bottleneck_call([lower(graph, graph.ops[i]) for i in self.ops], self.band_rows)
+        call = bottleneck_call([lower(graph, graph.ops[i]) for i in self.ops], self.band_rows, self.channel_block)
         lines = [f"/* reordered block s{k}: {self.describe(graph)} */"]
         scratch = None
         if self.scratch_bytes:
@@ -364,7 +367,8 @@ class ReorderedBlock(Stage):
     def run_host(self, graph: Graph, tensors: dict[int, np.ndarray], lower, kernels: str) -> None:
         from harness.backend.hostrt import run_bottleneck
         calls = [lower(graph, graph.ops[i]) for i in self.ops]
-        tensors[self.output] = run_bottleneck(calls, tensors[self.inputs[0]], self.band_rows, kernels=kernels)
+        tensors[self.output] = run_bottleneck(calls, tensors[self.inputs[0]], self.band_rows, kernels=kernels,
+                                              channel_block=self.channel_block)
 
 
 @dataclass

@@ -1,13 +1,18 @@
-"""fb_bottleneck_s8: a whole inverted residual block, one expansion channel at a
-time, in bands of output rows, against LiteRT's reference kernels byte for byte.
+"""fb_bottleneck_s8: a whole inverted residual block, one or four expansion
+channels at a time, in bands of output rows, against LiteRT's reference kernels
+byte for byte.
 
 Each test builds a one-block int8 .tflite model ([1x1 expansion,] depthwise,
 1x1 projection[, residual ADD]), imports and lowers it, runs the block with the
-new kernel for several band heights and compares with LiteRT BUILTIN_REF on the
-same input. The kernel gets exactly fb_bottleneck_s8_buffer_size() bytes of
-scratch (hostrt fails on a write past them) and must write all of them (the
-size is tight); harness.backend.lowering.bottleneck_scratch_bytes must agree with the C
-function.
+kernel for several band heights, every channel block the block takes (1, and
+4 when mid_c is a multiple of 4) and both builds (portable, and the optimized
+DSP kernels on the host emulation, FB_HOST_DSP=1), and compares with LiteRT
+BUILTIN_REF on the same input. The kernel gets exactly
+fb_bottleneck_s8_buffer_size() bytes of scratch (hostrt fails on a write past
+them), which is the same in both builds; the portable kernel must write all of
+them but the widened filters only the optimized kernel uses (the size is
+tight), the optimized one all of them where it takes the block;
+harness.backend.lowering.bottleneck_scratch_bytes must agree with the C function.
 """
 from __future__ import annotations
 
@@ -21,8 +26,8 @@ from hypothesis import strategies as st
 from harness.backend import hostrt
 from harness.frontend import quant
 from harness.errors import FusebenchError
-from harness.backend.lowering import (BottleneckDims, bottleneck_base_macs, bottleneck_call, bottleneck_dims,
-                              bottleneck_macs, bottleneck_scratch_bytes, lower_graph)
+from harness.backend.lowering import (BottleneckDims, bottleneck_base_macs, bottleneck_call, bottleneck_channel_blocks,
+                                     bottleneck_dims, bottleneck_macs, bottleneck_scratch_bytes, lower_graph)
 from harness.frontend.reference import reference_outputs
 from tests.helpers import tflite_builder as tb
 from harness.frontend.tflite_writer import Q
@@ -36,10 +41,48 @@ def band_heights(out_h: int) -> list[int]:
     return sorted({b for b in (1, 2, 3, out_h) if b <= out_h})
 
 
+def widened_bytes(d: BottleneckDims, channel_block: int) -> int:
+    """The widened filters at the end of scratch (channel block 4): only the
+    optimized kernels write them."""
+    return 8 * (d.out_c + d.kh * d.kw + (d.in_c if d.has_expand else 0)) if channel_block == 4 else 0
+
+
+def dsp_takes(calls, channel_block: int) -> bool:
+    """Whether the optimized kernel runs the block itself (else it runs the
+    portable code): channel block 4, an expansion of whole input words and
+    fast requantization records for every channel (fb_bottleneck_dsp.c: fast_ok)."""
+    d = bottleneck_dims(calls)
+    if channel_block != 4 or (d.has_expand and d.in_c % 4):
+        return False
+    stages = [c for c in calls if c.kernel != "fb_add_s8"]
+    return all(c.arrays["prepared"][1] == 1 for c in stages[:-1] if c.kernel == "fb_dw_conv_s8") and \
+        all(call_fast(c) for c in stages)
+
+
+def call_fast(call) -> bool:
+    """Every channel of one stage has a fast requantization record for its
+    accumulators (the bound fb_requant_record takes), with a clamp inside int8."""
+    p = call.params
+    if not (-128 <= p["act_min"] <= p["act_max"] <= 127):
+        return False
+    taps = p["kh"] * p["kw"] * (p["in_c"] if call.kernel == "fb_conv_s8" else 1)
+    dot = min(taps * 128 * (128 + abs(p["input_offset"])), 2**31 - 1)
+    bias = call.arrays.get("bias")
+    for c, (m, shift) in enumerate(zip(call.arrays["multiplier"], call.arrays["shift"])):
+        b = abs(int(bias[c])) if bias is not None else 0
+        e = -int(shift)
+        if m <= 2**30 or not 1 <= e <= 31 or b + dot >= 2**30 or \
+                abs((2 * p["output_offset"] + 1) * 2 ** (e - 1)) > 2**30:
+            return False
+    return True
+
+
 def check_block(data: bytes, seed: int, has_expand: bool, has_residual: bool, n_inputs: int = 2) -> list:
-    """The kernel == LiteRT for every band height in {1, 2, 3, H'}, with
-    scratch exactly the C buffer size, which Python computes too and which
-    the kernel fills completely. Returns the lowered calls."""
+    """The kernel == LiteRT for every band height in {1, 2, 3, H'}, every
+    channel block and both builds, with scratch exactly the C buffer size (the
+    same in both builds), which Python computes too and which the kernel fills
+    completely (the portable one but for the widened filters). Returns the
+    lowered calls."""
     rng = np.random.default_rng(seed)
     graph = load_model_bytes(data, "bottleneck")
     calls = lower_graph(graph)
@@ -48,15 +91,24 @@ def check_block(data: bytes, seed: int, has_expand: bool, has_residual: bool, n_
     xs = [rng.integers(-128, 128, graph.input.shape, dtype=np.int8) for _ in range(n_inputs)]
     refs = reference_outputs(data, xs)
     for band_rows in band_heights(dims.out_h):
-        size = hostrt.bottleneck_buffer_size(calls, band_rows)
-        assert size == bottleneck_scratch_bytes(calls, band_rows) == bottleneck_scratch_bytes(dims, band_rows)
-        for i, (x, ref) in enumerate(zip(xs, refs)):
-            out = hostrt.run_bottleneck(calls, x, band_rows, row_padding=(band_rows + i) % 3)
-            mismatch = np.flatnonzero(out.reshape(-1) != ref)
-            assert mismatch.size == 0, (
-                f"band_rows {band_rows}: {mismatch.size}/{ref.size} bytes differ, first at {mismatch[0]}: "
-                f"ours {out.reshape(-1)[mismatch[0]]} LiteRT {ref[mismatch[0]]}; {dims}")
-        assert hostrt.bottleneck_scratch_high_water(calls, xs[0], band_rows) == size
+        for block in bottleneck_channel_blocks(dims):
+            size = hostrt.bottleneck_buffer_size(calls, band_rows, channel_block=block)
+            assert size == bottleneck_scratch_bytes(calls, band_rows, block) == \
+                bottleneck_scratch_bytes(dims, band_rows, block)
+            for kernels in hostrt.KERNEL_SETS:
+                assert hostrt.bottleneck_buffer_size(calls, band_rows, kernels, channel_block=block) == size
+                for i, (x, ref) in enumerate(zip(xs, refs)):
+                    out = hostrt.run_bottleneck(calls, x, band_rows, row_padding=(band_rows + i) % 3,
+                                                kernels=kernels, channel_block=block)
+                    mismatch = np.flatnonzero(out.reshape(-1) != ref)
+                    assert mismatch.size == 0, (
+                        f"{kernels} band_rows {band_rows} channel block {block}: {mismatch.size}/{ref.size} bytes "
+                        f"differ, first at {mismatch[0]}: ours {out.reshape(-1)[mismatch[0]]} LiteRT "
+                        f"{ref[mismatch[0]]}; {dims}")
+                high = hostrt.bottleneck_scratch_high_water(calls, xs[0], band_rows, kernels=kernels,
+                                                            channel_block=block)
+                whole = kernels == "dsp" and dsp_takes(calls, block)
+                assert high == (size if whole else size - widened_bytes(dims, block)), (kernels, block)
     return calls
 
 
@@ -86,6 +138,11 @@ def test_mobilenet_block_matches_litert(h, w, in_c, expansion, residual, out_c, 
     ((5, 5), 3, 1, 4, 1),        # expansion 1, no residual
     ((1, 1), 4, 6, 4, 1),        # one pixel
     ((12, 10), 16, 6, 16, 1),    # MobileNetV2-like channel counts
+    ((9, 8), 8, 6, 8, 2),        # MobileNetV2 w0.35's second block, small: the optimized kernel's in_c == 8 path
+    ((6, 7), 6, 2, 6, 1),        # in_c not a multiple of 4: channel block 4 takes the portable code
+    ((6, 5), 12, 1, 12, 1),      # no expansion, channel block 4 from the block input's words
+    ((5, 6), 24, 4, 20, 2),      # in_c 24 (the general expansion loop), odd rows
+    ((6, 6), 8, 3, 7, 1),        # odd out_c (the projection's last single channel)
 ])
 def test_chosen_blocks_match_litert(hw, in_c, expansion, out_c, stride):
     seed = hash((hw, in_c, expansion, out_c, stride)) % 2**32
@@ -191,7 +248,10 @@ def test_null_biases_match_the_layer_by_layer_kernels(expansion, out_c, stride):
     expected = layer_by_layer(calls, x)
     assert not np.array_equal(expected.reshape(-1), reference_outputs(data, [x])[0])   # the biases mattered
     for band_rows in band_heights(bottleneck_dims(calls).out_h):
-        assert np.array_equal(hostrt.run_bottleneck(calls, x, band_rows), expected)
+        for block in bottleneck_channel_blocks(calls):
+            for kernels in hostrt.KERNEL_SETS:
+                assert np.array_equal(hostrt.run_bottleneck(calls, x, band_rows, kernels=kernels,
+                                                            channel_block=block), expected), (block, kernels)
 
 
 # -- scratch and MACs --------------------------------------------------------------------------
@@ -219,6 +279,16 @@ def test_scratch_formula():
                  has_residual=False)
     assert bottleneck_scratch_bytes(valid, 4) == 4 * 4 * 4 * 4 + 16 + 9 * 9
     assert bottleneck_macs(valid, 4) == bottleneck_base_macs(valid) - (100 - 81) * 4 * 24
+    # channel block 4: 4x the depthwise band and expansion rows, and the widened
+    # filters (8 bytes per projection output channel, depthwise tap, expansion input channel)
+    assert bottleneck_scratch_bytes(d, 1, 4) == 4 * 1 * 8 * 4 + 4 * 8 + 4 * 3 * 8 + 8 * (4 + 9 + 4)
+    assert bottleneck_scratch_bytes(d, 3, 4) == 4 * 3 * 8 * 4 + 4 * 24 + 4 * 5 * 8 + 8 * (4 + 9 + 4)
+    assert bottleneck_scratch_bytes(dims(has_expand=False, mid_c=4), 2, 4) == 4 * 2 * 8 * 4 + 4 * 16 + 8 * (4 + 9)
+    assert bottleneck_channel_blocks(d) == [1, 4] and bottleneck_channel_blocks(dims(mid_c=6)) == [1]
+    with pytest.raises(FusebenchError, match="channel_block"):
+        bottleneck_scratch_bytes(dims(mid_c=6), 1, 4)
+    with pytest.raises(FusebenchError, match="channel_block"):
+        bottleneck_scratch_bytes(d, 1, 2)
     with pytest.raises(FusebenchError, match="band_rows"):
         bottleneck_scratch_bytes(d, 0)
     with pytest.raises(FusebenchError, match="band_rows"):
@@ -256,10 +326,10 @@ def block():
     return lower_graph(graph), x
 
 
-def call_kernel(calls, x, band_rows, patch=None, scratch="ok", out_map=None):
+def call_kernel(calls, x, band_rows, patch=None, scratch="ok", out_map=None, kernels="portable", channel_block=1):
     """Status of fb_bottleneck_s8 on whole maps; patch(params) may alter the struct."""
-    lib = hostrt.library()
-    params, keep = hostrt.bottleneck_struct(calls, band_rows)
+    lib = hostrt.library(kernels)
+    params, keep = hostrt.bottleneck_struct(calls, band_rows, channel_block)
     if patch:
         patch(params)
     in_map = np.ascontiguousarray(x.reshape(x.shape[1:]))
@@ -290,10 +360,12 @@ def test_bad_band_rows(block, band_rows):
         hostrt.run_bottleneck(calls, x, band_rows)
 
 
+@pytest.mark.parametrize("kernels", hostrt.KERNEL_SETS)
+@pytest.mark.parametrize("channel_block", [1, 4])
 @pytest.mark.parametrize("scratch", ["null", "null buffer", "misaligned", "one byte short"])
-def test_bad_scratch(block, scratch):
+def test_bad_scratch(block, scratch, channel_block, kernels):
     calls, x = block
-    assert call_kernel(calls, x, 2, scratch=scratch)[0] == -2
+    assert call_kernel(calls, x, 2, scratch=scratch, kernels=kernels, channel_block=channel_block)[0] == -2
 
 
 def _set(path: str, value: int):
@@ -318,16 +390,31 @@ def _set(path: str, value: int):
     ("dw.conv.dilation_h", 0),
     ("add.left_shift", 31),
     ("project.act_min", 1000),
+    ("channel_block", 0),          # 1 or 4 only
+    ("channel_block", 2),
+    ("channel_block", 8),
 ])
-def test_bad_params(block, path, value):
+@pytest.mark.parametrize("kernels", hostrt.KERNEL_SETS)
+def test_bad_params(block, path, value, kernels):
     calls, x = block
-    assert call_kernel(calls, x, 2, patch=_set(path, value)) == (-1, 0)
+    assert call_kernel(calls, x, 2, patch=_set(path, value), kernels=kernels) == (-1, 0)
 
 
 @pytest.mark.parametrize("kernels", hostrt.KERNEL_SETS)
-def test_too_little_scratch_is_refused_in_both_builds(block, kernels):
+def test_channel_block_4_needs_whole_quads_of_channels(kernels):
+    data = mobilenet_block(8, (6, 6), 3, 2, 4, 1)          # mid_c 6
+    graph = load_model_bytes(data, "bottleneck")
+    calls = lower_graph(graph)
+    x = np.random.default_rng(8).integers(-128, 128, graph.input.shape, dtype=np.int8)
+    assert call_kernel(calls, x, 2, kernels=kernels)[0] == 0
+    assert call_kernel(calls, x, 2, patch=_set("channel_block", 4), kernels=kernels) == (-1, 0)
+
+
+@pytest.mark.parametrize("channel_block", [1, 4])
+@pytest.mark.parametrize("kernels", hostrt.KERNEL_SETS)
+def test_too_little_scratch_is_refused_in_both_builds(block, kernels, channel_block):
     calls, x = block
-    call = bottleneck_call(calls, 2)
+    call = bottleneck_call(calls, 2, channel_block)
     need = hostrt.buffer_size(call, kernels)
     assert need == call.scratch_bytes > 0
     hostrt.run_op(call, [x], kernels=kernels, scratch_bytes=need)

@@ -14,6 +14,7 @@ from tests.helpers.hostcheck import assert_plan_bit_exact
 from tests.helpers.tflite_builder import inverted_residual_chain_model
 from harness.frontend.tflite_import import load_model, load_model_bytes
 from harness.schedules.stages import ReorderedBlock
+from harness.backend.lowering import lower_op
 
 
 @pytest.mark.parametrize("band_rows", [None, 1, 3])
@@ -49,6 +50,8 @@ def test_reordered_plan_on_a_shipped_model_lowers_each_chosen_block(model_paths)
         assert note.data["whole_output_accumulator_bytes"] == 4 * out_h * out_w * out_c
         assert note.data["accumulator_bytes"] == 4 * st.band_rows * out_w * out_c
         assert note.data["peak_after"] < note.data["peak_before"]
+        assert note.data["peak_after"] == max(s.live_bytes for s in plan.steps if s.op in st.ops)
+        assert note.data["channel_block"] == st.channel_block
     with pytest.raises(FusebenchError, match="band-rows"):
         plan_reordered(graph, band_rows=0)
 
@@ -76,3 +79,37 @@ def test_reordered_does_not_apply_when_the_peak_is_outside_every_block():
     graph = load_model_bytes(data, "head-heavy")
     with pytest.raises(NotApplicable, match="reordering no block lowers the model's peak"):
         plan_reordered(graph)
+
+
+def test_blocks_take_four_channels_per_pass_where_the_arena_allows(model_paths):
+    """Channel block 4 (the DSP kernels' fast path) wherever mid_c allows it and
+    the plan's arena stays that of channel block 1 everywhere."""
+    from dataclasses import replace
+    from harness.backend.lowering import bottleneck_scratch_bytes
+    from harness.schedules.plan import plan_schedule
+    graph = load_model(next(p for p in model_paths if p.stem == "mobilenetv2_w035_144"))
+    plan = make_plan(graph, "reordered")
+    assert plan.stages and all(st.channel_block == 4 for st in plan.stages)
+    ones = [replace(st, channel_block=1, scratch_bytes=bottleneck_scratch_bytes(
+        [lower_op(graph, graph.ops[i]) for i in st.ops], st.band_rows, 1)) for st in plan.stages]
+    assert all(one.scratch_bytes < st.scratch_bytes for one, st in zip(ones, plan.stages))
+    assert plan.arena_bytes <= plan_schedule(graph, ones, variant="reordered").arena_bytes
+    assert all(n.text.endswith("channel block 4") for n in plan.notes_of("reordered-block"))
+
+
+def test_channel_block_1_where_4_would_raise_the_arena():
+    """A model whose peak is the reordered block itself: four channels' planes
+    would raise it, so the block runs one channel at a time."""
+    from dataclasses import replace
+    from harness.backend.lowering import bottleneck_scratch_bytes
+    from harness.schedules.plan import plan_schedule
+    data = inverted_residual_chain_model(np.random.default_rng(5), (24, 24), 8, [(6, 8, 1)])
+    graph = load_model_bytes(data, "one-block")
+    plan = plan_reordered(graph)
+    (st,) = plan.stages
+    (note,) = plan.notes_of("reordered-block")
+    assert st.channel_block == note.data["channel_block"] == 1
+    assert note.text.endswith("channel block 1")
+    calls = [lower_op(graph, graph.ops[i]) for i in st.ops]
+    four = replace(st, channel_block=4, scratch_bytes=bottleneck_scratch_bytes(calls, st.band_rows, 4))
+    assert plan_schedule(graph, [four], variant="reordered").arena_bytes > plan.arena_bytes

@@ -78,9 +78,10 @@ typedef struct { int32_t out_c, kh, kw, in_c; } fb_filter_dims;
 
 /* Kernel implementations. Every public kernel below has a portable C99
  * implementation (the reference, *_portable). On cores with the DSP extension
- * (Cortex-M4/M7/M33...) conv, depthwise conv, fully connected and add dispatch
- * to optimized implementations (SMLAD/SXTB16, fb_*_dsp.c) that give the same
- * bytes; they fall back to the portable code for cases they do not cover.
+ * (Cortex-M4/M7/M33...) conv, depthwise conv, fully connected, add, the
+ * bottleneck and others dispatch to optimized implementations (SMLAD/SXTB16,
+ * fb_*_dsp.c) that give the same bytes; they fall back to the portable code
+ * for cases they do not cover.
  * fb_runtime_kernels() says which set this build dispatches to. */
 const char *fb_runtime_kernels(void);   /* "dsp" or "portable" */
 
@@ -174,21 +175,24 @@ typedef struct {
 fb_status fb_add_s8(const fb_add_params *p, const fb_view *a, const fb_view *b, fb_view *out);
 fb_status fb_add_s8_portable(const fb_add_params *p, const fb_view *a, const fb_view *b, fb_view *out);
 
-/* A whole MobileNetV2 inverted residual block in one call, one expansion channel
- * at a time (bottleneck reordering): optional 1x1 expansion CONV_2D (in_c ->
- * mid_c), DEPTHWISE_CONV_2D kh x kw (mid_c channels, depth multiplier 1), 1x1
- * projection CONV_2D (mid_c -> out_c), optional residual ADD of the block input.
+/* A whole MobileNetV2 inverted residual block in one call, a block of
+ * channel_block expansion channels at a time (bottleneck reordering): optional
+ * 1x1 expansion CONV_2D (in_c -> mid_c), DEPTHWISE_CONV_2D kh x kw (mid_c
+ * channels, depth multiplier 1), 1x1 projection CONV_2D (mid_c -> out_c),
+ * optional residual ADD of the block input.
  * The mid_c-channel expanded and depthwise maps never exist: the output is made
- * in bands of band_rows output rows; per band and expansion channel i the kernel
- * computes the expansion rows the band's depthwise rows read (halo rows are
- * recomputed by the next band), the band's depthwise channel i, and adds
- * (dw_i + project.input_offset) * project_filter[o][i] into int32 accumulators
- * (band_rows x W' x out_c). After the last channel each band is requantized as
- * the projection CONV_2D would, then (has_residual) put through ADD's arithmetic
- * with the block input. The bytes equal those of the four kernels run one
- * after another (integer sums do not depend on order; every requantization is
- * the same arithmetic). Each stage's fields mean what they mean in its own
- * kernel's call; the `prepared` tables of the fb_channel_quant are ignored.
+ * in bands of band_rows output rows; per band and block of K = channel_block
+ * expansion channels i..i+K-1 the kernel computes the expansion rows the band's
+ * depthwise rows read (halo rows are recomputed by the next band), the band's
+ * depthwise channels i..i+K-1, and adds (dw_k + project.input_offset) *
+ * project_filter[o][k] into int32 accumulators (band_rows x W' x out_c). After
+ * the last channel each band is requantized as the projection CONV_2D would,
+ * then (has_residual) put through ADD's arithmetic with the block input. The
+ * bytes equal those of the four kernels run one after another (integer sums do
+ * not depend on order; every requantization is the same arithmetic), for
+ * either channel block and in every build. Each stage's fields mean what they
+ * mean in its own kernel's call; the `prepared` tables of the fb_channel_quant
+ * are ignored.
  *   expand:  1x1, stride 1, no padding; filter [mid_c][in_c]; ignored when has_expand == 0
  *            (expansion ratio 1: the depthwise reads the block input, mid_c == in_c)
  *   dw:      stride, dilation, padding as TFLite; filter [1][kh][kw][mid_c]
@@ -199,17 +203,25 @@ fb_status fb_add_s8_portable(const fb_add_params *p, const fb_view *a, const fb_
  * Biases may be NULL. input and output are whole maps (y0 = x0 = 0, h = full_h,
  * w = full_w; rows may be padded) that must not overlap; output is H' x W' x
  * out_c. band_rows: 1..H' (H' = one band: accumulators for the whole output).
- * scratch: at least fb_bottleneck_s8_buffer_size() bytes (the same in every build),
- * laid out as
+ * channel_block: 1, or 4 when mid_c is a multiple of 4 (the optimized kernels
+ * (DSP build) run four channels per pass with SIMD instructions: an input word
+ * unpacked once feeds four expansion rows, the depthwise takes four channels
+ * per word, the projection two SMLAD per pixel and output channel; with 1, or
+ * for parameters they do not cover, they run the portable code).
+ * scratch: at least fb_bottleneck_s8_buffer_size() bytes, the same in every
+ * build, laid out as (K = channel_block)
  *   int32 accumulators   4 * band_rows * W' * out_c
- *   depthwise band       band_rows * W'                   (one channel, int8)
- *   expansion rows       R * C (has_expand only; one channel, int8), where
+ *   depthwise band       K * band_rows * W'               (K channels per pixel, int8)
+ *   expansion rows       K * R * C (has_expand only; K channels per pixel, int8), where
  *                        C = the input columns the depthwise reads (all W unless
  *                        VALID-style padding leaves some unread) and R = the
  *                        most input rows any band's depthwise reads, i.e. the
  *                        largest count of rows in [b*sh - pad_top,
  *                        (b + n - 1)*sh - pad_top + (kh - 1)*dh] inside [0, H)
- *                        over the bands (b, n) (at most (band_rows-1)*sh + (kh-1)*dh + 1).
+ *                        over the bands (b, n) (at most (band_rows-1)*sh + (kh-1)*dh + 1)
+ *   widened filters      K = 4 only: 8 * (out_c + kh*kw + (has_expand ? in_c : 0)), the
+ *                        pass's four channels of the three filters as int16 pairs
+ *                        (written by the optimized kernels only).
  * The buffer size reads only the shapes and parameters (not the pointers, nor
  * the views' data) and is 0 for unusable ones (which the kernel refuses with
  * FB_ERR_ARG). */
@@ -231,10 +243,13 @@ typedef struct {
     fb_add_params add;
     int32_t in_c, mid_c, out_c, kh, kw;   /* channels; the depthwise kernel size */
     int32_t band_rows;                    /* output rows per band, 1..H' */
+    int32_t channel_block;                /* expansion channels per pass: 1, or 4 (mid_c % 4 == 0) */
 } fb_bottleneck_params;
 int32_t fb_bottleneck_s8_buffer_size(const fb_bottleneck_params *p, const fb_view *input, const fb_view *output);
 fb_status fb_bottleneck_s8(const fb_bottleneck_params *p, const fb_view *input, fb_view *output,
                            const fb_scratch *scratch);
+fb_status fb_bottleneck_s8_portable(const fb_bottleneck_params *p, const fb_view *input, fb_view *output,
+                                    const fb_scratch *scratch);
 
 /* MEAN over H and W (TFLite MEAN int8 with axes [1,2], keep_dims either way).
  * multiplier/shift quantize input_scale / output_scale (the kernel folds in

@@ -1,9 +1,11 @@
-/* A MobileNetV2 inverted residual block, one expansion channel at a time
- * (bottleneck reordering): expansion 1x1 CONV_2D (optional), DEPTHWISE_CONV_2D,
- * projection 1x1 CONV_2D, residual ADD (optional), without the expanded and
- * depthwise maps (contract and scratch layout in fb_runtime.h).
+/* A MobileNetV2 inverted residual block, a block of K = channel_block
+ * expansion channels at a time (bottleneck reordering): expansion 1x1 CONV_2D
+ * (optional), DEPTHWISE_CONV_2D, projection 1x1 CONV_2D, residual ADD
+ * (optional), without the expanded and depthwise maps (contract and scratch
+ * layout in fb_runtime.h).
  *
- * Per band of output rows and per expansion channel i:
+ * Per band of output rows and per expansion channel i (of the pass's K, whose
+ * planes hold K channels per pixel, channel k at byte k):
  *   1. expansion channel i on the input rows (and columns) the band's depthwise
  *      rows read, requantized as fb_conv_s8 does output channel i;
  *   2. depthwise channel i of the band, requantized as fb_dw_conv_s8 does;
@@ -12,8 +14,11 @@
  * as fb_conv_s8 does and, with a residual, added to the block input as fb_add_s8
  * does. Every value is the same integer the layer-by-layer kernels compute (an
  * int32 sum does not depend on the order of its terms), so the bytes are the same.
- * Plain C99, no DSP code: the portable reference of the reordering. */
+ * Plain C99, no DSP code: the portable reference of the reordering; the
+ * optimized kernel (fb_bottleneck_dsp.c) uses the same scratch layout. */
 #include "fb_arith.h"
+#include "fb_bottleneck.h"
+#include "fb_dsp.h"
 
 /* A single-channel int8 plane: element (y, x) of the map, in map coordinates,
  * at base + (y - y0) * row + (x - x0) * px. */
@@ -25,20 +30,6 @@ typedef struct {
 static inline const int8_t *plane_at(const bn_plane *pl, int32_t y, int32_t x)
 {
     return pl->base + (y - pl->y0) * pl->row + (x - pl->x0) * pl->px;
-}
-
-/* The input coordinates [*lo, *lo + *n) inside [0, size) that outputs
- * out_lo .. out_lo + out_n - 1 of a (k, stride, dilation, pad) convolution
- * read; *n = 0 when they read only padding. */
-static void read_range(int32_t out_lo, int32_t out_n, int32_t stride, int32_t pad, int32_t k, int32_t d,
-                       int32_t size, int32_t *lo, int32_t *n)
-{
-    int32_t a = out_lo * stride - pad;
-    int32_t b = (out_lo + out_n - 1) * stride - pad + (k - 1) * d;
-    a = a < 0 ? 0 : a;
-    b = b > size - 1 ? size - 1 : b;
-    *lo = a;
-    *n = b >= a ? b - a + 1 : 0;
 }
 
 static int whole_map_dims(const fb_view *v)
@@ -68,7 +59,8 @@ static fb_status check_params(const fb_bottleneck_params *p, const fb_view *in, 
     }
     if (p->in_c <= 0 || p->mid_c <= 0 || p->out_c <= 0 || p->kh <= 0 || p->kw <= 0 || in->c != p->in_c ||
         out->c != p->out_c || p->band_rows < 1 || p->band_rows > out->h ||
-        (p->has_expand != 0 && p->has_expand != 1) || (p->has_residual != 0 && p->has_residual != 1)) {
+        (p->has_expand != 0 && p->has_expand != 1) || (p->has_residual != 0 && p->has_residual != 1) ||
+        (p->channel_block != 1 && p->channel_block != 4) || p->mid_c % p->channel_block != 0) {
         return FB_ERR_ARG;
     }
     if (p->has_expand) {
@@ -131,7 +123,7 @@ static int32_t max_band_input_rows(const fb_bottleneck_params *p, int32_t in_h, 
     for (int32_t b0 = 0; b0 < out_h; b0 += p->band_rows) {
         const int32_t nb = out_h - b0 < p->band_rows ? out_h - b0 : p->band_rows;
         int32_t lo, n;
-        read_range(b0, nb, d->stride_h, d->pad_top, p->kh, d->dilation_h, in_h, &lo, &n);
+        fb_bottleneck_read_range(b0, nb, d->stride_h, d->pad_top, p->kh, d->dilation_h, in_h, &lo, &n);
         most = n > most ? n : most;
     }
     return most;
@@ -143,15 +135,44 @@ int32_t fb_bottleneck_s8_buffer_size(const fb_bottleneck_params *p, const fb_vie
         return 0;
     }
     const fb_conv_params *d = &p->dw.conv;
+    const int32_t k = p->channel_block;
     const int32_t acc_bytes = 4 * p->band_rows * output->w * p->out_c;
-    const int32_t dw_bytes = p->band_rows * output->w;
+    const int32_t dw_bytes = k * p->band_rows * output->w;
     int32_t exp_bytes = 0;
     if (p->has_expand) {
         int32_t col_lo, cols;
-        read_range(0, output->w, d->stride_w, d->pad_left, p->kw, d->dilation_w, input->w, &col_lo, &cols);
-        exp_bytes = max_band_input_rows(p, input->h, output->h) * cols;
+        fb_bottleneck_read_range(0, output->w, d->stride_w, d->pad_left, p->kw, d->dilation_w, input->w, &col_lo,
+                                 &cols);
+        exp_bytes = k * max_band_input_rows(p, input->h, output->h) * cols;
     }
-    return acc_bytes + dw_bytes + exp_bytes;
+    /* four channels' filters widened to int16 (the optimized kernels'; counted
+     * in every build so that the size is the same in every build) */
+    const int32_t widened_bytes = k == 4 ? 8 * (p->out_c + p->kh * p->kw + (p->has_expand ? p->in_c : 0)) : 0;
+    return acc_bytes + dw_bytes + exp_bytes + widened_bytes;
+}
+
+fb_status fb_bottleneck_begin(const fb_bottleneck_params *p, const fb_view *input, const fb_view *output,
+                              const fb_scratch *scratch, fb_bottleneck_layout *layout)
+{
+    const fb_status st = check_args(p, input, output);
+    if (st != FB_OK) {
+        return st;
+    }
+    const int32_t size = fb_bottleneck_s8_buffer_size(p, input, output);
+    if (!fb_scratch_ok(scratch, size)) {
+        return FB_ERR_SCRATCH;
+    }
+    const fb_conv_params *d = &p->dw.conv;
+    const int32_t k = p->channel_block;
+    fb_bottleneck_read_range(0, output->w, d->stride_w, d->pad_left, p->kw, d->dilation_w, input->w, &layout->col_lo,
+               &layout->cols);
+    layout->acc = (int32_t *)(void *)scratch->buf;
+    layout->dw = scratch->buf + 4 * p->band_rows * output->w * p->out_c;
+    layout->expanded = layout->dw + k * p->band_rows * output->w;
+    const int32_t exp_bytes = p->has_expand ? k * max_band_input_rows(p, input->h, output->h) * layout->cols : 0;
+    /* 4-byte aligned: every part before it is a multiple of 4 bytes when K = 4 */
+    layout->widened = k == 4 ? (uint32_t *)(void *)(layout->expanded + exp_bytes) : NULL;
+    return FB_OK;
 }
 
 
@@ -177,10 +198,11 @@ static inline int32_t dot_s8(const int8_t *w, const int8_t *x, int32_t n)
 }
 
 /* Expansion channel i on input rows [row_lo, row_lo + rows) and columns
- * [col_lo, col_lo + cols) into dst (rows x cols). bias + sum w * (x + offset)
- * is computed as (bias + offset * sum w) + sum w * x: the same integer. */
+ * [col_lo, col_lo + cols) into dst (rows x cols pixels, `step` bytes apart).
+ * bias + sum w * (x + offset) is computed as (bias + offset * sum w) + sum w * x:
+ * the same integer. */
 static void expand_channel(const fb_bottleneck_params *p, const fb_view *input, int32_t i, int32_t row_lo,
-                           int32_t rows, int32_t col_lo, int32_t cols, int8_t *dst)
+                           int32_t rows, int32_t col_lo, int32_t cols, int8_t *dst, int32_t step)
 {
     const int32_t in_c = p->in_c;
     const int8_t *w = p->expand_filter + i * in_c;
@@ -191,17 +213,18 @@ static void expand_channel(const fb_bottleneck_params *p, const fb_view *input, 
     const int32_t base = (p->expand_bias != NULL ? p->expand_bias[i] : 0) + p->expand.input_offset * sum_w;
     for (int32_t r = 0; r < rows; ++r) {
         const int8_t *px = input->data + (row_lo + r) * input->row_stride + col_lo * in_c;
-        int8_t *out = dst + r * cols;
-        for (int32_t x = 0; x < cols; ++x, px += in_c) {
-            out[x] = requant(&p->expand, &p->expand_q, i, base + dot_s8(w, px, in_c));
+        int8_t *out = dst + r * cols * step;
+        for (int32_t x = 0; x < cols; ++x, px += in_c, out += step) {
+            *out = requant(&p->expand, &p->expand_q, i, base + dot_s8(w, px, in_c));
         }
     }
 }
 
 /* Depthwise channel i of output rows [b0, b0 + nb), all columns, into dst
- * (nb x out_w), reading the channel's plane of the in_h x in_w map. */
+ * (nb x out_w pixels, `step` bytes apart), reading the channel's plane of the
+ * in_h x in_w map. */
 static void dw_channel(const fb_bottleneck_params *p, const bn_plane *pl, int32_t i, int32_t in_h, int32_t in_w,
-                       int32_t b0, int32_t nb, int32_t out_w, int8_t *dst)
+                       int32_t b0, int32_t nb, int32_t out_w, int8_t *dst, int32_t step)
 {
     const fb_conv_params *c = &p->dw.conv;
     const int32_t mid_c = p->mid_c;
@@ -228,21 +251,23 @@ static void dw_channel(const fb_bottleneck_params *p, const bn_plane *pl, int32_
                     }
                 }
             }
-            *dst++ = requant(c, &p->dw_q, i, acc);
+            *dst = requant(c, &p->dw_q, i, acc);
+            dst += step;
         }
     }
 }
 
-/* acc[px][o] += (dw[px] + offset) * project_filter[o][i] over the band's pixels. */
+/* acc[px][o] += (dw[px] + offset) * project_filter[o][i] over the band's
+ * pixels (dw: `step` bytes apart). */
 static void project_accumulate(const fb_bottleneck_params *p, int32_t i, const int8_t *dw, int32_t pixels,
-                               int32_t *acc)
+                               int32_t step, int32_t *acc)
 {
     const int32_t out_c = p->out_c;
     const int32_t mid_c = p->mid_c;
     const int32_t offset = p->project.input_offset;
     const int8_t *w = p->project_filter + i;
     for (int32_t px = 0; px < pixels; ++px, acc += out_c) {
-        const int32_t v = (int32_t)dw[px] + offset;
+        const int32_t v = (int32_t)dw[px * step] + offset;
         if (v == 0) {
             continue;       /* adds nothing (common: the activation's zero) */
         }
@@ -277,24 +302,20 @@ static void write_band(const fb_bottleneck_params *p, const fb_view *input, fb_v
     }
 }
 
-fb_status fb_bottleneck_s8(const fb_bottleneck_params *p, const fb_view *input, fb_view *output,
-                           const fb_scratch *scratch)
+fb_status fb_bottleneck_s8_portable(const fb_bottleneck_params *p, const fb_view *input, fb_view *output,
+                                    const fb_scratch *scratch)
 {
-    const fb_status st = check_args(p, input, output);
+    fb_bottleneck_layout lay;
+    const fb_status st = fb_bottleneck_begin(p, input, output, scratch, &lay);
     if (st != FB_OK) {
         return st;
-    }
-    if (!fb_scratch_ok(scratch, fb_bottleneck_s8_buffer_size(p, input, output))) {
-        return FB_ERR_SCRATCH;
     }
     const fb_conv_params *d = &p->dw.conv;
     const int32_t in_h = input->h, in_w = input->w, out_h = output->h, out_w = output->w;
     const int32_t out_c = p->out_c;
-    int32_t *acc = (int32_t *)(void *)scratch->buf;
-    int8_t *dw = scratch->buf + 4 * p->band_rows * out_w * out_c;
-    int8_t *expanded = dw + p->band_rows * out_w;
-    int32_t col_lo, cols;
-    read_range(0, out_w, d->stride_w, d->pad_left, p->kw, d->dilation_w, in_w, &col_lo, &cols);
+    const int32_t k_block = p->channel_block;
+    int32_t *acc = lay.acc;
+    const int32_t col_lo = lay.col_lo, cols = lay.cols;
 
     for (int32_t b0 = 0; b0 < out_h; b0 += p->band_rows) {
         const int32_t nb = out_h - b0 < p->band_rows ? out_h - b0 : p->band_rows;
@@ -304,29 +325,47 @@ fb_status fb_bottleneck_s8(const fb_bottleneck_params *p, const fb_view *input, 
             o = o + 1 == out_c ? 0 : o + 1;
         }
         int32_t row_lo, rows;
-        read_range(b0, nb, d->stride_h, d->pad_top, p->kh, d->dilation_h, in_h, &row_lo, &rows);
-        for (int32_t i = 0; i < p->mid_c; ++i) {
-            bn_plane pl;
-            if (p->has_expand) {
-                if (rows > 0 && cols > 0) {
-                    expand_channel(p, input, i, row_lo, rows, col_lo, cols, expanded);
+        fb_bottleneck_read_range(b0, nb, d->stride_h, d->pad_top, p->kh, d->dilation_h, in_h, &row_lo, &rows);
+        for (int32_t i0 = 0; i0 < p->mid_c; i0 += k_block) {
+            /* the pass's expansion channels first (the planes hold K channels
+             * per pixel, as the optimized kernel lays them out), then each
+             * channel's depthwise and projection */
+            if (p->has_expand && rows > 0 && cols > 0) {
+                for (int32_t k = 0; k < k_block; ++k) {
+                    expand_channel(p, input, i0 + k, row_lo, rows, col_lo, cols, lay.expanded + k, k_block);
                 }
-                pl.base = expanded;
-                pl.y0 = row_lo;
-                pl.x0 = col_lo;
-                pl.px = 1;
-                pl.row = cols;
-            } else {
-                pl.base = input->data + i;
-                pl.y0 = 0;
-                pl.x0 = 0;
-                pl.px = input->c;
-                pl.row = input->row_stride;
             }
-            dw_channel(p, &pl, i, in_h, in_w, b0, nb, out_w, dw);
-            project_accumulate(p, i, dw, pixels, acc);
+            for (int32_t k = 0; k < k_block; ++k) {
+                const int32_t i = i0 + k;
+                bn_plane pl;
+                if (p->has_expand) {
+                    pl.base = lay.expanded + k;
+                    pl.y0 = row_lo;
+                    pl.x0 = col_lo;
+                    pl.px = k_block;
+                    pl.row = cols * k_block;
+                } else {
+                    pl.base = input->data + i;
+                    pl.y0 = 0;
+                    pl.x0 = 0;
+                    pl.px = input->c;
+                    pl.row = input->row_stride;
+                }
+                dw_channel(p, &pl, i, in_h, in_w, b0, nb, out_w, lay.dw + k, k_block);
+                project_accumulate(p, i, lay.dw + k, pixels, k_block, acc);
+            }
         }
         write_band(p, input, output, b0, nb, acc);
     }
     return FB_OK;
+}
+
+fb_status fb_bottleneck_s8(const fb_bottleneck_params *p, const fb_view *input, fb_view *output,
+                           const fb_scratch *scratch)
+{
+#if FB_KERNELS_DSP
+    return fb_bottleneck_s8_dsp(p, input, output, scratch);
+#else
+    return fb_bottleneck_s8_portable(p, input, output, scratch);
+#endif
 }
