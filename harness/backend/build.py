@@ -10,7 +10,11 @@ fit fails at link time; ld's overflow message becomes `DoesNotFit`.
 
 A build is skipped when the hash of everything that goes into it (sources,
 headers, flags, linker script, toolchain version) matches the last one in
-`out_dir`.
+`out_dir`. The runtime and HAL sources do not depend on the model: each is
+compiled once per content and flags into build/objects/ (about 5 s of the
+7 s a model's build took), and a build compiles only the app and the
+generated model and links them with those objects, in the same order as one
+gcc call over all sources would.
 """
 from __future__ import annotations
 
@@ -22,6 +26,8 @@ import os
 import re
 import shutil
 import subprocess
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,7 +36,7 @@ from typing import Iterable
 from harness.targets.boards import Board, RunnerTarget
 from harness.targets.hal import HAL_DIR, load_hal
 from harness.errors import FusebenchError
-from harness.paths import FIRMWARE_DIR
+from harness.paths import BUILD_DIR, FIRMWARE_DIR
 
 APP_DIR = FIRMWARE_DIR / "app"
 RUNTIME_DIR = FIRMWARE_DIR / "runtime"
@@ -67,6 +73,7 @@ def toolchain(board: Board) -> Toolchain:
 
 
 ELF_NAME = "firmware.elf"
+OBJECTS_DIR = BUILD_DIR / "objects"    # runtime and HAL objects, by content hash
 RECORD_NAME = "build.json"
 
 # The vector table has 256 entries (1 KB); VTOR needs it aligned to its size.
@@ -359,9 +366,11 @@ def build_firmware(board: Board, gen_dir: Path, out_dir: Path,
     if not re.fullmatch(r"-O[0-3sgz]|-Ofast", opt):
         raise FusebenchError(f"bad optimisation flag {opt!r} (expected -O0..-O3, -Os, -Oz, -Og)")
 
-    sources = (_c_sources(RUNTIME_DIR / "src") + _c_sources(HAL_DIR / COMMON_HAL_DIR)
-               + _c_sources(HAL_DIR / tools.hal_dir) + _c_sources(hal_dir) + _c_sources(APP_DIR) + _c_sources(gen_dir)
-               + [Path(s).resolve() for s in extra_sources])
+    # model-independent sources first (compiled once into build/objects), then the app and the model
+    shared = (_c_sources(RUNTIME_DIR / "src") + _c_sources(HAL_DIR / COMMON_HAL_DIR)
+              + _c_sources(HAL_DIR / tools.hal_dir) + _c_sources(hal_dir))
+    own = _c_sources(APP_DIR) + _c_sources(gen_dir) + [Path(s).resolve() for s in extra_sources]
+    sources = shared + own
     for source in sources:
         if not source.is_file():
             raise FusebenchError(f"firmware source {source} does not exist")
@@ -379,9 +388,11 @@ def build_firmware(board: Board, gen_dir: Path, out_dir: Path,
         *hal_defines(board, target),
         *kernel_defines(board),
     ]
-    compile_flags = [*board.cpu_flags, opt, "-g3", "-std=c11", "-Wall", "-Wextra",
-                     "-ffunction-sections", "-fdata-sections", "-fno-common",
-                     *defines, *[f"-I{d}" for d in include_dirs]]
+    base_flags = [*board.cpu_flags, opt, "-g3", "-std=c11", "-Wall", "-Wextra",
+                  "-ffunction-sections", "-fdata-sections", "-fno-common", *defines]
+    compile_flags = [*base_flags, *[f"-I{d}" for d in include_dirs]]
+    # the runtime and the HAL see neither the app's nor the model's folder
+    shared_flags = [*base_flags, *[f"-I{d}" for d in (HAL_DIR, RUNTIME_DIR / "include")]]
     link_flags = ["-nostartfiles", f"--specs={tools.specs}", f"-T{script_path}",
                   "-Wl,--gc-sections", f"-Wl,-Map={map_file}", "-Wl,--no-warn-rwx-segments"]
     # Linked under a temporary name and moved into place: an emulator another
@@ -404,9 +415,19 @@ def build_firmware(board: Board, gen_dir: Path, out_dir: Path,
 
     out_dir.mkdir(parents=True, exist_ok=True)
     script_path.write_text(script)
-    proc = subprocess.run(command, capture_output=True, text=True, cwd=out_dir)
-    log = proc.stdout + proc.stderr
-    (out_dir / "build.log").write_text(" ".join(command) + "\n\n" + log)
+    # the C library's specs also set its include folders (picolibc, newlib-nano): compile with them too
+    objects, log = _shared_objects(tools.gcc, version, [*shared_flags, f"--specs={tools.specs}"], shared, out_dir)
+    if objects is not None:
+        command = [tools.gcc, *compile_flags, *map(str, objects), *map(str, own), *link_flags,
+                   "-o", str(linked), "-lc", "-lm", "-lgcc"]
+        proc = subprocess.run(command, capture_output=True, text=True, cwd=out_dir)
+        log = proc.stdout + proc.stderr
+    else:
+        proc = subprocess.CompletedProcess(command, 1)
+    origin = "".join(f"{obj.name}: {src}\n" for src, obj in zip(shared, objects or []))
+    (out_dir / "build.log").write_text(" ".join(command) + "\n\n" + log +
+                                       (f"\nobjects from {OBJECTS_DIR} (same flags, no model folder):\n{origin}"
+                                        if origin else ""))
     if proc.returncode != 0:
         linked.unlink(missing_ok=True)
         _raise_build_error(board, target, log, out_dir / "build.log")
@@ -415,6 +436,41 @@ def build_firmware(board: Board, gen_dir: Path, out_dir: Path,
     result = _measure(board, target, elf, map_file, script_path)
     record_path.write_text(json.dumps({"hash": build_hash, "result": _to_json(result)}, indent=1))
     return result
+
+
+def _shared_objects(gcc: str, version: str, flags: list[str], sources: list[Path],
+                    out_dir: Path) -> tuple[list[Path] | None, str]:
+    """The object of every model-independent source, compiled when its content,
+    the headers it may include, the flags or the compiler changed; (None, log)
+    when one fails to compile."""
+    headers = hashlib.sha256()
+    for path in _headers(HAL_DIR) + _headers(RUNTIME_DIR):
+        headers.update(str(path).encode() + b"\0" + path.read_bytes() + b"\0")
+    common = "\0".join([gcc, version, *flags, headers.hexdigest()])
+    objects, missing = [], []
+    for source in sources:
+        key = hashlib.sha256(common.encode() + b"\0" + str(source).encode() + b"\0" + source.read_bytes())
+        obj = OBJECTS_DIR / f"{source.stem}-{key.hexdigest()[:20]}.o"
+        objects.append(obj)
+        if not obj.is_file():
+            missing.append((source, obj))
+    OBJECTS_DIR.mkdir(parents=True, exist_ok=True)
+
+    def compile_one(job: tuple[Path, Path]) -> str | None:
+        source, obj = job
+        # written under a temporary name and moved: parallel builds share the folder
+        tmp = obj.with_name(f".{obj.name}.{os.getpid()}.{threading.get_ident()}")
+        proc = subprocess.run([gcc, *flags, "-c", str(source), "-o", str(tmp)], capture_output=True, text=True,
+                              cwd=out_dir)
+        if proc.returncode != 0:
+            tmp.unlink(missing_ok=True)
+            return proc.stdout + proc.stderr
+        os.replace(tmp, obj)
+        return None
+
+    with ThreadPoolExecutor(max_workers=max(1, min(len(missing), os.cpu_count() or 1))) as pool:
+        failures = [log for log in pool.map(compile_one, missing) if log is not None]
+    return (None, failures[0]) if failures else (objects, "")
 
 
 @contextmanager

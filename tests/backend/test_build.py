@@ -1,4 +1,5 @@
 import dataclasses
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -8,7 +9,7 @@ import pytest
 import harness.backend.build as build
 from tests.helpers import FIXTURES
 from harness.targets.boards import MemoryRegion, load_board
-from harness.backend.build import DoesNotFit, build_firmware, linker_script
+from harness.backend.build import OBJECTS_DIR, DoesNotFit, build_firmware, linker_script
 from harness.errors import FusebenchError
 from tests.helpers.toolchains import requires_riscv_gcc
 
@@ -202,3 +203,34 @@ def test_risc_v_image_too_big_for_the_esp32c3_does_not_fit(tmp_path):
     assert info.value.needed - info.value.available == 4096
     # QEMU's virt has 128 MB there: only the linker script stands for the part.
     assert board.runner("qemu").ram.size == 384 * 1024
+
+
+def test_runtime_objects_are_compiled_once_and_give_the_one_call_image(tmp_path):
+    """Two models on one board share the runtime's and the HAL's objects, and
+    the image equals that of one gcc call over every source."""
+    board = load_board("stm32h7")
+    first = build_firmware(board, copy_fixture(tmp_path, "copy"), tmp_path / "a")
+    log = (tmp_path / "a" / "build.log").read_text()
+    listed = re.findall(r"^(\S+\.o): (\S+)$", log, re.M)
+    assert any("runtime/src/fb_conv_dsp.c" in src for _, src in listed)
+    assert any("hal/qemu-mps2/" in src for _, src in listed)
+    objects = [OBJECTS_DIR / name for name, _ in listed]
+    stamps = [o.stat().st_mtime_ns for o in objects]
+    second = build_firmware(board, copy_fixture(tmp_path / "big", "copy", arena=8192), tmp_path / "b")
+    assert not second.cached and second.bss_bytes == first.bss_bytes + 4096
+    assert [o.stat().st_mtime_ns for o in objects] == stamps          # reused, not recompiled
+    # the same sources through one gcc call, as before the object cache
+    command = log.splitlines()[0].split()
+    first_input = next(k for k, a in enumerate(command) if a.endswith((".o", ".c")))
+    last_input = max(k for k, a in enumerate(command) if a.endswith((".o", ".c")))
+    sources = [src for _, src in listed] + [a for a in command if a.endswith(".c")]
+    link = [a for a in command[last_input + 1:] if a != "-o" and ".firmware.elf." not in a]
+    elf = tmp_path / "one-call.elf"
+    subprocess.run([*command[:first_input], *sources, *link, "-o", str(elf)], check=True, cwd=tmp_path / "a",
+                   capture_output=True)
+    images = []
+    for path in (first.elf, elf):
+        binary = path.with_suffix(".bin")
+        subprocess.run(["arm-none-eabi-objcopy", "-O", "binary", str(path), str(binary)], check=True)
+        images.append(binary.read_bytes())
+    assert images[0] == images[1]
