@@ -203,6 +203,52 @@ def test_spatial_conv_gathers_patches_with_padding(h, w, in_c, out_c, k, stride,
 
 
 @FAST
+@given(h=st.integers(1, 12), w=st.integers(1, 14), out_c=st.integers(1, 20), stride=st.sampled_from([1, 2]),
+       dilation_h=st.sampled_from([1, 1, 2]), padding=st.sampled_from(["SAME", "VALID"]),
+       zp=st.sampled_from([None, -128, 127]), seed=st.integers(0, 2**32 - 1))
+@example(h=9, w=11, out_c=16, stride=2, dilation_h=1, padding="SAME", zp=None, seed=6)   # MobileNet's first layer
+def test_rgb_3x3_conv_reads_its_columns_straight_from_the_rows(h, w, out_c, stride, dilation_h, padding, zp, seed):
+    """3x3 conv over 3 channels: the interior pixels' columns are pieced
+    together from word loads of the three input rows (including the 27th tap,
+    padded with the zero point), border pixels gather; both in one group of
+    four pixels, with rows taken dilation_h apart."""
+    if padding == "VALID" and (h < 2 * dilation_h + 1 or w < 3):
+        return
+    rng = np.random.default_rng(seed)
+    filters = rand_int8(rng, (out_c, 3, 3, 3))
+    scales = [float(s) for s in rng.uniform(0.002, 0.02, out_c)]
+    in_q, out_q = conv_quant(rng, scales, 27, in_zp=zp)
+    data = tb.conv2d_model([1, h, w, 3], filters, scales, rng.integers(-5000, 5000, out_c).astype(np.int32),
+                           in_q, out_q, (stride, stride), padding, (dilation_h, 1), "NONE")
+    both_kernel_sets_match_litert(data, seed)
+
+
+@FAST
+@given(h=st.integers(1, 8), w=st.integers(1, 16), groups=st.integers(1, 5), stride=st.sampled_from([1, 2]),
+       dilation_h=st.sampled_from([1, 2]), padding=st.sampled_from(["SAME", "VALID"]),
+       zp=st.sampled_from([None, -128, 127]), seed=st.integers(0, 2**32 - 1))
+@example(h=5, w=16, groups=2, stride=1, dilation_h=1, padding="SAME", zp=None, seed=7)   # 14 = 3 * 4 + 2 in a run
+@example(h=6, w=15, groups=3, stride=2, dilation_h=1, padding="SAME", zp=127, seed=8)    # 3-pixel passes, stride 2
+@example(h=7, w=9, groups=1, stride=1, dilation_h=2, padding="VALID", zp=-128, seed=9)
+def test_depthwise_3x3_passes_take_pixels_three_at_a_time(h, w, groups, stride, dilation_h, padding, zp, seed):
+    """3x3 depthwise, one lane at a time: runs of interior pixels three at a
+    time with 0-2 left over, the top and bottom rows two at a time with the
+    input offset, one-pixel passes at the ends of a run, strides 1 and 2, rows
+    taken dilation_h apart (columns stay adjacent)."""
+    if padding == "VALID" and (h < 2 * dilation_h + 1 or w < 3):
+        return
+    rng = np.random.default_rng(seed)
+    channels = 4 * groups
+    filters = rand_int8(rng, (1, 3, 3, channels))
+    scales = [float(s) for s in rng.uniform(0.002, 0.05, channels)]
+    in_q, out_q = conv_quant(rng, scales, 9, in_zp=zp)
+    bias = rng.integers(-5000, 5000, channels).astype(np.int32)
+    data = tb.depthwise_conv2d_model([1, h, w, channels], filters, scales, bias, in_q, out_q,
+                                     (stride, stride), padding, (dilation_h, 1), "RELU6")
+    both_kernel_sets_match_litert(data, seed)
+
+
+@FAST
 @given(h=st.integers(1, 12), w=st.integers(1, 12), groups=st.integers(1, 12), extra=st.sampled_from([0, 0, 0, 1, 3]),
        k=st.sampled_from([(3, 3), (3, 3), (5, 5), (1, 1), (3, 1)]), stride=st.sampled_from([1, 2]),
        dilation=st.sampled_from([1, 1, 2]), padding=st.sampled_from(["SAME", "VALID"]),

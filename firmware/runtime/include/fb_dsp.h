@@ -101,8 +101,8 @@ static inline int fb_act_range_ok(int32_t act_min, int32_t act_max)
  *   conv:      fb_requant_rec[out_c] | when taps % 4 != 0, the last filter row
  *              zero-padded to 4 * ceil(taps / 4) bytes
  *   depthwise: fb_requant_rec[C] | int32 bias_full[C] = 2 * (bias + input_offset
- *              * sum of the channel's weights) | int16 weights [C/4][kh*kw][4]:
- *              2 * (w[c0], w[c2], w[c1], w[c3]) of channels 4g.. at each tap
+ *              * sum of the channel's weights) | int16 weights [C/4][2][kh*kw][2]:
+ *              2 * (w[c0], w[c2]) of channels 4g.. at each tap, then 2 * (w[c1], w[c3])
  * Each part starts 4-byte aligned (the depthwise weights 8-byte aligned when
  * the tables are). The optimized kernels read them from
  * fb_channel_quant.prepared or, without it, prepare them at the start of scratch. */

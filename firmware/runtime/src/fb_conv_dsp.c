@@ -13,9 +13,13 @@
  * channels: that needs more registers than Armv7-M has and spills around its
  * inner loop.)
  *
- * A 1x1 convolution's patch is the input pixel itself; larger kernels (the
- * first 3x3 layer) first gather the patch as bytes, padding taps set to the
- * input zero point so they expand to 0. Requantization is the single-rounding
+ * A 1x1 convolution's patch is the input pixel itself; larger kernels first
+ * gather the patch as bytes, padding taps set to the input zero point so they
+ * expand to 0, except a 3x3 patch over 3 channels (the first layer of most
+ * image models) inside the map, expanded straight from its three input rows
+ * (expand_column_333). A depth that is not a multiple of 4 takes its last 1-3
+ * taps with one word load (expand_column), and for 27 taps the filter rows
+ * are unrolled. Requantization is the single-rounding
  * SMMLAR form of fb_dsp.h, from per-channel records in the layer's prepared
  * tables (fb_conv_s8_prepare(), fb_conv.c): in flash when the caller passes
  * them (fb_channel_quant.prepared), else prepared at the start of scratch on
@@ -48,14 +52,32 @@ static void expand_column(uint32_t *cols, int32_t pixel, const int8_t *src, int3
     const uint32_t off = (uint32_t)(2 * input_offset) & 0xFFFFu;
     const int32_t offset2 = (int32_t)(off | (off << 16));
     uint32_t *dst = cols + 2 * pixel;
-    for (int32_t g = 0; g < (taps >> 2); ++g) {
+    const int8_t *const end = src + 4 * (taps >> 2);
+    /* two groups per turn where there are: one compare per 8 taps */
+    for (; src + 8 <= end; src += 8, dst += 4 * QUAD) {
+        const uint32_t x = fb_load_u32(src), y = fb_load_u32(src + 4);
+        dst[0] = (uint32_t)__sxtab16(__sxtab16(offset2, (int32_t)x), (int32_t)x);
+        dst[1] = (uint32_t)fb_sxtab16_ror8(fb_sxtab16_ror8(offset2, x), x);
+        dst[2 * QUAD] = (uint32_t)__sxtab16(__sxtab16(offset2, (int32_t)y), (int32_t)y);
+        dst[2 * QUAD + 1] = (uint32_t)fb_sxtab16_ror8(fb_sxtab16_ror8(offset2, y), y);
+    }
+    if (src != end) {
         const uint32_t x = fb_load_u32(src);
         src += 4;
         dst[0] = (uint32_t)__sxtab16(__sxtab16(offset2, (int32_t)x), (int32_t)x);
         dst[1] = (uint32_t)fb_sxtab16_ror8(fb_sxtab16_ror8(offset2, x), x);
         dst += 2 * QUAD;
     }
-    if (taps & 3) {
+    if ((taps & 3) && taps > 4) {
+        /* the last 1-3 taps: the word ending with them, shifted down, the
+         * bytes above filled with the zero point (they expand to 0, as the
+         * weights they meet need: other rows' first taps) */
+        const int32_t r = taps & 3;
+        const uint32_t zp = (uint32_t)(uint8_t)(int8_t)(-input_offset) * 0x01010101u;
+        const uint32_t x = (fb_load_u32(src + r - 4) >> (8 * (4 - r))) | (zp << (8 * r));
+        dst[0] = (uint32_t)__sxtab16(__sxtab16(offset2, (int32_t)x), (int32_t)x);
+        dst[1] = (uint32_t)fb_sxtab16_ror8(fb_sxtab16_ror8(offset2, x), x);
+    } else if (taps & 3) {
         int16_t v[4] = { 0, 0, 0, 0 };
         for (int32_t i = 0; i < (taps & 3); ++i) {
             v[i] = (int16_t)(2 * (src[i] + input_offset));
@@ -63,6 +85,43 @@ static void expand_column(uint32_t *cols, int32_t pixel, const int8_t *src, int3
         dst[0] = ((uint32_t)(uint16_t)v[0]) | ((uint32_t)(uint16_t)v[2] << 16);
         dst[1] = ((uint32_t)(uint16_t)v[1]) | ((uint32_t)(uint16_t)v[3] << 16);
     }
+}
+
+/* The column of a 3x3 patch over 3 channels (27 taps, 7 groups) that lies
+ * inside the map, straight from its three input rows r0, r0 + step, r0 + 2 *
+ * step (no patch copy): a row is 9 bytes, so the group words that straddle two
+ * rows are pieced together from word loads that stay inside the rows' span
+ * (the first layer of most image models). */
+static inline __attribute__((always_inline)) void expand_column_333(uint32_t *cols, int32_t pixel,
+                                                                    const int8_t *r0, int32_t step,
+                                                                    int32_t input_offset)
+{
+    const uint32_t off = (uint32_t)(2 * input_offset) & 0xFFFFu;
+    const int32_t offset2 = (int32_t)(off | (off << 16));
+    const uint32_t zp = (uint32_t)(uint8_t)(int8_t)(-input_offset);
+    const int8_t *r1 = r0 + step, *r2 = r1 + step;
+    uint32_t g[7];
+    g[0] = fb_load_u32(r0);
+    g[1] = fb_load_u32(r0 + 4);
+    g[2] = (fb_load_u32(r1 - 1) & 0xFFFFFF00u) | (uint8_t)r0[8];           /* r0[8] r1[0..2] */
+    g[3] = fb_load_u32(r1 + 3);
+    g[4] = (fb_load_u32(r2 - 2) & 0xFFFF0000u) | (fb_load_u32(r1 + 5) >> 16); /* r1[7..8] r2[0..1] */
+    g[5] = fb_load_u32(r2 + 2);
+    g[6] = (fb_load_u32(r2 + 5) >> 8) | (zp << 24);                          /* r2[6..8], pad 0 */
+    uint32_t *dst = cols + 2 * pixel;
+#pragma GCC unroll 7
+    for (int i = 0; i < 7; ++i, dst += 2 * QUAD) {
+        const uint32_t x = g[i];
+        dst[0] = (uint32_t)__sxtab16(__sxtab16(offset2, (int32_t)x), (int32_t)x);
+        dst[1] = (uint32_t)fb_sxtab16_ror8(fb_sxtab16_ror8(offset2, x), x);
+    }
+}
+
+/* Does output pixel (oy, ox)'s 3x3 patch (columns adjacent) lie inside the map? */
+static inline int rgb_inside(const fb_conv_params *p, const fb_view *in, int32_t oy, int32_t ox)
+{
+    const int32_t iy0 = oy * p->stride_h - p->pad_top, ix0 = ox * p->stride_w - p->pad_left;
+    return iy0 >= 0 && ix0 >= 0 && iy0 + 2 * p->dilation_h < in->full_h && ix0 + 2 < in->full_w;
 }
 
 static inline void fill_bytes(int8_t *dst, int8_t value, int32_t n)
@@ -170,11 +229,12 @@ typedef struct {
 /* One output channel of four pixels: w is its filter row (whole words, the
  * padding taps meet zero columns). `fixed_groups`: the number of 4-tap groups
  * when known at compile time (the loop is then unrolled: shallow 1x1 layers
- * spend most of their time outside it), 0 otherwise. */
-static inline __attribute__((always_inline)) void channel_quad(const uint32_t *cols, const uint32_t *cols_end,
+ * spend most of their time outside it), 0 otherwise. Stores channel ch of
+ * the four pixels out[]; returns w past the row's groups. */
+static inline __attribute__((always_inline)) const int8_t *channel_quad(const uint32_t *cols, const uint32_t *cols_end,
                                                                const int8_t *w, const fb_requant_rec *rec,
-                                                               int8_t **o0, int8_t **o1, int8_t **o2,
-                                                               int8_t **o3, const int clamp, int32_t lo, int32_t hi,
+                                                               int8_t *const out[QUAD], int32_t ch,
+                                                               const int clamp, int32_t lo, int32_t hi,
                                                                const int fixed_groups, const int rows)
 {
     int32_t a0 = rec->bias2, a1 = a0, a2 = a0, a3 = a0;
@@ -208,10 +268,13 @@ static inline __attribute__((always_inline)) void channel_quad(const uint32_t *c
     const int8_t v1 = fb_requant_out(a1, m, r, s, clamp, lo, hi);
     const int8_t v2 = fb_requant_out(a2, m, r, s, clamp, lo, hi);
     const int8_t v3 = fb_requant_out(a3, m, r, s, clamp, lo, hi);
-    *(*o0)++ = v0;
-    *(*o1)++ = v1;
-    *(*o2)++ = v2;
-    *(*o3)++ = v3;
+    /* the pixels' base pointers stay put (indexed by the channel): spilled,
+     * they cost a reload each, not a reload and a store */
+    out[0][ch] = v0;
+    out[1][ch] = v1;
+    out[2][ch] = v2;
+    out[3][ch] = v3;
+    return w;
 }
 
 /* All output channels of four pixels from their column quad. `padded`: taps is
@@ -225,15 +288,17 @@ static inline __attribute__((always_inline)) void quad_outputs(const conv_job *j
 {
     const uint32_t *cols_end = cols + 2 * QUAD * job->groups;
     const int32_t lo = job->act_min, hi = job->act_max;
-    const fb_requant_rec *rec = job->table;
-    const fb_requant_rec *rec_end = rec + job->out_c - (padded ? 1 : 0);
+    const fb_requant_rec *table = job->table;
+    const int32_t n = job->out_c - (padded ? 1 : 0);
     const int8_t *w = job->filter;
-    int8_t *o0 = out[0], *o1 = out[1], *o2 = out[2], *o3 = out[3];
-    for (; rec != rec_end; ++rec, w += job->taps) {
-        channel_quad(cols, cols_end, w, rec, &o0, &o1, &o2, &o3, clamp, lo, hi, fixed_groups, rows);
+    int32_t ch = 0;
+    for (; ch < n; ++ch) {
+        const int8_t *next = channel_quad(cols, cols_end, w, table + ch, out, ch, clamp, lo, hi, fixed_groups, rows);
+        /* unpadded rows are whole groups: the row read ends where the next starts */
+        w = padded ? w + job->taps : next;
     }
     if (padded) {
-        channel_quad(cols, cols_end, job->last_row, rec, &o0, &o1, &o2, &o3, clamp, lo, hi, fixed_groups, ROW_ANY);
+        channel_quad(cols, cols_end, job->last_row, table + ch, out, ch, clamp, lo, hi, fixed_groups, ROW_ANY);
     }
 }
 
@@ -277,6 +342,12 @@ fb_status fb_conv_s8_dsp(const fb_conv_params *p, const fb_channel_quant *q, con
     const conv_job job = { filter, last_row, table, taps, groups, fd->out_c, p->act_min, p->act_max };
     const int ssat_only = p->act_min <= -128 && p->act_max >= 127;
     const int row_pairs = (taps & 7) == 0;
+    const int rgb = fd->kh == 3 && fd->kw == 3 && fd->in_c == 3 && p->dilation_w == 1;
+    if (rgb) {
+        /* interior pixels do not use the patch: write it once all the same,
+         * so that the call writes all the scratch it asks for, as documented */
+        fill_bytes(patch, (int8_t)(-p->input_offset), taps);
+    }
 
     /* Output pixels in raster order, four at a time; a short last group
      * repeats its last pixel (same column again, same bytes written again). */
@@ -288,8 +359,16 @@ fb_status fb_conv_s8_dsp(const fb_conv_params *p, const fb_channel_quant *q, con
         const int8_t *src = NULL;
         for (int32_t k = 0; k < QUAD; ++k) {
             if (oy < y_end) {
-                src = one_by_one ? fb_view_at(input, oy * p->stride_h, ox * p->stride_w)
-                                 : gather_patch(p, fd, input, oy, ox, patch);
+                if (one_by_one) {
+                    src = fb_view_at(input, oy * p->stride_h, ox * p->stride_w);
+                } else if (rgb && rgb_inside(p, input, oy, ox)) {
+                    src = NULL;
+                    expand_column_333(cols, k, fb_view_at(input, oy * p->stride_h - p->pad_top,
+                                                          ox * p->stride_w - p->pad_left),
+                                      p->dilation_h * input->row_stride, p->input_offset);
+                } else {
+                    src = gather_patch(p, fd, input, oy, ox, patch);
+                }
                 out[k] = fb_view_at(output, oy, ox);
                 if (++ox == x_end) {
                     ox = output->x0;
@@ -297,11 +376,21 @@ fb_status fb_conv_s8_dsp(const fb_conv_params *p, const fb_channel_quant *q, con
                 }
             } else {
                 out[k] = out[k - 1];
+                if (src == NULL) {          /* repeat pixel k - 1's column, built in place */
+                    for (int32_t g = 0; g < groups; ++g) {
+                        cols[g * 2 * QUAD + 2 * k] = cols[g * 2 * QUAD + 2 * k - 2];
+                        cols[g * 2 * QUAD + 2 * k + 1] = cols[g * 2 * QUAD + 2 * k - 1];
+                    }
+                }
             }
-            expand_column(cols, k, src, taps, p->input_offset);
+            if (src != NULL) {
+                expand_column(cols, k, src, taps, p->input_offset);
+            }
         }
         if (padded) {                      /* rows start anywhere; the last one is copied */
-            if (ssat_only) {
+            if (ssat_only && groups == 7) {  /* 3x3x3: the first layer of most image models */
+                quad_outputs(&job, cols, out, FB_CLAMP_SSAT, 1, 7, ROW_ANY);
+            } else if (ssat_only) {
                 quad_outputs(&job, cols, out, FB_CLAMP_SSAT, 1, 0, ROW_ANY);
             } else {
                 quad_outputs(&job, cols, out, FB_CLAMP_RANGE, 1, 0, ROW_ANY);

@@ -69,16 +69,18 @@ fb_status fb_dw_conv_s8_prepare(const fb_dw_conv_params *p, const fb_channel_qua
     }
     int32_t *bias_full = (int32_t *)(void *)(table + channels);
     int16_t *weights = (int16_t *)(void *)(bias_full + channels);
-    /* widen the filter: group g, tap t -> (c0, c2, c1, c3) of channels 4g.. */
+    /* widen the filter: group g, lane 0, tap t -> (c0, c2) of channels 4g..;
+     * lane 1 -> (c1, c3) */
     for (int32_t g = 0; g < channels / 4; ++g) {
         int32_t sum[4] = { 0, 0, 0, 0 };
         for (int32_t t = 0; t < taps; ++t) {
             const int8_t *f = filter + t * channels + 4 * g;
-            int16_t *dst = weights + 4 * (g * taps + t);
-            dst[0] = (int16_t)(2 * f[0]);     /* doubled: the accumulators come out 2x */
-            dst[1] = (int16_t)(2 * f[2]);
-            dst[2] = (int16_t)(2 * f[1]);
-            dst[3] = (int16_t)(2 * f[3]);
+            int16_t *lane0 = weights + 2 * (2 * g * taps + t);
+            int16_t *lane1 = lane0 + 2 * taps;
+            lane0[0] = (int16_t)(2 * f[0]);     /* doubled: the accumulators come out 2x */
+            lane0[1] = (int16_t)(2 * f[2]);
+            lane1[0] = (int16_t)(2 * f[1]);
+            lane1[1] = (int16_t)(2 * f[3]);
             for (int32_t i = 0; i < 4; ++i) {
                 sum[i] += f[i];
             }
