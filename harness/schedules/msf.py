@@ -297,10 +297,12 @@ class FusionSpace:
         peaks = whole + np.stack([buf[m] for m in MODES], axis=-1).ravel()[keep]
         macs = np.stack([price.macs[m] for m in MODES], axis=-1).ravel()[keep]
         work = np.stack([price.work[m] for m in MODES], axis=-1).ravel()[keep]
-        for n in _pareto_order(peaks, macs, work).tolist():
-            y, x, m = np.unravel_index(keep[n], valid.shape)
-            self.edges[i].append(Edge(i, j, MODES[m], ybands.sizes[y], xbands.sizes[x], int(peaks[n]),
-                                      int(macs[n]), int(work[n])))
+        order = _pareto_order(peaks, macs, work)
+        nx, nm = valid.shape[1], len(MODES)
+        for flat, peak, mac, wrk in zip(keep[order].tolist(), peaks[order].tolist(), macs[order].tolist(),
+                                        work[order].tolist()):
+            y, x, m = flat // (nx * nm), flat // nm % nx, flat % nm
+            self.edges[i].append(Edge(i, j, MODES[m], ybands.sizes[y], xbands.sizes[x], peak, mac, wrk))
 
     def _inplace_savings(self, i: int, j: int, a: int, axes, need, lines, inner_mask) -> dict:
         """Bytes saved per tile height and mode when the stage's output overlays

@@ -165,11 +165,11 @@ def plan_reordered(graph: Graph, max_overhead: Optional[float] = None, band_rows
 SCHEDULE = Schedule(
     name="reordered", order=50,
     runs="bottleneck reordering (Lee et al.): each inverted residual block whose peak drops, and is above the "
-         "model's peak otherwise, runs one expansion channel at a time (`fb_bottleneck_s8`): expand channel i, its depthwise, and its share of the "
-         "projection into int32 accumulators, in bands of output rows (neighbouring bands recompute the "
-         "expansion rows they share)",
-    ram="the block's input and output, one channel of the expanded and depthwise maps, and a band of int32 "
-        "accumulators; the plan shows the accumulators for the whole output (4x its int8 size, which the "
+         "model's peak otherwise, runs a few expansion channels at a time (`fb_bottleneck_s8`): expand channels "
+         "i..i+3 (one where four would raise the arena), their depthwise, and their share of the projection into "
+         "int32 accumulators, in bands of output rows (neighbouring bands recompute the expansion rows they share)",
+    ram="the block's input and output, four (or one) channels of the expanded and depthwise maps, and a band of "
+        "int32 accumulators; the plan shows the accumulators for the whole output (4x its int8 size, which the "
         "paper's Eq. 3 leaves out) beside the banded figure",
     plan=lambda graph, board=None, **options: plan_reordered(graph, **options),
     options=(
