@@ -126,10 +126,13 @@ class _AxisBands:
                 np.add.reduceat(residues, self.first, axis=0))
 
 
-# The DSP convolution computes output pixels four at a time: a tile of n pixels
-# pays for (4 - n % 4) % 4 more. A tile's n is its rows times its columns, so the
-# waste of every tile pair follows from the two lengths modulo 4.
-_QUAD_WASTE = np.array([[(4 - (i * j) % 4) % 4 for j in range(4)] for i in range(4)], np.int64)
+# The DSP convolution computes output pixels four at a time; a tile's last 3
+# pixels take a quad (one pixel's work wasted), its last 1 or 2 a one- or
+# two-pixel loop that costs about as much per pixel as 2.5 and 1.5 pixels of a
+# quad: priced as TAIL_WASTE[n % 4] more pixels. A tile's n is its rows times
+# its columns, so the waste of every tile pair follows from the two lengths modulo 4.
+TAIL_WASTE = (0, 2, 1, 1)
+_QUAD_WASTE = np.array([[TAIL_WASTE[(i * j) % 4] for j in range(4)] for i in range(4)], np.int64)
 
 
 _ONE_HOT4 = np.eye(4, dtype=np.int64)

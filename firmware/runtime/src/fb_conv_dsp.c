@@ -1,7 +1,8 @@
 /* CONV_2D int8 for cores with the DSP extension: the same contract and the same
  * bytes as fb_conv_s8_portable (fb_conv.c), several times fewer instructions.
  *
- * Output pixels are computed four at a time. Their receptive patches become
+ * Output pixels are computed four at a time (the last 1 or 2 of a window by
+ * tail_outputs, without a quad's copies). Their receptive patches become
  * four int16 columns in scratch, interleaved four taps at a time so that one
  * LDM fetches four taps of two pixels in the order SXTB16 unpacks a filter
  * word, (x0, x2) (x1, x3). The columns hold 2 * (x + input offset): the
@@ -302,6 +303,46 @@ static inline __attribute__((always_inline)) void quad_outputs(const conv_job *j
     }
 }
 
+/* All output channels of the last 1 or 2 pixels of a window (npix): a quad
+ * would compute them four times over, which small tiles (a fused stage's 1x1
+ * or 1x5 tiles) pay on every call. Two accumulators at most, so the columns
+ * are read word by word from the quad layout (pixel k's words at 2k, 2k + 1
+ * of each group). */
+static inline __attribute__((always_inline)) void tail_outputs(const conv_job *job, const uint32_t *cols,
+                                                               int8_t *const out[QUAD], const int npix,
+                                                               const int clamp, const int padded)
+{
+    const int32_t lo = job->act_min, hi = job->act_max;
+    const int32_t last = job->out_c - 1;
+    const int8_t *w = job->filter;
+    for (int32_t ch = 0; ch <= last; ++ch, w += job->taps) {
+        const fb_requant_rec *rec = job->table + ch;
+        const int8_t *row = padded && ch == last ? job->last_row : w;
+        int32_t a0 = rec->bias2, a1 = a0;
+        const uint32_t *c = cols;
+        for (int32_t g = 0; g < job->groups; ++g, c += 2 * QUAD, row += 4) {
+            const uint32_t wv = fb_load_u32(row);
+            const int32_t wa = __sxtb16((int32_t)wv);
+            const int32_t wb = fb_sxtb16_ror8(wv);
+            a0 = __smlad((int32_t)c[0], wa, a0);
+            a0 = __smlad((int32_t)c[1], wb, a0);
+            if (npix == 2) {
+                a1 = __smlad((int32_t)c[2], wa, a1);
+                a1 = __smlad((int32_t)c[3], wb, a1);
+            }
+        }
+        const int32_t m = rec->multiplier, r = rec->round_offset, s = rec->right_shift;
+        const int8_t v0 = fb_requant_out(a0, m, r, s, clamp, lo, hi);
+        if (npix == 2) {
+            const int8_t v1 = fb_requant_out(a1, m, r, s, clamp, lo, hi);
+            out[0][ch] = v0;
+            out[1][ch] = v1;
+        } else {
+            out[0][ch] = v0;
+        }
+    }
+}
+
 fb_status fb_conv_s8_dsp(const fb_conv_params *p, const fb_channel_quant *q, const fb_view *input,
                          const fb_filter_dims *fd, const int8_t *filter, const int32_t *bias,
                          fb_view *output, const fb_scratch *scratch)
@@ -349,15 +390,21 @@ fb_status fb_conv_s8_dsp(const fb_conv_params *p, const fb_channel_quant *q, con
         fill_bytes(patch, (int8_t)(-p->input_offset), taps);
     }
 
-    /* Output pixels in raster order, four at a time; a short last group
-     * repeats its last pixel (same column again, same bytes written again). */
+    /* Output pixels in raster order, four at a time; a last group of 3
+     * repeats its last pixel (same column again, same bytes written again),
+     * one of 1 or 2 pixels takes tail_outputs. */
     const int32_t y_end = output->y0 + output->h;
     const int32_t x_end = output->x0 + output->w;
     int32_t oy = output->y0, ox = output->x0;
     while (oy < y_end) {
         int8_t *out[QUAD];
         const int8_t *src = NULL;
+        const int32_t left = (y_end - oy - 1) * output->w + (x_end - ox);
+        const int32_t tail = left < 3 ? left : 0;
         for (int32_t k = 0; k < QUAD; ++k) {
+            if (tail && k == tail) {
+                break;
+            }
             if (oy < y_end) {
                 if (one_by_one) {
                     src = fb_view_at(input, oy * p->stride_h, ox * p->stride_w);
@@ -387,7 +434,28 @@ fb_status fb_conv_s8_dsp(const fb_conv_params *p, const fb_channel_quant *q, con
                 expand_column(cols, k, src, taps, p->input_offset);
             }
         }
-        if (padded) {                      /* rows start anywhere; the last one is copied */
+        if (tail && left == output->h * output->w) {
+            /* a window of 1 or 2 pixels: the other pixels' column words too,
+             * so that every call writes all the scratch it asks for */
+            for (int32_t g = 0; g < groups; ++g) {
+                for (int32_t k = 2 * tail; k < 2 * QUAD; ++k) {
+                    cols[g * 2 * QUAD + k] = 0;
+                }
+            }
+        }
+        if (tail == 1) {
+            if (ssat_only) {
+                tail_outputs(&job, cols, out, 1, FB_CLAMP_SSAT, padded);
+            } else {
+                tail_outputs(&job, cols, out, 1, FB_CLAMP_RANGE, padded);
+            }
+        } else if (tail == 2) {
+            if (ssat_only) {
+                tail_outputs(&job, cols, out, 2, FB_CLAMP_SSAT, padded);
+            } else {
+                tail_outputs(&job, cols, out, 2, FB_CLAMP_RANGE, padded);
+            }
+        } else if (padded) {                      /* rows start anywhere; the last one is copied */
             if (ssat_only && groups == 7) {  /* 3x3x3: the first layer of most image models */
                 quad_outputs(&job, cols, out, FB_CLAMP_SSAT, 1, 7, ROW_ANY);
             } else if (ssat_only) {
