@@ -33,6 +33,7 @@ from harness.frontend.graph import Graph
 from harness.schedules.geometry import block_op_ranges
 from harness.backend.lowering import (bottleneck_base_macs, bottleneck_channel_blocks, bottleneck_dims,
                                      bottleneck_macs, bottleneck_scratch_bytes, lower_op)
+from harness.backend.hostrt import planned_kernels
 from harness.schedules.plan import Note, Plan, plan_schedule
 from harness.schedules.order import best_layer_by_layer_arena
 from harness.schedules.registry import NotApplicable, Option, Schedule, percent, stream_windows_option, whole_number
@@ -61,7 +62,11 @@ def reordered_stage(graph: Graph, ops: list[int], band_rows: int, calls=None,
 
 def _with_channel_blocks(graph: Graph, stages: list[ReorderedBlock], calls, stream_input: bool) -> list[ReorderedBlock]:
     """Each stage with the largest channel block whose plan's arena is not above
-    the arena with channel block 1 everywhere (block by block, in order)."""
+    the arena with channel block 1 everywhere (block by block, in order). Only
+    the DSP kernels run four channels faster: a plan for the portable kernels
+    alone (RISC-V) keeps one channel per pass, which is also the least scratch."""
+    if "dsp" not in planned_kernels():
+        return list(stages)
     limit = plan_schedule(graph, stages, variant="reordered", stream_windows=stream_input).arena_bytes
     chosen = list(stages)
     for k, st in enumerate(stages):

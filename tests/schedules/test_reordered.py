@@ -113,3 +113,15 @@ def test_channel_block_1_where_4_would_raise_the_arena():
     calls = [lower_op(graph, graph.ops[i]) for i in st.ops]
     four = replace(st, channel_block=4, scratch_bytes=bottleneck_scratch_bytes(calls, st.band_rows, 4))
     assert plan_schedule(graph, [four], variant="reordered").arena_bytes > plan.arena_bytes
+
+
+def test_a_plan_for_the_portable_kernels_keeps_one_channel_per_pass(model_paths):
+    """Only the DSP kernels run four channels faster (RISC-V runs the portable ones)."""
+    from harness.backend.hostrt import planning_kernels
+    from harness.targets.boards import load_board
+    graph = load_model(next(p for p in model_paths if p.stem == "mobilenetv2_w035_144"))
+    with planning_kernels("portable"):
+        plan = plan_reordered(graph)
+    assert plan.stages and all(st.channel_block == 1 for st in plan.stages)
+    assert all(st.channel_block == 1 for st in make_plan(graph, "reordered", board=load_board("esp32c3")).stages)
+    assert all(st.channel_block == 4 for st in make_plan(graph, "reordered", board=load_board("stm32h7")).stages)
