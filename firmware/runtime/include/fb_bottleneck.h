@@ -36,6 +36,18 @@ static inline void fb_bottleneck_read_range(int32_t out_lo, int32_t out_n, int32
     *n = b >= a ? b - a + 1 : 0;
 }
 
+/* A band's accumulators (pixels x out_c) start at the projection's bias. */
+static inline void fb_bottleneck_band_start(const fb_bottleneck_params *p, int32_t *acc, int32_t pixels)
+{
+    /* locals: the int32 stores may alias *p, which would be read again each time */
+    const int32_t out_c = p->out_c;
+    const int32_t *bias = p->project_bias;
+    for (int32_t e = 0, o = 0; e < pixels * out_c; ++e) {
+        acc[e] = bias != NULL ? bias[o] : 0;
+        o = o + 1 == out_c ? 0 : o + 1;
+    }
+}
+
 /* The optimized kernel (same contract as fb_bottleneck_s8). */
 fb_status fb_bottleneck_s8_dsp(const fb_bottleneck_params *p, const fb_view *input, fb_view *output,
                                const fb_scratch *scratch);

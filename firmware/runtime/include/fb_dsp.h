@@ -262,6 +262,26 @@ static inline __attribute__((always_inline)) int8_t fb_requant_out(int32_t acc2,
     return (int8_t)v;
 }
 
+/* Four channels' doubled accumulators requantized with their records and
+ * stored side by side (out[0..3]). */
+static inline __attribute__((always_inline)) void fb_requant_store4(int8_t *out, int32_t a0, int32_t a1, int32_t a2,
+                                                                    int32_t a3, const fb_requant_rec *rec,
+                                                                    int clamp, int32_t act_min, int32_t act_max)
+{
+    const int8_t v0 = fb_requant_out(a0, rec[0].multiplier, rec[0].round_offset, rec[0].right_shift, clamp,
+                                     act_min, act_max);
+    const int8_t v1 = fb_requant_out(a1, rec[1].multiplier, rec[1].round_offset, rec[1].right_shift, clamp,
+                                     act_min, act_max);
+    const int8_t v2 = fb_requant_out(a2, rec[2].multiplier, rec[2].round_offset, rec[2].right_shift, clamp,
+                                     act_min, act_max);
+    const int8_t v3 = fb_requant_out(a3, rec[3].multiplier, rec[3].round_offset, rec[3].right_shift, clamp,
+                                     act_min, act_max);
+    out[0] = v0;
+    out[1] = v1;
+    out[2] = v2;
+    out[3] = v3;
+}
+
 /* The optimized kernels (same contracts as the public ones). */
 fb_status fb_conv_s8_dsp(const fb_conv_params *p, const fb_channel_quant *q, const fb_view *input,
                          const fb_filter_dims *fd, const int8_t *filter, const int32_t *bias,

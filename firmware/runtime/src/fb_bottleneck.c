@@ -312,7 +312,6 @@ fb_status fb_bottleneck_s8_portable(const fb_bottleneck_params *p, const fb_view
     }
     const fb_conv_params *d = &p->dw.conv;
     const int32_t in_h = input->h, in_w = input->w, out_h = output->h, out_w = output->w;
-    const int32_t out_c = p->out_c;
     const int32_t k_block = p->channel_block;
     int32_t *acc = lay.acc;
     const int32_t col_lo = lay.col_lo, cols = lay.cols;
@@ -320,10 +319,7 @@ fb_status fb_bottleneck_s8_portable(const fb_bottleneck_params *p, const fb_view
     for (int32_t b0 = 0; b0 < out_h; b0 += p->band_rows) {
         const int32_t nb = out_h - b0 < p->band_rows ? out_h - b0 : p->band_rows;
         const int32_t pixels = nb * out_w;
-        for (int32_t e = 0, o = 0; e < pixels * out_c; ++e) {
-            acc[e] = p->project_bias != NULL ? p->project_bias[o] : 0;
-            o = o + 1 == out_c ? 0 : o + 1;
-        }
+        fb_bottleneck_band_start(p, acc, pixels);
         int32_t row_lo, rows;
         fb_bottleneck_read_range(b0, nb, d->stride_h, d->pad_top, p->kh, d->dilation_h, in_h, &row_lo, &rows);
         for (int32_t i0 = 0; i0 < p->mid_c; i0 += k_block) {

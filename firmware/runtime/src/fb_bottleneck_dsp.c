@@ -151,21 +151,6 @@ static void prepare_pass(const fb_bottleneck_params *p, int32_t i, uint32_t *wid
     }
 }
 
-/* Requantize four channels' doubled accumulators and store them side by side. */
-static inline __attribute__((always_inline)) void store_four(int8_t *out, int32_t a0, int32_t a1, int32_t a2,
-                                                             int32_t a3, const fb_requant_rec *rec,
-                                                             const int clamp, int32_t lo, int32_t hi)
-{
-    const int8_t v0 = fb_requant_out(a0, rec[0].multiplier, rec[0].round_offset, rec[0].right_shift, clamp, lo, hi);
-    const int8_t v1 = fb_requant_out(a1, rec[1].multiplier, rec[1].round_offset, rec[1].right_shift, clamp, lo, hi);
-    const int8_t v2 = fb_requant_out(a2, rec[2].multiplier, rec[2].round_offset, rec[2].right_shift, clamp, lo, hi);
-    const int8_t v3 = fb_requant_out(a3, rec[3].multiplier, rec[3].round_offset, rec[3].right_shift, clamp, lo, hi);
-    out[0] = v0;
-    out[1] = v1;
-    out[2] = v2;
-    out[3] = v3;
-}
-
 /* -- 1. expansion ---------------------------------------------------------------------- */
 
 /* One 4-tap group of the input pixel (word xv) for the four channels. */
@@ -215,7 +200,7 @@ static inline __attribute__((always_inline)) void expand_pixels(const bn_pass *p
                 EXPAND_GROUP(w, xv);
             }
         }
-        store_four(dst, a0, a1, a2, a3, ps->expand_rec, clamp, lo, hi);
+        fb_requant_store4(dst, a0, a1, a2, a3, ps->expand_rec, clamp, lo, hi);
     }
 }
 
@@ -304,7 +289,7 @@ static inline __attribute__((always_inline)) void dw_band_clamped(const fb_bottl
             int32_t kx0, kx1;
             fb_valid_taps(ix0, c->dilation_w, kw, in_w, &kx0, &kx1);
             if (ky0 >= ky1 || kx0 >= kx1) {               /* every tap in the padding */
-                store_four(dst, rec[0].bias2, rec[1].bias2, rec[2].bias2, rec[3].bias2, rec, clamp, lo, hi);
+                fb_requant_store4(dst, rec[0].bias2, rec[1].bias2, rec[2].bias2, rec[3].bias2, rec, clamp, lo, hi);
                 continue;
             }
             const int8_t *x = pl->base + (iy0 + ky0 * c->dilation_h - pl->y0) * pl->row +
@@ -319,7 +304,7 @@ static inline __attribute__((always_inline)) void dw_band_clamped(const fb_bottl
                         DW_TAP_OFFSET(w, fb_load_u32(xt));
                     }
                 }
-                store_four(dst, a0, a1, a2, a3, rec, clamp, lo, hi);
+                fb_requant_store4(dst, a0, a1, a2, a3, rec, clamp, lo, hi);
                 continue;
             }
             int32_t a0 = ps->dw_start[0], a1 = ps->dw_start[1], a2 = ps->dw_start[2], a3 = ps->dw_start[3];
@@ -344,7 +329,7 @@ static inline __attribute__((always_inline)) void dw_band_clamped(const fb_bottl
                     }
                 }
             }
-            store_four(dst, a0, a1, a2, a3, rec, clamp, lo, hi);
+            fb_requant_store4(dst, a0, a1, a2, a3, rec, clamp, lo, hi);
         }
     }
 }
@@ -475,10 +460,7 @@ fb_status fb_bottleneck_s8_dsp(const fb_bottleneck_params *p, const fb_view *inp
     for (int32_t b0 = 0; b0 < out_h; b0 += p->band_rows) {
         const int32_t nb = out_h - b0 < p->band_rows ? out_h - b0 : p->band_rows;
         const int32_t pixels = nb * out_w;
-        for (int32_t e = 0, o = 0; e < pixels * out_c; ++e) {
-            acc[e] = p->project_bias != NULL ? p->project_bias[o] : 0;
-            o = o + 1 == out_c ? 0 : o + 1;
-        }
+        fb_bottleneck_band_start(p, acc, pixels);
         int32_t row_lo, rows;
         fb_bottleneck_read_range(b0, nb, d->stride_h, d->pad_top, p->kh, d->dilation_h, in_h, &row_lo, &rows);
         pl.y0 = p->has_expand ? row_lo : 0;

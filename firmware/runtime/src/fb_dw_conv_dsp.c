@@ -54,21 +54,6 @@ typedef struct {
     int32_t groups, taps, kw, channels, tap_step, row_step, offset2, act_min, act_max;
 } dw_job;
 
-/* Requantize and store four channels' accumulators. */
-static inline __attribute__((always_inline)) void store_four(int8_t *out, int32_t a0, int32_t a1, int32_t a2,
-                                                             int32_t a3, const fb_requant_rec *rec,
-                                                             const int clamp, int32_t lo, int32_t hi)
-{
-    const int8_t v0 = fb_requant_out(a0, rec[0].multiplier, rec[0].round_offset, rec[0].right_shift, clamp, lo, hi);
-    const int8_t v1 = fb_requant_out(a1, rec[1].multiplier, rec[1].round_offset, rec[1].right_shift, clamp, lo, hi);
-    const int8_t v2 = fb_requant_out(a2, rec[2].multiplier, rec[2].round_offset, rec[2].right_shift, clamp, lo, hi);
-    const int8_t v3 = fb_requant_out(a3, rec[3].multiplier, rec[3].round_offset, rec[3].right_shift, clamp, lo, hi);
-    out[0] = v0;
-    out[1] = v1;
-    out[2] = v2;
-    out[3] = v3;
-}
-
 /* acc += four channels of one tap; x02/x13 are the unpacked input word, w
  * the tap's lane-0 weights (lane 1's lie `taps` words further). */
 #define DW_MAC(w_ptr, lane1, x02, x13)                                        \
@@ -119,7 +104,7 @@ static inline __attribute__((always_inline)) void interior_pixel(const dw_job *j
             }
             xr += job->row_step;
         }
-        store_four(out, a0, a1, a2, a3, rec, clamp, job->act_min, job->act_max);
+        fb_requant_store4(out, a0, a1, a2, a3, rec, clamp, job->act_min, job->act_max);
     }
 }
 
@@ -144,7 +129,7 @@ static inline __attribute__((always_inline)) void border_pixel(const dw_job *job
             }
             xr += job->row_step;
         }
-        store_four(out, a0, a1, a2, a3, rec, clamp, job->act_min, job->act_max);
+        fb_requant_store4(out, a0, a1, a2, a3, rec, clamp, job->act_min, job->act_max);
     }
 }
 
