@@ -12,7 +12,8 @@ A build is skipped when the hash of everything that goes into it (sources,
 headers, flags, linker script, toolchain version) matches the last one in
 `out_dir`. The runtime and HAL sources do not depend on the model: each is
 compiled once per content and flags into build/objects/ (about 5 s of the
-7 s a model's build took), and a build compiles only the app and the
+7 s a model's build took; the runtime with the core's flags and kernel
+selection only, so boards with one core share it), and a build compiles only the app and the
 generated model and links them with those objects, in the same order as one
 gcc call over all sources would.
 """
@@ -367,8 +368,9 @@ def build_firmware(board: Board, gen_dir: Path, out_dir: Path,
         raise FusebenchError(f"bad optimisation flag {opt!r} (expected -O0..-O3, -Os, -Oz, -Og)")
 
     # model-independent sources first (compiled once into build/objects), then the app and the model
-    shared = (_c_sources(RUNTIME_DIR / "src") + _c_sources(HAL_DIR / COMMON_HAL_DIR)
-              + _c_sources(HAL_DIR / tools.hal_dir) + _c_sources(hal_dir))
+    runtime = _c_sources(RUNTIME_DIR / "src")
+    hal = _c_sources(HAL_DIR / COMMON_HAL_DIR) + _c_sources(HAL_DIR / tools.hal_dir) + _c_sources(hal_dir)
+    shared = runtime + hal
     own = _c_sources(APP_DIR) + _c_sources(gen_dir) + [Path(s).resolve() for s in extra_sources]
     sources = shared + own
     for source in sources:
@@ -388,11 +390,14 @@ def build_firmware(board: Board, gen_dir: Path, out_dir: Path,
         *hal_defines(board, target),
         *kernel_defines(board),
     ]
-    base_flags = [*board.cpu_flags, opt, "-g3", "-std=c11", "-Wall", "-Wextra",
-                  "-ffunction-sections", "-fdata-sections", "-fno-common", *defines]
-    compile_flags = [*base_flags, *[f"-I{d}" for d in include_dirs]]
-    # the runtime and the HAL see neither the app's nor the model's folder
-    shared_flags = [*base_flags, *[f"-I{d}" for d in (HAL_DIR, RUNTIME_DIR / "include")]]
+    core_flags = [*board.cpu_flags, opt, "-g3", "-std=c11", "-Wall", "-Wextra",
+                  "-ffunction-sections", "-fdata-sections", "-fno-common"]
+    compile_flags = [*core_flags, *defines, *[f"-I{d}" for d in include_dirs]]
+    # The runtime and the HAL see neither the app's nor the model's folder; the
+    # runtime reads only the kernel selection, so every board with this core and
+    # kernel set shares its objects (the board's and runner's defines go to the HAL).
+    runtime_flags = [*core_flags, *kernel_defines(board), f"-I{RUNTIME_DIR / 'include'}"]
+    hal_flags = [*core_flags, *defines, *[f"-I{d}" for d in (HAL_DIR, RUNTIME_DIR / "include")]]
     link_flags = ["-nostartfiles", f"--specs={tools.specs}", f"-T{script_path}",
                   "-Wl,--gc-sections", f"-Wl,-Map={map_file}", "-Wl,--no-warn-rwx-segments"]
     # Linked under a temporary name and moved into place: an emulator another
@@ -416,7 +421,11 @@ def build_firmware(board: Board, gen_dir: Path, out_dir: Path,
     out_dir.mkdir(parents=True, exist_ok=True)
     script_path.write_text(script)
     # the C library's specs also set its include folders (picolibc, newlib-nano): compile with them too
-    objects, log = _shared_objects(tools.gcc, version, [*shared_flags, f"--specs={tools.specs}"], shared, out_dir)
+    specs = f"--specs={tools.specs}"
+    objects, log = _shared_objects(tools.gcc, version, [*runtime_flags, specs], runtime, out_dir)
+    if objects is not None:
+        hal_objects, log = _shared_objects(tools.gcc, version, [*hal_flags, specs], hal, out_dir)
+        objects = objects + hal_objects if hal_objects is not None else None
     if objects is not None:
         command = [tools.gcc, *compile_flags, *map(str, objects), *map(str, own), *link_flags,
                    "-o", str(linked), "-lc", "-lm", "-lgcc"]
