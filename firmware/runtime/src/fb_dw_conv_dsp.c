@@ -186,30 +186,29 @@ static inline __attribute__((always_inline)) void border_pixel(const dw_job *job
 #define DW_OUT_W [wp] "+r"(w), [w0] "=&r"(w0_), [w1] "=&r"(w1_), [w2] "=&r"(w2_), [xv] "=&r"(xv_)
 
 /* All three rows, no offset, in one statement (nothing for gcc to move
- * between them); the row step is read from memory for want of a register. */
-#define DW_PASS_ASM(ROW, ACC)                                                   \
+ * between them); the row step is read from memory for want of a register.
+ * UNPACK is DW_UNPACK_0 or DW_UNPACK_1: the lane (channel pair) of the words;
+ * the accumulator operands (a DW_ACC list, commas and all) come last. */
+#define DW_PASS_ASM(ROW, UNPACK, ...)                                           \
     do {                                                                        \
         DW_WEIGHT_REGS;                                                         \
         uint32_t xv_;                                                           \
         const int8_t *xp_ = x;                                                  \
-        __asm__(DW_LDM3 ROW(DW_UNPACK_0) "ldr %[xv], %[row]\n\tadd %[xr], %[xr], %[xv]\n\t" \
-                DW_LDM3 ROW(DW_UNPACK_0) "ldr %[xv], %[row]\n\tadd %[xr], %[xr], %[xv]\n\t" \
-                DW_LDM3 ROW(DW_UNPACK_0)                                        \
-                : ACC, DW_OUT_W, [xr] "+r"(xp_)                                 \
+        __asm__(DW_LDM3 ROW(UNPACK) "ldr %[xv], %[row]\n\tadd %[xr], %[xr], %[xv]\n\t" \
+                DW_LDM3 ROW(UNPACK) "ldr %[xv], %[row]\n\tadd %[xr], %[xr], %[xv]\n\t" \
+                DW_LDM3 ROW(UNPACK)                                             \
+                : __VA_ARGS__, DW_OUT_W, [xr] "+r"(xp_)                         \
                 : [c1] "r"(c1), [row] "m"(row)                                  \
                 : "memory");                                                    \
     } while (0)
-#define DW_PASS_ASM1(ROW, ACC)                                                  \
+/* DW_PASS_ASM for the lane in `lane` (0 or 1, known per call site). */
+#define DW_PASS_LANE(ROW, ...)                                                  \
     do {                                                                        \
-        DW_WEIGHT_REGS;                                                         \
-        uint32_t xv_;                                                           \
-        const int8_t *xp_ = x;                                                  \
-        __asm__(DW_LDM3 ROW(DW_UNPACK_1) "ldr %[xv], %[row]\n\tadd %[xr], %[xr], %[xv]\n\t" \
-                DW_LDM3 ROW(DW_UNPACK_1) "ldr %[xv], %[row]\n\tadd %[xr], %[xr], %[xv]\n\t" \
-                DW_LDM3 ROW(DW_UNPACK_1)                                        \
-                : ACC, DW_OUT_W, [xr] "+r"(xp_)                                 \
-                : [c1] "r"(c1), [row] "m"(row)                                  \
-                : "memory");                                                    \
+        if (lane) {                                                             \
+            DW_PASS_ASM(ROW, DW_UNPACK_1, __VA_ARGS__);                         \
+        } else {                                                                \
+            DW_PASS_ASM(ROW, DW_UNPACK_0, __VA_ARGS__);                         \
+        }                                                                       \
     } while (0)
 /* One row with the input offset (the top and bottom rows of the map: a
  * run-time number of rows). */
@@ -278,15 +277,15 @@ static inline __attribute__((always_inline)) void lane_pass(const dw_job *job, i
 #else
     if (!offset) {
         if (NP == 3 && S == 1) {
-            if (lane) DW_PASS_ASM1(DW_ROW_3_1, DW_ACC3); else DW_PASS_ASM(DW_ROW_3_1, DW_ACC3);
+            DW_PASS_LANE(DW_ROW_3_1, DW_ACC3);
         } else if (NP == 3) {
-            if (lane) DW_PASS_ASM1(DW_ROW_3_2, DW_ACC3); else DW_PASS_ASM(DW_ROW_3_2, DW_ACC3);
+            DW_PASS_LANE(DW_ROW_3_2, DW_ACC3);
         } else if (NP == 2 && S == 1) {
-            if (lane) DW_PASS_ASM1(DW_ROW_2_1, DW_ACC2); else DW_PASS_ASM(DW_ROW_2_1, DW_ACC2);
+            DW_PASS_LANE(DW_ROW_2_1, DW_ACC2);
         } else if (NP == 2) {
-            if (lane) DW_PASS_ASM1(DW_ROW_2_2, DW_ACC2); else DW_PASS_ASM(DW_ROW_2_2, DW_ACC2);
+            DW_PASS_LANE(DW_ROW_2_2, DW_ACC2);
         } else {
-            if (lane) DW_PASS_ASM1(DW_ROW_1, DW_ACC1); else DW_PASS_ASM(DW_ROW_1, DW_ACC1);
+            DW_PASS_LANE(DW_ROW_1, DW_ACC1);
         }
     } else {
         const int8_t *xr = x;
